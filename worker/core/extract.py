@@ -653,6 +653,47 @@ def _clean_paragraphs(paragraphs: list[str]) -> list[str]:
     return out
 
 
+def _key(text: str) -> str:
+    return _clean(text).lower()[:80]
+
+
+def _continuations(original: lxml.html.HtmlElement, paragraphs: list[str]) -> list[str]:
+    """Add article text that sits in sibling containers of the one the extractor chose.
+
+    Many sites cut one article into several body blocks with the same tag and
+    class (with ads between them); extractors often keep only the first block.
+    """
+    if len(paragraphs) < 2:
+        return paragraphs
+    seen = {_key(p) for p in paragraphs}
+    last = _key(paragraphs[-1])
+    container = None
+    for el in original.iter("p"):
+        if _key(_text_of(el)) == last:
+            container = el.getparent()
+            break
+    if container is None or not container.get("class"):
+        return paragraphs
+    siblings = [
+        c
+        for c in original.iter(container.tag)
+        if c.get("class") == container.get("class") and not _is_furniture(c)
+    ]
+    if len(siblings) < 2 or len(siblings) > 20:
+        return paragraphs
+    out = list(paragraphs)
+    for c in siblings[siblings.index(container) + 1 :]:
+        # Paragraphs only: lists in these blocks are mostly "more stories" links.
+        texts = list(dict.fromkeys(_text_of(p) for p in c.iter("p", "h2", "h3")))
+        texts = [t for t in texts if t and _key(t) not in seen]
+        long = [t for t in texts if _words(t) >= 25]
+        if not long or sum(_words(t) for t in long) < 0.6 * sum(_words(t) for t in texts):
+            continue
+        out.extend(texts)
+        seen.update(_key(t) for t in texts)
+    return out
+
+
 def _readability_text(html: str) -> list[str]:
     try:
         from readability import Document  # imported lazily: only needed on short bodies
@@ -710,6 +751,7 @@ def _extract(text: str, url: str) -> PageContent:
 
     doc = _trafilatura(tree, url)
     paragraphs = _paragraphs(doc.body) if doc is not None and doc.body is not None else []
+    paragraphs = _continuations(_parse(text), paragraphs)
     if sum(_words(p) for p in paragraphs) < _SHORT_BODY_WORDS:
         alt = _readability_text(text)
         if sum(_words(p) for p in alt) > 2 * sum(_words(p) for p in paragraphs):
