@@ -1,6 +1,8 @@
 """A real HTTP server on 127.0.0.1 for tests: routes in a dict, requests recorded.
 
-    from tests.helpers.httpserver import http_server  # noqa: F401  (the fixture)
+    from tests.helpers import httpserver
+
+    http_server = httpserver.http_server  # use the fixture in this module
 
     def test_feed(http_server):
         http_server.routes["/feed.xml"] = (200, {"Content-Type": "application/rss+xml"}, b"<rss/>")

@@ -6,9 +6,10 @@ fetched pages, so a hostile page could point us at `http://169.254.169.254/`
 those. The check must happen on the address we actually connect to, at connect
 time: checking a URL's host name up front and connecting later lets a DNS
 rebinding answer slip through. So the connection classes below resolve the name
-themselves, refuse if ANY resolved address is non-public, and connect to the
-very address they checked. TLS keeps using the host name (SNI, certificate,
-Host header), because urllib3 still believes it is talking to that host.
+themselves, drop every resolved address that is not public (refusing when
+none is left), and connect to the very address they checked. TLS keeps using
+the host name (SNI, certificate, Host header), because urllib3 still believes
+it is talking to that host.
 
 Every request of a `requests.Session` with `GuardedAdapter` mounted goes through
 this path, redirects included (each hop opens or reuses a connection from the
@@ -191,7 +192,9 @@ def is_allowed_address(ip: str | IPAddress, allow_networks: Iterable[str] | Allo
     return _is_public(addr) and all(_is_public(v4) for v4 in _embedded_ipv4(addr))
 
 
-AddrInfo = tuple[int, int, int, Any]  # family, type, proto, sockaddr
+AddrInfo = tuple[
+    int, int, int, str, Any
+]  # as socket.getaddrinfo: family, type, proto, canonname, sockaddr
 
 
 class AddressGuard:
@@ -201,15 +204,21 @@ class AddressGuard:
         self.allow = AllowList.parse(allow_networks)
 
     def resolve(self, host: str, port: int) -> list[AddrInfo]:
-        """Addresses to connect to, all checked; raises BlockedAddressError or socket.gaierror."""
+        """The allowed addresses of `host`, to connect to in order.
+
+        Every resolved address is checked and only allowed ones are returned,
+        so a name answering with both a public and a private address is only
+        ever reached on the public one. Raises BlockedAddressError when none is
+        allowed, socket.gaierror when the name does not resolve.
+        """
         name = _normalize_host(host)
         infos = _resolve(name, port)
-        if not self.allow.allows_host(name):
-            for info in infos:
-                address = str(info[3][0])
-                if not is_allowed_address(address, self.allow):
-                    raise BlockedAddressError(name, address)
-        return infos
+        if self.allow.allows_host(name):
+            return infos
+        allowed = [i for i in infos if is_allowed_address(str(i[4][0]), self.allow)]
+        if not allowed:
+            raise BlockedAddressError(name, str(infos[0][4][0]) if infos else name)
+        return allowed
 
 
 def _resolve(name: str, port: int) -> list[AddrInfo]:
@@ -240,10 +249,10 @@ def _literal_address(name: str) -> IPAddress | None:
 
 def _addrinfo(ip: IPAddress, port: int) -> AddrInfo:
     if ip.version == 4:
-        return (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, (str(ip), port))
+        return (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (str(ip), port))
     scope = int(ip.scope_id) if ip.scope_id and ip.scope_id.isdigit() else 0
     plain = ip.compressed.split("%")[0]
-    return (socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, (plain, port, 0, scope))
+    return (socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (plain, port, 0, scope))
 
 
 # --- urllib3 / requests plumbing ----------------------------------------------
@@ -278,7 +287,7 @@ class _GuardedConnectionMixin:
         except socket.gaierror as exc:
             raise NameResolutionError(self.host, self, exc) from exc  # type: ignore[arg-type]
         last_error: OSError | None = None
-        for family, socktype, proto, sockaddr in infos:
+        for family, socktype, proto, _, sockaddr in infos:
             try:
                 return self._connect_to(family, socktype, proto, sockaddr)
             except TimeoutError as exc:
