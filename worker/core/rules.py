@@ -1,0 +1,931 @@
+"""Watchlists -> one compiled matcher; MatchDocument -> WatchlistMatch, with reasons.
+
+How it works (docs/rules.md has the user-facing rules):
+
+1. Compile. Every term of every watchlist (entity names, aliases, weak
+   aliases, context terms, keywords, exclusions, rule terms) is folded into
+   the match view (`worker.core.text`) and added to ONE Aho-Corasick automaton
+   as " term " (or " prefix" for `withdraw*`). The surrounding spaces make
+   every automaton hit a whole-word hit, so nothing has to be filtered for
+   boundaries afterwards except wildcard ends. Spelling variants (plural
+   and dotted forms) are extra keys pointing at the same term.
+2. Scan. Each field of the document is folded once and run through the
+   automaton once. A hit is checked for case (acronyms, `=Exact` terms) and,
+   for watchlists that keep diacritics, for marks, against the ORIGINAL text,
+   then recorded per (watchlist, term).
+3. Judge. Only watchlists with at least one hit are looked at: source
+   filters, exclusions, weak aliases, the rule, min_mentions. The same code
+   produces the reasons for `explain()`.
+
+The Matcher is immutable after `compile_matcher`, so one instance can be shared
+by threads.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import ahocorasick
+import lark
+
+from worker.config import WatchlistSpec
+from worker.core.model import Hit, MatchDocument, WatchlistMatch
+from worker.core.text import Folded, case_tokens, fold, fold_term, mark_tokens
+
+__all__ = ["Explanation", "Matcher", "RuleError", "compile_matcher"]
+
+# Refuse inputs that would build an automaton too large for a worker, instead
+# of running it out of memory. 100,000 ordinary terms are about 2 M characters.
+MAX_TERM_CHARS = 300
+MAX_TOTAL_CHARS = 8_000_000
+DEFAULT_NEAR = 10
+SNIPPET_BEFORE = 120
+SNIPPET_AFTER = 200
+
+TEXT_FIELDS = frozenset({"title", "lead", "body"})
+# What a field scope in a rule looks at. `body:` includes the lead: it is article text.
+SCOPES: dict[str, frozenset[str]] = {
+    "title": frozenset({"title"}),
+    "lead": frozenset({"lead"}),
+    "body": frozenset({"lead", "body"}),
+    "text": TEXT_FIELDS,
+    "author": frozenset({"author"}),
+    "source": frozenset({"source"}),
+    "tag": frozenset({"tag"}),
+}
+
+Role = Literal["name", "alias", "weak", "context", "keyword", "exclude", "rule"]
+
+
+class RuleError(ValueError):
+    """A watchlist that cannot be compiled: names the watchlist, shows the text and a caret."""
+
+    def __init__(self, watchlist: str, message: str, text: str = "", pos: int | None = None):
+        self.watchlist = watchlist
+        self.message = message
+        self.text = text
+        self.pos = pos
+        lines = [f"watchlist {watchlist!r}: {message}"]
+        if text:
+            shown = text if len(text) <= 200 else text[:200] + "…"
+            lines.append(f"    {shown}")
+            if pos is not None and pos <= len(shown):
+                lines.append("    " + " " * pos + "^")
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why one watchlist did or did not match one document."""
+
+    watchlist: str
+    matched: bool
+    reasons: list[str]
+    hits: tuple[Hit, ...] = ()
+
+
+# --- compiled data -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Term:
+    text: str  # as configured
+    role: Role
+    entity: int | None  # index into the watchlist's entities
+
+
+@dataclass(frozen=True, slots=True)
+class _Ref:
+    """One way an automaton key counts for a watchlist term, and what to check first."""
+
+    wl: int
+    term: int
+    case: tuple[str | None, ...] | None  # exact spelling required per word (None: any case)
+    marks: tuple[str, ...] | None  # words with diacritics, for watchlists that keep them
+    prefix: bool  # wildcard: the last word only has to start with the term's
+
+
+@dataclass(frozen=True, slots=True)
+class _Entity:
+    name: str
+    has_context: bool
+
+
+# Rule syntax tree. `src` is the node's text in the rule, for explanations.
+@dataclass(frozen=True, slots=True)
+class _Leaf:
+    src: str
+    terms: tuple[int, ...]  # watchlist term indexes; hits of any count
+    entities: tuple[int, ...]  # entities: all their spellings, weak ones with context
+    scope: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class _And:
+    src: str
+    parts: tuple[_Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Or:
+    src: str
+    parts: tuple[_Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Not:
+    src: str
+    part: _Node
+
+
+@dataclass(frozen=True, slots=True)
+class _Near:
+    src: str
+    parts: tuple[_Node, ...]  # leaves or ORs of leaves
+    distance: int
+
+
+_Node = _Leaf | _And | _Or | _Not | _Near
+
+
+@dataclass
+class _Watchlist:
+    spec: WatchlistSpec
+    terms: list[_Term] = field(default_factory=list)
+    entities: list[_Entity] = field(default_factory=list)
+    rule: _Node | None = None
+    positive: tuple[_Leaf, ...] = ()  # rule leaves not under a NOT: their hits are mentions
+    sources: frozenset[str] = frozenset()
+    exclude_sources: frozenset[str] = frozenset()
+
+
+# --- per-document scan state ------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Field:
+    name: str  # title | lead | body | author | source | tag
+    text: str  # original text of this field item
+    base: int  # offset of this item in the field's text (authors/tags are joined by "\n")
+    folded: Folded
+
+
+@dataclass(frozen=True, slots=True)
+class _Occ:
+    """One checked occurrence of a term, in view coordinates of its field."""
+
+    fld: _Field
+    start: int
+    end: int
+
+    def to_hit(self, term: _Term, entity: str | None) -> Hit:
+        a, b = self.fld.folded.original_span(self.start, self.end)
+        return Hit(
+            field=self.fld.name,
+            start=self.fld.base + a,
+            end=self.fld.base + b,
+            text=self.fld.text[a:b],
+            term=term.text,
+            entity=entity,
+        )
+
+
+# --- term spelling -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Variant:
+    key: str  # automaton key
+    case: tuple[str | None, ...] | None
+    marks: tuple[str, ...] | None
+    prefix: bool
+
+
+def _is_acronym(word: str) -> bool:
+    return word.isalpha() and word.isupper() and len(word) <= 4
+
+
+def _variants(
+    raw: str, *, is_name: bool, acronyms: bool, keep_marks: bool
+) -> tuple[list[_Variant], str | None]:
+    """The automaton keys for one configured term, or an error message.
+
+    `=Term` asks for exact case; a trailing `*` is a wildcard suffix.
+    """
+    exact = raw.startswith("=")
+    text = raw[1:] if exact else raw
+    prefix = text.endswith("*")
+    text = text.rstrip("*") if prefix else text
+    if "*" in text:
+        return [], f"'*' is only allowed at the end of a term: {raw!r}"
+    if len(text) > MAX_TERM_CHARS:
+        return [], f"term longer than {MAX_TERM_CHARS} characters: {text[:40]!r}…"
+    words = fold_term(text).split()
+    if not words:
+        return [], f"term {raw!r} has no letters or digits"
+    cased = case_tokens(text)
+    if len(cased) != len(words):  # defensive: folding split a word differently
+        cased = [w if exact else "" for w in words]
+    marked = mark_tokens(text) if keep_marks else None
+
+    def required(word: str) -> str | None:
+        return word if exact or (acronyms and _is_acronym(word)) else None
+
+    spellings: list[tuple[list[str], list[str | None], list[str] | None]] = [
+        (words, [required(w) for w in cased], marked)
+    ]
+    if len(cased) == 1 and _is_acronym(cased[0]) and len(cased[0]) > 1 and not prefix:
+        # "US" also reads "U.S." (view "u s"): one word per letter
+        letters = list(cased[0])
+        spellings.append(
+            ([c.lower() for c in letters], [required(cased[0]) and c for c in letters], None)
+        )
+    if len(cased) > 1 and all(len(c) == 1 and c.isupper() for c in cased) and not prefix:
+        # "U.S." also reads "US"
+        joined = "".join(cased)
+        spellings.append(([joined.lower()], [required(joined)], None))
+    if is_name and not prefix:
+        # names take a plural "s" (possessives need nothing: the apostrophe is a separator)
+        for w, c, m in list(spellings):
+            plural_c = [*c[:-1], c[-1] + "s" if c[-1] else None]
+            plural_m = [*m[:-1], m[-1] + "s"] if m else None
+            spellings.append(([*w[:-1], w[-1] + "s"], plural_c, plural_m))
+    out = []
+    for w, c, m in spellings:
+        key = " " + " ".join(w) + ("" if prefix else " ")
+        case = tuple(c) if any(c) else None
+        out.append(_Variant(key, case, tuple(m) if m else None, prefix))
+    return out, None
+
+
+def _check_case(words: list[str], need: tuple[str | None, ...], prefix: bool) -> bool:
+    if len(words) != len(need):
+        return False
+    last = len(words) - 1
+    for i, (w, n) in enumerate(zip(words, need, strict=True)):
+        if n is None:
+            continue
+        if prefix and i == last:
+            if not w.startswith(n):
+                return False
+        elif w != n:
+            return False
+    return True
+
+
+# --- the rule parser -------------------------------------------------------------------
+
+
+@functools.cache
+def _parser() -> lark.Lark:
+    grammar = importlib.resources.files("worker.core").joinpath("rule_grammar.lark").read_text()
+    return lark.Lark(
+        grammar, parser="lalr", lexer="basic", propagate_positions=True, maybe_placeholders=False
+    )
+
+
+def _unbalanced(rule: str) -> tuple[int, str] | None:
+    """Position and message of the first unbalanced parenthesis (outside quotes)."""
+    stack: list[int] = []
+    quote: str | None = None
+    for i, ch in enumerate(rule):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in '"“':
+            quote = "”" if ch == "“" else '"'
+        elif ch == "(":
+            stack.append(i)
+        elif ch == ")":
+            if not stack:
+                return i, "unbalanced parentheses: ')' without '('"
+            stack.pop()
+    if quote:
+        return rule.rindex('"' if quote == '"' else "“"), "unterminated quoted phrase"
+    if stack:
+        return stack[-1], "unbalanced parentheses: '(' is never closed"
+    return None
+
+
+def _parse_rule(name: str, rule: str) -> lark.Tree:
+    if not rule.strip():
+        raise RuleError(name, "empty rule", rule, 0)
+    bad = _unbalanced(rule)
+    if bad:
+        raise RuleError(name, bad[1], rule, bad[0])
+    try:
+        return _parser().parse(rule)
+    except lark.exceptions.UnexpectedEOF:
+        raise RuleError(name, "the rule ends too early", rule, len(rule)) from None
+    except lark.exceptions.UnexpectedInput as exc:
+        pos = exc.pos_in_stream if exc.pos_in_stream is not None else 0
+        token = getattr(exc, "token", None)
+        if token is not None and token.type == "$END":
+            raise RuleError(name, "the rule ends too early", rule, len(rule)) from None
+        what = repr(str(token)) if token is not None else repr(rule[pos : pos + 1])
+        kind = token.type if token is not None else ""
+        if kind in ("_AND", "_OR", "NEAR"):
+            msg = f"unexpected {what}: a term or '(' must come before it"
+        elif kind == "_NOT":
+            msg = f"unexpected {what}: write 'AND NOT' or 'OR NOT'"
+        elif kind in ("LPAR", "PHRASE", "FIELD"):
+            msg = f"unexpected {what}: put AND, OR or NEAR/n between two terms"
+        else:
+            msg = f"unexpected {what}"
+        raise RuleError(name, msg, rule, pos) from None
+
+
+class _RuleBuilder:
+    """lark tree -> _Node, registering rule terms in the watchlist as it goes."""
+
+    def __init__(self, compiler: _Compiler, wl_index: int, rule: str) -> None:
+        self.c = compiler
+        self.wl_index = wl_index
+        self.wl = compiler.watchlists[wl_index]
+        self.rule = rule
+        # every spelling of every entity -> the entity, so rule words can name them
+        self.entity_keys: dict[str, int] = {}
+        for ei, e in enumerate(self.wl.spec.names):
+            for spelling in (e.name, *e.aliases, *e.weak_aliases):
+                self.entity_keys.setdefault(fold_term(spelling), ei)
+
+    def error(self, message: str, pos: int) -> RuleError:
+        return RuleError(self.wl.spec.name, message, self.rule, pos)
+
+    def src(self, tree: lark.Tree | lark.Token) -> str:
+        if isinstance(tree, lark.Token):
+            return str(tree)
+        return self.rule[tree.meta.start_pos : tree.meta.end_pos]
+
+    def pos(self, tree: lark.Tree | lark.Token) -> int:
+        if isinstance(tree, lark.Token):
+            return tree.start_pos or 0
+        return tree.meta.start_pos
+
+    def build(self, tree: lark.Tree | lark.Token, scope: frozenset[str]) -> _Node:
+        if isinstance(tree, lark.Token):  # a single-word `words` collapsed by `?`
+            return self.leaf(str(tree), self.pos(tree), scope)
+        kind = tree.data
+        if kind == "or_expr":
+            return _Or(self.src(tree), tuple(self.build(t, scope) for t in tree.children))
+        if kind == "and_expr":
+            return _And(self.src(tree), tuple(self.build(t, scope) for t in tree.children))
+        if kind == "not_":
+            return _Not(self.src(tree), self.build(tree.children[0], scope))
+        if kind == "near_expr":
+            return self.near(tree, scope)
+        if kind == "scoped":
+            fld_token, inner = tree.children
+            fname = str(fld_token)[:-1].lower()
+            if fname not in SCOPES:
+                known = ", ".join(SCOPES)
+                raise self.error(f"unknown field {fname!r} (fields: {known})", self.pos(fld_token))
+            return self.build(inner, SCOPES[fname])
+        if kind == "phrase":
+            token = tree.children[0]
+            return self.leaf(str(token)[1:-1], self.pos(token) + 1, scope, src=self.src(tree))
+        if kind == "words":
+            text = " ".join(str(t) for t in tree.children)
+            return self.leaf(text, self.pos(tree), scope, src=self.src(tree))
+        raise self.error(f"unexpected {kind}", self.pos(tree))  # pragma: no cover - grammar bug
+
+    def near(self, tree: lark.Tree, scope: frozenset[str]) -> _Near:
+        children = tree.children
+        operands = [self.build(t, scope) for t in children[0::2]]
+        operators = children[1::2]
+        distances = []
+        for op in operators:
+            text = str(op)
+            n = int(text.split("/", 1)[1]) if "/" in text else DEFAULT_NEAR
+            if n < 1:
+                raise self.error("NEAR/n needs n of at least 1", self.pos(op))
+            distances.append(n)
+        if len(set(distances)) > 1:
+            raise self.error("a chain of NEAR needs one distance; use parentheses", self.pos(tree))
+        for operand, child in zip(operands, children[0::2], strict=True):
+            if not _positional(operand):
+                raise self.error(
+                    "NEAR works on terms, phrases or ORs of them, not AND/NOT", self.pos(child)
+                )
+        return _Near(self.src(tree), tuple(operands), distances[0])
+
+    def leaf(self, text: str, pos: int, scope: frozenset[str], src: str | None = None) -> _Leaf:
+        src = src or text
+        if text in ("@names", "@keywords"):
+            return self.group(text, scope)
+        folded = fold_term(text.lstrip("=").rstrip("*"))
+        if not text.startswith("=") and not text.endswith("*") and folded in self.entity_keys:
+            return _Leaf(src, (), (self.entity_keys[folded],), scope)
+        try:
+            index = self.c.add_term(self.wl_index, text, "rule", None)
+        except RuleError as exc:
+            raise self.error(exc.message, pos) from None
+        return _Leaf(src, (index,), (), scope)
+
+    def group(self, text: str, scope: frozenset[str]) -> _Leaf:
+        if text == "@keywords":
+            terms = tuple(i for i, t in enumerate(self.wl.terms) if t.role == "keyword")
+            if not terms:
+                raise self.error("@keywords: this watchlist has no keywords", 0)
+            return _Leaf(text, terms, (), scope)
+        if not self.wl.entities:
+            raise self.error("@names: this watchlist has no names", 0)
+        return _Leaf(text, (), tuple(range(len(self.wl.entities))), scope)
+
+
+def _positional(node: _Node) -> bool:
+    if isinstance(node, _Leaf):
+        return True
+    if isinstance(node, _Or | _Near):
+        return all(_positional(p) for p in node.parts)
+    return False
+
+
+def _positive_leaves(node: _Node, negated: bool = False) -> Iterable[_Leaf]:
+    if isinstance(node, _Leaf):
+        if not negated:
+            yield node
+    elif isinstance(node, _Not):
+        yield from _positive_leaves(node.part, not negated)
+    else:
+        for p in node.parts:
+            yield from _positive_leaves(p, negated)
+
+
+def _can_match_nothing(node: _Node) -> bool:
+    """True if the rule is satisfied by an article that mentions none of its terms."""
+    if isinstance(node, _Leaf):
+        return False
+    if isinstance(node, _Not):
+        return not _can_match_nothing(node.part)
+    if isinstance(node, _And):
+        return all(_can_match_nothing(p) for p in node.parts)
+    if isinstance(node, _Or):
+        return any(_can_match_nothing(p) for p in node.parts)
+    return False  # NEAR needs hits
+
+
+# --- compilation -------------------------------------------------------------------------
+
+
+class _Compiler:
+    def __init__(self) -> None:
+        self.watchlists: list[_Watchlist] = []
+        self.keys: dict[str, list[_Ref]] = {}
+        self.total_chars = 0
+
+    def add_term(self, wl_index: int, raw: str, role: Role, entity: int | None) -> int:
+        wl = self.watchlists[wl_index]
+        spec = wl.spec
+        variants, problem = _variants(
+            raw,
+            is_name=role in ("name", "alias", "weak"),
+            acronyms=spec.exact_case_acronyms,
+            keep_marks=not spec.fold_diacritics,
+        )
+        if problem:
+            raise RuleError(spec.name, problem)
+        index = len(wl.terms)
+        wl.terms.append(_Term(raw, role, entity))
+        for v in variants:
+            self.total_chars += len(v.key)
+            ref = _Ref(wl_index, index, v.case, v.marks, v.prefix)
+            self.keys.setdefault(v.key, []).append(ref)
+        if self.total_chars > MAX_TOTAL_CHARS:
+            raise RuleError(
+                spec.name,
+                f"the watchlists hold more than {MAX_TOTAL_CHARS:,} characters of terms; "
+                "split them across fewer, more specific terms",
+            )
+        return index
+
+    def add_watchlist(self, spec: WatchlistSpec) -> None:
+        wl_index = len(self.watchlists)
+        wl = _Watchlist(
+            spec,
+            sources=frozenset(s.casefold() for s in spec.sources),
+            exclude_sources=frozenset(s.casefold() for s in spec.exclude_sources),
+        )
+        self.watchlists.append(wl)
+        if not (spec.names or spec.keywords or spec.rule):
+            raise RuleError(spec.name, "nothing to watch: give names, keywords or a rule")
+        for ei, entity in enumerate(spec.names):
+            wl.entities.append(_Entity(entity.name, bool(entity.context)))
+            self.add_term(wl_index, entity.name, "name", ei)
+            for alias in entity.aliases:
+                self.add_term(wl_index, alias, "alias", ei)
+            for alias in entity.weak_aliases:
+                self.add_term(wl_index, alias, "weak", ei)
+            for term in entity.context:
+                self.add_term(wl_index, term, "context", ei)
+        for term in spec.keywords:
+            self.add_term(wl_index, term, "keyword", None)
+        for term in spec.exclude:
+            self.add_term(wl_index, term, "exclude", None)
+        if spec.rule is not None:
+            tree = _parse_rule(spec.name, spec.rule)
+            node = _RuleBuilder(self, wl_index, spec.rule).build(tree, TEXT_FIELDS)
+            if _can_match_nothing(node):
+                raise RuleError(
+                    spec.name,
+                    "the rule is true for an article that mentions none of its terms; "
+                    "add a term that must be present",
+                    spec.rule,
+                    0,
+                )
+            wl.rule = node
+            wl.positive = tuple(_positive_leaves(node))
+
+
+def compile_matcher(watchlists: Sequence[WatchlistSpec], version: str = "") -> Matcher:
+    """Compile every watchlist into one matcher. Raises RuleError naming the watchlist."""
+    compiler = _Compiler()
+    for spec in watchlists:
+        compiler.add_watchlist(spec)
+    automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+    refs: list[tuple[_Ref, ...]] = []
+    key_lengths: list[int] = []
+    for key, key_refs in compiler.keys.items():
+        automaton.add_word(key, len(refs))
+        refs.append(tuple(key_refs))
+        key_lengths.append(len(key))
+    if refs:
+        automaton.make_automaton()
+    return Matcher(version, compiler.watchlists, automaton if refs else None, refs, key_lengths)
+
+
+# --- matching ----------------------------------------------------------------------------
+
+
+_Found = dict[int, dict[int, list[_Occ]]]  # watchlist -> term -> occurrences
+
+
+class Matcher:
+    """All watchlists of one config version, compiled. Build once, match many."""
+
+    def __init__(
+        self,
+        version: str,
+        watchlists: list[_Watchlist],
+        automaton: ahocorasick.Automaton | None,
+        refs: list[tuple[_Ref, ...]],
+        key_lengths: list[int],
+    ) -> None:
+        self.version = version
+        self._watchlists = tuple(watchlists)
+        self._automaton = automaton
+        self._refs = tuple(refs)
+        # the automaton returns only a key's value: its length locates the hit's start
+        self._key_lengths = tuple(key_lengths)
+
+    @property
+    def watchlists(self) -> tuple[str, ...]:
+        return tuple(w.spec.name for w in self._watchlists)
+
+    def match(self, doc: MatchDocument) -> list[WatchlistMatch]:
+        """The watchlists that match `doc`, in config order, with hits and a snippet."""
+        found = self._scan(doc)
+        out = []
+        for wl_index in sorted(found):
+            verdict = _judge(self._watchlists[wl_index], found[wl_index], doc, explain=False)
+            if verdict.matched:
+                out.append(_to_match(self._watchlists[wl_index], verdict.hits))
+        return out
+
+    def explain(self, doc: MatchDocument) -> list[Explanation]:
+        """Every watchlist that matched or nearly matched `doc` (any term found), and why."""
+        found = self._scan(doc)
+        out = []
+        for wl_index in sorted(found):
+            wl = self._watchlists[wl_index]
+            verdict = _judge(wl, found[wl_index], doc, explain=True)
+            out.append(
+                Explanation(wl.spec.name, verdict.matched, verdict.reasons, verdict.hit_objects(wl))
+            )
+        return out
+
+    # -- scanning --
+
+    def _scan(self, doc: MatchDocument) -> _Found:
+        found: _Found = defaultdict(lambda: defaultdict(list))
+        if self._automaton is None:
+            return found
+        for name, text, base in _field_items(doc):
+            if text:
+                self._scan_field(_Field(name, text, base, fold(text)), found)
+        return found
+
+    def _scan_field(self, fld: _Field, found: _Found) -> None:
+        view = fld.folded.text
+        refs_by_key = self._refs
+        key_lengths = self._key_lengths
+        for last, key_index in self._automaton.iter(view):  # type: ignore[union-attr]
+            refs = refs_by_key[key_index]
+            first_ref = refs[0]
+            start = last - key_lengths[key_index] + 2  # after the key's leading space
+            # " withdraw" (a wildcard) ends where its word ends; other keys end in a space
+            end = view.find(" ", last + 1) if first_ref.prefix else last
+            occ = _Occ(fld, start, end)
+            for ref in refs:
+                if (ref.case is not None or ref.marks is not None) and not _spelling_ok(ref, occ):
+                    continue
+                found[ref.wl][ref.term].append(occ)
+
+
+def _spelling_ok(ref: _Ref, occ: _Occ) -> bool:
+    a, b = occ.fld.folded.original_span(occ.start, occ.end)
+    original = occ.fld.text[a:b]
+    if ref.case is not None and not _check_case(case_tokens(original), ref.case, ref.prefix):
+        return False
+    if ref.marks is not None:
+        words = mark_tokens(original)
+        if ref.prefix:
+            return len(words) == len(ref.marks) and _check_case(words, ref.marks, True)
+        return tuple(words) == ref.marks
+    return True
+
+
+def _field_items(doc: MatchDocument) -> Iterable[tuple[str, str, int]]:
+    """(field, text, offset in the field's text); authors and tags are joined by newlines."""
+    yield "title", doc.title, 0
+    yield "lead", doc.lead, 0
+    yield "body", doc.body, 0
+    yield "source", doc.source, 0
+    for name, items in (("author", doc.authors), ("tag", doc.tags)):
+        base = 0
+        for item in items:
+            yield name, item, base
+            base += len(item) + 1
+
+
+# --- judging -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Verdict:
+    matched: bool
+    reasons: list[str]
+    hits: list[tuple[_Occ, int]]  # (occurrence, term index)
+
+    def hit_objects(self, wl: _Watchlist) -> tuple[Hit, ...]:
+        return _hits(wl, self.hits)
+
+
+def _hits(wl: _Watchlist, pairs: list[tuple[_Occ, int]]) -> tuple[Hit, ...]:
+    out = []
+    for occ, ti in pairs:
+        term = wl.terms[ti]
+        entity = wl.entities[term.entity].name if term.entity is not None else None
+        out.append(occ.to_hit(term, entity))
+    return tuple(out)
+
+
+class _Facts:
+    """What was found for one watchlist in one document, ready for rule evaluation."""
+
+    def __init__(self, wl: _Watchlist, by_term: dict[int, list[_Occ]]) -> None:
+        self.wl = wl
+        self.by_term = by_term
+        n = len(wl.entities)
+        self.strong: list[list[tuple[_Occ, int]]] = [[] for _ in range(n)]
+        self.weak: list[list[tuple[_Occ, int]]] = [[] for _ in range(n)]
+        self.context = [False] * n
+        for ti, occs in by_term.items():
+            term = wl.terms[ti]
+            if term.entity is None:
+                continue
+            text_occs = [(o, ti) for o in occs if o.fld.name in TEXT_FIELDS]
+            if term.role in ("name", "alias"):
+                self.strong[term.entity].extend((o, ti) for o in occs)
+            elif term.role == "weak":
+                self.weak[term.entity].extend((o, ti) for o in occs)
+            elif term.role == "context" and text_occs:
+                self.context[term.entity] = True
+        # a weak alias counts when the article also has context or a strong spelling
+        self.confirmed = [
+            self.context[i] or any(o.fld.name in TEXT_FIELDS for o, _ in self.strong[i])
+            for i in range(n)
+        ]
+
+    def entity_occs(self, ei: int, scope: frozenset[str]) -> list[tuple[_Occ, int]]:
+        pairs = [p for p in self.strong[ei] if p[0].fld.name in scope]
+        if self.confirmed[ei]:
+            pairs += [p for p in self.weak[ei] if p[0].fld.name in scope]
+        return pairs
+
+    def leaf_occs(self, leaf: _Leaf) -> list[tuple[_Occ, int]]:
+        pairs = [p for ei in leaf.entities for p in self.entity_occs(ei, leaf.scope)]
+        pairs += [
+            (o, ti)
+            for ti in leaf.terms
+            for o in self.by_term.get(ti, ())
+            if o.fld.name in leaf.scope
+        ]
+        return pairs
+
+    def role_occs(self, role: Role) -> list[tuple[_Occ, int]]:
+        return [
+            (o, ti)
+            for ti, occs in self.by_term.items()
+            if self.wl.terms[ti].role == role
+            for o in occs
+            if o.fld.name in TEXT_FIELDS
+        ]
+
+
+def _judge(
+    wl: _Watchlist, by_term: dict[int, list[_Occ]], doc: MatchDocument, *, explain: bool
+) -> _Verdict:
+    spec = wl.spec
+    facts = _Facts(wl, by_term)
+    reasons: list[str] = []
+    source = doc.source.casefold()
+    if wl.sources and source not in wl.sources:
+        reasons.append(f"source {doc.source!r} is not one of {', '.join(spec.sources)}")
+    if source and source in wl.exclude_sources:
+        reasons.append(f"source {doc.source!r} is excluded")
+    excluded = facts.role_occs("exclude")
+    if excluded:
+        terms = sorted({wl.terms[ti].text for _, ti in excluded})
+        reasons.append("excluded by " + ", ".join(repr(t) for t in terms))
+    if reasons and not explain:
+        return _Verdict(False, reasons, [])
+
+    mentions: list[tuple[_Occ, int]] = []
+    for ei in range(len(wl.entities)):
+        mentions += facts.entity_occs(ei, TEXT_FIELDS)
+        if explain and facts.weak[ei] and not facts.confirmed[ei]:
+            weak = sorted({wl.terms[ti].text for _, ti in facts.weak[ei]})
+            need = (
+                "a context term or a strong alias"
+                if wl.entities[ei].has_context
+                else ("a strong alias")
+            )
+            reasons.append(
+                f"weak alias {', '.join(weak)} of {wl.entities[ei].name!r} without context "
+                f"(needs {need} in the article)"
+            )
+    mentions += facts.role_occs("keyword")
+
+    if wl.rule is not None:
+        rule_ok = _eval(wl.rule, facts)
+        if not rule_ok:
+            if not explain:
+                return _Verdict(False, reasons, [])
+            reasons.extend(_why_not(wl.rule, facts))
+        for leaf in wl.positive:
+            mentions += facts.leaf_occs(leaf)
+    elif not mentions:
+        reasons.append("no name or keyword found (only terms that do not trigger alone)")
+
+    mentions = _dedupe(mentions)
+    if len(mentions) < spec.min_mentions and (mentions or wl.rule is None):
+        reasons.append(f"{len(mentions)} mention(s); min_mentions is {spec.min_mentions}")
+    elif not mentions and not reasons:
+        reasons.append("nothing to report")  # pragma: no cover - rules always need a hit
+    matched = not reasons
+    if matched and explain:
+        reasons.append("matched: " + _summary(wl, mentions))
+    return _Verdict(matched, reasons, mentions)
+
+
+def _dedupe(pairs: list[tuple[_Occ, int]]) -> list[tuple[_Occ, int]]:
+    """One hit per place in the text (the first term that claimed it), in text order."""
+    seen: dict[tuple[int, int, int], tuple[_Occ, int]] = {}
+    for occ, ti in pairs:
+        seen.setdefault((id(occ.fld), occ.start, occ.end), (occ, ti))
+    order = {"title": 0, "lead": 1, "body": 2, "author": 3, "source": 4, "tag": 5}
+    return sorted(seen.values(), key=lambda p: (order[p[0].fld.name], p[0].fld.base, p[0].start))
+
+
+def _summary(wl: _Watchlist, mentions: list[tuple[_Occ, int]]) -> str:
+    counts: dict[str, int] = {}
+    for _, ti in mentions:
+        term = wl.terms[ti]
+        label = repr(term.text)
+        if term.entity is not None and wl.entities[term.entity].name != term.text:
+            label += f" ({wl.entities[term.entity].name})"
+        counts[label] = counts.get(label, 0) + 1
+    return ", ".join(f"{label} ×{n}" for label, n in counts.items())
+
+
+# --- rule evaluation ----------------------------------------------------------------------
+
+
+def _eval(node: _Node, facts: _Facts) -> bool:
+    if isinstance(node, _Leaf):
+        return bool(facts.leaf_occs(node))
+    if isinstance(node, _And):
+        return all(_eval(p, facts) for p in node.parts)
+    if isinstance(node, _Or):
+        return any(_eval(p, facts) for p in node.parts)
+    if isinstance(node, _Not):
+        return not _eval(node.part, facts)
+    return bool(_near_spans(node, facts))
+
+
+def _positions(node: _Node, facts: _Facts) -> list[tuple[int, int, int]]:
+    """(field item id, first word, last word) of every occurrence under a positional node."""
+    if isinstance(node, _Near):
+        return _near_spans(node, facts)
+    if isinstance(node, _Or):
+        return [s for p in node.parts for s in _positions(p, facts)]
+    assert isinstance(node, _Leaf)
+    out = []
+    for occ, _ in facts.leaf_occs(node):
+        view = occ.fld.folded.text
+        first = view.count(" ", 0, occ.start) - 1
+        last = first + view.count(" ", occ.start, occ.end)
+        out.append((id(occ.fld), first, last))
+    return out
+
+
+def _near_spans(node: _Near, facts: _Facts) -> list[tuple[int, int, int]]:
+    """Occurrences of each operand that have an occurrence of the next one close enough."""
+    spans = _positions(node.parts[0], facts)
+    for part in node.parts[1:]:
+        others = _positions(part, facts)
+        joined = []
+        for f1, a1, b1 in spans:
+            for f2, a2, b2 in others:
+                gap = a2 - b1 - 1 if a2 > b1 else a1 - b2 - 1
+                if f1 == f2 and gap < node.distance:
+                    joined.append((f1, min(a1, a2), max(b1, b2)))
+        spans = joined
+        if not spans:
+            break
+    return spans
+
+
+def _why_not(node: _Node, facts: _Facts) -> list[str]:
+    """Why a rule (or part of it) is false, in the rule's own words."""
+    if isinstance(node, _And):
+        return [r for p in node.parts if not _eval(p, facts) for r in _why_not(p, facts)]
+    if isinstance(node, _Not):
+        return [f"rule says NOT {node.part.src}: found"]
+    if isinstance(node, _Near):
+        if all(_eval(p, facts) if not isinstance(p, _Near) else True for p in node.parts):
+            return [f"rule needs {node.src}: not within {node.distance} words"]
+        return [f"rule needs {node.src}: not found"]
+    if isinstance(node, _Leaf) and any(
+        facts.weak[ei] and not facts.confirmed[ei] for ei in node.entities
+    ):
+        return [f"rule needs {node.src}: only a weak alias, without context"]
+    return [f"rule needs {node.src}: not found"]
+
+
+# --- snippets ---------------------------------------------------------------------------------
+
+
+def _to_match(wl: _Watchlist, mentions: list[tuple[_Occ, int]]) -> WatchlistMatch:
+    hits = _hits(wl, mentions)
+    snippet, highlights = _snippet(hits, mentions)
+    names: dict[str, None] = {}
+    for h in hits:
+        names.setdefault(h.entity or h.term, None)
+    return WatchlistMatch(
+        watchlist=wl.spec.name,
+        hits=hits,
+        snippet=snippet,
+        highlights=highlights,
+        names=tuple(names),
+    )
+
+
+def _snippet(
+    hits: tuple[Hit, ...], mentions: list[tuple[_Occ, int]]
+) -> tuple[str, tuple[tuple[int, int], ...]]:
+    """Plain text around the best hit (first in the body, else lead, else title)."""
+    if not hits:
+        return "", ()
+    rank = {"body": 0, "lead": 1, "title": 2}
+    best_i = min(range(len(hits)), key=lambda i: (rank.get(hits[i].field, 3), hits[i].start))
+    best_fld = mentions[best_i][0].fld
+    text, base = best_fld.text, best_fld.base
+    a0, b0 = hits[best_i].start - base, hits[best_i].end - base
+    a = max(0, a0 - SNIPPET_BEFORE)
+    b = min(len(text), b0 + SNIPPET_AFTER)
+    # cut at whitespace so the snippet does not start or end mid-word
+    if a > 0:
+        space = text.find(" ", a, a0)
+        a = space + 1 if space >= 0 else a
+    if b < len(text):
+        space = text.rfind(" ", b0, b)
+        b = space if space >= 0 else b
+    # keep offsets: only replace line breaks and tabs one for one
+    piece = text[a:b].translate(_FLATTEN)
+    lead = "…" if a > 0 else ""
+    tail = "…" if b < len(text) else ""
+    highlights = []
+    for h, (occ, _) in zip(hits, mentions, strict=True):
+        if occ.fld is best_fld and a <= h.start - base and h.end - base <= b:
+            highlights.append((h.start - base - a + len(lead), h.end - base - a + len(lead)))
+    return lead + piece + tail, tuple(highlights)
+
+
+_FLATTEN = str.maketrans({"\n": " ", "\r": " ", "\t": " ", "\u00a0": " "})

@@ -1,0 +1,207 @@
+"""Text folding for matching, with a map back to the original offsets.
+
+The matcher never looks at raw article text. It looks at a *match view*:
+
+- every character is decomposed (NFKD, which also applies the compatibility
+  mappings of NFKC: ligatures, full-width forms, superscripts), case-folded,
+  and stripped of combining marks (diacritics);
+- every character that is not a letter or digit (spaces of every kind,
+  quotes and apostrophes straight or curly, dashes and hyphens, punctuation)
+  becomes one ASCII space, and format characters (soft hyphen, zero-width
+  joiners) disappear;
+- runs of spaces collapse to one, and the view starts and ends with a space.
+
+So "Hashd al-Sha’abi", "HASHD AL SHA'ABI" and "Hashd al‑Sha‘abi" all read
+" hashd al sha abi ". Words are then exactly the runs between spaces, which is
+what makes whole-word matching a plain substring search for " term ".
+
+Speed matters (this runs on every field of every article), so the work is
+done by `str.translate` with a per-character table, filled lazily the first
+time a character is seen. Decomposing character by character is the same as
+normalizing the whole text except for the order of stacked combining marks,
+which the view drops anyway; it also means no whole-text NFKC pass is ever
+needed. ASCII text (most English news) takes a fast path whose offset map is
+the identity apart from collapsed spaces.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from bisect import bisect_right
+from dataclasses import dataclass
+
+__all__ = [
+    "Folded",
+    "case_tokens",
+    "fold",
+    "fold_term",
+    "mark_tokens",
+]
+
+# Character categories dropped from the view: non-spacing and enclosing marks
+# (diacritics once decomposed) and format characters (soft hyphen, ZWJ, BOM).
+_DROP = frozenset({"Mn", "Me", "Cf"})
+# Spacing combining marks are part of words in Indic scripts: keep them.
+_WORD_MARK = frozenset({"Mc"})
+
+
+def _map_char(ch: str, *, casefold: bool, keep_marks: bool) -> str:
+    """What one character becomes in a view (possibly several characters, or none)."""
+    text = unicodedata.normalize("NFKD", ch)
+    if casefold:
+        # casefold can produce characters that decompose further ("ǰ"), hence twice
+        text = unicodedata.normalize("NFKD", text.casefold())
+    out: list[str] = []
+    for c in text:
+        cat = unicodedata.category(c)
+        if c.isalnum() or cat in _WORD_MARK or (keep_marks and cat in ("Mn", "Me")):
+            out.append(c)
+        elif cat in _DROP:
+            continue
+        else:
+            out.append(" ")
+    return "".join(out)
+
+
+def _ascii_table(*, casefold: bool) -> dict[int, str]:
+    return {
+        i: (chr(i).lower() if casefold else chr(i)) if chr(i).isalnum() else " " for i in range(128)
+    }
+
+
+class _Table(dict[int, str]):
+    """A `str.translate` table that learns characters the first time it sees them.
+
+    Filled explicitly by `learn` before translating (translate itself cannot
+    call back into Python cheaply). Values are deterministic, so concurrent
+    fills from several threads are harmless.
+    """
+
+    def __init__(self, *, casefold: bool, keep_marks: bool) -> None:
+        super().__init__(_ascii_table(casefold=casefold))
+        self.casefold = casefold
+        self.keep_marks = keep_marks
+        self.irregular: set[str] = set()  # chars that do not map to exactly one char
+
+    def learn(self, text: str) -> None:
+        for ch in set(text):
+            if ord(ch) in self:
+                continue
+            mapped = _map_char(ch, casefold=self.casefold, keep_marks=self.keep_marks)
+            if len(mapped) != 1:
+                self.irregular.add(ch)
+            self[ord(ch)] = mapped
+
+
+_VIEW = _Table(casefold=True, keep_marks=False)
+_VIEW_ASCII = _ascii_table(casefold=True)  # kept separate: enables CPython's ASCII fast path
+_CASE = _Table(casefold=False, keep_marks=False)
+_MARKS = _Table(casefold=True, keep_marks=True)
+
+_RUNS = re.compile(r"  +")
+
+
+@dataclass(frozen=True, slots=True)
+class Folded:
+    """The match view of one text and the way back to the original offsets.
+
+    Two layers: translate (one original char -> 0..n view chars) and space
+    collapsing. Each layer is a sorted list of break positions and the
+    cumulative shift from there on; both are short lists in practice.
+    """
+
+    text: str  # the view: " word word ... word "
+    _collapse_at: tuple[int, ...]  # view positions after which more spaces were removed
+    _collapse_shift: tuple[int, ...]
+    _char_at: tuple[int, ...]  # translated positions where the char shift changes
+    _char_shift: tuple[int, ...]
+
+    def _to_translated(self, pos: int) -> int:
+        i = bisect_right(self._collapse_at, pos) - 1
+        # minus 1: the view was padded with a leading space before collapsing
+        return pos + (self._collapse_shift[i] if i >= 0 else 0) - 1
+
+    def _to_original(self, tpos: int) -> int:
+        i = bisect_right(self._char_at, tpos) - 1
+        return tpos + (self._char_shift[i] if i >= 0 else 0)
+
+    def original_span(self, start: int, end: int) -> tuple[int, int]:
+        """View span [start, end) (no padding spaces) -> span in the original text."""
+        first = self._to_original(self._to_translated(start))
+        last = self._to_original(self._to_translated(end - 1))
+        return first, last + 1
+
+
+def _char_breaks(text: str, table: _Table) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Breaks for the characters that expand or vanish in translation."""
+    present = table.irregular.intersection(text)
+    if not present:
+        return (), ()
+    at: list[int] = []
+    shift: list[int] = []
+    delta = 0  # original index - translated index, from the current position on
+    pattern = re.compile("[" + "".join(re.escape(c) for c in sorted(present)) + "]")
+    for m in pattern.finditer(text):
+        i = m.start()
+        j = i - delta  # where this char's output starts in the translated text
+        k = len(table[ord(m.group())])
+        if k == 0:
+            delta += 1
+            at.append(j)
+            shift.append(delta)
+        else:
+            # every output char maps back to the same original char
+            for t in range(1, k):
+                at.append(j + t)
+                shift.append(delta - t)
+            delta -= k - 1
+    return tuple(at), tuple(shift)
+
+
+def fold(text: str) -> Folded:
+    """The match view of `text` with its offset map (see the module docstring)."""
+    if text.isascii():
+        translated = text.translate(_VIEW_ASCII)
+        char_at: tuple[int, ...] = ()
+        char_shift: tuple[int, ...] = ()
+    else:
+        _VIEW.learn(text)
+        translated = text.translate(_VIEW)
+        char_at, char_shift = _char_breaks(text, _VIEW)
+    padded = f" {translated} "
+    if "  " not in padded:
+        return Folded(padded, (), (), char_at, char_shift)
+    at: list[int] = []
+    shift: list[int] = []
+    removed = 0
+    for m in _RUNS.finditer(padded):
+        start, end = m.span()
+        at.append(start - removed + 1)  # first view position after the run's single space
+        removed += end - start - 1
+        shift.append(removed)
+    return Folded(_RUNS.sub(" ", padded), tuple(at), tuple(shift), char_at, char_shift)
+
+
+def fold_term(term: str) -> str:
+    """The view of a configured term, without padding: 'Hashd al-Sha’abi' -> 'hashd al sha abi'."""
+    if not term.isascii():
+        _VIEW.learn(term)
+    return " ".join(term.translate(_VIEW).split())
+
+
+def case_tokens(text: str) -> list[str]:
+    """Words of `text` as the view splits them, but with their case kept (diacritics dropped)."""
+    if not text.isascii():
+        _CASE.learn(text)
+    return text.translate(_CASE).split()
+
+
+def mark_tokens(text: str) -> list[str]:
+    """Words of `text` as the view splits them, case-folded but with diacritics kept.
+
+    Both sides are decomposed, so precomposed and combining spellings compare equal.
+    """
+    if not text.isascii():
+        _MARKS.learn(text)
+    return text.translate(_MARKS).split()
