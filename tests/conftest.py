@@ -1,0 +1,106 @@
+"""Shared fixtures: real databases (SQLite always, PostgreSQL when reachable), Redis.
+
+Tests that need a server carry a marker (`redis`, `postgres`) and are skipped
+with the reason when the server is absent, instead of failing obscurely.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.helpers.httpserver import http_server, make_http_server  # noqa: F401
+from tests.helpers.smtpserver import make_smtp_server, smtp_server  # noqa: F401
+
+REDIS_URL = os.environ.get("NEWSWATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+POSTGRES_URL = os.environ.get(
+    "NEWSWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 1):
+            return True
+    except OSError:
+        return False
+
+
+HAVE_REDIS = _reachable(REDIS_URL, 6379)
+HAVE_POSTGRES = _reachable(POSTGRES_URL, 5432)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "redis" in item.keywords and not HAVE_REDIS:
+            item.add_marker(pytest.mark.skip(reason=f"needs Redis at {REDIS_URL} (not reachable)"))
+        if "postgres" in item.keywords and not HAVE_POSTGRES:
+            item.add_marker(
+                pytest.mark.skip(reason=f"needs PostgreSQL at {POSTGRES_URL} (not reachable)")
+            )
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+
+    name = f"nw_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    base = POSTGRES_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
+                ),
+                {"n": name},
+            )
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'newswatch.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
+    """Each test using this runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'newswatch.db'}"
+    else:
+        yield request.getfixturevalue("postgres_url")
+
+
+_redis_dbs = iter(range(1, 16))
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database index of its own, flushed before and after the test."""
+    import redis
+
+    db = next(_redis_dbs, None)
+    if db is None:  # more tests than indexes: start over
+        globals()["_redis_dbs"] = iter(range(2, 16))
+        db = 1
+    url = f"{REDIS_URL}/{db}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()

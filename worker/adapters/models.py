@@ -1,0 +1,209 @@
+"""SQLAlchemy 2.x models: the source of truth for every stage of the pipeline.
+
+Uniqueness that matters for "never twice" is enforced here by constraints,
+not by checks in Python. Every stage row carries the fields the sweep needs
+to recover lost work: a state, an `enqueued_at`, a `claimed_until` lease and
+an `attempts` count.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC: SQLite keeps no zone, PostgreSQL gets the same."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Source(Base):
+    __tablename__ = "source"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(10))  # feed | page
+    url: Mapped[str] = mapped_column(Text)
+    every_seconds: Mapped[int] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    next_fetch_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_fetch_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_kind: Mapped[str | None] = mapped_column(String(40))
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    etag: Mapped[str | None] = mapped_column(Text)
+    last_modified: Mapped[str | None] = mapped_column(Text)
+    items_seen: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Item(Base):
+    """One feed entry or listed link, exactly once per source."""
+
+    __tablename__ = "item"
+    __table_args__ = (
+        UniqueConstraint("source_id", "entry_key"),
+        Index("ix_item_state_enqueued", "state", "enqueued_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("source.id"))
+    entry_key: Mapped[str] = mapped_column(String(1000))
+    url: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict] = mapped_column(JSON)  # what the feed said, for the parser
+    # pending -> parsed | duplicate | failed (quarantined after max attempts)
+    state: Mapped[str] = mapped_column(String(12), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    enqueued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+    article_id: Mapped[int | None] = mapped_column(ForeignKey("article.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Article(Base):
+    __tablename__ = "article"
+    __table_args__ = (Index("ix_article_rules_state", "rules_state", "enqueued_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("source.id"))
+    canonical_url: Mapped[str] = mapped_column(String(2000), unique=True)
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    lead: Mapped[str] = mapped_column(Text, default="")
+    authors: Mapped[list] = mapped_column(JSON, default=list)
+    tags: Mapped[list] = mapped_column(JSON, default=list)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    modified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    language: Mapped[str | None] = mapped_column(String(20))
+    image_url: Mapped[str | None] = mapped_column(Text)
+    fingerprint: Mapped[int | None] = mapped_column(BigInteger)
+    story_id: Mapped[int | None] = mapped_column(
+        Integer, index=True
+    )  # id of the story's first article
+    # pending -> done | failed
+    rules_state: Mapped[str] = mapped_column(String(12), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    enqueued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class FingerprintBand(Base):
+    """LSH band keys of article fingerprints: near-duplicate candidates without a scan."""
+
+    __tablename__ = "fingerprint_band"
+
+    band_key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("article.id"), primary_key=True)
+
+
+class Match(Base):
+    __tablename__ = "match"
+    __table_args__ = (UniqueConstraint("watchlist", "article_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    watchlist: Mapped[str] = mapped_column(String(200))
+    article_id: Mapped[int] = mapped_column(ForeignKey("article.id"))
+    story_id: Mapped[int | None] = mapped_column(Integer)
+    config_version: Mapped[str] = mapped_column(String(64))
+    hits: Mapped[list] = mapped_column(JSON)
+    names: Mapped[list] = mapped_column(JSON, default=list)
+    snippet: Mapped[str] = mapped_column(Text, default="")
+    highlights: Mapped[list] = mapped_column(JSON, default=list)
+    # alerted: deliveries were made; duplicate: the story had already alerted this watchlist
+    state: Mapped[str] = mapped_column(String(12), default="alerted")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class StoryAlert(Base):
+    """One row per (watchlist, story) that has alerted: the constraint that makes it once."""
+
+    __tablename__ = "story_alert"
+
+    watchlist: Mapped[str] = mapped_column(String(200), primary_key=True)
+    story_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    match_id: Mapped[int] = mapped_column(ForeignKey("match.id"))
+
+
+class Delivery(Base):
+    """The outbox: one row per (match, channel), written with the match."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        UniqueConstraint("match_id", "channel"),
+        Index("ix_delivery_state_next", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # uuid: the idempotency key
+    match_id: Mapped[int] = mapped_column(ForeignKey("match.id"))
+    channel: Mapped[str] = mapped_column(String(200))
+    # pending -> sent | failed (retry at next_attempt_at) -> ... -> dead
+    state: Mapped[str] = mapped_column(String(12), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    enqueued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DeliveryAttempt(Base):
+    __tablename__ = "delivery_attempt"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("delivery.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)

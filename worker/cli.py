@@ -1,0 +1,249 @@
+"""The `newswatch` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from worker.config import ConfigError
+from worker.settings import Settings, SettingsError
+
+log = logging.getLogger("newswatch")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    # Children (the Celery pool, beat) read the same environment, so flags go there.
+    if getattr(args, "config", None):
+        os.environ["NEWSWATCH_CONFIG"] = str(Path(args.config).absolute())
+    return Settings.from_env()
+
+
+def _check_config_or_exit(settings: Settings) -> None:
+    from worker.live_config import compile_config
+
+    try:
+        compile_config(settings.config_path)
+    except ConfigError as exc:
+        print(f"newswatch: config {settings.config_path} is not valid:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _prepare(settings: Settings) -> None:
+    from worker.adapters.store import Store
+
+    _check_config_or_exit(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.database_url)
+    store.upgrade()
+    store.dispose()
+
+
+def _celery_worker(settings: Settings, args: argparse.Namespace, *, beat: bool) -> None:
+    from worker.celery_app import QUEUES, app
+
+    argv = [
+        "worker",
+        f"--loglevel={settings.log_level}",
+        f"--concurrency={args.concurrency}",
+        f"--queues={args.queues or ','.join(QUEUES)}",
+        f"--hostname={args.hostname}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if beat:
+        argv += ["--beat", f"--schedule={settings.data_dir / 'celerybeat-schedule'}"]
+    app.worker_main(argv=argv)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Worker and beat in one process tree, on the embedded defaults unless told otherwise."""
+    settings = _settings(args)
+    _setup_logging(settings.log_level)
+    _prepare(settings)
+    embedded = None
+    if settings.embedded_broker:
+        from worker.adapters.embedded_redis import EmbeddedRedis
+
+        embedded = EmbeddedRedis(settings.data_dir)
+        os.environ["NEWSWATCH_BROKER_URL"] = embedded.start()
+        settings = Settings.from_env()
+    log.info(
+        "newswatch run: config %s, database %s, broker %s",
+        settings.config_path, _redact(settings.database_url), _redact(settings.broker_url or ""),
+    )  # fmt: skip
+    try:
+        _celery_worker(settings, args, beat=True)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _setup_logging(settings.log_level)
+    _prepare(settings)
+    _celery_worker(settings, args, beat=False)
+    return 0
+
+
+def cmd_beat(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _setup_logging(settings.log_level)
+    _prepare(settings)
+    from worker.celery_app import app
+
+    app.Beat(
+        loglevel=settings.log_level,
+        schedule=str(settings.data_dir / f"celerybeat-schedule-{os.getpid()}"),
+    ).run()
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from worker.live_config import compile_config
+
+    settings = _settings(args)
+    try:
+        active = compile_config(settings.config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem)
+        return 1
+    cfg = active.loaded.config
+    print(
+        f"{settings.config_path}: ok (version {active.version}): {len(cfg.sources)} sources, "
+        f"{len(cfg.watchlists)} watchlists, {len(cfg.channels)} channels"
+    )
+    return 0
+
+
+def cmd_match(args: argparse.Namespace) -> int:
+    """Parse one page or feed (file, URL or stdin) and print articles and watchlist hits."""
+    from worker.inspect import match_input
+
+    settings = _settings(args)
+    _setup_logging("WARNING")
+    from worker.live_config import compile_config
+
+    try:
+        active = compile_config(settings.config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    result = match_input(active, args.input, explain=args.explain)
+    json.dump(result, sys.stdout, ensure_ascii=False, indent=2, default=str)
+    print()
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from worker.adapters.store import Store
+    from worker.inspect import status_report
+
+    settings = _settings(args)
+    store = Store(settings.database_url)
+    store.upgrade()
+    report = status_report(store)
+    if args.json:
+        json.dump(report, sys.stdout, indent=2, default=str)
+        print()
+    else:
+        print(_format_status(report))
+    return 0
+
+
+def _format_status(report: dict[str, Any]) -> str:
+    lines = ["sources:"]
+    for s in report["sources"]:
+        state = "ok" if not s["last_error"] else f"ERROR ({s['last_error_kind']}): {s['last_error']}"
+        if not s["enabled"]:
+            state = "disabled"
+        lines.append(
+            f"  {s['name']:<24} last fetch {s['last_fetch_at'] or 'never':<32} "
+            f"items {s['items_seen']:<6} failures {s['consecutive_failures']:<3} {state}"
+        )
+    for key in ("items", "articles", "matches", "deliveries"):
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(report[key].items())) or "none"
+        lines.append(f"{key}: {counts}")
+    return "\n".join(lines)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from worker.adapters.store import Store
+
+    settings = _settings(args)
+    Store(settings.database_url).upgrade()
+    print(f"database at {_redact(settings.database_url)} is up to date")
+    return 0
+
+
+def _redact(url: str) -> str:
+    """Never print a password from a URL."""
+    import re
+
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="newswatch", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Any, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("--config", help="config file or folder (default: $NEWSWATCH_CONFIG or "
+                       "config/newswatch.yaml)")  # fmt: skip
+        p.set_defaults(func=func)
+        return p
+
+    for name, func, help in (
+        ("run", cmd_run, "worker and beat together (embedded Redis + SQLite unless configured)"),
+        ("worker", cmd_worker, "a worker only (production: REDIS_URL and DATABASE_URL)"),
+    ):
+        p = add(name, func, help)
+        p.add_argument("--concurrency", type=int, default=2, help="worker processes (default 2)")
+        p.add_argument("--queues", help="comma-separated queues (default: all)")
+        p.add_argument("--hostname", default=f"newswatch-{name}-{os.getpid()}@%h")
+    add("beat", cmd_beat, "the scheduler only (run exactly one per deployment; a second is harmless)")
+    add("check-config", cmd_check_config, "validate the config file; exit 1 listing every problem")
+    p = add("match", cmd_match, "parse one page or feed and show articles and watchlist hits")
+    p.add_argument("input", nargs="?", default="-", help="file path, http(s) URL, or - for stdin")
+    p.add_argument("--explain", action="store_true", help="show near misses and why")
+    p = add("status", cmd_status, "sources, and counts of items, articles, matches, deliveries")
+    p.add_argument("--json", action="store_true")
+    db = sub.add_parser("db", help="database schema")
+    dbsub = db.add_subparsers(dest="db_command", required=True)
+    up = dbsub.add_parser("upgrade", help="apply migrations")
+    up.add_argument("--config")
+    up.set_defaults(func=cmd_db_upgrade)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SettingsError as exc:
+        print(f"newswatch: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""The config file as it is now: reloaded when it changes, last good version kept.
+
+Every worker process holds one `LiveConfig`. At most every `check_seconds` it
+looks at the files' size and mtime; when they changed it loads, validates and
+compiles the new version. A broken edit is refused loudly (logged with every
+problem) and the last good version stays in force.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from worker.config import ConfigError, LoadedConfig, load_config
+from worker.core.rules import Matcher, RuleError, compile_matcher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ActiveConfig:
+    loaded: LoadedConfig
+    matcher: Matcher
+
+    @property
+    def version(self) -> str:
+        return self.loaded.version
+
+
+def compile_config(path: str | Path) -> ActiveConfig:
+    """Load and compile; raises ConfigError (rules errors included) on any problem."""
+    loaded = load_config(path)
+    try:
+        matcher = compile_matcher(loaded.config.watchlists, version=loaded.version)
+    except RuleError as exc:
+        from worker.config import ConfigProblem
+
+        raise ConfigError([ConfigProblem(str(path), getattr(exc, "line", None), "rule", str(exc))]) from exc
+    return ActiveConfig(loaded, matcher)
+
+
+def _signature(path: Path) -> tuple:
+    files = sorted(path.glob("*.y*ml")) if path.is_dir() else [path]
+    out = []
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError:
+            out.append((str(f), None))
+            continue
+        out.append((str(f), st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+class LiveConfig:
+    def __init__(
+        self,
+        path: str | Path,
+        check_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.path = Path(path)
+        self.check_seconds = check_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._active = compile_config(self.path)  # a bad config at start-up is fatal
+        self._signature = _signature(self.path)
+        self._checked_at = clock()
+        self.last_error: str | None = None
+
+    def current(self) -> ActiveConfig:
+        now = self._clock()
+        if now - self._checked_at >= self.check_seconds:
+            with self._lock:
+                if now - self._checked_at >= self.check_seconds:
+                    self._checked_at = now
+                    self._maybe_reload()
+        return self._active
+
+    def _maybe_reload(self) -> None:
+        signature = _signature(self.path)
+        if signature == self._signature:
+            return
+        self._signature = signature
+        try:
+            candidate = compile_config(self.path)
+        except ConfigError as exc:
+            self.last_error = str(exc)
+            log.error(
+                "config change refused, keeping version %s:\n%s", self._active.version, exc
+            )
+            return
+        if candidate.version != self._active.version:
+            log.info("config reloaded: version %s -> %s", self._active.version, candidate.version)
+            self._active = candidate
+        self.last_error = None

@@ -1,0 +1,591 @@
+"""The use cases: dispatch, fetch, parse, rules, deliver, sweep.
+
+Each step loads its row by id, claims it with a lease, does its work with no
+database transaction open during network I/O, writes its result and state,
+and returns the ids of the next step's rows. The Celery tasks enqueue those
+ids only after the commit, so a lost message is never lost work: the sweep
+finds the row still pending and enqueues it again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from worker.adapters import models as m
+from worker.adapters.store import claim
+from worker.config import SourceSpec
+from worker.core import dedupe
+from worker.core.extract import ExtractionError, extract_page
+from worker.core.feeds import FeedError, page_links, parse_feed
+from worker.core.model import Article, Hit, MatchDocument, WatchlistMatch
+from worker.core.normalize import build_article, entry_data
+from worker.core.render import Alert
+from worker.delivery import send_delivery
+from worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = timedelta(hours=6)
+NEAR_DUP_WINDOW = timedelta(days=3)
+
+
+def _backoff(base_seconds: float, failures: int, cap: timedelta = MAX_BACKOFF) -> timedelta:
+    """Exponential with full jitter on the upper half: spreads retries of many rows."""
+    seconds = min(base_seconds * (2 ** max(failures - 1, 0)), cap.total_seconds())
+    return timedelta(seconds=seconds * random.uniform(0.5, 1.0))
+
+
+# --- dispatch ----------------------------------------------------------------
+
+
+def sync_sources(session: Session, sources: Iterable[SourceSpec], now: datetime) -> None:
+    """Make the source table follow the config: new sources added, changed ones updated,
+    removed ones disabled (their history is kept)."""
+    specs = {s.name: s for s in sources}
+    existing = {s.name: s for s in session.scalars(select(m.Source))}
+    for name, spec in specs.items():
+        row = existing.get(name)
+        if row is None:
+            session.add(
+                m.Source(
+                    name=name, kind=spec.kind, url=spec.url, every_seconds=spec.every,
+                    enabled=spec.enabled, next_fetch_at=now,
+                )
+            )  # fmt: skip
+            continue
+        if row.url != spec.url or row.kind != spec.kind:
+            row.etag = row.last_modified = None  # a new URL has nothing to be conditional on
+            row.next_fetch_at = now
+        if spec.every < row.every_seconds and row.next_fetch_at > now + timedelta(seconds=spec.every):
+            row.next_fetch_at = now + timedelta(seconds=spec.every)
+        row.url, row.kind, row.every_seconds, row.enabled = spec.url, spec.kind, spec.every, spec.enabled
+    for name, row in existing.items():
+        if name not in specs and row.enabled:
+            row.enabled = False
+
+
+def dispatch_due(rt: Runtime, limit: int = 1000) -> list[int]:
+    """Claim the sources whose time has come. A conditional update per source, so a
+    second beat (or a restarted one) can never dispatch the same fetch twice."""
+    now = rt.now()
+    active = rt.config.current()
+    with rt.store.session() as session:
+        if rt.synced_version != active.version:
+            sync_sources(session, active.loaded.config.sources, now)
+    rt.synced_version = active.version
+    with rt.store.session() as session:
+        due = session.scalars(
+            select(m.Source.id)
+            .where(
+                m.Source.enabled.is_(True),
+                m.Source.next_fetch_at <= now,
+                or_(m.Source.claimed_until.is_(None), m.Source.claimed_until < now),
+            )
+            .order_by(m.Source.next_fetch_at)
+            .limit(limit)
+        ).all()
+    claimed = []
+    for source_id in due:
+        with rt.store.session() as session:
+            result = session.execute(
+                update(m.Source)
+                .where(
+                    m.Source.id == source_id,
+                    m.Source.next_fetch_at <= now,
+                    or_(m.Source.claimed_until.is_(None), m.Source.claimed_until < now),
+                )
+                .values(claimed_until=now + timedelta(seconds=rt.settings.lease_seconds))
+            )
+            if result.rowcount == 1:
+                claimed.append(source_id)
+    return claimed
+
+
+# --- fetch -------------------------------------------------------------------
+
+
+def fetch_source(rt: Runtime, source_id: int) -> list[int]:
+    """Poll one source; store every new entry as an item. Returns the new item ids."""
+    from worker.adapters.http import FetchError
+
+    with rt.store.session() as session:
+        src = session.get(m.Source, source_id)
+        if src is None or src.claimed_until is None or not src.enabled:
+            return []  # already done by another delivery of this message, or not dispatched
+        kind, url, etag, last_modified = src.kind, src.url, src.etag, src.last_modified
+        every, failures, name = src.every_seconds, src.consecutive_failures, src.name
+    spec = rt.config.current().loaded.config.source(name)
+    started = rt.now()
+    try:
+        result = rt.fetcher().get(
+            url, etag=etag, last_modified=last_modified, expect="feed" if kind == "feed" else "html"
+        )
+        if result.not_modified:
+            entries: list[dict[str, Any]] = []
+        elif kind == "feed":
+            feed = parse_feed(result.body, result.headers.get("content-type"), result.url)
+            if feed.warning:
+                log.info("source %s: feed read with a warning: %s", name, feed.warning)
+            entries = [entry_data(e) for e in feed.entries]
+        else:
+            html = rt.decode_html(result.body, result.headers.get("content-type"))
+            follow = spec.follow if spec else None
+            entries = [{"url": u, "entry_key": u} for u in page_links(html, result.url, follow)]
+    except (FetchError, FeedError) as exc:
+        kind_name = getattr(exc, "kind", "not_a_feed")
+        retry_after = getattr(exc, "retry_after", None)
+        delay = _backoff(every, failures + 1)
+        if retry_after:
+            delay = max(delay, timedelta(seconds=retry_after))
+        with rt.store.session() as session:
+            session.execute(
+                update(m.Source)
+                .where(m.Source.id == source_id)
+                .values(
+                    claimed_until=None,
+                    last_fetch_at=started,
+                    last_error=str(exc)[:2000],
+                    last_error_kind=kind_name,
+                    consecutive_failures=m.Source.consecutive_failures + 1,
+                    next_fetch_at=started + delay,
+                )
+            )
+        log.warning("source %s: fetch failed (%s): %s", name, kind_name, exc)
+        return []
+    new_ids = _insert_items(rt, source_id, entries, started)
+    with rt.store.session() as session:
+        values: dict[str, Any] = dict(
+            claimed_until=None,
+            last_fetch_at=started,
+            last_success_at=started,
+            last_error=None,
+            last_error_kind=None,
+            consecutive_failures=0,
+            items_seen=m.Source.items_seen + len(new_ids),
+            next_fetch_at=started + timedelta(seconds=every),
+        )
+        if not result.not_modified:
+            values.update(etag=result.etag, last_modified=result.last_modified)
+        session.execute(update(m.Source).where(m.Source.id == source_id).values(**values))
+    log.info("source %s: %d new item(s)%s", name, len(new_ids), " (304)" if result.not_modified else "")
+    return new_ids
+
+
+def _insert_items(rt: Runtime, source_id: int, entries: list[dict], now: datetime) -> list[int]:
+    """Insert entries not seen before; the (source_id, entry_key) constraint decides."""
+    if not entries:
+        return []
+    insert = rt.store.insert_ignore
+    new_ids: list[int] = []
+    with rt.store.session() as session:
+        for data in entries:
+            row_id = session.execute(
+                insert(m.Item)
+                .values(
+                    source_id=source_id,
+                    entry_key=data["entry_key"],
+                    url=data.get("url"),
+                    data=data,
+                    state="pending",
+                    attempts=0,
+                    enqueued_at=now,
+                    created_at=now,
+                )
+                .returning(m.Item.id)
+            ).scalar()
+            if row_id is not None:
+                new_ids.append(row_id)
+    return new_ids
+
+
+# --- parse -------------------------------------------------------------------
+
+
+def parse_item(rt: Runtime, item_id: int) -> int | None:
+    """Turn one item into an article (or find it is a copy of one). Returns the new
+    article's id when rules should run on it."""
+    from worker.adapters.http import FetchError
+
+    now = rt.now()
+    with rt.store.session() as session:
+        if not claim(session, m.Item, item_id, now, rt.settings.lease_seconds, m.Item.state == "pending"):
+            return None
+        item = session.get(m.Item, item_id)
+        assert item is not None
+        if item.attempts > rt.settings.max_attempts:
+            item.state, item.claimed_until = "failed", None
+            item.error = f"quarantined after {item.attempts - 1} attempts: {item.error or ''}"
+            log.error("item %s quarantined: %s", item_id, item.error)
+            return None
+        src = session.get(m.Source, item.source_id)
+        assert src is not None
+        data, source_name, source_kind = dict(item.data), src.name, src.kind
+    spec = rt.config.current().loaded.config.source(source_name)
+    full_text = source_kind == "page" or bool(spec and spec.full_text)
+    try:
+        article = _build_article(rt, data, source_name, full_text)
+    except (FetchError, ExtractionError, ValueError) as exc:
+        permanent = isinstance(exc, ExtractionError) or getattr(exc, "permanent", False)
+        with rt.store.session() as session:
+            item = session.get(m.Item, item_id)
+            assert item is not None
+            item.error = f"{type(exc).__name__}: {exc}"[:2000]
+            if permanent or item.attempts >= rt.settings.max_attempts:
+                item.state, item.claimed_until = "failed", None
+            else:  # try again after a backoff; the sweep picks it up
+                item.claimed_until = rt.now() + _backoff(60, item.attempts)
+        log.warning("item %s (%s): %s", item_id, data.get("url"), exc)
+        return None
+    return _store_article(rt, item_id, article)
+
+
+def _build_article(rt: Runtime, data: dict, source_name: str, full_text: bool) -> Article:
+    url = data.get("url")
+    if not (full_text and url):
+        return build_article(data, source_name)
+    result = rt.fetcher().get(url, expect="html")
+    page = extract_page(result.body, result.url, result.headers.get("content-type"))
+    return build_article(data, source_name, page, result.url)
+
+
+def _store_article(rt: Runtime, item_id: int, article: Article) -> int | None:
+    now = rt.now()
+    fp = dedupe.fingerprint(f"{article.title}\n{article.body}") if article.body else None
+    with rt.store.session() as session:
+        item = session.get(m.Item, item_id)
+        assert item is not None
+        existing = session.scalar(
+            select(m.Article.id).where(
+                or_(m.Article.canonical_url == article.url, m.Article.content_hash == article.content_hash)
+            )
+        )
+        if existing is None:
+            row = m.Article(
+                source_id=item.source_id,
+                canonical_url=article.url,
+                content_hash=article.content_hash,
+                title=article.title,
+                body=article.body,
+                lead=article.lead,
+                authors=list(article.authors),
+                tags=list(article.tags),
+                published_at=article.published,
+                modified_at=article.modified,
+                language=article.language,
+                image_url=article.image_url,
+                fingerprint=fp,
+                rules_state="pending",
+                enqueued_at=now,
+                created_at=now,
+            )
+            try:
+                with session.begin_nested():
+                    session.add(row)
+                    session.flush()
+            except IntegrityError:  # a concurrent copy won the race: the constraint decides
+                existing = session.scalar(
+                    select(m.Article.id).where(
+                        or_(
+                            m.Article.canonical_url == article.url,
+                            m.Article.content_hash == article.content_hash,
+                        )
+                    )
+                )
+        if existing is not None:
+            item.state, item.article_id, item.claimed_until = "duplicate", existing, None
+            return None
+        row.story_id = _find_story(session, row.id, fp, now) if fp is not None else row.id
+        if fp is not None:
+            for key in dedupe.band_keys(fp):
+                session.add(m.FingerprintBand(band_key=key, article_id=row.id))
+        item.state, item.article_id, item.claimed_until, item.error = "parsed", row.id, None, None
+        return row.id
+
+
+def _find_story(session: Session, article_id: int, fp: int, now: datetime) -> int:
+    """The story of the closest earlier near-duplicate, or a new story (this article's id)."""
+    keys = dedupe.band_keys(fp)
+    candidates = session.execute(
+        select(m.Article.id, m.Article.fingerprint, m.Article.story_id)
+        .join(m.FingerprintBand, m.FingerprintBand.article_id == m.Article.id)
+        .where(
+            m.FingerprintBand.band_key.in_(keys),
+            m.Article.id != article_id,
+            m.Article.created_at >= now - NEAR_DUP_WINDOW,
+        )
+        .order_by(m.Article.id)
+        .limit(200)
+    ).all()
+    for cand_id, cand_fp, story_id in candidates:
+        if cand_fp is not None and dedupe.same_story(fp, cand_fp):
+            return story_id or cand_id
+    return article_id
+
+
+# --- rules -------------------------------------------------------------------
+
+
+def article_from_row(row: m.Article, source_name: str) -> Article:
+    return Article(
+        url=row.canonical_url,
+        title=row.title,
+        body=row.body,
+        authors=tuple(row.authors or ()),
+        published=row.published_at,
+        modified=row.modified_at,
+        lead=row.lead or "",
+        tags=tuple(row.tags or ()),
+        language=row.language,
+        image_url=row.image_url,
+        source=source_name,
+        content_hash=row.content_hash,
+    )
+
+
+def apply_rules(rt: Runtime, article_id: int) -> list[str]:
+    """Match one article against the current watchlists; write matches and their
+    deliveries in one transaction. Returns the delivery ids to send."""
+    now = rt.now()
+    active = rt.config.current()
+    config = active.loaded.config
+    with rt.store.session() as session:
+        if not claim(
+            session, m.Article, article_id, now, rt.settings.lease_seconds,
+            m.Article.rules_state == "pending",
+        ):  # fmt: skip
+            return []
+        row = session.get(m.Article, article_id)
+        assert row is not None
+        source_name = session.scalar(select(m.Source.name).where(m.Source.id == row.source_id)) or ""
+        article = article_from_row(row, source_name)
+    matches = active.matcher.match(MatchDocument.from_article(article))
+    delivery_ids: list[str] = []
+    with rt.store.session() as session:
+        row = session.get(m.Article, article_id)
+        assert row is not None
+        channels = {c.name for c in config.channels}
+        notify = {w.name: w.notify for w in config.watchlists}
+        for wm in matches:
+            match_row = _insert_match(session, row, wm, active.version, now)
+            if match_row is None:
+                continue  # this watchlist already matched this article (a redelivered task)
+            if not _first_in_story(session, wm.watchlist, row.story_id or row.id, match_row.id):
+                match_row.state = "duplicate"
+                continue
+            for channel in notify.get(wm.watchlist, ()):
+                if channel not in channels:
+                    continue
+                delivery = m.Delivery(
+                    id=str(uuid.uuid4()), match_id=match_row.id, channel=channel,
+                    state="pending", next_attempt_at=now, enqueued_at=now, created_at=now,
+                )  # fmt: skip
+                session.add(delivery)
+                delivery_ids.append(delivery.id)
+        row.rules_state, row.claimed_until, row.error = "done", None, None
+    if matches:
+        log.info("article %s matched %s", article_id, ", ".join(w.watchlist for w in matches))
+    return delivery_ids
+
+
+def hits_to_json(hits: Iterable[Hit]) -> list[dict[str, Any]]:
+    return [
+        {"field": h.field, "start": h.start, "end": h.end, "text": h.text, "term": h.term,
+         "entity": h.entity}
+        for h in hits
+    ]  # fmt: skip
+
+
+def _insert_match(
+    session: Session, article: m.Article, wm: WatchlistMatch, version: str, now: datetime
+) -> m.Match | None:
+    row = m.Match(
+        watchlist=wm.watchlist,
+        article_id=article.id,
+        story_id=article.story_id,
+        config_version=version,
+        hits=hits_to_json(wm.hits),
+        names=list(wm.names),
+        snippet=wm.snippet,
+        highlights=[list(h) for h in wm.highlights],
+        state="alerted",
+        created_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        return None
+    return row
+
+
+def _first_in_story(session: Session, watchlist: str, story_id: int, match_id: int) -> bool:
+    """Claim the (watchlist, story) pair; only the first copy of a story alerts."""
+    try:
+        with session.begin_nested():
+            session.add(m.StoryAlert(watchlist=watchlist, story_id=story_id, match_id=match_id))
+            session.flush()
+    except IntegrityError:
+        return False
+    return True
+
+
+# --- deliver -----------------------------------------------------------------
+
+
+def deliver(rt: Runtime, delivery_id: str) -> bool:
+    """Send one delivery if it is due and unclaimed; record the attempt. True when sent."""
+    now = rt.now()
+    with rt.store.session() as session:
+        if not claim(
+            session, m.Delivery, delivery_id, now, rt.settings.lease_seconds,
+            m.Delivery.state.in_(("pending", "failed")), m.Delivery.next_attempt_at <= now,
+        ):  # fmt: skip
+            return False
+        d = session.get(m.Delivery, delivery_id)
+        assert d is not None
+        match = session.get(m.Match, d.match_id)
+        assert match is not None
+        art = session.get(m.Article, match.article_id)
+        assert art is not None
+        source_name = session.scalar(select(m.Source.name).where(m.Source.id == art.source_id)) or ""
+        others = _story_siblings(session, art)
+        channel_name, attempts = d.channel, d.attempts
+        context = _alert_context(d, match, article_from_row(art, source_name), others)
+    outcome = send_delivery(rt, channel_name, context)
+    finished = rt.now()
+    with rt.store.session() as session:
+        d = session.get(m.Delivery, delivery_id)
+        assert d is not None
+        session.add(
+            m.DeliveryAttempt(
+                delivery_id=delivery_id, at=finished, ok=outcome.ok, status=outcome.status,
+                error=outcome.error,
+            )
+        )  # fmt: skip
+        d.claimed_until = None
+        if outcome.ok:
+            d.state, d.sent_at, d.last_error = "sent", finished, None
+        else:
+            d.last_error = outcome.error
+            if outcome.permanent or attempts >= rt.settings.delivery_attempts:
+                d.state = "dead"
+                log.error("delivery %s to %s is dead: %s", delivery_id, channel_name, outcome.error)
+            else:
+                d.state = "failed"
+                delay = _backoff(rt.settings.retry_base_seconds, attempts)
+                if outcome.retry_after:
+                    delay = max(delay, timedelta(seconds=outcome.retry_after))
+                d.next_attempt_at = finished + delay
+                log.warning(
+                    "delivery %s to %s failed (attempt %d), retry at %s: %s",
+                    delivery_id, channel_name, attempts, d.next_attempt_at.isoformat(), outcome.error,
+                )  # fmt: skip
+    return outcome.ok
+
+
+def _alert_context(
+    d: m.Delivery, match: m.Match, article: Article, others: tuple[tuple[str, str], ...]
+) -> Alert:
+    wm = WatchlistMatch(
+        watchlist=match.watchlist,
+        hits=tuple(Hit(**h) for h in match.hits or ()),
+        snippet=match.snippet or "",
+        highlights=tuple(tuple(h) for h in match.highlights or ()),  # type: ignore[misc]
+        names=tuple(match.names or ()),
+    )
+    return Alert(d.id, match.watchlist, article, wm, others)
+
+
+def _story_siblings(session: Session, art: m.Article) -> tuple[tuple[str, str], ...]:
+    if art.story_id is None:
+        return ()
+    rows = session.execute(
+        select(m.Source.name, m.Article.canonical_url)
+        .join(m.Source, m.Source.id == m.Article.source_id)
+        .where(m.Article.story_id == art.story_id, m.Article.id != art.id)
+        .order_by(m.Article.id)
+        .limit(20)
+    ).all()
+    return tuple((name, url) for name, url in rows)
+
+
+# --- sweep -------------------------------------------------------------------
+
+
+@dataclass
+class SweepResult:
+    items: list[int] = field(default_factory=list)
+    articles: list[int] = field(default_factory=list)
+    deliveries: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.items or self.articles or self.deliveries)
+
+
+def sweep(rt: Runtime, limit: int = 5000) -> SweepResult:
+    """Find rows whose message was lost (pending, unclaimed, not enqueued recently) and
+    deliveries whose retry is due; mark them enqueued now and return their ids."""
+    now = rt.now()
+    stale = now - timedelta(seconds=rt.settings.requeue_after_seconds)
+    out = SweepResult()
+    free = lambda model: or_(model.claimed_until.is_(None), model.claimed_until < now)  # noqa: E731
+    with rt.store.session() as session:
+        out.items = list(
+            session.scalars(
+                select(m.Item.id)
+                .where(m.Item.state == "pending", m.Item.enqueued_at < stale, free(m.Item))
+                .limit(limit)
+            )
+        )
+        out.articles = list(
+            session.scalars(
+                select(m.Article.id)
+                .where(m.Article.rules_state == "pending", m.Article.enqueued_at < stale, free(m.Article))
+                .limit(limit)
+            )
+        )
+        out.deliveries = list(
+            session.scalars(
+                select(m.Delivery.id)
+                .where(
+                    free(m.Delivery),
+                    or_(
+                        and_(m.Delivery.state == "pending", m.Delivery.enqueued_at < stale),
+                        and_(
+                            m.Delivery.state == "failed",
+                            m.Delivery.next_attempt_at <= now,
+                            m.Delivery.enqueued_at < m.Delivery.next_attempt_at,
+                        ),
+                    ),
+                )
+                .limit(limit)
+            )
+        )
+        for model, ids in ((m.Item, out.items), (m.Article, out.articles), (m.Delivery, out.deliveries)):
+            if ids:
+                session.execute(
+                    update(model).where(model.id.in_(ids)).values(enqueued_at=now)
+                    .execution_options(synchronize_session=False)
+                )  # fmt: skip
+    if out:
+        log.info(
+            "sweep: re-enqueued %d item(s), %d article(s), %d delivery(ies)",
+            len(out.items), len(out.articles), len(out.deliveries),
+        )  # fmt: skip
+    return out
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)

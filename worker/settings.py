@@ -1,0 +1,77 @@
+"""Runtime settings, read once from the environment and validated.
+
+Everything that differs between a laptop and production lives here; nothing
+else in newswatch reads `os.environ` (except `${VAR}` interpolation in the
+config file, which is the config file's own business).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be greater than zero")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    config_path: Path
+    database_url: str
+    broker_url: str | None  # None: start the embedded Redis under data_dir
+    tick_seconds: float  # how often beat looks for due sources
+    sweep_seconds: float  # how often beat re-enqueues rows stuck past their lease
+    lease_seconds: float  # how long a claimed row stays claimed before the sweep takes it back
+    config_check_seconds: float  # how often workers look for a changed config file
+    requeue_after_seconds: float  # a pending row not picked up for this long is enqueued again
+    retry_base_seconds: float  # first delivery retry delay; doubles per attempt
+    max_attempts: int  # parse/rules attempts before a row is quarantined
+    delivery_attempts: int  # delivery attempts before it is dead
+    log_level: str
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url is None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        data_dir = Path(env.get("NEWSWATCH_DATA_DIR") or "data").absolute()
+        database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'newswatch.db'}"
+        if database_url.startswith("postgres://"):  # Heroku-style URLs
+            database_url = "postgresql://" + database_url[len("postgres://") :]
+        if database_url.startswith("postgresql://"):
+            database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
+        broker_url = env.get("NEWSWATCH_BROKER_URL") or env.get("REDIS_URL") or None
+        return cls(
+            data_dir=data_dir,
+            config_path=Path(env.get("NEWSWATCH_CONFIG") or "config/newswatch.yaml"),
+            database_url=database_url,
+            broker_url=broker_url,
+            tick_seconds=_positive(env, "NEWSWATCH_TICK_SECONDS", 10),
+            sweep_seconds=_positive(env, "NEWSWATCH_SWEEP_SECONDS", 60),
+            lease_seconds=_positive(env, "NEWSWATCH_LEASE_SECONDS", 300),
+            config_check_seconds=_positive(env, "NEWSWATCH_CONFIG_CHECK_SECONDS", 5),
+            requeue_after_seconds=_positive(env, "NEWSWATCH_REQUEUE_AFTER_SECONDS", 120),
+            retry_base_seconds=_positive(env, "NEWSWATCH_RETRY_BASE_SECONDS", 30),
+            max_attempts=int(_positive(env, "NEWSWATCH_MAX_ATTEMPTS", 5)),
+            delivery_attempts=int(_positive(env, "NEWSWATCH_DELIVERY_ATTEMPTS", 8)),
+            log_level=(env.get("NEWSWATCH_LOG_LEVEL") or "INFO").upper(),
+        )

@@ -1,0 +1,74 @@
+"""Thin Celery tasks: load by id, call the pipeline, enqueue the next step after commit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from worker import pipeline
+from worker.celery_app import app
+from worker.runtime import Runtime
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime.build(Settings.from_env())
+    return _runtime
+
+
+def reset_runtime() -> None:
+    global _runtime
+    _runtime = None
+
+
+def _enqueue(task: Any, ids: Iterable[Any]) -> None:
+    """Send follow-up messages. If the broker is down the rows stay pending in the
+    database and the sweep sends them later, so a failure here loses nothing."""
+    for row_id in ids:
+        try:
+            task.apply_async((row_id,), retry=True, retry_policy={"max_retries": 3})
+        except Exception as exc:  # broker errors come in many types (kombu, redis, socket)
+            log.warning("could not enqueue %s(%s), the sweep will: %s", task.name, row_id, exc)
+            return
+
+
+@app.task(name="newswatch.dispatch_due")
+def dispatch_due() -> None:
+    _enqueue(fetch_source, pipeline.dispatch_due(runtime()))
+
+
+@app.task(name="newswatch.fetch_source")
+def fetch_source(source_id: int) -> None:
+    _enqueue(parse_item, pipeline.fetch_source(runtime(), source_id))
+
+
+@app.task(name="newswatch.parse_item")
+def parse_item(item_id: int) -> None:
+    article_id = pipeline.parse_item(runtime(), item_id)
+    if article_id is not None:
+        _enqueue(apply_rules, [article_id])
+
+
+@app.task(name="newswatch.apply_rules")
+def apply_rules(article_id: int) -> None:
+    _enqueue(deliver, pipeline.apply_rules(runtime(), article_id))
+
+
+@app.task(name="newswatch.deliver")
+def deliver(delivery_id: str) -> None:
+    pipeline.deliver(runtime(), delivery_id)
+
+
+@app.task(name="newswatch.sweep")
+def sweep() -> None:
+    found = pipeline.sweep(runtime())
+    _enqueue(parse_item, found.items)
+    _enqueue(apply_rules, found.articles)
+    _enqueue(deliver, found.deliveries)
