@@ -43,6 +43,7 @@ TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 SUBJECT_MAX = 200  # long subjects are folded by the policy, but mail clients cut them anyway
 SNIPPET_FALLBACK_CHARS = 240  # context either side of a hit when the matcher gave no snippet
 LEAD_MAX = 1000  # webhook payloads carry the lead, never the whole body
+NO_EXCERPT = "(no excerpt)"  # chat platforms reject empty text fields
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,8 @@ def _fallback_snippet(
                 prefix + text[lo:hi] + suffix,
                 tuple((s + shift, e + shift) for s, e in spans),
             )
-    return truncate(article.lead or article.body, 2 * SNIPPET_FALLBACK_CHARS), ()
+    text = article.lead or article.body or article.title
+    return truncate(one_line(text), 2 * SNIPPET_FALLBACK_CHARS), ()
 
 
 def snippet_segments(match: WatchlistMatch, article: Article) -> tuple[Segment, ...]:
@@ -528,7 +530,7 @@ def _slack_payload(alert: Alert) -> dict[str, Any]:
             "type": "section",
             "text": {
                 "type": "mrkdwn",
-                "text": _marked(s.segments, SLACK_TEXT_MAX, slack_escape, ("*", "*")) or " ",
+                "text": _marked(s.segments, SLACK_TEXT_MAX, slack_escape, ("*", "*")) or NO_EXCERPT,
             },
         },
         {
@@ -588,7 +590,8 @@ def _discord_payload(alert: Alert) -> dict[str, Any]:
         f["value"] = truncate(f["value"], DISCORD_FIELD_VALUE_MAX)
     embed: dict[str, Any] = {
         "title": truncate(s.title, DISCORD_TITLE_MAX),
-        "description": _marked(s.segments, DISCORD_DESCRIPTION_MAX, discord_escape, ("**", "**")),
+        "description": _marked(s.segments, DISCORD_DESCRIPTION_MAX, discord_escape, ("**", "**"))
+        or NO_EXCERPT,
         "fields": fields,
         "footer": {"text": truncate(f"newswatch · {s.delivery_id}", DISCORD_FOOTER_MAX)},
         "color": 0xD9480F,
@@ -653,7 +656,7 @@ def _teams_payload(alert: Alert) -> dict[str, Any]:
         },
         {
             "type": "TextBlock",
-            "text": _marked(s.segments, TEAMS_TEXT_MAX, _teams_escape, ("**", "**")) or " ",
+            "text": _marked(s.segments, TEAMS_TEXT_MAX, _teams_escape, ("**", "**")) or NO_EXCERPT,
             "wrap": True,
         },
         {"type": "FactSet", "facts": facts},
