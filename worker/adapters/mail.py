@@ -90,6 +90,9 @@ def classify(exc: BaseException) -> MailError:
         case smtplib.SMTPNotSupportedError():
             # e.g. security: starttls against a server without STARTTLS: a config error
             return MailError("tls", str(exc), permanent=True)
+        case smtplib.SMTPServerDisconnected() if isinstance(exc.__context__, TimeoutError):
+            # smtplib reports a read timeout as "Connection unexpectedly closed: timed out"
+            return MailError("timeout", str(exc), permanent=False)
         case smtplib.SMTPServerDisconnected():
             return MailError("disconnected", str(exc) or "server closed the connection", False)
         case smtplib.SMTPResponseException():
