@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import itertools
+import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -183,8 +185,20 @@ class _Occ:
     start: int
     end: int
 
-    def to_hit(self, term: _Term, entity: str | None) -> Hit:
+    def span(self) -> tuple[int, int]:
+        """The occurrence in the original field text, with what belongs to its last word."""
         a, b = self.fld.folded.original_span(self.start, self.end)
+        text = self.fld.text
+        # combining marks after the last letter were dropped from the view but are part of it
+        while b < len(text) and unicodedata.combining(text[b]):
+            b += 1
+        # "U.S." ends with its period (the view reads "u s"); "U.S-led" has none to take
+        if b < len(text) and text[b] == "." and b - a >= 3 and text[b - 2] == ".":
+            b += 1
+        return a, b
+
+    def to_hit(self, term: _Term, entity: str | None) -> Hit:
+        a, b = self.span()
         return Hit(
             field=self.fld.name,
             start=self.fld.base + a,
@@ -239,12 +253,23 @@ def _variants(
     spellings: list[tuple[list[str], list[str | None], list[str] | None]] = [
         (words, [required(w) for w in cased], marked)
     ]
-    if len(cased) == 1 and _is_acronym(cased[0]) and len(cased[0]) > 1 and not prefix:
-        # "US" also reads "U.S." (view "u s"): one word per letter
-        letters = list(cased[0])
-        spellings.append(
-            ([c.lower() for c in letters], [required(cased[0]) and c for c in letters], None)
-        )
+    # "US" also reads "U.S." (view "u s"): one word per letter, for each acronym word
+    dotted = [i for i, c in enumerate(cased) if len(c) > 1 and _is_acronym(c)][:3]
+    if prefix and dotted and dotted[-1] == len(cased) - 1:
+        dotted.pop()
+    for choice in itertools.product((False, True), repeat=len(dotted)):
+        if not any(choice):
+            continue
+        w2: list[str] = []
+        c2: list[str | None] = []
+        for i, (w, c) in enumerate(zip(words, cased, strict=True)):
+            if i in dotted and choice[dotted.index(i)]:
+                w2 += [ch.lower() for ch in c]
+                c2 += [ch if required(c) else None for ch in c]
+            else:
+                w2.append(w)
+                c2.append(required(c))
+        spellings.append((w2, c2, None))
     if len(cased) > 1 and all(len(c) == 1 and c.isupper() for c in cased) and not prefix:
         # "U.S." also reads "US"
         joined = "".join(cased)
@@ -638,7 +663,7 @@ class Matcher:
 
 
 def _spelling_ok(ref: _Ref, occ: _Occ) -> bool:
-    a, b = occ.fld.folded.original_span(occ.start, occ.end)
+    a, b = occ.span()
     original = occ.fld.text[a:b]
     if ref.case is not None and not _check_case(case_tokens(original), ref.case, ref.prefix):
         return False

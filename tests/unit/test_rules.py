@@ -1,0 +1,238 @@
+"""The watchlist matcher, driven by the data corpus in tests/data/rules/*.yaml.
+
+Each case names a watchlist (or several), a document and what must come out:
+the hit texts in text order (`expect`), optionally their fields, entities and
+offsets, phrases that `explain()` must give, or the RuleError a bad watchlist
+must raise. Invariant checked on every hit: its offsets point at its text in
+the original field.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from worker.config import WatchlistSpec
+from worker.core.model import Hit, MatchDocument
+from worker.core.rules import MAX_TERM_CHARS, Explanation, RuleError, compile_matcher
+
+DATA = Path(__file__).parent.parent / "data" / "rules"
+
+
+def _cases() -> list[Any]:
+    params = []
+    for path in sorted(DATA.glob("*.yaml")):
+        for case in yaml.safe_load(path.read_text(encoding="utf-8")):
+            params.append(pytest.param(case, id=f"{path.stem}: {case['name']}"))
+    return params
+
+
+def _watchlists(case: dict) -> list[WatchlistSpec]:
+    raw = case.get("watchlists") or [case["watchlist"]]
+    return [WatchlistSpec.model_validate({"name": "w", **w}) for w in raw]
+
+
+def _document(case: dict) -> MatchDocument:
+    if "doc" in case:
+        doc = dict(case["doc"])
+        for key in ("authors", "tags"):
+            if key in doc:
+                doc[key] = tuple(doc[key])
+        return MatchDocument(**{"title": "", "body": "", **doc})
+    return MatchDocument(title="", body=case["text"])
+
+
+def _field_text(doc: MatchDocument, hit: Hit) -> str:
+    return {
+        "title": doc.title,
+        "lead": doc.lead,
+        "body": doc.body,
+        "source": doc.source,
+        "author": "\n".join(doc.authors),
+        "tag": "\n".join(doc.tags),
+    }[hit.field]
+
+
+@pytest.mark.parametrize("case", _cases())
+def test_corpus(case: dict) -> None:
+    specs = _watchlists(case)
+    if "error" in case:
+        with pytest.raises(RuleError) as info:
+            compile_matcher(specs)
+        assert case["error"] in info.value.message
+        assert specs[0].name in str(info.value)
+        if "at" in case:
+            assert info.value.pos == case["at"]
+            caret_line = str(info.value).splitlines()[-1]
+            assert caret_line == "    " + " " * case["at"] + "^"
+        return
+    matcher = compile_matcher(specs, version="test")
+    doc = _document(case)
+    matches = {m.watchlist: m for m in matcher.match(doc)}
+    expect = case["expect"]
+    if isinstance(expect, list):
+        expect = {specs[0].name: expect}
+    for name, texts in expect.items():
+        if not texts:
+            assert name not in matches, f"unexpected match: {matches[name].hits}"
+            continue
+        assert name in matches, f"no match; explain: {matcher.explain(doc)}"
+        hits = matches[name].hits
+        assert [h.text for h in hits] == texts
+        for h in hits:
+            assert _field_text(doc, h)[h.start : h.end] == h.text
+        if "fields" in case:
+            assert sorted({h.field for h in hits}) == sorted(case["fields"])
+        if "entities" in case:
+            assert [h.entity for h in hits] == case["entities"]
+        if "offsets" in case:
+            assert [[h.start, h.end] for h in hits] == case["offsets"]
+    if "explain" in case:
+        explained = {e.watchlist: e for e in matcher.explain(doc)}
+        reasons = " | ".join(explained[specs[0].name].reasons)
+        for phrase in case["explain"]:
+            assert phrase in reasons
+
+
+SEED = (
+    "A senior commander for the Iran-backed Popular Mobilization Forces (PMF) operating "
+    "in Iraq, also known as Hashd al-Sha’abi, demanded American military forces leave. "
+    "Hadi Al-Ameri said he would demand the U.S. pull out all its troops."
+)
+
+
+def _pmf() -> WatchlistSpec:
+    return WatchlistSpec.model_validate(
+        {
+            "name": "iraq-militias",
+            "names": [
+                {
+                    "name": "Popular Mobilization Forces",
+                    "aliases": ["PMF", "Hashd al-Sha'abi"],
+                }
+            ],
+            "rule": '"Popular Mobilization Forces" AND (troops OR withdraw*)',
+        }
+    )
+
+
+def test_snippet_and_highlights_point_at_the_hits() -> None:
+    matcher = compile_matcher([_pmf()], version="v7")
+    assert matcher.version == "v7"
+    [match] = matcher.match(MatchDocument(title="t", body=SEED))
+    assert match.watchlist == "iraq-militias"
+    assert match.names == ("Popular Mobilization Forces", "troops")
+    highlighted = [match.snippet[a:b] for a, b in match.highlights]
+    assert highlighted[:3] == ["Popular Mobilization Forces", "PMF", "Hashd al-Sha’abi"]
+    assert "troops" in highlighted
+    assert "\n" not in match.snippet
+
+
+def test_snippet_is_cut_at_words_with_ellipses() -> None:
+    body = ("word " * 100) + "Tillerson said " + ("more " * 100)
+    [match] = compile_matcher([WatchlistSpec(name="t", names=["Tillerson"])]).match(
+        MatchDocument(title="", body=body)
+    )
+    assert match.snippet.startswith("…word")
+    assert match.snippet.endswith("more…")
+    [(a, b)] = match.highlights
+    assert match.snippet[a:b] == "Tillerson"
+
+
+def test_explain_lists_near_misses_and_skips_unrelated_watchlists() -> None:
+    specs = [
+        _pmf(),
+        WatchlistSpec(name="sport", keywords=["football"]),
+        WatchlistSpec(name="tillerson", names=["Tillerson"]),
+    ]
+    doc = MatchDocument(title="", body="The PMF said nothing about it")
+    explained = compile_matcher(specs).explain(doc)
+    assert [e.watchlist for e in explained] == ["iraq-militias"]
+    [e] = explained
+    assert isinstance(e, Explanation)
+    assert not e.matched
+    assert e.reasons == ["rule needs troops OR withdraw*: not found"]
+    assert [h.text for h in e.hits] == ["PMF"]
+
+
+def test_all_watchlists_in_one_matcher_keep_config_order() -> None:
+    specs = [WatchlistSpec(name=f"w{i}", keywords=[f"term{i}", "shared"]) for i in range(50)]
+    matcher = compile_matcher(specs)
+    assert matcher.watchlists == tuple(s.name for s in specs)
+    found = matcher.match(MatchDocument(title="", body="term7 and term3 and shared"))
+    assert [m.watchlist for m in found] == [s.name for s in specs]
+    assert [h.text for h in found[3].hits] == ["term3", "shared"]
+
+
+def test_no_watchlists_and_empty_documents() -> None:
+    assert compile_matcher([]).match(MatchDocument(title="", body="anything")) == []
+    matcher = compile_matcher([_pmf()])
+    assert matcher.match(MatchDocument(title="", body="")) == []
+    assert matcher.explain(MatchDocument(title="", body="")) == []
+
+
+def test_a_huge_term_is_refused_with_a_clear_error() -> None:
+    spec = WatchlistSpec(name="huge", keywords=["x" * 10_000_000])
+    with pytest.raises(RuleError, match=f"longer than {MAX_TERM_CHARS}"):
+        compile_matcher([spec])
+
+
+def test_a_10_mb_term_list_is_refused_with_a_clear_error() -> None:
+    terms = [f"term{i:07d}" for i in range(1_000_000)]  # ~11 MB of terms
+    spec = WatchlistSpec.model_construct(
+        name="huge",
+        names=(),
+        keywords=tuple(terms),
+        rule=None,
+        exclude=(),
+        sources=(),
+        exclude_sources=(),
+        min_mentions=1,
+        fold_diacritics=True,
+        exact_case_acronyms=True,
+        notify=(),
+    )
+    with pytest.raises(RuleError, match="characters of terms"):
+        compile_matcher([spec])
+
+
+def test_a_large_term_list_works() -> None:
+    terms = [f"name{i} surname{i % 977}" for i in range(20_000)]
+    matcher = compile_matcher([WatchlistSpec(name="big", keywords=terms)])
+    [match] = matcher.match(MatchDocument(title="", body="said NAME19999 Surname459 today"))
+    assert [h.term for h in match.hits] == ["name19999 surname459"]
+
+
+def test_one_matcher_shared_by_threads() -> None:
+    matcher = compile_matcher([_pmf(), WatchlistSpec(name="us", keywords=["US"])])
+    docs = [MatchDocument(title="", body=SEED), MatchDocument(title="", body="us and them")]
+    expected = [[m.hits for m in matcher.match(d)] for d in docs]
+    failures: list[str] = []
+
+    def work() -> None:
+        for _ in range(200):
+            for doc, want in zip(docs, expected, strict=True):
+                if [m.hits for m in matcher.match(doc)] != want:
+                    failures.append("different result")
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+
+
+def test_rule_error_shows_watchlist_rule_and_caret() -> None:
+    spec = WatchlistSpec(name="bad", rule="troops AND (Iraq OR Syria")
+    with pytest.raises(RuleError) as info:
+        compile_matcher([spec])
+    assert str(info.value).splitlines() == [
+        "watchlist 'bad': unbalanced parentheses: '(' is never closed",
+        "    troops AND (Iraq OR Syria",
+        "               ^",
+    ]
