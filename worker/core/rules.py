@@ -567,9 +567,31 @@ class _Compiler:
             wl.positive = tuple(_positive_leaves(node))
 
 
+def _raw_size(spec: WatchlistSpec) -> int:
+    """Characters of terms in a watchlist; raises on one absurdly long term."""
+    terms = [*spec.keywords, *spec.exclude]
+    for e in spec.names:
+        terms += [e.name, *e.aliases, *e.weak_aliases, *e.context]
+    longest = max(terms, key=len, default="")
+    if len(longest) > MAX_TERM_CHARS * 2:  # `*` and `=` aside, _variants says it precisely
+        raise RuleError(
+            spec.name, f"term longer than {MAX_TERM_CHARS} characters: {longest[:40]!r}…"
+        )
+    return sum(map(len, terms)) + len(spec.rule or "")
+
+
 def compile_matcher(watchlists: Sequence[WatchlistSpec], version: str = "") -> Matcher:
     """Compile every watchlist into one matcher. Raises RuleError naming the watchlist."""
     compiler = _Compiler()
+    total = 0
+    for spec in watchlists:
+        total += _raw_size(spec)
+        if total > MAX_TOTAL_CHARS:  # checked up front: refusing must be quick too
+            raise RuleError(
+                spec.name,
+                f"the watchlists hold more than {MAX_TOTAL_CHARS:,} characters of terms; "
+                "split them across fewer, more specific terms",
+            )
     for spec in watchlists:
         compiler.add_watchlist(spec)
     automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
