@@ -26,6 +26,7 @@ a random free port, one thread per connection, and stops with the fixture.
 from __future__ import annotations
 
 import http.server
+import ssl
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -54,12 +55,14 @@ class TestServer:
     port: int = 0
     routes: dict[str, Route] = field(default_factory=dict)
     requests: list[RecordedRequest] = field(default_factory=list)
+    scheme: str = "http"
     _server: http.server.ThreadingHTTPServer | None = None
 
     __test__ = False  # not a test class, despite the name
 
-    def url(self, path: str = "/") -> str:
-        return f"http://{self.host}:{self.port}{path}"
+    def url(self, path: str = "/", host: str | None = None) -> str:
+        """This server's URL for `path`; `host` replaces the address (for names in fake DNS)."""
+        return f"{self.scheme}://{host or self.host}:{self.port}{path}"
 
     def add(
         self,
@@ -138,13 +141,30 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _handle
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True  # hostile handlers may still be dripping at exit
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # clients that hang up or refuse our certificate are expected in these tests
+        pass
+
+
 @contextmanager
-def serve(host: str = "127.0.0.1") -> Iterator[TestServer]:
-    """Run a TestServer on a free port of `host` (loopback) until the block ends."""
-    ts = TestServer(host=host)
+def serve(
+    host: str = "127.0.0.1", ssl_context: ssl.SSLContext | None = None
+) -> Iterator[TestServer]:
+    """Run a TestServer on a free port of `host` (loopback) until the block ends.
+
+    With `ssl_context` (a server-side context, e.g. from trustme) it speaks HTTPS.
+    """
+    ts = TestServer(host=host, scheme="https" if ssl_context else "http")
     handler = type("Handler", (_Handler,), {"test_server": ts})
-    server = http.server.ThreadingHTTPServer((host, 0), handler)
-    server.daemon_threads = True  # hostile handlers may still be dripping at exit
+    server = _Server((host, 0), handler)
+    if ssl_context is not None:
+        # handshake in the connection's thread, not in the accept loop
+        server.socket = ssl_context.wrap_socket(
+            server.socket, server_side=True, do_handshake_on_connect=False
+        )
     ts.port = server.server_address[1]
     ts._server = server
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})

@@ -224,6 +224,7 @@ class _HostLimiter:
 class _RobotsEntry:
     parser: urllib.robotparser.RobotFileParser
     expires: float
+    unreachable: str | None = None  # why everything is disallowed for now, if it is
 
 
 @dataclass
@@ -233,16 +234,19 @@ class _RobotsCache:
     entries: dict[str, _RobotsEntry] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def get(self, origin: str) -> urllib.robotparser.RobotFileParser | None:
+    def get(self, origin: str) -> _RobotsEntry | None:
         with self.lock:
             entry = self.entries.get(origin)
             if entry is None or entry.expires <= time.monotonic():
                 return None
-            return entry.parser
+            return entry
 
-    def put(self, origin: str, parser: urllib.robotparser.RobotFileParser, ttl: float) -> None:
+    def put(self, origin: str, entry: _RobotsEntry) -> None:
         with self.lock:
-            self.entries[origin] = _RobotsEntry(parser, time.monotonic() + ttl)
+            if len(self.entries) > 4096:  # forget expired hosts now and then
+                now = time.monotonic()
+                self.entries = {o: e for o, e in self.entries.items() if e.expires > now}
+            self.entries[origin] = entry
 
 
 def _robots_policy(allow_all: bool) -> urllib.robotparser.RobotFileParser:
@@ -679,14 +683,20 @@ class Fetcher:
 
     def _check_robots(self, url: str, deadline: _Deadline) -> None:
         origin = _host_key(url)
-        parser = self._robots.get(origin)
-        if parser is None:
-            parser = self._load_robots(origin, deadline)
-        if not parser.can_fetch(self.spec.user_agent, url):
+        entry = self._robots.get(origin) or self._load_robots(origin, deadline)
+        if entry.unreachable is not None:
+            raise FetchError(
+                "robots",
+                f"{url}: {origin}/robots.txt is unreachable ({entry.unreachable}); "
+                "RFC 9309 says to assume everything is disallowed for now",
+                url=url,
+            )
+        if not entry.parser.can_fetch(self.spec.user_agent, url):
             raise FetchError("robots", f"{url}: disallowed by {origin}/robots.txt", url=url)
 
-    def _load_robots(self, origin: str, deadline: _Deadline) -> urllib.robotparser.RobotFileParser:
+    def _load_robots(self, origin: str, deadline: _Deadline) -> _RobotsEntry:
         """Fetch and cache robots.txt; RFC 9309 section 2.3.1 decides what failures mean."""
+        now = time.monotonic()
         try:
             result = self._get(
                 f"{origin}/robots.txt",
@@ -697,21 +707,22 @@ class Fetcher:
                 respect_robots=False,
             )
         except FetchError as exc:
-            if exc.kind in ("blocked_address", "bad_scheme", "invalid_url"):
+            if exc.kind in ("blocked_address", "bad_scheme", "invalid_url") or deadline.expired:
                 raise  # the page itself would fail the same way: say so
-            if exc.kind == "too_large":
-                parser = _robots_policy(allow_all=True)  # nothing sensible to parse; be lenient
-            elif exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
-                parser = _robots_policy(allow_all=True)  # "unavailable": crawl freely
+            if exc.kind == "too_large" or (
+                exc.status is not None and 400 <= exc.status < 500 and exc.status != 429
+            ):
+                # "unavailable" (4xx), or nothing sensible to parse: crawl freely
+                entry = _RobotsEntry(_robots_policy(allow_all=True), now + self._robots.ttl)
             else:
-                # "unreachable" (5xx, 429, network): assume complete disallow, for a while
-                parser = _robots_policy(allow_all=False)
-                self._robots.put(origin, parser, self._robots.error_ttl)
-                return parser
+                # "unreachable" (5xx, 429, network errors): complete disallow, for a while
+                entry = _RobotsEntry(
+                    _robots_policy(allow_all=False), now + self._robots.error_ttl, exc.message
+                )
         else:
-            parser = _robots_parse(result.body)
-        self._robots.put(origin, parser, self._robots.ttl)
-        return parser
+            entry = _RobotsEntry(_robots_parse(result.body), now + self._robots.ttl)
+        self._robots.put(origin, entry)
+        return entry
 
 
 def _reason(exc: BaseException) -> str:
