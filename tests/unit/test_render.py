@@ -395,7 +395,7 @@ def huge_alert() -> Alert:
         title="T<>&*_" * 1000,
         snippet=snippet,
         highlights=tuple((i, i + 11) for i in range(0, 19000, 47)),
-        other_sources=tuple((f"src{i}", f"https://s{i}.example.org/a") for i in range(40)),
+        other_sources=tuple((f"src{i}", f"https://s{i}.example.org/a") for i in range(80)),
     )
 
 
@@ -463,11 +463,21 @@ def test_teams_card_uses_reader_local_dates_and_open_url() -> None:
     payload = chat_payload(make_alert(), "teams")
     card = payload["attachments"][0]["content"]
     facts = {f["title"]: f["value"] for f in card["body"][2]["facts"]}
-    assert (
-        facts["Published"] == "{{DATE(2024-05-01T14:03:00Z, SHORT)}} {{TIME(2024-05-01T14:03:00Z)}}"
+    assert facts["Source"] == "world-news"
+    assert card["body"][3]["text"] == (
+        "Published {{DATE(2024-05-01T14:03:00Z, SHORT)}} {{TIME(2024-05-01T14:03:00Z)}}"
     )
     assert card["actions"][0]["url"] == "https://example.org/world/pmf"
     assert "**Popular Mobilization Forces**" in card["body"][1]["text"]
+
+
+@pytest.mark.parametrize("fmt", ["teams", "discord"])
+def test_other_source_links_are_never_cut_in_half(fmt: str) -> None:
+    payload = json.dumps(chat_payload(huge_alert(), fmt))  # type: ignore[arg-type]
+    links = re.findall(r"\(https://s(\d+)\.example\.org/a\)", payload)
+    assert 3 < len(links) < 80  # some fit, not all
+    assert links == [str(i) for i in range(len(links))]
+    assert re.search(r"\(https://s\d+\.exa[^)]*…", payload) is None
 
 
 def test_unknown_chat_format() -> None:

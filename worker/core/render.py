@@ -476,6 +476,18 @@ def _marked(
     return "".join(out) + ellipsis
 
 
+def _join_fitting(items: Sequence[str], sep: str, limit: int) -> str:
+    """Join whole items (links) while they fit; never cut one in half."""
+    out = ""
+    for i, item in enumerate(items):
+        candidate = item if not out else out + sep + item
+        more = i < len(items) - 1
+        if len(candidate) + (len(sep) + 1 if more else 0) > limit:
+            return (out + sep + "…") if out else truncate(item, limit)
+        out = candidate
+    return out
+
+
 def slack_escape(text: str) -> str:
     # Slack's only required escapes; they also stop <!channel> and <@U123> injection.
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -585,7 +597,8 @@ def _discord_payload(alert: Alert) -> dict[str, Any]:
     ]
     others = [f"[{discord_escape(n or 'link')}]({u})" for n, u in s.other_sources if u]
     if others:
-        fields.append({"name": "Also reported by", "value": ", ".join(others), "inline": False})
+        value = _join_fitting(others, ", ", DISCORD_FIELD_VALUE_MAX)
+        fields.append({"name": "Also reported by", "value": value, "inline": False})
     for f in fields:
         f["value"] = truncate(f["value"], DISCORD_FIELD_VALUE_MAX)
     embed: dict[str, Any] = {
@@ -636,14 +649,6 @@ def _teams_payload(alert: Alert) -> dict[str, Any]:
     ]
     if s.authors:
         facts.append({"title": "By", "value": _teams_escape(", ".join(s.authors))})
-    if published:
-        # Adaptive Card date functions render in the reader's time zone.
-        facts.append(
-            {
-                "title": "Published",
-                "value": f"{{{{DATE({published}, SHORT)}}}} {{{{TIME({published})}}}}",
-            }
-        )
     for f in facts:
         f["value"] = truncate(f["value"], TEAMS_TEXT_MAX)
     body: list[dict[str, Any]] = [
@@ -661,13 +666,23 @@ def _teams_payload(alert: Alert) -> dict[str, Any]:
         },
         {"type": "FactSet", "facts": facts},
     ]
-    others = [(n, u) for n, u in s.other_sources if u]
-    if others:
-        also = ", ".join(f"[{_teams_escape(n or 'link')}]({u})" for n, u in others)
+    if published:
+        # DATE()/TIME() are TextBlock functions that render in the reader's time zone.
         body.append(
             {
                 "type": "TextBlock",
-                "text": truncate(f"Also reported by: {also}", TEAMS_TEXT_MAX),
+                "text": f"Published {{{{DATE({published}, SHORT)}}}} {{{{TIME({published})}}}}",
+                "wrap": True,
+                "isSubtle": True,
+            }
+        )
+    links = [f"[{_teams_escape(n or 'link')}]({u})" for n, u in s.other_sources if u]
+    if links:
+        body.append(
+            {
+                "type": "TextBlock",
+                "text": "Also reported by: "
+                + _join_fitting(links, ", ", TEAMS_TEXT_MAX - len("Also reported by: ")),
                 "wrap": True,
                 "isSubtle": True,
             }
