@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from standardwebhooks import Webhook
 
-from tests.helpers.processes import NewswatchProcesses, wait_for
+from tests.helpers.processes import NewswatchProcesses
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -73,10 +73,6 @@ watchlists:
     notify: [desk, hook, archive]
   - name: crisis
     keywords: [crisis]
-    notify: [desk, archive]
-  - name: us-word
-    keywords: [us]
-    exact_case_acronyms: true
     notify: [desk, archive]
 channels:
   - name: desk
@@ -146,11 +142,11 @@ def run_scenario(tmp_path: Path, env: dict[str, str], news_site, smtp_server, *,
             procs.worker()
             procs.beat()
         # one email and one webhook per watched name found in the article
-        wait_for(lambda: len(smtp_server.received) >= 2 and len(_hook_posts(news_site.hook)) >= 2,
+        procs.wait_for(lambda: len(smtp_server.received) >= 2 and len(_hook_posts(news_site.hook)) >= 2,
                  90, "2 emails and 2 webhooks for the first article")  # fmt: skip
         # several more polls of the unchanged feed (every 1s, answered 304) give nothing new
         polls = news_site.hits("/feed.xml")
-        wait_for(lambda: news_site.hits("/feed.xml") >= polls + 3, 30, "three more polls")
+        procs.wait_for(lambda: news_site.hits("/feed.xml") >= polls + 3, 30, "three more polls")
         time.sleep(2)
         assert len(smtp_server.received) == 2, [m.message["Subject"] for m in smtp_server.received]
         assert len(_hook_posts(news_site.hook)) == 2
@@ -164,7 +160,7 @@ def run_scenario(tmp_path: Path, env: dict[str, str], news_site, smtp_server, *,
             payload = Webhook(SECRET).verify(post.body, dict(post.headers))
             assert payload["watchlist"] in ("pmf", "ameri")
             assert post.headers["webhook-id"]
-        # the "crisis" and "us" watchlists stayed quiet: ISIS is not crisis, U.S. is not "us"
+        # the "crisis" watchlist stayed quiet: the page's "ISIS" is not "crisis"
         watchlists = sorted(a["watchlist"] for a in _archive(alerts_file))
         assert watchlists == ["ameri", "pmf"]
 
@@ -174,15 +170,14 @@ def run_scenario(tmp_path: Path, env: dict[str, str], news_site, smtp_server, *,
              "A bill on foreign troops."),
             *news_site.state["items"],
         ]  # fmt: skip
-        wait_for(lambda: len(smtp_server.received) >= 3 and len(_hook_posts(news_site.hook)) >= 3,
+        procs.wait_for(lambda: len(smtp_server.received) >= 3 and len(_hook_posts(news_site.hook)) >= 3,
                  60, "the alert for the second article")  # fmt: skip
         polls = news_site.hits("/feed.xml")
-        wait_for(lambda: news_site.hits("/feed.xml") >= polls + 3, 30, "three more polls")
+        procs.wait_for(lambda: news_site.hits("/feed.xml") >= polls + 3, 30, "three more polls")
         time.sleep(2)
         assert len(smtp_server.received) == 3
         assert len(_hook_posts(news_site.hook)) == 3
         assert smtp_server.received[-1].message["Subject"] == "[ameri] Iraqi MP tables bill on foreign troops"
-        # "Let us see" in the second article did not alert the case-exact "us" watchlist either
         assert sorted(a["watchlist"] for a in _archive(alerts_file)) == ["ameri", "ameri", "pmf"]
         # one stable id per delivery: email Message-ID and webhook-id never repeat
         ids = [r.message["Message-ID"] for r in smtp_server.received]

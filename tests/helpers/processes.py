@@ -71,6 +71,19 @@ class NewswatchProcesses:
     def beat(self, name: str = "beat") -> subprocess.Popen[bytes]:
         return self.start(name, "beat")
 
+    def check_alive(self) -> None:
+        """Fail fast, with the log, when a process died instead of waiting for a timeout."""
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise AssertionError(f"{name} exited with {proc.returncode}:\n{self.log(name)[-5000:]}")
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float, message: str) -> Any:
+        def alive_and(p: Callable[[], Any] = predicate) -> Any:
+            self.check_alive()
+            return p()
+
+        return wait_for(alive_and, timeout, message)
+
     def log(self, name: str) -> str:
         path = self.logs.get(name)
         return path.read_text(errors="replace") if path and path.exists() else ""
