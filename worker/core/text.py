@@ -29,7 +29,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_right
-from dataclasses import dataclass
 
 __all__ = [
     "Folded",
@@ -46,8 +45,15 @@ _DROP = frozenset({"Mn", "Me", "Cf"})
 _WORD_MARK = frozenset({"Mc"})
 
 
+# Latin letters with strokes and ligature letters do not decompose in Unicode;
+# folding diacritics treats them like their base letters ("Søren" = "Soren").
+_STROKES = {"ø": "o", "æ": "ae", "œ": "oe", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i"}
+
+
 def _map_char(ch: str, *, casefold: bool, keep_marks: bool) -> str:
     """What one character becomes in a view (possibly several characters, or none)."""
+    if not keep_marks and casefold and ch.casefold() in _STROKES:
+        return _STROKES[ch.casefold()]
     text = unicodedata.normalize("NFKD", ch)
     if casefold:
         # casefold can produce characters that decompose further ("ǰ"), hence twice
@@ -102,25 +108,45 @@ _MARKS = _Table(casefold=True, keep_marks=True)
 _RUNS = re.compile(r"  +")
 
 
-@dataclass(frozen=True, slots=True)
 class Folded:
     """The match view of one text and the way back to the original offsets.
 
     Two layers: translate (one original char -> 0..n view chars) and space
     collapsing. Each layer is a sorted list of break positions and the
-    cumulative shift from there on; both are short lists in practice.
+    cumulative shift from there on. The collapse layer is only built when an
+    offset is first asked for: most texts are scanned, few report hits.
     """
 
-    text: str  # the view: " word word ... word "
-    _collapse_at: tuple[int, ...]  # view positions after which more spaces were removed
-    _collapse_shift: tuple[int, ...]
-    _char_at: tuple[int, ...]  # translated positions where the char shift changes
-    _char_shift: tuple[int, ...]
+    __slots__ = ("_char_at", "_char_shift", "_collapse", "_padded", "text")
+
+    def __init__(
+        self, text: str, padded: str, char_at: tuple[int, ...], char_shift: tuple[int, ...]
+    ) -> None:
+        self.text = text  # the view: " word word ... word "
+        self._padded = padded  # before collapsing spaces
+        self._char_at = char_at  # translated positions where the char shift changes
+        self._char_shift = char_shift
+        self._collapse: tuple[list[int], list[int]] | None = None
+
+    def _collapse_map(self) -> tuple[list[int], list[int]]:
+        if self._collapse is None:
+            at: list[int] = []  # view positions after which more spaces were removed
+            shift: list[int] = []
+            removed = 0
+            if len(self._padded) != len(self.text):
+                for m in _RUNS.finditer(self._padded):
+                    start, end = m.span()
+                    at.append(start - removed + 1)  # first view position after the run
+                    removed += end - start - 1
+                    shift.append(removed)
+            self._collapse = (at, shift)
+        return self._collapse
 
     def _to_translated(self, pos: int) -> int:
-        i = bisect_right(self._collapse_at, pos) - 1
+        collapse_at, collapse_shift = self._collapse_map()
+        i = bisect_right(collapse_at, pos) - 1
         # minus 1: the view was padded with a leading space before collapsing
-        return pos + (self._collapse_shift[i] if i >= 0 else 0) - 1
+        return pos + (collapse_shift[i] if i >= 0 else 0) - 1
 
     def _to_original(self, tpos: int) -> int:
         i = bisect_right(self._char_at, tpos) - 1
@@ -133,30 +159,48 @@ class Folded:
         return first, last + 1
 
 
-def _char_breaks(text: str, table: _Table) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Breaks for the characters that expand or vanish in translation."""
-    present = table.irregular.intersection(text)
-    if not present:
-        return (), ()
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+
+
+def _translate_non_ascii(text: str) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
+    """Translate `text` and build the char-layer breaks.
+
+    News text is mostly ASCII with a few curly quotes, dashes and accented
+    names, and `str.translate` is slow on non-ASCII strings (about 20 MB/s).
+    So only the non-ASCII runs go through the table here; the rest is then
+    ASCII and takes the fast path.
+    """
+    pieces: list[str] = []
     at: list[int] = []
     shift: list[int] = []
     delta = 0  # original index - translated index, from the current position on
-    pattern = re.compile("[" + "".join(re.escape(c) for c in sorted(present)) + "]")
-    for m in pattern.finditer(text):
-        i = m.start()
-        j = i - delta  # where this char's output starts in the translated text
-        k = len(table[ord(m.group())])
-        if k == 0:
-            delta += 1
-            at.append(j)
-            shift.append(delta)
-        else:
-            # every output char maps back to the same original char
-            for t in range(1, k):
-                at.append(j + t)
-                shift.append(delta - t)
-            delta -= k - 1
-    return tuple(at), tuple(shift)
+    done = 0
+    for m in _NON_ASCII.finditer(text):
+        run = m.group()
+        _VIEW.learn(run)
+        mapped = run.translate(_VIEW)
+        pieces.append(text[done : m.start()].translate(_VIEW_ASCII))  # ASCII: fast path
+        pieces.append(mapped)
+        done = m.end()
+        if len(mapped) == len(run):
+            continue  # one char each (quotes, dashes, accented letters): no breaks
+        for offset, ch in enumerate(run):
+            k = len(_VIEW[ord(ch)])
+            if k == 1:
+                continue
+            j = m.start() + offset - delta  # where this char's output starts
+            if k == 0:
+                delta += 1
+                at.append(j)
+                shift.append(delta)
+            else:
+                # every output char maps back to the same original char
+                for t in range(1, k):
+                    at.append(j + t)
+                    shift.append(delta - t)
+                delta -= k - 1
+    pieces.append(text[done:].translate(_VIEW_ASCII))
+    return "".join(pieces), tuple(at), tuple(shift)
 
 
 def fold(text: str) -> Folded:
@@ -166,21 +210,9 @@ def fold(text: str) -> Folded:
         char_at: tuple[int, ...] = ()
         char_shift: tuple[int, ...] = ()
     else:
-        _VIEW.learn(text)
-        translated = text.translate(_VIEW)
-        char_at, char_shift = _char_breaks(text, _VIEW)
+        translated, char_at, char_shift = _translate_non_ascii(text)
     padded = f" {translated} "
-    if "  " not in padded:
-        return Folded(padded, (), (), char_at, char_shift)
-    at: list[int] = []
-    shift: list[int] = []
-    removed = 0
-    for m in _RUNS.finditer(padded):
-        start, end = m.span()
-        at.append(start - removed + 1)  # first view position after the run's single space
-        removed += end - start - 1
-        shift.append(removed)
-    return Folded(_RUNS.sub(" ", padded), tuple(at), tuple(shift), char_at, char_shift)
+    return Folded(_RUNS.sub(" ", padded), padded, char_at, char_shift)
 
 
 def fold_term(term: str) -> str:
