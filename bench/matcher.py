@@ -1,0 +1,230 @@
+"""Benchmark the watchlist matcher against its parts and the alternatives.
+
+    .venv/bin/python bench/matcher.py [--mb 20] [--sizes 100,1000,10000,100000]
+
+Generates (deterministically, seeded) news-like articles and watchlists of
+multi-word names, acronyms and phrases, then prints for each watchlist size:
+
+- full:      newswatch's Matcher.match (folding + automaton + checks + rules)
+- normalize: worker.core.text.fold on every field alone
+- automaton: the bare pyahocorasick automaton on pre-folded text
+- re:        one `\\b(?:a|b|...)\\b` alternation with re.I (on a slice, extrapolated)
+- flashtext: KeywordProcessor.extract_keywords
+
+Throughput is MB/s of original text (UTF-8 bytes), build is seconds, memory
+is the peak traced while building (tracemalloc; pyahocorasick allocates
+through Python's allocator, so it is included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gc
+import random
+import re
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from worker.config import EntitySpec, WatchlistSpec
+from worker.core.model import MatchDocument
+from worker.core.rules import compile_matcher
+from worker.core.text import fold
+
+COMMON = """the of and to in a is that for on was with he it as at by from his said
+government minister president forces military troops city people country
+officials report week year told according spokesman statement national security
+police court border trade economy market billion percent company shares election
+parliament opposition leaders talks agreement meeting capital region attack
+killed wounded support decision program policy state states united international
+council army conflict peace crisis control power public new first last two three
+more than after before while during between against about would could should
+will also have has been were they their them we our this these those which who
+what when where there up out over under into through down off again further then
+once here all any both each few most other some such only own same so very can
+just now us is""".split()  # noqa: SIM905
+FIRST = """Ahmed Maria John Li Wei Fatima Carlos Anna Mohammed Elena David Sarah Omar Yuki
+Ivan Hassan Laura Pierre Chen Aisha Juan Olga Ali Sofia Michael Nadia Kwame
+Priya Ibrahim Lucia Rex Hadi Ben Amir Leila Tomás José Zoë Søren""".split()  # noqa: SIM905
+LAST = """Smith Garcia Khan Müller Rossi Ivanov Kim Nguyen Hussein Silva Tanaka Cohen
+Okafor Kowalski Haddad Petrov Martin Dubois Ameri Tillerson Kew Baqeri Sadr
+Nasser Fernández Öztürk Novák Larsen O'Brien al-Maliki""".split()  # noqa: SIM905
+ORG_HEAD = ["National", "United", "Popular", "People's", "Islamic", "Democratic", "Federal"]
+ORG_TAIL = ["Council", "Front", "Forces", "Party", "Movement", "Alliance", "Organization"]
+PUNCT = [",", ",", ".", ".", ";", " —", ":", "’s"]
+
+
+def _syllables(rng: random.Random, n: int) -> str:
+    parts = ["ka", "ri", "mo", "sa", "te", "lan", "dor", "vi", "qu", "ez", "ash", "un", "bel"]
+    return "".join(rng.choice(parts) for _ in range(n))
+
+
+def make_terms(rng: random.Random, n: int) -> list[str]:
+    """n distinct terms: person names, organisations, acronyms, keyword phrases."""
+    terms: set[str] = set()
+    while len(terms) < n:
+        kind = rng.random()
+        if kind < 0.45:
+            terms.add(f"{rng.choice(FIRST)} {_syllables(rng, 2).title()}{rng.choice(LAST)}")
+        elif kind < 0.65:
+            terms.add(f"{rng.choice(ORG_HEAD)} {_syllables(rng, 2).title()} {rng.choice(ORG_TAIL)}")
+        elif kind < 0.80:
+            terms.add("".join(rng.choice("ABCDEFGHIJKLMNOPRSTUVWXYZ") for _ in range(4)))
+        else:
+            terms.add(f"{_syllables(rng, 3)} {rng.choice(COMMON)} {_syllables(rng, 2)}")
+    return sorted(terms)
+
+
+def make_articles(rng: random.Random, mb: float, hot: list[str]) -> list[MatchDocument]:
+    """News-like articles: common words, names, quotes and dashes, a few watched terms."""
+    vocab = COMMON * 4 + [_syllables(rng, rng.randint(2, 4)) for _ in range(3000)]
+    people = [f"{f} {la}" for f in FIRST for la in LAST]
+    docs = []
+    size = 0
+    while size < mb * 1_000_000:
+        sentences = []
+        for _ in range(rng.randint(20, 60)):
+            words = [rng.choice(vocab) for _ in range(rng.randint(8, 24))]
+            if rng.random() < 0.3:
+                words.insert(rng.randrange(len(words)), rng.choice(people))
+            if rng.random() < 0.02:  # about one watched term per 2 KB
+                words.insert(rng.randrange(len(words)), rng.choice(hot))
+            if rng.random() < 0.2:
+                words.insert(rng.randrange(len(words)), rng.choice(["U.S.", "UN", "EU", "NATO"]))
+            text = " ".join(words)
+            if rng.random() < 0.3:
+                text = f"“{text},” {rng.choice(people)} said"
+            sentences.append(text[0].upper() + text[1:] + rng.choice(PUNCT[:4]) + "")
+        body = " ".join(sentences).replace(" , ", ", ")
+        paragraphs = [body[i : i + 600] for i in range(0, len(body), 600)]
+        title = " ".join(rng.choice(vocab) for _ in range(8)).title()
+        doc = MatchDocument(title=title, body="\n\n".join(paragraphs), source="bench")
+        docs.append(doc)
+        size += len(doc.body.encode()) + len(title.encode())
+    return docs
+
+
+def make_watchlists(rng: random.Random, terms: list[str]) -> list[WatchlistSpec]:
+    """100 terms per watchlist: names with aliases, keywords, one rule in ten."""
+    out = []
+    for i in range(0, len(terms), 100):
+        chunk = terms[i : i + 100]
+        names = [
+            EntitySpec(name=chunk[j], aliases=(chunk[j + 1],))
+            for j in range(0, 40, 2)
+            if j + 1 < len(chunk)
+        ]
+        rule = None
+        if (i // 100) % 10 == 3 and len(chunk) > 50:
+            rule = f'"{chunk[0]}" AND ("{chunk[50]}" OR troops OR withdraw*)'
+        out.append(
+            WatchlistSpec(
+                name=f"wl{i // 100}",
+                names=tuple(names),
+                keywords=tuple(chunk[40:]),
+                rule=rule,
+                exclude=("football",),
+            )
+        )
+    return out
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    gc.collect()
+    t0 = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - t0, result
+
+
+def traced_peak(fn: Callable[[], object]) -> int:
+    gc.collect()
+    tracemalloc.start()
+    obj = fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    del obj
+    return peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=float, default=20.0)
+    parser.add_argument("--sizes", default="100,1000,10000,100000")
+    parser.add_argument("--re-kb", type=int, default=100, help="slice for the re alternation")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    rng = random.Random(20171202)
+    all_terms = make_terms(rng, max(sizes))
+    rng.shuffle(all_terms)
+    docs = make_articles(random.Random(7), args.mb, hot=all_terms[:2000])
+    mb = sum(len(d.title.encode()) + len(d.body.encode()) for d in docs) / 1e6
+    print(f"# corpus: {len(docs)} articles, {mb:.1f} MB; python {sys.version.split()[0]}")
+
+    t_norm, views = timed(lambda: [(fold(d.title).text, fold(d.body).text) for d in docs])
+    print(f"normalize alone: {mb / t_norm:8.1f} MB/s")
+    header = f"{'terms':>7} {'what':<10} {'MB/s':>10} {'build s':>8} {'peak MB':>8}  note"
+    print(header)
+
+    for n in sizes:
+        terms = all_terms[:n]
+        specs = make_watchlists(random.Random(n), terms)
+        build, matcher = timed(lambda specs=specs: compile_matcher(specs, version="bench"))
+        peak = traced_peak(lambda specs=specs: compile_matcher(specs))
+        t_full, found = timed(lambda m=matcher: sum(len(m.match(d)) for d in docs))
+        print(
+            f"{n:>7} {'full':<10} {mb / t_full:10.1f} {build:8.2f} {peak / 1e6:8.1f}"
+            f"  {found} watchlist matches; {mb / t_full / (mb / t_norm):.0%} of normalize"
+        )
+        print(f"{n:>7} {'normalize':<10} {mb / t_norm:10.1f}")
+
+        automaton = matcher._automaton
+
+        def bare(a=automaton) -> int:
+            sink = collections.deque(maxlen=0)
+            for title, body in views:
+                sink.extend(a.iter(title))
+                sink.extend(a.iter(body))
+            return 0
+
+        t_ac, _ = timed(bare)
+        print(f"{n:>7} {'automaton':<10} {mb / t_ac:10.1f}")
+
+        # one big alternation; longest first so that the leftmost match is the longest
+        alternation = "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True))
+        re_build, pattern = timed(lambda a=alternation: re.compile(rf"\b(?:{a})\b", re.I))
+        sample = "\n".join(d.body for d in docs)[: args.re_kb * 1000]
+        t_re, _ = timed(lambda p=pattern, s=sample: sum(1 for _ in p.finditer(s)))
+        re_mbs = len(sample.encode()) / 1e6 / t_re
+        print(
+            f"{n:>7} {'re':<10} {re_mbs:10.3f} {re_build:8.2f} {'':>8}"
+            f"  on a {args.re_kb} KB slice, extrapolated; full is {mb / t_full / re_mbs:,.0f}x"
+        )
+
+        from flashtext import KeywordProcessor
+
+        def flash_build(terms: list[str] = terms) -> KeywordProcessor:
+            kp = KeywordProcessor(case_sensitive=False)
+            for t in terms:
+                kp.add_keyword(t)
+            return kp
+
+        fl_build, kp = timed(flash_build)
+        fl_peak = traced_peak(flash_build)
+        t_fl, _ = timed(
+            lambda kp=kp: sum(len(kp.extract_keywords(d.title + "\n" + d.body)) for d in docs)
+        )
+        print(
+            f"{n:>7} {'flashtext':<10} {mb / t_fl:10.1f} {fl_build:8.2f} {fl_peak / 1e6:8.1f}"
+            f"  full is {t_fl / t_full:.1f}x"
+        )
+        del matcher, kp, pattern
+
+
+if __name__ == "__main__":
+    main()
