@@ -83,8 +83,10 @@ def _entry(e: Mapping[str, Any], base_url: str) -> FeedEntry:
         summary=html_to_text(summary_html),
         content_html=content_html,
         authors=authors,
-        published=_struct_time(e.get("published_parsed")) or _struct_time(e.get("updated_parsed")),
-        updated=_struct_time(e.get("updated_parsed")),
+        # dict.get: FeedParserDict.get maps a missing key to another one, with a warning
+        published=_struct_time(dict.get(e, "published_parsed"))
+        or _struct_time(dict.get(e, "updated_parsed")),
+        updated=_struct_time(dict.get(e, "updated_parsed")),
         tags=tuple(t["term"] for t in e.get("tags") or () if t.get("term")),
     )
 
