@@ -182,7 +182,7 @@ def _translate_non_ascii(text: str) -> tuple[str, tuple[int, ...], tuple[int, ..
         pieces.append(text[done : m.start()].translate(_VIEW_ASCII))  # ASCII: fast path
         pieces.append(mapped)
         done = m.end()
-        if len(mapped) == len(run):
+        if _VIEW.irregular.isdisjoint(run):
             continue  # one char each (quotes, dashes, accented letters): no breaks
         for offset, ch in enumerate(run):
             k = len(_VIEW[ord(ch)])

@@ -1,0 +1,99 @@
+"""Folding into the match view, and the way back to the original offsets."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from worker.core.text import case_tokens, fold, fold_term, mark_tokens
+
+WORDS = re.compile(r"[^ ]+")
+
+
+def _words_and_spans(text: str) -> list[tuple[str, str]]:
+    """(view word, original text it maps back to) for every word of the view."""
+    folded = fold(text)
+    out = []
+    for m in WORDS.finditer(folded.text):
+        a, b = folded.original_span(m.start(), m.end())
+        out.append((m.group(), text[a:b]))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("text", "view"),
+    [
+        ("Hashd al-Sha’abi", " hashd al sha abi "),
+        ("HASHD  AL\u00a0SHA'ABI", " hashd al sha abi "),
+        ("U.S.-led", " u s led "),
+        ("Tillerson's", " tillerson s "),
+        ("ﬁne ＮＡＴＯ", " fine nato "),
+        ("Straße", " strasse "),
+        ("Bāqerī", " baqeri "),
+        ("Ba\u0304qeri\u0304", " baqeri "),
+        ("Mobili\u00adzation", " mobilization "),
+        ("Søren Œuvre", " soren oeuvre "),
+        ("“quoted” — dash", " quoted dash "),
+        ("", " "),
+        ("   ", " "),
+        ("Ирак и Сирия", " ирак и сирия "),
+    ],
+)
+def test_view(text: str, view: str) -> None:
+    assert fold(text).text == view
+
+
+def test_every_view_word_maps_back_to_its_original_word() -> None:
+    text = "  “Hadi Al-Ameri,” he said —\n\nthe ﬁnal Straße ½ Bāqerī\u00adx U.S.-led PMF’s "
+    assert _words_and_spans(text) == [
+        ("hadi", "Hadi"),
+        ("al", "Al"),
+        ("ameri", "Ameri"),
+        ("he", "he"),
+        ("said", "said"),
+        ("the", "the"),
+        ("final", "ﬁnal"),
+        ("strasse", "Straße"),
+        ("1", "½"),
+        ("2", "½"),
+        ("baqerix", "Bāqerī\u00adx"),
+        ("u", "U"),
+        ("s", "S"),
+        ("led", "led"),
+        ("pmf", "PMF"),
+        ("s", "s"),
+    ]
+
+
+def test_offsets_survive_random_text() -> None:
+    # property: every view word folds back from the original slice it maps to
+    rng = random.Random(4)
+    alphabet = "abcXYZ  \n\t,.-’“”ﬁßéİ\u00ad\u0301½—Ø"
+    for _ in range(300):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        for word, original in _words_and_spans(text):
+            assert word in fold(original).text.split(), (text, word, original)
+
+
+def test_fold_term_has_no_padding() -> None:
+    assert fold_term("Hashd al-Sha'abi") == "hashd al sha abi"
+    assert fold_term("  --  ") == ""
+
+
+def test_case_tokens_keep_case_and_drop_marks() -> None:
+    assert case_tokens("U.S.-led Bāqerī") == ["U", "S", "led", "Baqeri"]
+
+
+def test_mark_tokens_keep_diacritics_either_way_they_are_written() -> None:
+    assert mark_tokens("Bāqerī") == mark_tokens("Ba\u0304qeri\u0304")
+    assert mark_tokens("Bāqerī") != mark_tokens("Baqeri")
+
+
+def test_ascii_text_has_identity_offsets_apart_from_spaces() -> None:
+    text = "one,  two.\n\nthree"
+    folded = fold(text)
+    assert folded.text == " one two three "
+    assert folded.original_span(5, 8) == (6, 9)  # "two"
+    assert folded.original_span(9, 14) == (12, 17)  # "three"
