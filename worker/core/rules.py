@@ -805,6 +805,8 @@ def _judge(
 
     mentions: list[tuple[_Occ, int]] = []
     for ei in range(len(wl.entities)):
+        if not (facts.strong[ei] or facts.weak[ei]):
+            continue  # most entities of a watchlist are absent from any one article
         mentions += facts.entity_occs(ei, TEXT_FIELDS)
         if explain and facts.weak[ei] and not facts.confirmed[ei]:
             weak = sorted({wl.terms[ti].text for _, ti in facts.weak[ei]})
