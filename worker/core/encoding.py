@@ -67,8 +67,15 @@ def _detect(body: bytes) -> str:
         # A truncated multi-byte char at the end of the sample is still UTF-8.
         if exc.start >= len(sample) - 3:
             return "utf-8"
-    best = from_bytes(sample).best()
-    return _known(best.encoding if best else None) or "utf-8"
+    results = list(from_bytes(sample))
+    if not results:
+        return "cp1252"
+    best = results[0]
+    # Ties are common on short Western text; the web's most common legacy charset wins them.
+    for match in results:
+        if match.encoding == "cp1252" and match.chaos <= best.chaos + 0.01:
+            return "cp1252"
+    return _known(best.encoding) or "utf-8"
 
 
 def decode_html(body: bytes, content_type: str | None = None) -> str:

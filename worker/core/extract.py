@@ -414,7 +414,7 @@ _FURNITURE_ATTR = re.compile(
     re.I,
 )
 _BYLINE = re.compile(
-    r"^\s*(?:written\s+|posted\s+|words\s+|story\s+|reporting\s+)?by[:\s]+"
+    r"^\s*(?i:(?:written\s+|posted\s+|words\s+|story\s+|reporting\s+)?(?:by|von|par|por|door)[:\s]+)"
     r"((?:[A-Z][\w'’.\-]*\.?\s*){1,4}(?:(?:,|and|&)\s*(?:[A-Z][\w'’.\-]*\.?\s*){1,4}){0,4})",
     re.U,
 )
@@ -458,7 +458,7 @@ def _header_texts(tree: lxml.html.HtmlElement, limit: int = 60) -> list[tuple[st
 def _dates_in_text(texts: list[tuple[str, etree._Element]]) -> tuple[datetime | None, ...]:
     """(byline-adjacent, first plain, modified) dates among header texts."""
     byline_at = next((i for i, (t, _) in enumerate(texts) if _BYLINE.match(t)), None)
-    near, plain, modified = None, None, None
+    after, near, plain, modified = None, None, None, None
     for i, (text, el) in enumerate(texts):
         if _words(text) > 40:
             continue
@@ -473,10 +473,12 @@ def _dates_in_text(texts: list[tuple[str, etree._Element]]) -> tuple[datetime | 
                 continue
             cue = _PUBLISHED_CUE.search(before) or (prev and _PUBLISHED_CUE.search(prev))
             attrs = f"{el.get('class') or ''} {el.get('itemprop') or ''}".lower()
-            if (byline_at is not None and abs(i - byline_at) <= 2) or cue or "created" in attrs:
+            if byline_at is not None and 0 <= i - byline_at <= 2:
+                after = after or dt  # the date written right after the byline
+            elif (byline_at is not None and 0 < byline_at - i <= 2) or cue or "created" in attrs:
                 near = near or dt
             plain = plain or dt
-    return near, plain, modified
+    return after or near, plain, modified
 
 
 def _time_elements(tree: lxml.html.HtmlElement) -> tuple[datetime | None, datetime | None]:
@@ -526,7 +528,11 @@ def _author_elements(tree: lxml.html.HtmlElement) -> tuple[str, ...]:
 _AUTHOR_JUNK = re.compile(
     r"^(by|written by|posted by|author|authors|and|staff|admin|editor|update[sd]?)\b[:\s]*", re.I
 )
-_NOT_A_NAME = re.compile(r"[@/<>{}|]|https?:|\d{3,}")
+_NOT_A_NAME = re.compile(
+    r"[@/<>{}|]|https?:|\d{3,}|\b(?:press|news|reuters|agency|staff|times|post|correspondent|"
+    r"writer|reporter|editor|contributor|updated|published)\b",
+    re.I,
+)
 
 
 def _split_authors(raw: str | Iterable[str]) -> tuple[str, ...]:
@@ -694,6 +700,19 @@ def _continuations(original: lxml.html.HtmlElement, paragraphs: list[str]) -> li
     return out
 
 
+def _drop_header_lines(paragraphs: list[str], title: str) -> list[str]:
+    """Drop the title, byline and date lines an extractor kept above the first paragraph."""
+    start = 0
+    for p in paragraphs[:4]:
+        short = _words(p) <= 12
+        is_title = bool(title) and p.lower() == title.lower()
+        is_date = short and bool(_TEXT_DATE.search(p)) and _words(_TEXT_DATE.sub("", p)) <= 5
+        if not (is_title or (short and _BYLINE.match(p)) or is_date):
+            break
+        start += 1
+    return paragraphs[start:]
+
+
 def _readability_text(html: str) -> list[str]:
     try:
         from readability import Document  # imported lazily: only needed on short bodies
@@ -757,8 +776,7 @@ def _extract(text: str, url: str) -> PageContent:
         if sum(_words(p) for p in alt) > 2 * sum(_words(p) for p in paragraphs):
             paragraphs = alt
     paragraphs = _clean_paragraphs(paragraphs)
-    if title and paragraphs and paragraphs[0].lower() == title.lower():
-        paragraphs = paragraphs[1:]
+    paragraphs = _drop_header_lines(paragraphs, title)
     body = "\n\n".join(paragraphs)
     if not body.strip():
         raise ExtractionError("no article text found")

@@ -56,7 +56,8 @@ _MOBILE_HOST = re.compile(r"^(m|mobile|amp)\.", re.I)
 def _registrable(host: str) -> str:
     host = host.lower().rstrip(".")
     fld = get_fld(host, fix_protocol=True, fail_silently=True)
-    return fld or host
+    # Unknown suffix (intranet, .example, IP): the last two labels are the site.
+    return fld or ".".join(host.split(".")[-2:])
 
 
 def _is_tracking(key: str) -> bool:
