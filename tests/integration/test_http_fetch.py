@@ -709,3 +709,34 @@ def test_proxy_environment_is_ignored(
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
     url = http_server.add("/p", b"p")
     assert fetcher.get(url).body == b"p"
+
+
+# --- connection reuse ----------------------------------------------------------
+
+
+def test_connections_are_reused_and_the_deadline_still_applies(
+    http_server: TestServer, fetcher: Fetcher, fake_dns: FakeDNS
+) -> None:
+    def drip() -> Iterator[bytes]:
+        for _ in range(60):
+            yield b"<"
+            time.sleep(0.5)
+
+    http_server.add("/ok", b"ok")
+    http_server.add("/drip", drip())
+    assert fetcher.get(http_server.url("/ok")).body == b"ok"
+    error, took = fetch_error(lambda: fetcher.get(http_server.url("/drip")))
+    assert len(fake_dns.connects) == 1  # the second request went over the pooled connection
+    assert error.kind == "timeout"
+    assert took < DEADLINE + 1
+
+
+def test_a_partly_read_error_page_does_not_poison_the_next_request(
+    http_server: TestServer, fetcher: Fetcher
+) -> None:
+    http_server.add("/gone", b"x" * 300_000, status=404, headers={"X-Why": "moved"})
+    http_server.add("/ok", b"ok")
+    error, _ = fetch_error(lambda: fetcher.get(http_server.url("/gone")))
+    assert error.status == 404 and error.headers is not None
+    assert error.headers["x-why"] == "moved"
+    assert fetcher.get(http_server.url("/ok")).body == b"ok"

@@ -102,6 +102,7 @@ class FetchError(Exception):
         url: str | None = None,
         status: int | None = None,
         retry_after: float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.kind: ErrorKind = kind
@@ -109,6 +110,7 @@ class FetchError(Exception):
         self.url = url
         self.status = status
         self.retry_after = retry_after
+        self.headers = headers  # the response's, for http_status errors
         self.permanent = kind in _PERMANENT_KINDS or status in _PERMANENT_STATUSES
 
     def __repr__(self) -> str:
@@ -349,9 +351,15 @@ def _sniff_ok(expect: Expect, body: bytes) -> bool:
     return kind in ("html", "xml")
 
 
-def _host_key(url: str) -> str:
+def _origin(url: str) -> str:
+    """scheme://host[:port], the scope of a robots.txt (RFC 9309)."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+def _politeness_key(url: str) -> str:
+    # one server, whatever the scheme or port we reach it on
+    return (urlsplit(url).hostname or "").lower()
 
 
 # --- the fetcher -------------------------------------------------------------
@@ -497,6 +505,7 @@ class Fetcher:
             url=result.url,
             status=result.status,
             retry_after=retry_after,
+            headers=result.headers,
         )
 
     # -- one request/response --
@@ -515,7 +524,7 @@ class Fetcher:
     ) -> FetchResult:
         sent = {"User-Agent": self.spec.user_agent, "Accept-Encoding": "gzip, deflate, br"}
         sent.update(headers)
-        with self._limiter.slot(_host_key(url), deadline):
+        with self._limiter.slot(_politeness_key(url), deadline):
             token = socket_hook.set(deadline.watch)
             try:
                 return self._exchange(method, url, sent, deadline, max_bytes, data, expect)
@@ -640,6 +649,7 @@ class Fetcher:
             if total > max_bytes:
                 if truncate:
                     chunks.append(chunk[: len(chunk) - (total - max_bytes)])
+                    response.close()  # unread rest: this connection cannot be reused
                     break
                 raise FetchError(
                     "too_large",
@@ -682,7 +692,7 @@ class Fetcher:
     # -- robots.txt --
 
     def _check_robots(self, url: str, deadline: _Deadline) -> None:
-        origin = _host_key(url)
+        origin = _origin(url)
         entry = self._robots.get(origin) or self._load_robots(origin, deadline)
         if entry.unreachable is not None:
             raise FetchError(
