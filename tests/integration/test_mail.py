@@ -266,3 +266,12 @@ def test_reconnects_after_the_server_drops_the_connection(smtp_server: SmtpTestS
         "<dlv-3@newswatch>",
     ]
     assert session.connections == 2
+
+
+def test_message_without_recipients_is_permanent(smtp_server: SmtpTestServer) -> None:
+    msg = message()
+    del msg["To"]
+    with pytest.raises(MailError) as info:
+        sender_for(smtp_server).send(msg)
+    assert (info.value.kind, info.value.permanent) == ("recipient", True)
+    assert smtp_server.envelopes == []

@@ -313,8 +313,13 @@ def test_digest_message_id_is_deterministic_from_the_sorted_ids() -> None:
 def test_digest_merges_repeats_of_the_same_story() -> None:
     a = make_alert("d-1", other_sources=(("wire", "https://wire.example.net/1"),))
     b = replace(a, delivery_id="d-2", other_sources=(("agency", "https://agency.example.com/1"),))
-    text, _ = parts(render_email([a, b], channel(), SENDER))
+    msg = render_email([a, b], channel(), SENDER)
+    text, _ = parts(msg)
     assert text.count("PMF says it will not leave") == 1
+    # both deliveries went out in this email, so both are named
+    assert msg["X-Newswatch-Delivery"] == "d-1 d-2"
+    assert msg["Message-ID"] == render_email([b, a], channel(), SENDER)["Message-ID"]
+    assert msg["Message-ID"] != "<d-1@newswatch>"
     assert "wire.example.net" in text and "agency.example.com" in text
 
 

@@ -76,8 +76,11 @@ def classify(exc: BaseException) -> MailError:
             # Every recipient refused. Permanent only if every refusal was a 5xx.
             codes = [code for code, _ in exc.recipients.values()]
             detail = "; ".join(f"{addr}: {_reply(c, m)}" for addr, (c, m) in exc.recipients.items())
-            permanent = bool(codes) and all(500 <= c < 600 for c in codes)
-            return MailError("recipient", detail, permanent, code=max(codes, default=None))
+            # (no recipients at all is a message that can never be delivered either)
+            permanent = all(500 <= c < 600 for c in codes)
+            return MailError(
+                "recipient", detail or "no recipients", permanent, code=max(codes, default=None)
+            )
         case smtplib.SMTPSenderRefused():
             return _by_code("sender", exc.smtp_code, exc.smtp_error)
         case smtplib.SMTPDataError():

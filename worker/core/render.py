@@ -327,6 +327,8 @@ def render_email(
     """
     if not alerts:
         raise ValueError("render_email needs at least one alert")
+    # Every delivery in the email is named in its ids, merged repeats included.
+    ids = sorted({a.delivery_id for a in alerts})
     alerts = _merge_same_story(alerts)
     stories = [story(a, channel.timezone) for a in alerts]
     context: dict[str, Any] = {
@@ -341,7 +343,6 @@ def render_email(
     text = env.get_template("email.txt.j2").render(context).lstrip("\n")
     html = env.get_template("email.html.j2").render(context)
 
-    ids = [a.delivery_id for a in alerts]
     watchlists = sorted({a.watchlist for a in alerts})
     msg = EmailMessage()  # policy.default: refuses CR/LF in header values, encodes non-ASCII
     msg["Subject"] = email_subject(alerts, stories, subject_template)
@@ -350,7 +351,7 @@ def render_email(
     msg["Message-ID"] = message_id(ids)
     list_name = watchlists[0] if len(watchlists) == 1 else channel.name
     msg["List-Id"] = f"<{_list_label(list_name)}.newswatch>"
-    msg["X-Newswatch-Delivery"] = " ".join(sorted(ids))
+    msg["X-Newswatch-Delivery"] = " ".join(ids)
     msg["X-Newswatch-Watchlist"] = ", ".join(_list_label(w) for w in watchlists)
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to alerts
     if now is not None:
