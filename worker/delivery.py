@@ -55,7 +55,6 @@ def _send_email(config: Config, channel: ChannelSpec, alert: Alert) -> SendOutco
 
 
 def _send_webhook(rt: Runtime, channel: ChannelSpec, alert: Alert) -> SendOutcome:
-    from worker.adapters.http import FetchError
     from worker.adapters.webhook import build_request, deliver_webhook
 
     assert channel.webhook is not None
@@ -71,13 +70,8 @@ def _send_webhook(rt: Runtime, channel: ChannelSpec, alert: Alert) -> SendOutcom
         result = rt.fetcher().post_json(url, data, hdrs)
         return result.status, dict(result.headers)
 
-    try:
-        outcome = deliver_webhook(post, channel.webhook, body, headers)
-    except FetchError as exc:
-        return SendOutcome(
-            False, status=exc.status, error=f"{exc.kind}: {exc.message}",
-            permanent=exc.permanent, retry_after=exc.retry_after,
-        )  # fmt: skip
+    # deliver_webhook turns transport errors (FetchError) into an outcome too
+    outcome = deliver_webhook(post, channel.webhook, body, headers, now=rt.now().timestamp())
     return SendOutcome(
         outcome.ok, status=outcome.status, error=outcome.error or None,
         permanent=outcome.permanent or outcome.disable, retry_after=outcome.retry_after,
