@@ -730,7 +730,8 @@ def _trafilatura(tree: lxml.html.HtmlElement, url: str):
         return trafilatura.bare_extraction(
             tree,
             url=url,
-            with_metadata=True,
+            # Our own metadata reading replaces trafilatura's (and its costly htmldate pass).
+            with_metadata=False,
             include_comments=False,
             include_tables=True,
             favor_precision=True,
