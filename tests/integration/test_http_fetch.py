@@ -740,3 +740,23 @@ def test_a_partly_read_error_page_does_not_poison_the_next_request(
     assert error.status == 404 and error.headers is not None
     assert error.headers["x-why"] == "moved"
     assert fetcher.get(http_server.url("/ok")).body == b"ok"
+
+
+def test_a_dripped_tls_handshake_is_cut_at_the_deadline(fetcher: Fetcher) -> None:
+    """A server dripping its TLS handshake is stopped too, before any HTTP is spoken.
+
+    (CPython bounds a whole handshake by the socket timeout; the fetcher also
+    puts the socket under the deadline watchdog before the handshake starts.)
+    """
+
+    def drip_handshake(conn: socket.socket) -> None:
+        conn.recv(65536)  # the ClientHello
+        conn.sendall(b"\x16\x03\x03\x40\x00")  # a handshake record of 16 KiB follows...
+        for _ in range(200):
+            conn.sendall(b"\x00")  # ...one byte at a time, each well within the timeouts
+            time.sleep(0.3)
+
+    with _raw_server(drip_handshake) as port:
+        error, took = fetch_error(lambda: fetcher.get(f"https://127.0.0.1:{port}/"))
+    assert error.kind == "timeout"
+    assert took < DEADLINE + 1

@@ -289,7 +289,11 @@ class _GuardedConnectionMixin:
         last_error: OSError | None = None
         for family, socktype, proto, _, sockaddr in infos:
             try:
-                return self._connect_to(family, socktype, proto, sockaddr)
+                sock = self._connect_to(family, socktype, proto, sockaddr)
+                # before any TLS handshake, so that a server dripping its
+                # handshake is cut at the deadline too
+                _notify_socket(sock)
+                return sock
             except TimeoutError as exc:
                 raise ConnectTimeoutError(
                     self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})"
