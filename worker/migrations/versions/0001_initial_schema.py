@@ -33,6 +33,8 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("last_error_kind", sa.String(length=40), nullable=True),
         sa.Column("consecutive_failures", sa.Integer(), nullable=False),
+        sa.Column("permanent_failures", sa.Integer(), nullable=False),
+        sa.Column("disabled_reason", sa.Text(), nullable=True),
         sa.Column("etag", sa.Text(), nullable=True),
         sa.Column("last_modified", sa.Text(), nullable=True),
         sa.Column("items_seen", sa.Integer(), nullable=False),
