@@ -85,8 +85,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings = Settings.from_env()
     log.info(
         "newswatch run: config %s, database %s, broker %s",
-        settings.config_path, _redact(settings.database_url), _redact(settings.broker_url or ""),
-    )  # fmt: skip
+        settings.config_path,
+        _redact(settings.database_url),
+        _redact(settings.broker_url or ""),
+    )
     try:
         _celery_worker(settings, args, beat=True)
     finally:
@@ -173,7 +175,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _format_status(report: dict[str, Any]) -> str:
     lines = ["sources:"]
     for s in report["sources"]:
-        state = "ok" if not s["last_error"] else f"ERROR ({s['last_error_kind']}): {s['last_error']}"
+        state = (
+            "ok" if not s["last_error"] else f"ERROR ({s['last_error_kind']}): {s['last_error']}"
+        )
         if not s["enabled"]:
             state = "disabled"
         lines.append(
@@ -208,8 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(name: str, func: Any, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
-        p.add_argument("--config", help="config file or folder (default: $NEWSWATCH_CONFIG or "
-                       "config/newswatch.yaml)")  # fmt: skip
+        p.add_argument(
+            "--config",
+            help="config file or folder (default: $NEWSWATCH_CONFIG or config/newswatch.yaml)",
+        )
         p.set_defaults(func=func)
         return p
 
@@ -221,7 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--concurrency", type=int, default=2, help="worker processes (default 2)")
         p.add_argument("--queues", help="comma-separated queues (default: all)")
         p.add_argument("--hostname", default=f"newswatch-{name}-{os.getpid()}@%h")
-    add("beat", cmd_beat, "the scheduler only (run exactly one per deployment; a second is harmless)")
+    add(
+        "beat",
+        cmd_beat,
+        "the scheduler only (run exactly one per deployment; a second is harmless)",
+    )
     add("check-config", cmd_check_config, "validate the config file; exit 1 listing every problem")
     p = add("match", cmd_match, "parse one page or feed and show articles and watchlist hits")
     p.add_argument("input", nargs="?", default="-", help="file path, http(s) URL, or - for stdin")

@@ -33,7 +33,9 @@ def send_delivery(rt: Runtime, channel_name: str, alert: Alert) -> SendOutcome:
     config = rt.config.current().loaded.config
     channel = next((c for c in config.channels if c.name == channel_name), None)
     if channel is None:
-        return SendOutcome(False, error=f"channel {channel_name!r} is no longer configured", permanent=True)
+        return SendOutcome(
+            False, error=f"channel {channel_name!r} is no longer configured", permanent=True
+        )
     if channel.kind == "email":
         return _send_email(config, channel, alert)
     if channel.kind == "webhook":
@@ -50,7 +52,9 @@ def _send_email(config: Config, channel: ChannelSpec, alert: Alert) -> SendOutco
         with SmtpSender(smtp).session() as session:
             session.send(message)
     except MailError as exc:
-        return SendOutcome(False, status=exc.code, error=f"{exc.kind}: {exc}", permanent=exc.permanent)
+        return SendOutcome(
+            False, status=exc.code, error=f"{exc.kind}: {exc}", permanent=exc.permanent
+        )
     return SendOutcome(True)
 
 
@@ -73,9 +77,12 @@ def _send_webhook(rt: Runtime, channel: ChannelSpec, alert: Alert) -> SendOutcom
     # deliver_webhook turns transport errors (FetchError) into an outcome too
     outcome = deliver_webhook(post, channel.webhook, body, headers, now=rt.now().timestamp())
     return SendOutcome(
-        outcome.ok, status=outcome.status, error=outcome.error or None,
-        permanent=outcome.permanent or outcome.disable, retry_after=outcome.retry_after,
-    )  # fmt: skip
+        outcome.ok,
+        status=outcome.status,
+        error=outcome.error or None,
+        permanent=outcome.permanent or outcome.disable,
+        retry_after=outcome.retry_after,
+    )
 
 
 def _append_file(channel: ChannelSpec, alert: Alert) -> SendOutcome:

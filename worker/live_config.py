@@ -39,7 +39,9 @@ def compile_config(path: str | Path) -> ActiveConfig:
     except RuleError as exc:
         from worker.config import ConfigProblem
 
-        raise ConfigError([ConfigProblem(str(path), getattr(exc, "line", None), "rule", str(exc))]) from exc
+        raise ConfigError(
+            [ConfigProblem(str(path), getattr(exc, "line", None), "rule", str(exc))]
+        ) from exc
     return ActiveConfig(loaded, matcher)
 
 
@@ -90,9 +92,7 @@ class LiveConfig:
             candidate = compile_config(self.path)
         except ConfigError as exc:
             self.last_error = str(exc)
-            log.error(
-                "config change refused, keeping version %s:\n%s", self._active.version, exc
-            )
+            log.error("config change refused, keeping version %s:\n%s", self._active.version, exc)
             return
         if candidate.version != self._active.version:
             log.info("config reloaded: version %s -> %s", self._active.version, candidate.version)

@@ -15,7 +15,7 @@ import random
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
@@ -59,17 +59,28 @@ def sync_sources(session: Session, sources: Iterable[SourceSpec], now: datetime)
         if row is None:
             session.add(
                 m.Source(
-                    name=name, kind=spec.kind, url=spec.url, every_seconds=spec.every,
-                    enabled=spec.enabled, next_fetch_at=now,
+                    name=name,
+                    kind=spec.kind,
+                    url=spec.url,
+                    every_seconds=spec.every,
+                    enabled=spec.enabled,
+                    next_fetch_at=now,
                 )
-            )  # fmt: skip
+            )
             continue
         if row.url != spec.url or row.kind != spec.kind:
             row.etag = row.last_modified = None  # a new URL has nothing to be conditional on
             row.next_fetch_at = now
-        if spec.every < row.every_seconds and row.next_fetch_at > now + timedelta(seconds=spec.every):
+        if spec.every < row.every_seconds and row.next_fetch_at > now + timedelta(
+            seconds=spec.every
+        ):
             row.next_fetch_at = now + timedelta(seconds=spec.every)
-        row.url, row.kind, row.every_seconds, row.enabled = spec.url, spec.kind, spec.every, spec.enabled
+        row.url, row.kind, row.every_seconds, row.enabled = (
+            spec.url,
+            spec.kind,
+            spec.every,
+            spec.enabled,
+        )
     for name, row in existing.items():
         if name not in specs and row.enabled:
             row.enabled = False
@@ -178,7 +189,9 @@ def fetch_source(rt: Runtime, source_id: int) -> list[int]:
         if not result.not_modified:
             values.update(etag=result.etag, last_modified=result.last_modified)
         session.execute(update(m.Source).where(m.Source.id == source_id).values(**values))
-    log.info("source %s: %d new item(s)%s", name, len(new_ids), " (304)" if result.not_modified else "")
+    log.info(
+        "source %s: %d new item(s)%s", name, len(new_ids), " (304)" if result.not_modified else ""
+    )
     return new_ids
 
 
@@ -219,7 +232,9 @@ def parse_item(rt: Runtime, item_id: int) -> int | None:
 
     now = rt.now()
     with rt.store.session() as session:
-        if not claim(session, m.Item, item_id, now, rt.settings.lease_seconds, m.Item.state == "pending"):
+        if not claim(
+            session, m.Item, item_id, now, rt.settings.lease_seconds, m.Item.state == "pending"
+        ):
             return None
         item = session.get(m.Item, item_id)
         assert item is not None
@@ -267,7 +282,10 @@ def _store_article(rt: Runtime, item_id: int, article: Article) -> int | None:
         assert item is not None
         existing = session.scalar(
             select(m.Article.id).where(
-                or_(m.Article.canonical_url == article.url, m.Article.content_hash == article.content_hash)
+                or_(
+                    m.Article.canonical_url == article.url,
+                    m.Article.content_hash == article.content_hash,
+                )
             )
         )
         if existing is None:
@@ -361,13 +379,19 @@ def apply_rules(rt: Runtime, article_id: int) -> list[str]:
     config = active.loaded.config
     with rt.store.session() as session:
         if not claim(
-            session, m.Article, article_id, now, rt.settings.lease_seconds,
+            session,
+            m.Article,
+            article_id,
+            now,
+            rt.settings.lease_seconds,
             m.Article.rules_state == "pending",
-        ):  # fmt: skip
+        ):
             return []
         row = session.get(m.Article, article_id)
         assert row is not None
-        source_name = session.scalar(select(m.Source.name).where(m.Source.id == row.source_id)) or ""
+        source_name = (
+            session.scalar(select(m.Source.name).where(m.Source.id == row.source_id)) or ""
+        )
         article = article_from_row(row, source_name)
     matches = active.matcher.match(MatchDocument.from_article(article))
     delivery_ids: list[str] = []
@@ -387,9 +411,14 @@ def apply_rules(rt: Runtime, article_id: int) -> list[str]:
                 if channel not in channels:
                     continue
                 delivery = m.Delivery(
-                    id=str(uuid.uuid4()), match_id=match_row.id, channel=channel,
-                    state="pending", next_attempt_at=now, enqueued_at=now, created_at=now,
-                )  # fmt: skip
+                    id=str(uuid.uuid4()),
+                    match_id=match_row.id,
+                    channel=channel,
+                    state="pending",
+                    next_attempt_at=now,
+                    enqueued_at=now,
+                    created_at=now,
+                )
                 session.add(delivery)
                 delivery_ids.append(delivery.id)
         row.rules_state, row.claimed_until, row.error = "done", None, None
@@ -400,10 +429,16 @@ def apply_rules(rt: Runtime, article_id: int) -> list[str]:
 
 def hits_to_json(hits: Iterable[Hit]) -> list[dict[str, Any]]:
     return [
-        {"field": h.field, "start": h.start, "end": h.end, "text": h.text, "term": h.term,
-         "entity": h.entity}
+        {
+            "field": h.field,
+            "start": h.start,
+            "end": h.end,
+            "text": h.text,
+            "term": h.term,
+            "entity": h.entity,
+        }
         for h in hits
-    ]  # fmt: skip
+    ]
 
 
 def _insert_match(
@@ -449,9 +484,14 @@ def deliver(rt: Runtime, delivery_id: str) -> bool:
     now = rt.now()
     with rt.store.session() as session:
         if not claim(
-            session, m.Delivery, delivery_id, now, rt.settings.lease_seconds,
-            m.Delivery.state.in_(("pending", "failed")), m.Delivery.next_attempt_at <= now,
-        ):  # fmt: skip
+            session,
+            m.Delivery,
+            delivery_id,
+            now,
+            rt.settings.lease_seconds,
+            m.Delivery.state.in_(("pending", "failed")),
+            m.Delivery.next_attempt_at <= now,
+        ):
             return False
         d = session.get(m.Delivery, delivery_id)
         assert d is not None
@@ -459,7 +499,9 @@ def deliver(rt: Runtime, delivery_id: str) -> bool:
         assert match is not None
         art = session.get(m.Article, match.article_id)
         assert art is not None
-        source_name = session.scalar(select(m.Source.name).where(m.Source.id == art.source_id)) or ""
+        source_name = (
+            session.scalar(select(m.Source.name).where(m.Source.id == art.source_id)) or ""
+        )
         others = _story_siblings(session, art)
         channel_name, attempts = d.channel, d.attempts
         context = _alert_context(d, match, article_from_row(art, source_name), others)
@@ -470,10 +512,13 @@ def deliver(rt: Runtime, delivery_id: str) -> bool:
         assert d is not None
         session.add(
             m.DeliveryAttempt(
-                delivery_id=delivery_id, at=finished, ok=outcome.ok, status=outcome.status,
+                delivery_id=delivery_id,
+                at=finished,
+                ok=outcome.ok,
+                status=outcome.status,
                 error=outcome.error,
             )
-        )  # fmt: skip
+        )
         d.claimed_until = None
         if outcome.ok:
             d.state, d.sent_at, d.last_error = "sent", finished, None
@@ -490,8 +535,12 @@ def deliver(rt: Runtime, delivery_id: str) -> bool:
                 d.next_attempt_at = finished + delay
                 log.warning(
                     "delivery %s to %s failed (attempt %d), retry at %s: %s",
-                    delivery_id, channel_name, attempts, d.next_attempt_at.isoformat(), outcome.error,
-                )  # fmt: skip
+                    delivery_id,
+                    channel_name,
+                    attempts,
+                    d.next_attempt_at.isoformat(),
+                    outcome.error,
+                )
     return outcome.ok
 
 
@@ -552,7 +601,11 @@ def sweep(rt: Runtime, limit: int = 5000) -> SweepResult:
         out.articles = list(
             session.scalars(
                 select(m.Article.id)
-                .where(m.Article.rules_state == "pending", m.Article.enqueued_at < stale, free(m.Article))
+                .where(
+                    m.Article.rules_state == "pending",
+                    m.Article.enqueued_at < stale,
+                    free(m.Article),
+                )
                 .limit(limit)
             )
         )
@@ -573,17 +626,25 @@ def sweep(rt: Runtime, limit: int = 5000) -> SweepResult:
                 .limit(limit)
             )
         )
-        for model, ids in ((m.Item, out.items), (m.Article, out.articles), (m.Delivery, out.deliveries)):
+        for model, ids in (
+            (m.Item, out.items),
+            (m.Article, out.articles),
+            (m.Delivery, out.deliveries),
+        ):
             if ids:
                 session.execute(
-                    update(model).where(model.id.in_(ids)).values(enqueued_at=now)
+                    update(model)
+                    .where(model.id.in_(ids))
+                    .values(enqueued_at=now)
                     .execution_options(synchronize_session=False)
-                )  # fmt: skip
+                )
     if out:
         log.info(
             "sweep: re-enqueued %d item(s), %d article(s), %d delivery(ies)",
-            len(out.items), len(out.articles), len(out.deliveries),
-        )  # fmt: skip
+            len(out.items),
+            len(out.articles),
+            len(out.deliveries),
+        )
     return out
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
@@ -52,7 +52,9 @@ def rss(items: list[tuple[str, str, str]]) -> bytes:
     ).encode()
 
 
-def write_config(path: Path, feed_url: str, smtp_port: int, hook_url: str, alerts_file: Path) -> None:
+def write_config(
+    path: Path, feed_url: str, smtp_port: int, hook_url: str, alerts_file: Path
+) -> None:
     path.write_text(
         f"""
 sources:
@@ -107,8 +109,12 @@ def news_site(make_http_server):
         return 200, {"Content-Type": "application/rss+xml", "ETag": etag}, body
 
     site.routes["/feed.xml"] = feed
-    site.add("/articles/militias.html", SEED_PAGE, headers={"Content-Type": "text/html; charset=utf-8"})
-    site.add("/articles/bill.html", SECOND_PAGE, headers={"Content-Type": "text/html; charset=utf-8"})
+    site.add(
+        "/articles/militias.html", SEED_PAGE, headers={"Content-Type": "text/html; charset=utf-8"}
+    )
+    site.add(
+        "/articles/bill.html", SECOND_PAGE, headers={"Content-Type": "text/html; charset=utf-8"}
+    )
     site.state = state
     site.hook = hook
     return site
@@ -124,14 +130,25 @@ def _archive(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def run_scenario(tmp_path: Path, env: dict[str, str], news_site, smtp_server, *, embedded: bool) -> None:
+def run_scenario(
+    tmp_path: Path, env: dict[str, str], news_site, smtp_server, *, embedded: bool
+) -> None:
     alerts_file = tmp_path / "alerts.jsonl"
     config = tmp_path / "newswatch.yaml"
-    write_config(config, news_site.url("/feed.xml"), smtp_server.port, news_site.hook.url("/hook"), alerts_file)
+    write_config(
+        config,
+        news_site.url("/feed.xml"),
+        smtp_server.port,
+        news_site.hook.url("/hook"),
+        alerts_file,
+    )
     news_site.state["items"] = [
-        ("Iran-Backed Shiite Militias Demand U.S. Leave Iraq", news_site.url("/articles/militias.html"),
-         "A senior commander demands U.S. forces leave."),
-    ]  # fmt: skip
+        (
+            "Iran-Backed Shiite Militias Demand U.S. Leave Iraq",
+            news_site.url("/articles/militias.html"),
+            "A senior commander demands U.S. forces leave.",
+        ),
+    ]
     procs = NewswatchProcesses(
         tmp_path, {**env, "NEWSWATCH_CONFIG": str(config), "TEST_WEBHOOK_SECRET": SECRET}
     )
@@ -142,8 +159,11 @@ def run_scenario(tmp_path: Path, env: dict[str, str], news_site, smtp_server, *,
             procs.worker()
             procs.beat()
         # one email and one webhook per watched name found in the article
-        procs.wait_for(lambda: len(smtp_server.received) >= 2 and len(_hook_posts(news_site.hook)) >= 2,
-                 90, "2 emails and 2 webhooks for the first article")  # fmt: skip
+        procs.wait_for(
+            lambda: len(smtp_server.received) >= 2 and len(_hook_posts(news_site.hook)) >= 2,
+            90,
+            "2 emails and 2 webhooks for the first article",
+        )
         # several more polls of the unchanged feed (every 1s, answered 304) give nothing new
         polls = news_site.hits("/feed.xml")
         procs.wait_for(lambda: news_site.hits("/feed.xml") >= polls + 3, 30, "three more polls")
@@ -166,18 +186,27 @@ def run_scenario(tmp_path: Path, env: dict[str, str], news_site, smtp_server, *,
 
         # a new item later gives one more alert per channel, for its one watched name
         news_site.state["items"] = [
-            ("Iraqi MP tables bill on foreign troops", news_site.url("/articles/bill.html"),
-             "A bill on foreign troops."),
+            (
+                "Iraqi MP tables bill on foreign troops",
+                news_site.url("/articles/bill.html"),
+                "A bill on foreign troops.",
+            ),
             *news_site.state["items"],
-        ]  # fmt: skip
-        procs.wait_for(lambda: len(smtp_server.received) >= 3 and len(_hook_posts(news_site.hook)) >= 3,
-                 60, "the alert for the second article")  # fmt: skip
+        ]
+        procs.wait_for(
+            lambda: len(smtp_server.received) >= 3 and len(_hook_posts(news_site.hook)) >= 3,
+            60,
+            "the alert for the second article",
+        )
         polls = news_site.hits("/feed.xml")
         procs.wait_for(lambda: news_site.hits("/feed.xml") >= polls + 3, 30, "three more polls")
         time.sleep(2)
         assert len(smtp_server.received) == 3
         assert len(_hook_posts(news_site.hook)) == 3
-        assert smtp_server.received[-1].message["Subject"] == "[ameri] Iraqi MP tables bill on foreign troops"
+        assert (
+            smtp_server.received[-1].message["Subject"]
+            == "[ameri] Iraqi MP tables bill on foreign troops"
+        )
         assert sorted(a["watchlist"] for a in _archive(alerts_file)) == ["ameri", "ameri", "pmf"]
         # one stable id per delivery: email Message-ID and webhook-id never repeat
         ids = [r.message["Message-ID"] for r in smtp_server.received]
@@ -194,9 +223,12 @@ def run_scenario(tmp_path: Path, env: dict[str, str], news_site, smtp_server, *,
 @pytest.mark.redis
 def test_end_to_end_with_redis(tmp_path, database_url, redis_url, news_site, smtp_server):
     run_scenario(
-        tmp_path, {"REDIS_URL": redis_url, "DATABASE_URL": database_url}, news_site, smtp_server,
+        tmp_path,
+        {"REDIS_URL": redis_url, "DATABASE_URL": database_url},
+        news_site,
+        smtp_server,
         embedded=False,
-    )  # fmt: skip
+    )
 
 
 def test_end_to_end_on_embedded_defaults(tmp_path, news_site, smtp_server):
@@ -206,4 +238,7 @@ def test_end_to_end_on_embedded_defaults(tmp_path, news_site, smtp_server):
     pidfile = tmp_path / "data" / "redis" / "redis.pid"
     if pidfile.exists():
         pid = int(pidfile.read_text())
-        assert not Path(f"/proc/{pid}").exists() or b"redis" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or b"redis" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        )

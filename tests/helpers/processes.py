@@ -8,6 +8,7 @@ logs are printed so the cause is visible in CI output.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -20,7 +21,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, message: str, interval: float = 0.2) -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float, message: str, interval: float = 0.2
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -35,7 +38,11 @@ class NewswatchProcesses:
     def __init__(self, workdir: Path, env: Mapping[str, str]):
         self.workdir = workdir
         self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("NEWSWATCH_", "REDIS_URL", "DATABASE_URL"))},
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("NEWSWATCH_", "REDIS_URL", "DATABASE_URL"))
+            },
             "PYTHONUNBUFFERED": "1",
             "NEWSWATCH_TICK_SECONDS": "0.5",
             "NEWSWATCH_SWEEP_SECONDS": "2",
@@ -49,7 +56,9 @@ class NewswatchProcesses:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: dict[str, Path] = {}
 
-    def start(self, name: str, *args: str, extra_env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, *args: str, extra_env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log_path = self.workdir / f"{name}.log"
         self.logs[name] = log_path
         fh = open(log_path, "ab")  # noqa: SIM115 - handed to the child
@@ -75,7 +84,9 @@ class NewswatchProcesses:
         """Fail fast, with the log, when a process died instead of waiting for a timeout."""
         for name, proc in self.procs.items():
             if proc.poll() is not None:
-                raise AssertionError(f"{name} exited with {proc.returncode}:\n{self.log(name)[-5000:]}")
+                raise AssertionError(
+                    f"{name} exited with {proc.returncode}:\n{self.log(name)[-5000:]}"
+                )
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float, message: str) -> Any:
         def alive_and(p: Callable[[], Any] = predicate) -> Any:
@@ -93,10 +104,8 @@ class NewswatchProcesses:
         if proc is None:
             return None
         if proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                pass
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:

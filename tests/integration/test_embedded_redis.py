@@ -37,7 +37,9 @@ def test_start_persist_and_stop(tmp_path):
     server2 = EmbeddedRedis(tmp_path)
     server2.start()
     try:
-        assert redis.Redis(unix_socket_path=str(server2.socket)).lrange("parse", 0, -1) == [b"task-1"]
+        assert redis.Redis(unix_socket_path=str(server2.socket)).lrange("parse", 0, -1) == [
+            b"task-1"
+        ]
     finally:
         server2.stop()
 
@@ -62,9 +64,12 @@ def test_server_dies_with_an_owner_killed_by_sigkill(tmp_path):
     code = (
         "import sys, time; from pathlib import Path; "
         "from worker.adapters.embedded_redis import EmbeddedRedis; "
-        "s = EmbeddedRedis(Path(sys.argv[1])); s.start(); print(s.process.pid, flush=True); time.sleep(60)"
+        "s = EmbeddedRedis(Path(sys.argv[1])); s.start(); "
+        "print(s.process.pid, flush=True); time.sleep(60)"
     )
-    owner = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    owner = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
     try:
         server_pid = int(owner.stdout.readline())
         assert _alive(server_pid)
@@ -79,10 +84,19 @@ def test_server_dies_with_an_owner_killed_by_sigkill(tmp_path):
 def test_newswatch_run_stops_its_redis_on_sigterm(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("watchlists:\n  - name: w\n    keywords: [x]\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSWATCH_", "REDIS_URL", "DATABASE_URL"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("NEWSWATCH_", "REDIS_URL", "DATABASE_URL"))
+    }
     env.update(NEWSWATCH_DATA_DIR=str(tmp_path / "data"), NEWSWATCH_CONFIG=str(cfg))
-    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "run", "--concurrency=1"], env=env,
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "run", "--concurrency=1"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     pidfile = tmp_path / "data" / "redis" / "redis.pid"
     try:
         wait_for(pidfile.exists, 60, "the embedded redis pidfile")

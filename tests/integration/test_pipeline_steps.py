@@ -8,18 +8,17 @@ retries and the sweep.
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+from tests.helpers.pipeline import Clock, count, make_runtime, rss, run_all
 from worker import pipeline
 from worker.adapters import models as m
 from worker.adapters.store import Store
-from worker.live_config import LiveConfig
 from worker.runtime import Runtime
-from worker.settings import Settings
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SEED_PAGE = (DATA / "extract" / "seed-article.html").read_bytes()
@@ -30,44 +29,9 @@ and that talks would continue in the capital with all parties present.</p></arti
 <footer>Copyright Example</footer></body></html>"""
 
 
-def rss(*items: tuple[str, str]) -> str:
-    entries = "".join(
-        f"<item><title>{t}</title><link>{u}</link><guid>{u}</guid><description>{t}</description></item>"
-        for t, u in items
-    )
-    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>{entries}</channel></rss>'
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-def make_runtime(tmp_path: Path, database_url: str, config_text: str, clock: Clock) -> Runtime:
-    cfg = tmp_path / "newswatch.yaml"
-    cfg.write_text(config_text)
-    settings = Settings.from_env(
-        {
-            "DATABASE_URL": database_url,
-            "NEWSWATCH_DATA_DIR": str(tmp_path / "data"),
-            "NEWSWATCH_CONFIG": str(cfg),
-            "NEWSWATCH_REQUEUE_AFTER_SECONDS": "60",
-            "NEWSWATCH_DELIVERY_ATTEMPTS": "4",
-            "NEWSWATCH_RETRY_BASE_SECONDS": "10",
-        }
-    )
-    store = Store(settings.database_url)
-    store.upgrade()
-    return Runtime(settings=settings, store=store, config=LiveConfig(cfg, 0.0), clock=clock)
-
-
-def base_config(server, *, hook_path: str = "/hook", extra_sources: str = "", full_text: bool = True) -> str:
+def base_config(
+    server, *, hook_path: str = "/hook", extra_sources: str = "", full_text: bool = True
+) -> str:
     return f"""
 sources:
   - name: wire
@@ -100,28 +64,12 @@ def clock() -> Clock:
 def site(http_server):
     http_server.add("/hook", b"", status=204)
     http_server.add("/articles/seed", SEED_PAGE, headers={"Content-Type": "text/html"})
-    http_server.add("/feed.xml", rss(("Militias demand U.S. leave", http_server.url("/articles/seed"))),
-                    headers={"Content-Type": "application/rss+xml", "ETag": '"v1"'})  # fmt: skip
+    http_server.add(
+        "/feed.xml",
+        rss(("Militias demand U.S. leave", http_server.url("/articles/seed"))),
+        headers={"Content-Type": "application/rss+xml", "ETag": '"v1"'},
+    )
     return http_server
-
-
-def run_all(rt: Runtime) -> list[str]:
-    """One full pass: dispatch, fetch, parse, rules, deliver. Returns sent delivery ids."""
-    sent = []
-    for source_id in pipeline.dispatch_due(rt):
-        for item_id in pipeline.fetch_source(rt, source_id):
-            article_id = pipeline.parse_item(rt, item_id)
-            if article_id is None:
-                continue
-            for delivery_id in pipeline.apply_rules(rt, article_id):
-                if pipeline.deliver(rt, delivery_id):
-                    sent.append(delivery_id)
-    return sent
-
-
-def count(rt: Runtime, model, *where) -> int:
-    with rt.store.session() as s:
-        return s.scalar(select(func.count()).select_from(model).where(*where))
 
 
 def test_migrations_match_the_models(database_url):
@@ -146,7 +94,9 @@ def test_full_pass_alerts_once_and_a_second_poll_adds_nothing(tmp_path, database
     # the feed is polled again when due: conditional GET -> 304 -> nothing new
     clock.advance(301)
     site.routes["/feed.xml"] = lambda req: (
-        (304, {"ETag": '"v1"'}, b"") if req.headers.get("If-None-Match") == '"v1"' else (500, {}, b"")
+        (304, {"ETag": '"v1"'}, b"")
+        if req.headers.get("If-None-Match") == '"v1"'
+        else (500, {}, b"")
     )
     assert run_all(rt) == []
     assert count(rt, m.Item) == 1 and count(rt, m.Article) == 1 and count(rt, m.Delivery) == 2
@@ -165,11 +115,17 @@ def test_a_second_dispatcher_never_doubles_a_fetch(tmp_path, database_url, site,
     clock.advance(3600)
     with rt1.store.session() as s:  # release the claims so both dispatchers race for them
         s.execute(m.Source.__table__.update().values(claimed_until=None))
-    rt2 = Runtime(settings=rt1.settings, store=Store(rt1.settings.database_url), config=rt1.config,
-                  clock=clock)  # fmt: skip
+    rt2 = Runtime(
+        settings=rt1.settings,
+        store=Store(rt1.settings.database_url),
+        config=rt1.config,
+        clock=clock,
+    )
     results: list[list[int]] = []
-    threads = [threading.Thread(target=lambda rt=rt: results.append(pipeline.dispatch_due(rt)))
-               for rt in (rt1, rt2, rt1, rt2)]  # fmt: skip
+    threads = [
+        threading.Thread(target=lambda rt=rt: results.append(pipeline.dispatch_due(rt)))
+        for rt in (rt1, rt2, rt1, rt2)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -179,8 +135,11 @@ def test_a_second_dispatcher_never_doubles_a_fetch(tmp_path, database_url, site,
 
 
 def test_same_article_from_two_sources_is_one_article(tmp_path, database_url, site, clock):
-    site.add("/feed2.xml", rss(("Copy", site.url("/articles/seed?utm_source=twitter&fbclid=x"))),
-             headers={"Content-Type": "application/rss+xml"})  # fmt: skip
+    site.add(
+        "/feed2.xml",
+        rss(("Copy", site.url("/articles/seed?utm_source=twitter&fbclid=x"))),
+        headers={"Content-Type": "application/rss+xml"},
+    )
     extra = f"  - name: other\n    feed: {site.url('/feed2.xml')}\n    full_text: true"
     rt = make_runtime(tmp_path, database_url, base_config(site, extra_sources=extra), clock)
     sent = run_all(rt)
@@ -205,7 +164,9 @@ def test_rules_and_delivery_are_idempotent(tmp_path, database_url, site, clock):
     assert len([r for r in site.requests if r.path == "/hook"]) == 2
 
 
-def test_webhook_failing_then_recovering_is_retried_from_the_row(tmp_path, database_url, site, clock):
+def test_webhook_failing_then_recovering_is_retried_from_the_row(
+    tmp_path, database_url, site, clock
+):
     answers = iter([500, 500, 500, 200, 200, 200, 200, 200])
     site.routes["/flaky"] = lambda req: (next(answers), {}, b"")
     rt = make_runtime(tmp_path, database_url, base_config(site, hook_path="/flaky"), clock)
@@ -217,7 +178,9 @@ def test_webhook_failing_then_recovering_is_retried_from_the_row(tmp_path, datab
             pipeline.deliver(rt, d)
     with rt.store.session() as s:
         states = s.scalars(select(m.Delivery.state)).all()
-        attempts = s.execute(select(m.DeliveryAttempt.ok, func.count()).group_by(m.DeliveryAttempt.ok)).all()
+        attempts = s.execute(
+            select(m.DeliveryAttempt.ok, func.count()).group_by(m.DeliveryAttempt.ok)
+        ).all()
     assert states == ["sent", "sent"]
     assert dict(attempts) == {False: 3, True: 2}
 
@@ -238,8 +201,11 @@ def test_dead_after_the_last_attempt_and_on_410(tmp_path, database_url, site, cl
     site.add("/gone", b"", status=410)
     rt.config.path.write_text(base_config(site, hook_path="/gone"))
     with rt.store.session() as s:
-        s.execute(m.Delivery.__table__.update().values(state="pending", attempts=0, claimed_until=None,
-                                                        next_attempt_at=clock.now))  # fmt: skip
+        s.execute(
+            m.Delivery.__table__.update().values(
+                state="pending", attempts=0, claimed_until=None, next_attempt_at=clock.now
+            )
+        )
         ids = s.scalars(select(m.Delivery.id)).all()
     for d in ids:
         assert not pipeline.deliver(rt, d)
@@ -266,8 +232,17 @@ def test_sweep_recovers_work_whose_message_was_lost(tmp_path, database_url, site
     assert sorted(pipeline.sweep(rt).deliveries) == sorted(deliveries)
     # a worker killed mid-parse leaves a claimed row: taken back after the lease
     with rt.store.session() as s:
-        s.add(m.Item(source_id=source_id, entry_key="k2", url=None, data={"entry_key": "k2", "title": "t"},
-                     state="pending", enqueued_at=clock.now, claimed_until=clock.now + timedelta(seconds=300)))  # fmt: skip
+        s.add(
+            m.Item(
+                source_id=source_id,
+                entry_key="k2",
+                url=None,
+                data={"entry_key": "k2", "title": "t"},
+                state="pending",
+                enqueued_at=clock.now,
+                claimed_until=clock.now + timedelta(seconds=300),
+            )
+        )
     clock.advance(120)
     assert pipeline.sweep(rt).items == []  # still leased
     clock.advance(300)
@@ -275,8 +250,11 @@ def test_sweep_recovers_work_whose_message_was_lost(tmp_path, database_url, site
 
 
 def test_poison_item_is_quarantined_after_max_attempts(tmp_path, database_url, site, clock):
-    site.add("/feed.xml", rss(("Broken page", site.url("/articles/500"))),
-             headers={"Content-Type": "application/rss+xml"})  # fmt: skip
+    site.add(
+        "/feed.xml",
+        rss(("Broken page", site.url("/articles/500"))),
+        headers={"Content-Type": "application/rss+xml"},
+    )
     site.add("/articles/500", b"oops", status=500)
     rt = make_runtime(tmp_path, database_url, base_config(site), clock)
     (source_id,) = pipeline.dispatch_due(rt)
@@ -304,8 +282,11 @@ def test_feed_failure_is_recorded_with_backoff(tmp_path, database_url, site, clo
 
 
 def test_page_source_follows_article_links(tmp_path, database_url, site, clock):
-    site.add("/listing", '<a href="/articles/seed">Militias</a> <a href="/about">About</a>',
-             headers={"Content-Type": "text/html"})  # fmt: skip
+    site.add(
+        "/listing",
+        '<a href="/articles/seed">Militias</a> <a href="/about">About</a>',
+        headers={"Content-Type": "text/html"},
+    )
     config = base_config(site).replace(
         f"    feed: {site.url('/feed.xml')}\n    every: 5m\n    full_text: true",
         f"    page: {site.url('/listing')}\n    follow: /articles/\n    every: 5m",
@@ -319,10 +300,15 @@ def test_page_source_follows_article_links(tmp_path, database_url, site, clock):
 
 
 def test_us_does_not_match_lowercase_us(tmp_path, database_url, site, clock):
-    page = ARTICLE.format(title="Talks resume", body="Let us hope, the minister told us, that talks resume.")
+    page = ARTICLE.format(
+        title="Talks resume", body="Let us hope, the minister told us, that talks resume."
+    )
     site.add("/articles/us", page, headers={"Content-Type": "text/html"})
-    site.add("/feed.xml", rss(("Talks resume", site.url("/articles/us"))),
-             headers={"Content-Type": "application/rss+xml"})  # fmt: skip
+    site.add(
+        "/feed.xml",
+        rss(("Talks resume", site.url("/articles/us"))),
+        headers={"Content-Type": "application/rss+xml"},
+    )
     rt = make_runtime(tmp_path, database_url, base_config(site), clock)
     assert run_all(rt) == []
     assert count(rt, m.Match) == 0

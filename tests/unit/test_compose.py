@@ -1,4 +1,4 @@
-"""docker-compose.yml stays valid (Docker does not run here) and runs the commands the e2e tests run."""
+"""docker-compose.yml stays valid (no Docker here) and runs the commands the e2e tests run."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ def test_compose_file_is_valid_against_the_compose_spec():
     exe = shutil.which("check-jsonschema") or str(Path(sys.executable).parent / "check-jsonschema")
     run = subprocess.run(
         [exe, "--builtin-schema", "vendor.compose-spec", str(REPO / "docker-compose.yml")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
 
 
@@ -32,4 +34,6 @@ def test_compose_services_and_commands():
     for name in ("redis", "postgres", "worker", "beat"):
         assert "healthcheck" in services[name], name
     env = services["worker"]["environment"]
-    assert env["REDIS_URL"].startswith("redis://") and env["DATABASE_URL"].startswith("postgresql://")
+    assert env["REDIS_URL"].startswith("redis://") and env["DATABASE_URL"].startswith(
+        "postgresql://"
+    )

@@ -54,7 +54,8 @@ def test_each_problem_is_one_line_with_file_line_and_key(tmp_path):
     cfg.write_text(BAD)
     found = problems(cfg)
     assert found == [
-        f"{cfg}:4: sources[world].every: '5 minutes' is not an interval; write e.g. 30s, 5m, 1h30m or 1d",
+        f"{cfg}:4: sources[world].every: '5 minutes' is not an interval; "
+        "write e.g. 30s, 5m, 1h30m or 1d",
         f"{cfg}:7: sources[pages].colour: unknown key",
         f"{cfg}:11: watchlists[people].notify[0]: no channel named 'nowhere' (channels: desk)",
     ]
@@ -65,8 +66,11 @@ def test_check_config_command_prints_each_problem_and_exits_1(tmp_path):
     cfg.write_text(BAD)
     run = subprocess.run(
         [sys.executable, "-m", "worker.cli", "check-config", "--config", str(cfg)],
-        capture_output=True, text=True, cwd=REPO, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert run.returncode == 1
     lines = run.stdout.strip().splitlines()
     assert len(lines) == 3
@@ -78,9 +82,12 @@ def test_shipped_configs_are_valid():
     for name in ("newswatch.yaml", "example.yaml"):
         run = subprocess.run(
             [sys.executable, "-m", "worker.cli", "check-config", "--config", f"config/{name}"],
-            capture_output=True, text=True, cwd=REPO, timeout=60,
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
             env={"PATH": "/usr/bin:/bin", "NEWSWATCH_SMTP_PASSWORD": "x"},
-        )  # fmt: skip
+        )
         assert run.returncode == 0, run.stdout + run.stderr
 
 
@@ -98,7 +105,9 @@ def test_env_interpolation_and_missing_variable(tmp_path):
     assert loaded.config.channel("hook").secret.get_secret_value() == "whsec_abc"
     assert loaded.config.channel("hook2").webhook == "https://default.example.org/"
     assert "whsec_abc" not in repr(loaded.config)  # secrets never print
-    assert problems(cfg) == [f"{cfg}:4: channels[hook].secret: environment variable HOOK_SECRET is not set"]
+    assert problems(cfg) == [
+        f"{cfg}:4: channels[hook].secret: environment variable HOOK_SECRET is not set"
+    ]
 
 
 def test_invalid_yaml_names_the_line(tmp_path):
@@ -123,7 +132,9 @@ def test_source_kinds_and_duplicates(tmp_path):
 
 
 def test_a_folder_of_files_is_one_config(tmp_path):
-    (tmp_path / "10-sources.yaml").write_text("sources:\n  - name: a\n    feed: https://e.org/rss\n")
+    (tmp_path / "10-sources.yaml").write_text(
+        "sources:\n  - name: a\n    feed: https://e.org/rss\n"
+    )
     (tmp_path / "20-watch.yaml").write_text(
         "watchlists:\n  - name: w\n    keywords: [x]\n    notify: [c]\n"
         "channels:\n  - name: c\n    file: out.jsonl\n"

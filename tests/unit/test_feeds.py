@@ -48,9 +48,17 @@ def test_entries_without_ids_get_stable_keys():
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"   ", b"<html><body>not a feed</body></html>", b"\x00\xff\xfe binary", b"{not json",
-     b'{"version": "1"}', b"[]", b"<?xml version='1.0'?><unclosed"],
-)  # fmt: skip
+    [
+        b"",
+        b"   ",
+        b"<html><body>not a feed</body></html>",
+        b"\x00\xff\xfe binary",
+        b"{not json",
+        b'{"version": "1"}',
+        b"[]",
+        b"<?xml version='1.0'?><unclosed",
+    ],
+)
 def test_not_a_feed_is_a_feed_error(body):
     with pytest.raises(FeedError):
         parse_feed(body)
@@ -60,7 +68,7 @@ def test_billion_laughs_and_external_entities_do_not_expand(tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP-SECRET")
     laughs = "".join(
-        f'<!ENTITY l{i} "{"&l%d;" % (i - 1) * 10 if i else "lol"}">' for i in range(10)
+        f'<!ENTITY l{i} "{f"&l{i - 1};" * 10 if i else "lol"}">' for i in range(10)
     )
     bomb = (
         f'<?xml version="1.0"?><!DOCTYPE rss [{laughs}<!ENTITY xxe SYSTEM "file://{secret}">]>'

@@ -66,17 +66,27 @@ class EmbeddedRedis:
         self._stop_stale()
         args = [
             _server_binary(),
-            "--port", "0",  # no TCP: nothing outside this machine's users can reach it
-            "--unixsocket", str(self.socket),
-            "--unixsocketperm", "700",
-            "--dir", str(self.dir),
-            "--appendonly", "yes",  # queued tasks survive a restart
-            "--appendfsync", "everysec",
-            "--save", "",
-            "--pidfile", str(self.pidfile),
-            "--daemonize", "no",
-            "--logfile", str(self.dir / "redis.log"),
-        ]  # fmt: skip
+            "--port",
+            "0",  # no TCP: nothing outside this machine's users can reach it
+            "--unixsocket",
+            str(self.socket),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(self.dir),
+            "--appendonly",
+            "yes",  # queued tasks survive a restart
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--pidfile",
+            str(self.pidfile),
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.dir / "redis.log"),
+        ]
         self.process = subprocess.Popen(args, preexec_fn=_die_with_parent, close_fds=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

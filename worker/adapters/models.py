@@ -79,7 +79,9 @@ class Source(Base):
     last_error_kind: Mapped[str | None] = mapped_column(String(40))
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     permanent_failures: Mapped[int] = mapped_column(Integer, default=0)  # 404/410 in a row
-    disabled_reason: Mapped[str | None] = mapped_column(Text)  # set when newswatch stopped polling it
+    disabled_reason: Mapped[str | None] = mapped_column(
+        Text
+    )  # set when newswatch stopped polling it
     etag: Mapped[str | None] = mapped_column(Text)
     last_modified: Mapped[str | None] = mapped_column(Text)
     items_seen: Mapped[int] = mapped_column(Integer, default=0)

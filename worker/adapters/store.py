@@ -99,7 +99,7 @@ class Store:
             lock_path = Path(db_path + ".migrate.lock") if db_path != ":memory:" else None
             with contextlib.ExitStack() as stack:
                 if lock_path:
-                    fh = stack.enter_context(open(lock_path, "w"))  # noqa: SIM115
+                    fh = stack.enter_context(open(lock_path, "w"))
                     fcntl.flock(fh, fcntl.LOCK_EX)
                 with self.engine.connect() as conn:
                     yield conn
