@@ -15,7 +15,8 @@ from worker.adapters import models as m
 WIRE = [
     "BAGHDAD (Wire) — Iraq's parliament on Tuesday began debating a bill that would set a "
     "timetable for the withdrawal of foreign troops, a move pushed by lawmakers aligned with the "
-    "Popular Mobilization Forces after a string of strikes on militia positions near the Syrian border.",
+    "Popular Mobilization Forces after a string of strikes on militia positions near the Syrian "
+    "border.",
     "The bill, drafted by the legal committee, would give the government one year to end the "
     "presence of foreign combat forces and would bar the use of Iraqi territory for attacks on "
     "neighbouring countries. Several Kurdish and Sunni blocs boycotted the session.",
@@ -68,7 +69,8 @@ def page(site: str, title: str, paragraphs: list[str], byline: str = "") -> str:
     head, tail = SITES[site]
     body = "".join(f"<p>{p}</p>" for p in paragraphs)
     return (
-        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title} | {site}</title>"
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{title} | {site}</title>"
         f"</head><body>{head}<article><h1>{title}</h1>{byline}{body}</article>{tail}</body></html>"
     )
 
