@@ -456,13 +456,11 @@ class Fetcher:
         respect_robots: bool,
     ) -> FetchResult:
         current = url
-        for hop in range(MAX_REDIRECTS + 1):
+        for _hop in range(MAX_REDIRECTS + 1):
             self._check_url(current)
             if respect_robots:
                 self._check_robots(current, deadline)
-            result = self._request(
-                "GET", current, headers, deadline, max_bytes, expect=expect, first_hop=hop == 0
-            )
+            result = self._request("GET", current, headers, deadline, max_bytes, expect=expect)
             if result.status not in _REDIRECT_STATUSES:
                 self._raise_for_status(result)
                 return result
@@ -520,7 +518,6 @@ class Fetcher:
         *,
         data: bytes | None = None,
         expect: Expect = "any",
-        first_hop: bool = True,
     ) -> FetchResult:
         sent = {"User-Agent": self.spec.user_agent, "Accept-Encoding": "gzip, deflate, br"}
         sent.update(headers)
