@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None) -> Celery:
             "newswatch.parse_item": {"queue": "parse"},
             "newswatch.apply_rules": {"queue": "rules"},
             "newswatch.deliver": {"queue": "alerts"},
+            "newswatch.outbox_tick": {"queue": "alerts"},
         },
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -58,6 +59,11 @@ def create_app(settings: Settings | None = None) -> Celery:
         beat_schedule={
             "dispatch-due-sources": {
                 "task": "newswatch.dispatch_due",
+                "schedule": settings.tick_seconds,
+                "options": {"expires": settings.tick_seconds * 3},
+            },
+            "outbox": {  # due digests and operational notices
+                "task": "newswatch.outbox_tick",
                 "schedule": settings.tick_seconds,
                 "options": {"expires": settings.tick_seconds * 3},
             },

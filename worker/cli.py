@@ -164,6 +164,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     store = Store(settings.database_url)
     store.upgrade()
     report = status_report(store)
+    from worker.outbox import STATES
+
+    # every delivery state shows, zero or not: "0 dead" is an answer too
+    report["deliveries"] = {state: 0 for state in STATES} | report["deliveries"]
     if args.json:
         json.dump(report, sys.stdout, indent=2, default=str)
         print()
@@ -188,6 +192,45 @@ def _format_status(report: dict[str, Any]) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(report[key].items())) or "none"
         lines.append(f"{key}: {counts}")
     return "\n".join(lines)
+
+
+def cmd_deliveries(args: argparse.Namespace) -> int:
+    """List deliveries (newest first), or put a dead/failed one back to pending."""
+    from datetime import UTC, datetime
+
+    from worker import outbox
+    from worker.adapters.store import Store
+
+    settings = _settings(args)
+    store = Store(settings.database_url)  # no config needed: this works on the rows alone
+    store.upgrade()
+    try:
+        if args.action == "retry":
+            result = outbox.retry(store, args.id, datetime.now(UTC))
+            if result is None:
+                print(f"newswatch: nothing dead or failed with id {args.id!r}", file=sys.stderr)
+                return 1
+            print(f"{result.kind} {result.id}: {result.previous_state} -> queued again")
+            return 0
+        states = ("dead",) if args.dead else tuple(args.state or ())
+        rows = outbox.list_deliveries(store, states=states, limit=args.limit)
+    finally:
+        store.dispose()
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2, default=str)
+        print()
+        return 0
+    for r in rows:
+        what = r["title"] or ""
+        print(
+            f"{r['id']}  {r['state']:<8} {r['kind']:<6} {r['channel']:<16} "
+            f"{r['watchlist'] or '-':<16} attempts {r['attempts']:<2} {what[:60]}"
+        )
+        if r["last_error"] and r["state"] != "sent":
+            print(f"    last error: {r['last_error'][:200]}")
+    if not rows:
+        print("no deliveries")
+    return 0
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -238,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--explain", action="store_true", help="show near misses and why")
     p = add("status", cmd_status, "sources, and counts of items, articles, matches, deliveries")
     p.add_argument("--json", action="store_true")
+    p = add("deliveries", cmd_deliveries, "list deliveries; `deliveries retry ID` sends one again")
+    p.add_argument("--dead", action="store_true", help="only dead deliveries")
+    p.add_argument("--state", action="append", help="only this state (repeatable)")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(action="list")
+    dsub = p.add_subparsers(dest="action")
+    retry = dsub.add_parser("retry", help="put a dead/failed delivery (or digest) back to pending")
+    retry.add_argument("id", help="delivery id (or digest batch id)")
     db = sub.add_parser("db", help="database schema")
     dbsub = db.add_subparsers(dest="db_command", required=True)
     up = dbsub.add_parser("upgrade", help="apply migrations")

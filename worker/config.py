@@ -106,6 +106,52 @@ class SourceSpec(_Strict):
         return self.feed or self.page or ""
 
 
+# --- alert policies ----------------------------------------------------------
+
+
+class AlertPolicySpec(_Strict):
+    """How alerts reach a channel (worker/core/policy.py, docs/alerts.md "Policies").
+
+    Set on a channel; a watchlist's `alerts:` overrides any of them for its own
+    alerts. Unset (None) means "inherit": immediate, no throttle, no quiet hours,
+    any relevance, no story updates.
+    """
+
+    digest: str | None = None  # hourly | daily 08:00 Europe/Berlin | cron [zone]
+    throttle: int | None = Field(default=None, ge=1)  # immediate alerts per watchlist per hour
+    quiet_hours: str | None = None  # 22:00-07:00 [zone]
+    min_relevance: str | None = None  # any | title | N | title_or_N
+    story_updates: bool | None = None  # a new source of an alerted story sends an update
+
+    @field_validator("digest")
+    @classmethod
+    def _schedule(cls, v: str | None) -> str | None:
+        from worker.core.policy import parse_schedule
+
+        if v is not None:
+            parse_schedule(v)
+        return v
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, v: str | None) -> str | None:
+        from worker.core.policy import parse_quiet_hours
+
+        if v is not None:
+            parse_quiet_hours(v)
+        return v
+
+    @field_validator("min_relevance", mode="before")
+    @classmethod
+    def _relevance(cls, v: object) -> str | None:
+        from worker.core.policy import parse_relevance
+
+        if v is None:
+            return None
+        parse_relevance(v)  # type: ignore[arg-type]
+        return str(v)
+
+
 # --- watchlists --------------------------------------------------------------
 
 
@@ -137,6 +183,7 @@ class WatchlistSpec(_Strict):
     fold_diacritics: bool = True
     exact_case_acronyms: bool = True  # all-caps tokens of up to 4 letters match case-exactly
     notify: tuple[str, ...] = ()
+    alerts: AlertPolicySpec | None = None  # overrides the channels' alert policy
 
     @field_validator("names", mode="before")
     @classmethod
@@ -173,7 +220,7 @@ class SmtpSpec(_Strict):
     timeout: float = Field(default=30.0, gt=0)
 
 
-class ChannelSpec(_Strict):
+class ChannelSpec(AlertPolicySpec):  # its policy fields: digest, throttle, ...
     name: str = Field(min_length=1)
     email: tuple[str, ...] = ()
     smtp: SmtpSpec | None = None  # overrides the top-level `smtp`
@@ -234,12 +281,27 @@ class FetchSpec(_Strict):
     allow_networks: tuple[str, ...] = ()
 
 
+class NoticesSpec(_Strict):
+    """Operational notices (source failing, delivery dead, config rejected) to one channel."""
+
+    channel: str = Field(min_length=1)
+    source_failing_after: int = 7200  # seconds without a successful fetch
+    delivery_dead: bool = True
+    config_rejected: bool = True
+
+    @field_validator("source_failing_after", mode="before")
+    @classmethod
+    def _interval(cls, v: Any) -> int:
+        return parse_interval(v)
+
+
 class Config(_Strict):
     sources: tuple[SourceSpec, ...] = ()
     watchlists: tuple[WatchlistSpec, ...] = ()
     channels: tuple[ChannelSpec, ...] = ()
     smtp: SmtpSpec = SmtpSpec()
     fetch: FetchSpec = FetchSpec()
+    notices: NoticesSpec | None = None
 
     @model_validator(mode="after")
     def _cross_refs(self) -> Config:
@@ -254,6 +316,8 @@ class Config(_Strict):
                 if item.name in seen:
                     problems.append(f"two {kind}s are named {item.name!r}")
                 seen.add(item.name)
+        if self.notices and self.notices.channel not in {c.name for c in self.channels}:
+            problems.append(f"notices: no channel named {self.notices.channel!r}")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,8 +29,6 @@ from worker.core.extract import ExtractionError, extract_page
 from worker.core.feeds import FeedError, page_links, parse_feed
 from worker.core.model import Article, Hit, MatchDocument, WatchlistMatch
 from worker.core.normalize import build_article, entry_data
-from worker.core.render import Alert
-from worker.delivery import send_delivery
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -393,34 +390,25 @@ def apply_rules(rt: Runtime, article_id: int) -> list[str]:
             session.scalar(select(m.Source.name).where(m.Source.id == row.source_id)) or ""
         )
         article = article_from_row(row, source_name)
+    from worker import outbox  # late: the outbox builds on this module
+
     matches = active.matcher.match(MatchDocument.from_article(article))
     delivery_ids: list[str] = []
     with rt.store.session() as session:
         row = session.get(m.Article, article_id)
         assert row is not None
-        channels = {c.name for c in config.channels}
-        notify = {w.name: w.notify for w in config.watchlists}
         for wm in matches:
             match_row = _insert_match(session, row, wm, active.version, now)
             if match_row is None:
                 continue  # this watchlist already matched this article (a redelivered task)
-            if not _first_in_story(session, wm.watchlist, row.story_id or row.id, match_row.id):
+            first = _first_in_story(session, wm.watchlist, row.story_id or row.id, match_row.id)
+            if not first:
                 match_row.state = "duplicate"
-                continue
-            for channel in notify.get(wm.watchlist, ()):
-                if channel not in channels:
-                    continue
-                delivery = m.Delivery(
-                    id=str(uuid.uuid4()),
-                    match_id=match_row.id,
-                    channel=channel,
-                    state="pending",
-                    next_attempt_at=now,
-                    enqueued_at=now,
-                    created_at=now,
-                )
-                session.add(delivery)
-                delivery_ids.append(delivery.id)
+            # the outbox decides per channel: now, into a digest, or (for a repeat
+            # of the story) an update only where the channel asks for one
+            delivery_ids += outbox.plan_deliveries(
+                rt, session, config, match_row, wm, update_of_story=not first, now=now
+            )
         row.rules_state, row.claimed_until, row.error = "done", None, None
     if matches:
         log.info("article %s matched %s", article_id, ", ".join(w.watchlist for w in matches))
@@ -479,95 +467,11 @@ def _first_in_story(session: Session, watchlist: str, story_id: int, match_id: i
 # --- deliver -----------------------------------------------------------------
 
 
-def deliver(rt: Runtime, delivery_id: str) -> bool:
-    """Send one delivery if it is due and unclaimed; record the attempt. True when sent."""
-    now = rt.now()
-    with rt.store.session() as session:
-        if not claim(
-            session,
-            m.Delivery,
-            delivery_id,
-            now,
-            rt.settings.lease_seconds,
-            m.Delivery.state.in_(("pending", "failed")),
-            m.Delivery.next_attempt_at <= now,
-        ):
-            return False
-        d = session.get(m.Delivery, delivery_id)
-        assert d is not None
-        match = session.get(m.Match, d.match_id)
-        assert match is not None
-        art = session.get(m.Article, match.article_id)
-        assert art is not None
-        source_name = (
-            session.scalar(select(m.Source.name).where(m.Source.id == art.source_id)) or ""
-        )
-        others = _story_siblings(session, art)
-        channel_name, attempts = d.channel, d.attempts
-        context = _alert_context(d, match, article_from_row(art, source_name), others)
-    outcome = send_delivery(rt, channel_name, context)
-    finished = rt.now()
-    with rt.store.session() as session:
-        d = session.get(m.Delivery, delivery_id)
-        assert d is not None
-        session.add(
-            m.DeliveryAttempt(
-                delivery_id=delivery_id,
-                at=finished,
-                ok=outcome.ok,
-                status=outcome.status,
-                error=outcome.error,
-            )
-        )
-        d.claimed_until = None
-        if outcome.ok:
-            d.state, d.sent_at, d.last_error = "sent", finished, None
-        else:
-            d.last_error = outcome.error
-            if outcome.permanent or attempts >= rt.settings.delivery_attempts:
-                d.state = "dead"
-                log.error("delivery %s to %s is dead: %s", delivery_id, channel_name, outcome.error)
-            else:
-                d.state = "failed"
-                delay = _backoff(rt.settings.retry_base_seconds, attempts)
-                if outcome.retry_after:
-                    delay = max(delay, timedelta(seconds=outcome.retry_after))
-                d.next_attempt_at = finished + delay
-                log.warning(
-                    "delivery %s to %s failed (attempt %d), retry at %s: %s",
-                    delivery_id,
-                    channel_name,
-                    attempts,
-                    d.next_attempt_at.isoformat(),
-                    outcome.error,
-                )
-    return outcome.ok
+def deliver(rt: Runtime, delivery_id: str, follow_ups: list[str] | None = None) -> bool:
+    """Send one delivery (see worker/outbox.py, which owns deliveries and digests)."""
+    from worker import outbox
 
-
-def _alert_context(
-    d: m.Delivery, match: m.Match, article: Article, others: tuple[tuple[str, str], ...]
-) -> Alert:
-    wm = WatchlistMatch(
-        watchlist=match.watchlist,
-        hits=tuple(Hit(**h) for h in match.hits or ()),
-        snippet=match.snippet or "",
-        highlights=tuple(tuple(h) for h in match.highlights or ()),  # type: ignore[misc]
-        names=tuple(match.names or ()),
-    )
-    return Alert(d.id, match.watchlist, article, wm, others)
-
-
-def _story_siblings(session: Session, art: m.Article) -> tuple[tuple[str, str], ...]:
-    if art.story_id is None:
-        return ()
-    rows = session.execute(
-        select(m.Source.name, m.Article.canonical_url)
-        .join(m.Source, m.Source.id == m.Article.source_id)
-        .where(m.Article.story_id == art.story_id, m.Article.id != art.id)
-        .order_by(m.Article.id)
-        .limit(20)
-    ).all()
-    return tuple((name, url) for name, url in rows)
+    return outbox.deliver(rt, delivery_id, follow_ups)
 
 
 # --- sweep -------------------------------------------------------------------

@@ -63,7 +63,21 @@ def apply_rules(article_id: int) -> None:
 
 @app.task(name="newswatch.deliver")
 def deliver(delivery_id: str) -> None:
-    pipeline.deliver(runtime(), delivery_id)
+    notices: list[str] = []
+    pipeline.deliver(runtime(), delivery_id, notices)
+    _enqueue(deliver, notices)
+
+
+@app.task(name="newswatch.outbox_tick")
+def outbox_tick() -> None:
+    """Due digests out, new operational notices in (and on their way)."""
+    from worker import outbox
+
+    rt = runtime()
+    notices: list[str] = []
+    outbox.send_due_digests(rt, notices)
+    notices += outbox.check_notices(rt)
+    _enqueue(deliver, notices)
 
 
 @app.task(name="newswatch.sweep")

@@ -180,19 +180,29 @@ class StoryAlert(Base):
 
 
 class Delivery(Base):
-    """The outbox: one row per (match, channel), written with the match."""
+    """The outbox: one row per (match, channel), written with the match; or one per
+    (notice incident, channel) for operational notices."""
 
     __tablename__ = "delivery"
     __table_args__ = (
         UniqueConstraint("match_id", "channel"),
+        UniqueConstraint("notice_key", "channel"),  # once per incident
         Index("ix_delivery_state_next", "state", "next_attempt_at"),
+        Index("ix_delivery_throttle", "channel", "watchlist", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)  # uuid: the idempotency key
-    match_id: Mapped[int] = mapped_column(ForeignKey("match.id"))
+    match_id: Mapped[int | None] = mapped_column(ForeignKey("match.id"))  # None for notices
     channel: Mapped[str] = mapped_column(String(200))
-    # pending -> sent | failed (retry at next_attempt_at) -> ... -> dead
+    # pending -> sent | failed (retry at next_attempt_at) -> ... -> dead;
+    # batched: held in a digest batch, which sends it (and then marks it sent or dead)
     state: Mapped[str] = mapped_column(String(12), default="pending")
+    kind: Mapped[str] = mapped_column(String(12), default="alert")  # alert | update | notice
+    watchlist: Mapped[str | None] = mapped_column(String(200))  # for the throttle count
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("digest_batch.id"), index=True)
+    route: Mapped[str] = mapped_column(String(12), default="immediate")  # or digest|throttle|quiet
+    notice_key: Mapped[str | None] = mapped_column(String(300))
+    notice: Mapped[dict | None] = mapped_column(JSON)  # {"event", "title", "text"} for notices
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     enqueued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -211,3 +221,33 @@ class DeliveryAttempt(Base):
     ok: Mapped[bool] = mapped_column(Boolean)
     status: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class DigestBatch(Base):
+    """Deliveries held for one digest of one channel, due at one moment.
+
+    Open while `due_at` is in the future: new held deliveries join it with a
+    conditional update (`state = 'open'`), so once a sender has claimed it
+    (state `sending`) nothing joins it any more; they open the next batch.
+    Its id is the digest's idempotency key (webhook-id) and, through the set of
+    its deliveries, the email Message-ID.
+    """
+
+    __tablename__ = "digest_batch"
+    __table_args__ = (
+        UniqueConstraint("channel", "due_at"),
+        Index("ix_digest_batch_state_next", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(200))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # open -> sending (claimed) -> sent | failed (retry at next_attempt_at) -> ... -> dead
+    state: Mapped[str] = mapped_column(String(12), default="open")
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

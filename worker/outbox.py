@@ -1,0 +1,611 @@
+"""The outbox: deliveries, digest batches and operational notices.
+
+Rows first, messages second. `plan_deliveries` runs inside the rules step's
+transaction and decides, per channel, with the pure policy in
+`worker.core.policy`, whether a match is sent now (a `pending` delivery, whose
+id the task enqueues after the commit) or held in a digest batch (a `batched`
+delivery joined to the channel's batch due at the digest time). `deliver`
+sends one pending delivery; `send_due_digests` (beat, every tick) claims due
+batches and sends each as one message, recording the batch and every delivery
+in it in one transaction. Notices are deliveries too, keyed by incident so that
+each incident notifies once.
+
+Nothing here keeps state in memory: a killed worker leaves rows with an
+expired lease, which the sweep (deliveries) or the next tick (batches) takes
+back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, text, update
+from sqlalchemy.orm import Session
+
+from worker.adapters import models as m
+from worker.adapters.store import Store, claim
+from worker.config import AlertPolicySpec, ChannelSpec, Config
+from worker.core.digest import Notice
+from worker.core.model import Hit, WatchlistMatch
+from worker.core.policy import (
+    THROTTLE_WINDOW,
+    Policy,
+    Relevance,
+    parse_quiet_hours,
+    parse_relevance,
+    parse_schedule,
+    route,
+)
+from worker.core.render import Alert
+from worker.delivery import (
+    SendOutcome,
+    alert_rendering,
+    digest_rendering,
+    notice_rendering,
+    send_rendering,
+)
+from worker.pipeline import _backoff, article_from_row
+from worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+DIGEST_LIMIT = 20  # batches claimed per tick; the next tick takes the rest
+BATCH_MAX_DELIVERIES = 500  # one digest never grows past this; the rest wait for the next
+STATES = ("pending", "batched", "failed", "sent", "dead")  # every delivery state, for status
+
+
+# --- policy resolution -------------------------------------------------------------
+
+
+def resolve_policy(channel: ChannelSpec, override: AlertPolicySpec | None) -> Policy:
+    """The channel's policy with the watchlist's `alerts:` settings on top."""
+
+    def pick(name: str) -> Any:
+        value = getattr(override, name, None) if override is not None else None
+        return value if value is not None else getattr(channel, name)
+
+    digest, quiet, relevance = pick("digest"), pick("quiet_hours"), pick("min_relevance")
+    return Policy(
+        digest=parse_schedule(digest) if digest else None,
+        throttle=pick("throttle"),
+        quiet_hours=parse_quiet_hours(quiet) if quiet else None,
+        min_relevance=parse_relevance(relevance) if relevance else Relevance(),
+        story_updates=bool(pick("story_updates")),
+        timezone=channel.timezone,
+    )
+
+
+# --- planning: rows written with the match ---------------------------------------
+
+
+def plan_deliveries(
+    rt: Runtime,
+    session: Session,
+    config: Config,
+    match_row: m.Match,
+    wm: WatchlistMatch,
+    *,
+    update_of_story: bool,
+    now: datetime,
+) -> list[str]:
+    """Write this match's delivery rows, one per notified channel that wants it.
+
+    `update_of_story`: the story already alerted this watchlist; only channels
+    with `story_updates` get an (update) delivery. Returns the ids to send now.
+    """
+    spec = next((w for w in config.watchlists if w.name == wm.watchlist), None)
+    if spec is None:
+        return []
+    channels = {c.name: c for c in config.channels}
+    now_ids: list[str] = []
+    for name in spec.notify:
+        channel = channels.get(name)
+        if channel is None:
+            continue
+        policy = resolve_policy(channel, spec.alerts)
+        if update_of_story and not policy.story_updates:
+            continue
+        if not policy.min_relevance.passes(wm.hits):
+            log.info("match %s: below min_relevance of channel %s", match_row.id, name)
+            continue
+        recent = 0
+        if policy.throttle is not None and policy.digest is None:
+            recent = _recent_immediate(rt, session, name, wm.watchlist, now)
+        decision = route(policy, now, recent)
+        delivery = m.Delivery(
+            id=str(uuid.uuid4()), match_id=match_row.id, channel=name, watchlist=wm.watchlist,
+            kind="update" if update_of_story else "alert", route=decision.reason,
+            state="pending", attempts=0, next_attempt_at=now, enqueued_at=now, created_at=now,
+        )  # fmt: skip
+        if decision.due_at is not None:
+            batch_id = _join_batch(rt, session, name, decision.due_at, now)
+            if batch_id is not None:
+                delivery.state, delivery.batch_id = "batched", batch_id
+            else:  # that digest already left: this one goes out on its own
+                delivery.route = "immediate"
+        session.add(delivery)
+        if delivery.state == "pending":
+            now_ids.append(delivery.id)
+    session.flush()
+    return now_ids
+
+
+def _recent_immediate(
+    rt: Runtime, session: Session, channel: str, watchlist: str, now: datetime
+) -> int:
+    if rt.store.is_postgres:
+        # Serialize the count-then-insert per (channel, watchlist) so that two rules
+        # workers cannot both see N-1 and both send (SQLite is serialized already).
+        key = zlib.crc32(f"{channel}\0{watchlist}".encode()) - 2**31
+        session.execute(text("SELECT pg_advisory_xact_lock(7432002, :k)"), {"k": key})
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(m.Delivery)
+            .where(
+                m.Delivery.channel == channel,
+                m.Delivery.watchlist == watchlist,
+                m.Delivery.route == "immediate",
+                m.Delivery.created_at > now - THROTTLE_WINDOW,
+            )
+        )
+        or 0
+    )
+
+
+def _join_batch(
+    rt: Runtime, session: Session, channel: str, due_at: datetime, now: datetime
+) -> str | None:
+    """The id of the open batch of `channel` due at `due_at`, created if needed.
+
+    Joining is a conditional update on `state = 'open'`: it waits for (PostgreSQL
+    row lock) or is serialized with (SQLite) a sender's claim, so a delivery is
+    either in the batch before the claim or sees it closed. None when the batch
+    exists but has been claimed already (its time has come).
+    """
+    for _ in range(3):
+        joined = session.execute(
+            update(m.DigestBatch)
+            .where(
+                m.DigestBatch.channel == channel,
+                m.DigestBatch.due_at == due_at,
+                m.DigestBatch.state == "open",
+                m.DigestBatch.size < BATCH_MAX_DELIVERIES,
+            )
+            .values(size=m.DigestBatch.size + 1)
+            .returning(m.DigestBatch.id)
+            .execution_options(synchronize_session=False)
+        ).scalar()
+        if joined is not None:
+            return joined
+        created = session.execute(
+            rt.store.insert_ignore(m.DigestBatch)
+            .values(
+                id=str(uuid.uuid4()), channel=channel, due_at=due_at, state="open", size=1,
+                attempts=0, next_attempt_at=due_at, created_at=now,
+            )
+            .returning(m.DigestBatch.id)
+        ).scalar()  # fmt: skip
+        if created is not None:
+            return created
+        state = session.scalar(
+            select(m.DigestBatch.state).where(
+                m.DigestBatch.channel == channel, m.DigestBatch.due_at == due_at
+            )
+        )
+        if state not in (None, "open"):
+            return None
+        # open but full: hold this one a minute later, in the next batch
+        due_at = due_at + timedelta(minutes=1)
+    return None
+
+
+# --- sending one delivery ---------------------------------------------------------
+
+
+def deliver(rt: Runtime, delivery_id: str, follow_ups: list[str] | None = None) -> bool:
+    """Send one pending delivery if it is due and unclaimed; record the attempt.
+
+    True when sent. Notices raised on the way (this delivery is dead) are added
+    to `follow_ups` for the caller to enqueue.
+    """
+    now = rt.now()
+    with rt.store.session() as session:
+        if not claim(
+            session, m.Delivery, delivery_id, now, rt.settings.lease_seconds,
+            m.Delivery.state.in_(("pending", "failed")), m.Delivery.next_attempt_at <= now,
+        ):  # fmt: skip
+            return False
+        d = session.get(m.Delivery, delivery_id)
+        assert d is not None
+        channel_name, attempts = d.channel, d.attempts
+        if d.kind == "notice":
+            rendering = notice_rendering(_notice(d))
+        else:
+            alert = _load_alert(session, d)
+            rendering = alert_rendering(alert, update=d.kind == "update")
+    outcome = send_rendering(rt, channel_name, rendering)
+    finished = rt.now()
+    with rt.store.session() as session:
+        d = session.get(m.Delivery, delivery_id)
+        assert d is not None
+        _record_attempt(session, d, outcome, finished)
+        d.claimed_until = None
+        if outcome.ok:
+            d.state, d.sent_at, d.last_error = "sent", finished, None
+        else:
+            d.last_error = outcome.error
+            if outcome.permanent or attempts >= rt.settings.delivery_attempts:
+                d.state = "dead"
+                log.error("delivery %s to %s is dead: %s", delivery_id, channel_name, outcome.error)
+                if d.kind != "notice":  # a dead notice about a dead notice would never end
+                    _collect(follow_ups, _dead_notice(rt, session, d, finished))
+            else:
+                d.state = "failed"
+                d.next_attempt_at = finished + _retry_delay(rt, attempts, outcome)
+                retry_at = d.next_attempt_at.isoformat()
+                log.warning(
+                    "delivery %s to %s failed (attempt %d), retry at %s: %s",
+                    delivery_id, channel_name, attempts, retry_at, outcome.error,
+                )  # fmt: skip
+    return outcome.ok
+
+
+def _retry_delay(rt: Runtime, attempts: int, outcome: SendOutcome) -> timedelta:
+    delay = _backoff(rt.settings.retry_base_seconds, attempts)
+    if outcome.retry_after:
+        delay = max(delay, timedelta(seconds=outcome.retry_after))
+    return delay
+
+
+def _record_attempt(session: Session, d: m.Delivery, outcome: SendOutcome, at: datetime) -> None:
+    session.add(
+        m.DeliveryAttempt(
+            delivery_id=d.id, at=at, ok=outcome.ok, status=outcome.status, error=outcome.error
+        )
+    )
+
+
+def _collect(into: list[str] | None, item: str | None) -> None:
+    if into is not None and item is not None:
+        into.append(item)
+
+
+def _load_alert(session: Session, d: m.Delivery) -> Alert:
+    match = session.get(m.Match, d.match_id)
+    assert match is not None
+    art = session.get(m.Article, match.article_id)
+    assert art is not None
+    source_name = session.scalar(select(m.Source.name).where(m.Source.id == art.source_id)) or ""
+    wm = WatchlistMatch(
+        watchlist=match.watchlist,
+        hits=tuple(Hit(**h) for h in match.hits or ()),
+        snippet=match.snippet or "",
+        highlights=tuple(tuple(h) for h in match.highlights or ()),  # type: ignore[misc]
+        names=tuple(match.names or ()),
+    )
+    article = article_from_row(art, source_name)
+    return Alert(d.id, match.watchlist, article, wm, _story_siblings(session, art))
+
+
+def _story_siblings(session: Session, art: m.Article) -> tuple[tuple[str, str], ...]:
+    """(source, url) of the story's other articles: listed as "also reported by"."""
+    if art.story_id is None:
+        return ()
+    rows = session.execute(
+        select(m.Source.name, m.Article.canonical_url)
+        .join(m.Source, m.Source.id == m.Article.source_id)
+        .where(m.Article.story_id == art.story_id, m.Article.id != art.id)
+        .order_by(m.Article.id)
+        .limit(20)
+    ).all()
+    return tuple((name, url) for name, url in rows)
+
+
+# --- digests ------------------------------------------------------------------------
+
+
+def claim_due_batches(rt: Runtime, limit: int = DIGEST_LIMIT) -> list[str]:
+    """Take a lease on the batches whose time has come (or whose retry is due, or
+    whose sender died). PostgreSQL: `FOR UPDATE SKIP LOCKED`, so concurrent
+    claimers take disjoint batches without waiting; SQLite: a conditional update
+    per batch (its writers are serialized anyway)."""
+    now = rt.now()
+    lease_until = now + timedelta(seconds=rt.settings.lease_seconds)
+    due = (
+        m.DigestBatch.state.in_(("open", "sending", "failed")),
+        m.DigestBatch.next_attempt_at <= now,
+        or_(m.DigestBatch.claimed_until.is_(None), m.DigestBatch.claimed_until < now),
+    )
+    claim_values = dict(
+        state="sending", claimed_until=lease_until, attempts=m.DigestBatch.attempts + 1
+    )
+    with rt.store.session() as session:
+        query = select(m.DigestBatch.id).where(*due).order_by(m.DigestBatch.next_attempt_at)
+        if rt.store.is_postgres:
+            ids = list(session.scalars(query.limit(limit).with_for_update(skip_locked=True)))
+            if ids:
+                session.execute(
+                    update(m.DigestBatch)
+                    .where(m.DigestBatch.id.in_(ids))
+                    .values(**claim_values)
+                    .execution_options(synchronize_session=False)
+                )
+            return ids
+        claimed = []
+        for batch_id in session.scalars(query.limit(limit)).all():
+            result = session.execute(
+                update(m.DigestBatch)
+                .where(m.DigestBatch.id == batch_id, *due)
+                .values(**claim_values)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount == 1:
+                claimed.append(batch_id)
+        return claimed
+
+
+def send_batch(rt: Runtime, batch_id: str, follow_ups: list[str] | None = None) -> bool:
+    """Send one claimed batch as one message; mark it and its deliveries in one go."""
+    with rt.store.session() as session:
+        batch = session.get(m.DigestBatch, batch_id)
+        if batch is None or batch.state != "sending":
+            return False
+        channel, attempts = batch.channel, batch.attempts
+        rows = session.scalars(
+            select(m.Delivery)
+            .where(m.Delivery.batch_id == batch_id, m.Delivery.state == "batched")
+            .order_by(m.Delivery.created_at, m.Delivery.id)
+        ).all()
+        ids = [d.id for d in rows]
+        alerts = _digest_alerts(session, rows)
+        if not alerts:  # every delivery was retried on its own meanwhile
+            batch.state, batch.claimed_until, batch.sent_at = "sent", None, rt.now()
+            return True
+    outcome = send_rendering(rt, channel, digest_rendering(batch_id, channel, alerts))
+    finished = rt.now()
+    with rt.store.session() as session:
+        batch = session.get(m.DigestBatch, batch_id)
+        assert batch is not None
+        included = session.scalars(
+            select(m.Delivery).where(m.Delivery.id.in_(ids), m.Delivery.state == "batched")
+        ).all()
+        for d in included:
+            _record_attempt(session, d, outcome, finished)
+            d.attempts += 1
+        batch.claimed_until = None
+        if outcome.ok:
+            batch.state, batch.sent_at, batch.last_error = "sent", finished, None
+            for d in included:
+                d.state, d.sent_at, d.last_error = "sent", finished, None
+            log.info("digest %s to %s: %d alert(s) sent", batch_id, channel, len(ids))
+            return True
+        batch.last_error = outcome.error
+        if outcome.permanent or attempts >= rt.settings.delivery_attempts:
+            batch.state = "dead"
+            for d in included:
+                d.state, d.last_error = "dead", outcome.error
+            log.error("digest %s to %s is dead: %s", batch_id, channel, outcome.error)
+            _collect(follow_ups, _dead_notice(rt, session, None, finished, batch=batch))
+        else:
+            batch.state = "failed"
+            batch.next_attempt_at = finished + _retry_delay(rt, attempts, outcome)
+            for d in included:
+                d.last_error = outcome.error
+            log.warning(
+                "digest %s to %s failed (attempt %d), retry at %s: %s",
+                batch_id, channel, attempts, batch.next_attempt_at.isoformat(), outcome.error,
+            )  # fmt: skip
+        return False
+
+
+def _digest_alerts(session: Session, rows: Iterable[m.Delivery]) -> list[Alert]:
+    """One entry per (watchlist, story): a second source of the same story in the
+    same digest is not a second entry (its siblings are listed on the first)."""
+    seen: set[tuple[str, int]] = set()
+    alerts = []
+    for d in rows:
+        match = session.get(m.Match, d.match_id)
+        if match is None:
+            continue
+        key = (match.watchlist, match.story_id or -match.article_id)
+        if key in seen:
+            continue
+        seen.add(key)
+        alerts.append(_load_alert(session, d))
+    return alerts
+
+
+def send_due_digests(rt: Runtime, follow_ups: list[str] | None = None) -> int:
+    """Claim and send every due batch; returns how many were sent."""
+    sent = 0
+    for batch_id in claim_due_batches(rt):
+        sent += send_batch(rt, batch_id, follow_ups)
+    return sent
+
+
+# --- notices ------------------------------------------------------------------------
+
+
+def _notice(d: m.Delivery) -> Notice:
+    data = d.notice or {}
+    return Notice(
+        id=d.id,
+        event=data.get("event", "notice"),
+        title=data.get("title", "newswatch notice"),
+        text=data.get("text", ""),
+        at=d.created_at,
+    )
+
+
+def raise_notice(
+    rt: Runtime, session: Session, key: str, event: str, title: str, body: str, now: datetime
+) -> str | None:
+    """A notice delivery to the notices channel, once per `key` (the incident):
+    the (notice_key, channel) constraint decides. Returns its id when new."""
+    notices = rt.config.current().loaded.config.notices
+    if notices is None:
+        return None
+    row_id = session.execute(
+        rt.store.insert_ignore(m.Delivery)
+        .values(
+            id=str(uuid.uuid4()), match_id=None, channel=notices.channel, kind="notice",
+            route="immediate", notice_key=key[:300],
+            notice={"event": event, "title": title[:500], "text": body[:4000]},
+            state="pending", attempts=0, next_attempt_at=now, enqueued_at=now, created_at=now,
+        )
+        .returning(m.Delivery.id)
+    ).scalar()  # fmt: skip
+    if row_id is not None:
+        log.warning("notice to %s: %s", notices.channel, title)
+    return row_id
+
+
+def _dead_notice(
+    rt: Runtime,
+    session: Session,
+    d: m.Delivery | None,
+    now: datetime,
+    *,
+    batch: m.DigestBatch | None = None,
+) -> str | None:
+    notices = rt.config.current().loaded.config.notices
+    if notices is None or not notices.delivery_dead:
+        return None
+    if batch is not None:
+        return raise_notice(
+            rt, session, f"delivery_dead:batch:{batch.id}", "delivery_dead",
+            f"digest to {batch.channel} is dead",
+            f"Digest {batch.id} ({batch.size} alert(s)) to channel {batch.channel} gave up after "
+            f"{batch.attempts} attempt(s): {batch.last_error}\n"
+            f"Retry it with: newswatch deliveries retry {batch.id}",
+            now,
+        )  # fmt: skip
+    assert d is not None
+    return raise_notice(
+        rt, session, f"delivery_dead:{d.id}", "delivery_dead",
+        f"delivery to {d.channel} is dead ({d.watchlist or d.kind})",
+        f"Delivery {d.id} to channel {d.channel} gave up after {d.attempts} attempt(s): "
+        f"{d.last_error}\nRetry it with: newswatch deliveries retry {d.id}",
+        now,
+    )  # fmt: skip
+
+
+def check_notices(rt: Runtime) -> list[str]:
+    """Raise notices for incidents the database and the live config show now:
+    sources failing for longer than `source_failing_after`, a refused config."""
+    active = rt.config.current()
+    notices = active.loaded.config.notices
+    if notices is None:
+        return []
+    now = rt.now()
+    out: list[str] = []
+    after = timedelta(seconds=notices.source_failing_after)
+    with rt.store.session() as session:
+        failing = session.execute(
+            select(
+                m.Source.name, m.Source.last_success_at, m.Source.created_at,
+                m.Source.last_error, m.Source.consecutive_failures,
+            ).where(m.Source.enabled.is_(True), m.Source.consecutive_failures > 0)
+        ).all()  # fmt: skip
+        for name, last_ok, created, error, failures in failing:
+            since = last_ok or created
+            if since is None or now - since < after:
+                continue
+            hours = (now - since).total_seconds() / 3600
+            # the incident starts at the last success: a recovery and a new failure is a new one
+            _collect(out, raise_notice(
+                rt, session, f"source_failing:{name}:{since.isoformat()}", "source_failing",
+                f"source {name} failing for {hours:.0f} h",
+                f"Source {name} has not been fetched successfully since {since.isoformat()} "
+                f"({failures} failure(s) in a row). Last error: {error}",
+                now,
+            ))  # fmt: skip
+        error = rt.config.last_error
+        if error and notices.config_rejected:
+            digest = hashlib.sha256(error.encode()).hexdigest()[:16]
+            _collect(out, raise_notice(
+                rt, session, f"config_rejected:{active.version}:{digest}", "config_rejected",
+                "watchlist config rejected",
+                f"A change to {rt.config.path} was refused; version {active.version} stays in "
+                f"force.\n\n{error}",
+                now,
+            ))  # fmt: skip
+    return out
+
+
+# --- operator actions (CLI) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryResult:
+    kind: str  # delivery | batch
+    id: str
+    previous_state: str
+
+
+def retry(store: Store, row_id: str, now: datetime) -> RetryResult | None:
+    """Put a dead or failed delivery (or digest batch) back to be sent now.
+
+    A delivery that was held in a digest goes out on its own. None when there is
+    nothing with that id in a retryable state.
+    """
+    long_ago = now - timedelta(days=1)  # so the next sweep enqueues it at once
+    with store.session() as session:
+        d = session.get(m.Delivery, row_id)
+        if d is not None:
+            if d.state not in ("dead", "failed"):
+                return None
+            previous = d.state
+            d.state, d.attempts, d.next_attempt_at, d.claimed_until = "pending", 0, now, None
+            d.enqueued_at, d.batch_id = long_ago, None
+            return RetryResult("delivery", d.id, previous)
+        b = session.get(m.DigestBatch, row_id)
+        if b is None or b.state not in ("dead", "failed"):
+            return None
+        previous = b.state
+        b.state, b.attempts, b.next_attempt_at, b.claimed_until = "failed", 0, now, None
+        session.execute(
+            update(m.Delivery)
+            .where(m.Delivery.batch_id == b.id, m.Delivery.state.in_(("dead", "failed")))
+            .values(state="batched")
+            .execution_options(synchronize_session=False)
+        )
+        return RetryResult("batch", b.id, previous)
+
+
+def list_deliveries(
+    store: Store, *, states: Iterable[str] = (), limit: int = 100
+) -> list[dict[str, Any]]:
+    """Newest first, with the article title and the last error, for `newswatch deliveries`."""
+    with store.session() as session:
+        query = (
+            select(m.Delivery, m.Match.watchlist, m.Article.title, m.Article.canonical_url)
+            .outerjoin(m.Match, m.Match.id == m.Delivery.match_id)
+            .outerjoin(m.Article, m.Article.id == m.Match.article_id)
+            .order_by(m.Delivery.created_at.desc(), m.Delivery.id)
+            .limit(limit)
+        )
+        states = tuple(states)
+        if states:
+            query = query.where(m.Delivery.state.in_(states))
+        out = []
+        for d, watchlist, title, url in session.execute(query).all():
+            out.append(
+                {
+                    "id": d.id, "state": d.state, "kind": d.kind, "channel": d.channel,
+                    "watchlist": watchlist or d.watchlist, "route": d.route,
+                    "batch": d.batch_id, "attempts": d.attempts, "created_at": d.created_at,
+                    "next_attempt_at": d.next_attempt_at if d.state == "failed" else None,
+                    "sent_at": d.sent_at, "last_error": d.last_error,
+                    "title": title or (d.notice or {}).get("title"), "url": url,
+                }
+            )  # fmt: skip
+        return out
