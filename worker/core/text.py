@@ -26,7 +26,9 @@ the identity apart from collapsed spaces.
 
 from __future__ import annotations
 
+import codecs
 import re
+import threading
 import unicodedata
 from bisect import bisect_right
 
@@ -203,6 +205,66 @@ def _translate_non_ascii(text: str) -> tuple[str, tuple[int, ...], tuple[int, ..
     return "".join(pieces), tuple(at), tuple(shift)
 
 
+# The ASCII view as a bytes table: `bytes.translate` runs at about 1 GB/s.
+_VIEW_BYTES = bytes(ord(_VIEW_ASCII[i]) for i in range(128)) + bytes(128)
+
+
+class _NotLatin(Exception):
+    """A non-ASCII run folds to non-ASCII letters (Greek, Cyrillic, Arabic...)."""
+
+
+_irregular_runs = threading.local()
+
+
+def _fold_run(exc: UnicodeError) -> tuple[str, int]:
+    """`encode` error handler: the view of one maximal run of non-ASCII characters.
+
+    The encoder finds the runs in C, far faster than a regex over the text
+    (which ran at under 40 MB/s on news with curly quotes). Runs whose chars
+    do not map one to one are remembered for the offset map.
+    """
+    assert isinstance(exc, UnicodeEncodeError)
+    run = exc.object[exc.start : exc.end]
+    _VIEW.learn(run)
+    mapped = run.translate(_VIEW)
+    if not mapped.isascii():
+        raise _NotLatin
+    if not _VIEW.irregular.isdisjoint(run):
+        _irregular_runs.runs.append((exc.start, run))
+    return mapped, exc.end
+
+
+codecs.register_error("newswatch-fold", _fold_run)
+
+
+def _translate_latin(text: str) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
+    """Translate text whose non-ASCII characters all fold to ASCII (most news).
+
+    Raises _NotLatin otherwise. Same result as `_translate_non_ascii`.
+    """
+    _irregular_runs.runs = runs = []
+    translated = text.encode("ascii", "newswatch-fold").translate(_VIEW_BYTES).decode("ascii")
+    at: list[int] = []
+    shift: list[int] = []
+    delta = 0  # original index - translated index, from the current position on
+    for start, run in runs:
+        for offset, ch in enumerate(run):
+            k = len(_VIEW[ord(ch)])
+            if k == 1:
+                continue
+            j = start + offset - delta  # where this char's output starts
+            if k == 0:
+                delta += 1
+                at.append(j)
+                shift.append(delta)
+            else:
+                for t in range(1, k):
+                    at.append(j + t)
+                    shift.append(delta - t)
+                delta -= k - 1
+    return translated, tuple(at), tuple(shift)
+
+
 def fold(text: str) -> Folded:
     """The match view of `text` with its offset map (see the module docstring)."""
     if text.isascii():
@@ -210,7 +272,10 @@ def fold(text: str) -> Folded:
         char_at: tuple[int, ...] = ()
         char_shift: tuple[int, ...] = ()
     else:
-        translated, char_at, char_shift = _translate_non_ascii(text)
+        try:
+            translated, char_at, char_shift = _translate_latin(text)
+        except _NotLatin:
+            translated, char_at, char_shift = _translate_non_ascii(text)
     padded = f" {translated} "
     return Folded(_RUNS.sub(" ", padded), padded, char_at, char_shift)
 
