@@ -1,0 +1,128 @@
+"""The `newswatch` command as a user runs it: match, status, db upgrade."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers.pipeline import Clock, make_runtime, rss, run_all
+
+REPO = Path(__file__).resolve().parents[2]
+SEED = REPO / "tests" / "data" / "extract" / "seed-article.html"
+FEED = REPO / "tests" / "data" / "feeds" / "rss20.xml"
+
+CONFIG = """
+watchlists:
+  - name: pmf
+    names: [{name: Popular Mobilization Forces, aliases: [PMF, "Hashd al-Sha'abi"]}]
+  - name: ameri
+    names: [{name: Hadi al-Ameri, aliases: [Hadi al-Amiri]}]
+  - name: crisis
+    keywords: [crisis]
+  - name: troops
+    keywords: [troops]
+"""
+
+
+def newswatch(
+    *args: str, env: dict | None = None, stdin: bytes | None = None
+) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSWATCH_", "DATABASE_URL"))}
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        input=stdin,
+        capture_output=True,
+        cwd=REPO,
+        env={**base, **(env or {})},
+        timeout=120,
+    )
+
+
+def test_match_a_page_prints_the_article_and_its_hits(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(CONFIG)
+    run = newswatch("match", "--config", str(cfg), str(SEED))
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    (entry,) = out["articles"]
+    article = entry["article"]
+    assert article["title"] == "Iran-Backed Shiite Militias Demand U.S. Leave Iraq"
+    assert article["authors"] == ["Ben Kew"]
+    assert article["published"].startswith("2017-11-30")
+    assert article["body"].startswith("A senior commander")
+    assert "Two Misguided Reports" not in article["body"]
+    watchlists = {m["watchlist"]: m for m in entry["matches"]}
+    assert set(watchlists) == {"pmf", "ameri", "troops"}  # not "crisis": ISIS is not crisis
+    hits = watchlists["pmf"]["hits"]
+    body = article["body"]
+    # offsets point into the original text, curly apostrophe and all
+    assert any(
+        body[h["start"] : h["end"]] == "Hashd al-Sha’abi" for h in hits if h["field"] == "body"
+    )
+
+
+def test_match_a_feed_from_stdin(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(CONFIG)
+    run = newswatch("match", "--config", str(cfg), "-", stdin=FEED.read_bytes())
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert len(out["articles"]) == 2
+    assert [m["watchlist"] for m in out["articles"][0]["matches"]] == ["troops"]
+
+
+def test_match_reports_unreadable_input_as_an_error(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(CONFIG)
+    run = newswatch("match", "--config", str(cfg), "-", stdin=b"")
+    assert json.loads(run.stdout)["error"].startswith("ExtractionError")
+
+
+def test_status_shows_sources_and_counts(tmp_path, http_server):
+    http_server.add("/hook", b"", status=204)
+    http_server.add("/feed.xml", rss(("Troops leave", http_server.url("/a"))))
+    http_server.add(
+        "/a",
+        "<html><body><article><p>"
+        + "The troops leave today. " * 20
+        + "</p></article></body></html>",
+        headers={"Content-Type": "text/html"},
+    )
+    config = f"""
+sources:
+  - name: wire
+    feed: {http_server.url("/feed.xml")}
+  - name: dead
+    feed: {http_server.url("/missing.xml")}
+watchlists:
+  - name: troops
+    keywords: [troops]
+    notify: [hook]
+channels:
+  - name: hook
+    webhook: {http_server.url("/hook")}
+fetch:
+  allow_networks: [127.0.0.0/8]
+"""
+    db = f"sqlite:///{tmp_path / 'nw.db'}"
+    rt = make_runtime(tmp_path, db, config, Clock())
+    assert len(run_all(rt)) == 1
+    env = {"DATABASE_URL": db, "NEWSWATCH_CONFIG": str(tmp_path / "newswatch.yaml")}
+    run = newswatch("status", "--json", env=env)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    sources = {s["name"]: s for s in report["sources"]}
+    assert sources["wire"]["items_seen"] == 1 and sources["wire"]["last_error"] is None
+    assert (
+        sources["dead"]["last_error_kind"] == "http_status"
+        and "404" in sources["dead"]["last_error"]
+    )
+    assert report["articles"] == {"done": 1}
+    assert report["matches"] == {"alerted": 1}
+    assert report["deliveries"]["sent"] == 1
+    assert sum(report["deliveries"].values()) == 1
+    text = newswatch("status", env=env).stdout.decode()
+    assert "wire" in text and "ERROR (http_status)" in text and "sent 1" in text
