@@ -11,7 +11,7 @@ import hashlib
 import os
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -355,6 +355,12 @@ class LoadedConfig:
     config: Config
     path: str
     version: str  # sha256 of the raw file content, recorded on matches
+    # where each key came from: ("watchlists", 2, "rule") -> (file, line), for later errors
+    origins: Mapping[tuple, tuple[str, int | None]] = field(default_factory=dict, compare=False)
+
+    def where(self, *path: Any) -> tuple[str, int | None]:
+        """(file, line) of a key, or of its nearest parent that has one."""
+        return _origin_for(tuple(path), dict(self.origins), self.path)
 
 
 def _yaml_to_python(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> Any:
@@ -521,7 +527,9 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         raise ConfigError(sorted(problems, key=lambda p: (p.file, p.line or 0))) from None
     if problems:
         raise ConfigError(problems)
-    return LoadedConfig(config=config, path=str(root), version=digest.hexdigest()[:16])
+    return LoadedConfig(
+        config=config, path=str(root), version=digest.hexdigest()[:16], origins=origin
+    )
 
 
 def _origin_for(

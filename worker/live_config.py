@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.config import ConfigError, LoadedConfig, load_config
+from worker.config import ConfigError, ConfigProblem, LoadedConfig, load_config
 from worker.core.rules import Matcher, RuleError, compile_matcher
 
 log = logging.getLogger(__name__)
@@ -37,12 +37,21 @@ def compile_config(path: str | Path) -> ActiveConfig:
     try:
         matcher = compile_matcher(loaded.config.watchlists, version=loaded.version)
     except RuleError as exc:
-        from worker.config import ConfigProblem
-
-        raise ConfigError(
-            [ConfigProblem(str(path), getattr(exc, "line", None), "rule", str(exc))]
-        ) from exc
+        raise ConfigError([_rule_problem(loaded, exc)]) from exc
     return ActiveConfig(loaded, matcher)
+
+
+def _rule_problem(loaded: LoadedConfig, exc: RuleError) -> ConfigProblem:
+    """A rule error at the file and line of its watchlist's `rule:` (or of the watchlist)."""
+    names = [w.name for w in loaded.config.watchlists]
+    if exc.watchlist not in names:
+        return ConfigProblem(loaded.path, None, "rule", str(exc))
+    index = names.index(exc.watchlist)
+    key = "rule" if exc.text and exc.text == loaded.config.watchlists[index].rule else None
+    file, line = loaded.where("watchlists", index, *([key] if key else []))
+    label = f"watchlists[{exc.watchlist}]" + (f".{key}" if key else "")
+    # the message already names the watchlist; keep the caret display on its own lines
+    return ConfigProblem(file, line, label, str(exc))
 
 
 def _signature(path: Path) -> tuple:
