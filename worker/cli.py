@@ -233,6 +233,40 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules_test(args: argparse.Namespace) -> int:
+    """What a config would have alerted on over stored history, against what did match."""
+    from datetime import UTC, datetime
+
+    from worker.adapters.store import Store
+    from worker.live_config import compile_config
+    from worker.replay import parse_since, replay
+
+    settings = _settings(args)
+    _setup_logging("WARNING")
+    try:
+        since = parse_since(args.since, datetime.now(UTC))
+    except ValueError as exc:
+        print(f"newswatch: --since: {exc}", file=sys.stderr)
+        return 2
+    try:
+        active = compile_config(settings.config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    store = Store(settings.database_url)
+    try:
+        report = replay(store, active.matcher, since)
+    finally:
+        store.dispose()
+    if args.json:
+        json.dump(report.to_json(), sys.stdout, ensure_ascii=False, indent=2)
+        print()
+    else:
+        print(report.to_text())
+    return 0
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from worker.adapters.store import Store
 
@@ -290,6 +324,17 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = p.add_subparsers(dest="action")
     retry = dsub.add_parser("retry", help="put a dead/failed delivery (or digest) back to pending")
     retry.add_argument("id", help="delivery id (or digest batch id)")
+    rules = sub.add_parser("rules", help="watchlist rules")
+    rsub = rules.add_subparsers(dest="rules_command", required=True)
+    test = rsub.add_parser(
+        "test",
+        help="replay stored articles against a (changed) config; sends and writes nothing",
+        description="replay stored articles against a (changed) config; sends and writes nothing",
+    )
+    test.add_argument("--config", help="the config to try (default: the running one)")
+    test.add_argument("--since", default="7d", help="articles stored within this (default 7d)")
+    test.add_argument("--json", action="store_true")
+    test.set_defaults(func=cmd_rules_test)
     db = sub.add_parser("db", help="database schema")
     dbsub = db.add_subparsers(dest="db_command", required=True)
     up = dbsub.add_parser("upgrade", help="apply migrations")
