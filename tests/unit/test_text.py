@@ -97,3 +97,27 @@ def test_ascii_text_has_identity_offsets_apart_from_spaces() -> None:
     assert folded.text == " one two three "
     assert folded.original_span(5, 8) == (6, 9)  # "two"
     assert folded.original_span(9, 14) == (12, 17)  # "three"
+
+
+def test_the_latin_fast_path_equals_the_general_path() -> None:
+    """Runs found by the encoder (fast path) give the view and breaks of the regex path."""
+    import random
+
+    from worker.core import text as t
+
+    chars = list("abc XYZ-.,’“”–\u00adßæﬁ½é\u0301ŁøİÅ\u200b 12")
+    rng = random.Random(4)
+    checked = 0
+    for _ in range(3000):
+        s = "".join(rng.choice(chars) for _ in range(rng.randint(1, 30)))
+        if s.isascii():
+            continue
+        assert t._translate_latin(s) == t._translate_non_ascii(s), s
+        checked += 1
+    assert checked > 2000
+
+
+def test_non_latin_letters_take_the_general_path() -> None:
+    folded = fold("Путин said “no” — Ωmega")
+    assert folded.text == " путин said no ωmega "
+    assert folded.original_span(1, 6) == (0, 5)
