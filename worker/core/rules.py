@@ -13,9 +13,13 @@ How it works (docs/rules.md has the user-facing rules):
    automaton once. A hit is checked for case (acronyms, `=Exact` terms) and,
    for watchlists that keep diacritics, for marks, against the ORIGINAL text,
    then recorded per (watchlist, term).
-3. Judge. Only watchlists with at least one hit are looked at: source
-   filters, exclusions, weak aliases, the rule, min_mentions. The same code
-   produces the reasons for `explain()`.
+3. Judge. `match` looks only at watchlists with a hit on a *trigger* term
+   (one that can make it match: a name, alias or keyword, or for a rule, a
+   term of its smallest required set), so that a common word used as context
+   or as an optional rule term ("troops") does not wake up every watchlist
+   that mentions it. Then: source filters, exclusions, weak aliases, the
+   rule, min_mentions. The same code produces the reasons for `explain()`,
+   which looks at every watchlist with any hit.
 
 The Matcher is immutable after `compile_matcher`, so one instance can be shared
 by threads.
