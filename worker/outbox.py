@@ -57,7 +57,6 @@ from worker.runtime import Runtime
 log = logging.getLogger(__name__)
 
 DIGEST_LIMIT = 20  # batches claimed per tick; the next tick takes the rest
-BATCH_MAX_DELIVERIES = 500  # one digest never grows past this; the rest wait for the next
 STATES = ("pending", "batched", "failed", "sent", "dead")  # every delivery state, for status
 
 
@@ -105,7 +104,7 @@ def plan_deliveries(
         return []
     channels = {c.name: c for c in config.channels}
     now_ids: list[str] = []
-    for name in spec.notify:
+    for name in sorted(spec.notify):  # one lock order for every rules worker
         channel = channels.get(name)
         if channel is None:
             continue
@@ -165,45 +164,35 @@ def _join_batch(
 ) -> str | None:
     """The id of the open batch of `channel` due at `due_at`, created if needed.
 
-    Joining is a conditional update on `state = 'open'`: it waits for (PostgreSQL
-    row lock) or is serialized with (SQLite) a sender's claim, so a delivery is
-    either in the batch before the claim or sees it closed. None when the batch
-    exists but has been claimed already (its time has come).
+    The batch row is read `FOR SHARE` with `state = 'open'`: joiners never block
+    each other (no deadlocks between rules workers), but a sender's claim (`FOR
+    UPDATE SKIP LOCKED` + update) and a join exclude each other, so a delivery
+    is either in the batch before the claim or sees it closed. SQLite serializes
+    writers, which gives the same. None when the batch exists but has been
+    claimed already (its time has come).
     """
-    for _ in range(3):
-        joined = session.execute(
-            update(m.DigestBatch)
-            .where(
-                m.DigestBatch.channel == channel,
-                m.DigestBatch.due_at == due_at,
-                m.DigestBatch.state == "open",
-                m.DigestBatch.size < BATCH_MAX_DELIVERIES,
-            )
-            .values(size=m.DigestBatch.size + 1)
-            .returning(m.DigestBatch.id)
-            .execution_options(synchronize_session=False)
-        ).scalar()
+    where = (m.DigestBatch.channel == channel, m.DigestBatch.due_at == due_at)
+    for _ in range(2):
+        joined = session.scalar(
+            select(m.DigestBatch.id)
+            .where(*where, m.DigestBatch.state == "open")
+            .with_for_update(read=True)
+        )
         if joined is not None:
             return joined
         created = session.execute(
             rt.store.insert_ignore(m.DigestBatch)
             .values(
-                id=str(uuid.uuid4()), channel=channel, due_at=due_at, state="open", size=1,
+                id=str(uuid.uuid4()), channel=channel, due_at=due_at, state="open", size=0,
                 attempts=0, next_attempt_at=due_at, created_at=now,
             )
             .returning(m.DigestBatch.id)
         ).scalar()  # fmt: skip
         if created is not None:
             return created
-        state = session.scalar(
-            select(m.DigestBatch.state).where(
-                m.DigestBatch.channel == channel, m.DigestBatch.due_at == due_at
-            )
-        )
-        if state not in (None, "open"):
+        # a concurrent joiner created it (look again), or it is closed already
+        if session.scalar(select(m.DigestBatch.state).where(*where)) != "open":
             return None
-        # open but full: hold this one a minute later, in the next batch
-        due_at = due_at + timedelta(minutes=1)
     return None
 
 
@@ -365,6 +354,7 @@ def send_batch(rt: Runtime, batch_id: str, follow_ups: list[str] | None = None) 
             .order_by(m.Delivery.created_at, m.Delivery.id)
         ).all()
         ids = [d.id for d in rows]
+        batch.size = len(ids)
         alerts = _digest_alerts(session, rows)
         if not alerts:  # every delivery was retried on its own meanwhile
             batch.state, batch.claimed_until, batch.sent_at = "sent", None, rt.now()

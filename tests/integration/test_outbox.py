@@ -8,13 +8,17 @@ from __future__ import annotations
 import json
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import jsonschema
 import pytest
 from sqlalchemy import select
 
 from tests.helpers.pipeline import Clock, count, make_runtime, run_all
 from worker import cli, outbox, pipeline
 from worker.adapters import models as m
+
+SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "webhook-payload.schema.json"
 
 WATCHLISTS = """
 watchlists:
@@ -317,6 +321,7 @@ def test_a_second_source_of_a_story_updates_only_channels_that_ask(
     assert len(sent) == 1  # the update, to hook only; desk gets nothing new
     update = json.loads(posts(site)[-1].body)
     assert update["kind"] == "update" and update["article"]["source"] == "agency"
+    jsonschema.validate(update, json.loads(SCHEMA.read_text()))  # still a version-1 payload
     assert [o["url"] for o in update["other_sources"]] == [site.url("/a/1")]
     assert len(smtp_server.messages) == 1
     # the digest lists the story once, with its other source

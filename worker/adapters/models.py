@@ -226,9 +226,9 @@ class DeliveryAttempt(Base):
 class DigestBatch(Base):
     """Deliveries held for one digest of one channel, due at one moment.
 
-    Open while `due_at` is in the future: new held deliveries join it with a
-    conditional update (`state = 'open'`), so once a sender has claimed it
-    (state `sending`) nothing joins it any more; they open the next batch.
+    Open until a sender claims it at `due_at`: held deliveries join it only while
+    `state = 'open'` (read under a shared row lock, see `outbox._join_batch`), so
+    once claimed (`sending`) nothing joins it any more.
     Its id is the digest's idempotency key (webhook-id) and, through the set of
     its deliveries, the email Message-ID.
     """
@@ -244,7 +244,7 @@ class DigestBatch(Base):
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # open -> sending (claimed) -> sent | failed (retry at next_attempt_at) -> ... -> dead
     state: Mapped[str] = mapped_column(String(12), default="open")
-    size: Mapped[int] = mapped_column(Integer, default=0)
+    size: Mapped[int] = mapped_column(Integer, default=0)  # deliveries sent in it
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -22,6 +22,7 @@ from worker.config import ChannelSpec
 from worker.core.render import (
     DISCORD_CONTENT_MAX,
     DISCORD_DESCRIPTION_MAX,
+    DISCORD_EMBED_TOTAL_MAX,
     PAYLOAD_VERSION,
     SLACK_TEXT_MAX,
     TEAMS_TEXT_MAX,
@@ -43,6 +44,7 @@ NOTICE_TYPE = "newswatch.notice"
 UPDATE_SUBJECT = "[{{ watchlist }}] Update: {{ title }} ({{ source }})"
 SLACK_BLOCKS_MAX = 50  # Slack refuses messages with more blocks
 DISCORD_EMBEDS_MAX = 10
+TEAMS_DIGEST_TEXT_TOTAL = 16000  # characters of story lines in one Teams digest card
 
 
 # --- updates ---------------------------------------------------------------------
@@ -112,7 +114,7 @@ def _lines(alerts: Sequence[Alert], link: Any, escape: Any, limit: int, sep: str
     used = 0
     for i, a in enumerate(alerts):
         s = story(a)
-        title = escape(s.title)
+        title = escape(truncate(s.title, 200))
         head = link(title, s.url) if s.url else title
         line = f"• {head} — {escape(', '.join(s.names))} ({escape(s.source or '-')})"
         if s.other_sources:
@@ -145,28 +147,31 @@ def digest_chat(alerts: Sequence[Alert], fmt: str) -> dict[str, Any]:
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
         return {"text": title, "blocks": blocks, "unfurl_links": False, "unfurl_media": False}
     if fmt == "discord":
+        shown = groups[:DISCORD_EMBEDS_MAX]
+        # all embeds of one message share Discord's 6000-character total
+        room = min(DISCORD_DESCRIPTION_MAX, (DISCORD_EMBED_TOTAL_MAX - 400) // max(len(shown), 1))
         embeds = [
             {
-                "title": truncate(discord_escape(name), 256),
-                "description": _lines(
-                    items, lambda t, u: f"[{t}]({u})", discord_escape, DISCORD_DESCRIPTION_MAX
-                ),
+                "title": truncate(discord_escape(name), 32),
+                "description": _lines(items, lambda t, u: f"[{t}]({u})", discord_escape, room),
             }
-            for name, items in groups[:DISCORD_EMBEDS_MAX]
+            for name, items in shown
         ]
         return {"content": title, "embeds": embeds, "allowed_mentions": {"parse": []}}
     body: list[dict[str, Any]] = [
         {"type": "TextBlock", "text": title, "size": "Medium", "weight": "Bolder", "wrap": True}
     ]
+    # the whole card stays well under Teams' 28 KB whatever the number of watchlists
+    room = min(TEAMS_TEXT_MAX, TEAMS_DIGEST_TEXT_TOTAL // max(len(groups), 1))
     for name, items in groups:
         body.append(
             {
                 "type": "TextBlock",
-                "text": f"{_teams_escape(name)} ({len(items)})",
+                "text": truncate(f"{_teams_escape(name)} ({len(items)})", 200),
                 "weight": "Bolder",
             }
         )
-        text = _lines(items, lambda t, u: f"[{t}]({u})", _teams_escape, TEAMS_TEXT_MAX, "\n\n")
+        text = _lines(items, lambda t, u: f"[{t}]({u})", _teams_escape, room, "\n\n")
         body.append({"type": "TextBlock", "text": text, "wrap": True})
     card = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
@@ -225,10 +230,15 @@ def notice_payload(n: Notice) -> dict[str, Any]:
 def notice_chat(n: Notice, fmt: str) -> dict[str, Any]:
     if fmt == "slack":
         text = truncate(slack_escape(f"newswatch: {n.title}\n{n.text}"), SLACK_TEXT_MAX)
-        return {"text": text}
+        section = {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+        return {"text": truncate(slack_escape(n.title), SLACK_TEXT_MAX), "blocks": [section]}
     if fmt == "discord":
-        text = truncate(discord_escape(f"newswatch: {n.title}\n{n.text}"), DISCORD_CONTENT_MAX)
-        return {"content": text, "allowed_mentions": {"parse": []}}
+        embed = {
+            "title": truncate(discord_escape(n.title), 256),
+            "description": truncate(discord_escape(n.text), DISCORD_DESCRIPTION_MAX) or "-",
+        }
+        content = truncate(discord_escape(f"newswatch: {n.title}"), DISCORD_CONTENT_MAX)
+        return {"content": content, "embeds": [embed], "allowed_mentions": {"parse": []}}
     card = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard",
