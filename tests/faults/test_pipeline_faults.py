@@ -32,24 +32,26 @@ from pathlib import Path
 import pytest
 import redis
 from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from tests.faults.conftest import FAILED
+from tests.helpers import servers
 from tests.helpers.httpserver import TestServer
 from tests.helpers.processes import NewswatchProcesses
-from tests.helpers.servers import (  # noqa: F401, F811 - fixtures
+from tests.helpers.servers import (
     PostgresServer,
     RedisServer,
     kill_child_connected_to,
     pool_children,
-    private_postgres,
-    private_redis,
 )
 from tests.helpers.webhook_receiver import WebhookReceiver
 from worker.adapters import models as m
 from worker.adapters.store import Store
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+private_redis = servers.private_redis  # fixtures: a Redis and a PostgreSQL of our own
+private_postgres = servers.private_postgres
 
 SWEEP = 2.0
 LEASE = 6.0
@@ -180,7 +182,7 @@ class Scene:
                     "articles": by(m.Article.rules_state),
                     "deliveries": by(m.Delivery.state),
                 }
-        except OperationalError:  # no schema yet, or the database is restarting
+        except (OperationalError, ProgrammingError):  # no schema yet, or the database restarts
             return {"items": Counter(), "articles": Counter(), "deliveries": Counter()}
 
     def settled(self, items: int, sent: int) -> bool:
