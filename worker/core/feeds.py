@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import re
+import xml.sax
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -51,6 +52,9 @@ def parse_feed(body: bytes, content_type: str | None = None, base_url: str = "")
     if not parsed.get("version") and not parsed.entries:
         problem = parsed.get("bozo_exception")
         raise FeedError(f"not a feed: {problem}" if problem else "not an RSS, Atom or JSON feed")
+    if not parsed.entries and isinstance(parsed.get("bozo_exception"), xml.sax.SAXException):
+        # broken XML with nothing readable in it: a source error to show, not an empty feed
+        raise FeedError(f"malformed XML, no entries: {parsed.get('bozo_exception')}")
     entries = tuple(_entry(e, base_url) for e in parsed.entries[:MAX_ENTRIES])
     warning = str(parsed.get("bozo_exception")) if parsed.get("bozo") else None
     return ParsedFeed(
