@@ -74,8 +74,24 @@ def create_app(settings: Settings | None = None) -> Celery:
             },
         },
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
+        # poison work is bounded: past the soft limit the task gets an exception (and
+        # records it), past the hard one the pool child is killed and replaced; either way
+        # the row's lease lapses, the sweep retries it and the claim counts the attempt
+        task_annotations={
+            task: {"soft_time_limit": soft, "time_limit": hard}
+            for kind, soft, hard in settings.time_limits
+            for task in _TIME_LIMITED[kind]
+        },
     )
     return app
+
+
+_TIME_LIMITED = {
+    "fetch": ("newswatch.fetch_source",),
+    "parse": ("newswatch.parse_item",),
+    "rules": ("newswatch.apply_rules",),
+    "deliver": ("newswatch.deliver", "newswatch.outbox_tick"),
+}
 
 
 @worker_process_init.connect

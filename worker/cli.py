@@ -17,12 +17,10 @@ from worker.settings import Settings, SettingsError
 log = logging.getLogger("newswatch")
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _setup_logging(level: str, fmt: str = "text") -> None:
+    from worker.observability import setup_logging
+
+    setup_logging(level, fmt)  # text, or one JSON object per line (NEWSWATCH_LOG_FORMAT=json)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -55,9 +53,13 @@ def _prepare(settings: Settings) -> None:
 
 
 def _celery_worker(settings: Settings, args: argparse.Namespace, *, beat: bool) -> None:
+    from worker.observability import enable_multiprocess
+
+    enable_multiprocess(settings.data_dir)  # before prometheus_client is imported anywhere
     from worker.celery_app import QUEUES, app
 
     argv = [
+        *(["--quiet"] if settings.log_format == "json" else []),  # the banner is not JSON
         "worker",
         f"--loglevel={settings.log_level}",
         f"--concurrency={args.concurrency}",
@@ -74,8 +76,9 @@ def _celery_worker(settings: Settings, args: argparse.Namespace, *, beat: bool) 
 def cmd_run(args: argparse.Namespace) -> int:
     """Worker and beat in one process tree, on the embedded defaults unless told otherwise."""
     settings = _settings(args)
-    _setup_logging(settings.log_level)
+    _setup_logging(settings.log_level, settings.log_format)
     _prepare(settings)
+    _warn_unreachable(settings)
     embedded = None
     if settings.embedded_broker:
         from worker.adapters.embedded_redis import EmbeddedRedis
@@ -99,15 +102,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    _setup_logging(settings.log_level)
+    _setup_logging(settings.log_level, settings.log_format)
     _prepare(settings)
+    _warn_unreachable(settings)
     _celery_worker(settings, args, beat=False)
     return 0
 
 
 def cmd_beat(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    _setup_logging(settings.log_level)
+    _setup_logging(settings.log_level, settings.log_format)
     _prepare(settings)
     from worker.celery_app import app
 
@@ -129,10 +133,49 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             print(problem)
         return 1
     cfg = active.loaded.config
+    if args.connect:
+        from worker.ops import reachability_problems
+
+        problems = reachability_problems(cfg, timeout=args.connect_timeout)
+        for problem in problems:
+            print(f"{settings.config_path}: {problem}")
+        if problems:
+            return 1
     print(
         f"{settings.config_path}: ok (version {active.version}): {len(cfg.sources)} sources, "
         f"{len(cfg.watchlists)} watchlists, {len(cfg.channels)} channels"
     )
+    return 0
+
+
+def _warn_unreachable(settings: Settings) -> None:
+    """At start-up, name every SMTP server and webhook host that does not answer. A warning,
+    not a refusal: a mail server that is down now may be up by the first alert."""
+    from worker.live_config import compile_config
+    from worker.ops import reachability_problems
+
+    for problem in reachability_problems(compile_config(settings.config_path).loaded.config):
+        log.warning("config %s: %s", settings.config_path, problem)
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """Exit 0 when a canary task makes it through every queue within the timeout."""
+    from worker.health import check
+
+    settings = _settings(args)
+    _setup_logging("WARNING")
+    result = check(settings, args.timeout)
+    print(result.message, file=sys.stdout if result.ok else sys.stderr)
+    return 0 if result.ok else 1
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """Serve Prometheus metrics on http://HOST:PORT/metrics."""
+    from worker.observability import serve_metrics
+
+    settings = _settings(args)
+    _setup_logging(settings.log_level, settings.log_format)
+    serve_metrics(settings, args.host, args.port)
     return 0
 
 
@@ -309,7 +352,16 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_beat,
         "the scheduler only (run exactly one per deployment; a second is harmless)",
     )
-    add("check-config", cmd_check_config, "validate the config file; exit 1 listing every problem")
+    p = add("check-config", cmd_check_config, "validate the config file; exit 1 listing problems")
+    p.add_argument(
+        "--connect", action="store_true", help="also try each SMTP server and webhook host"
+    )
+    p.add_argument("--connect-timeout", type=float, default=5.0, help="seconds per try (5)")
+    p = add("health", cmd_health, "liveness: a canary task through every queue; exit 0 if back")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
+    p = add("metrics", cmd_metrics, "serve Prometheus metrics at /metrics")
+    p.add_argument("--port", type=int, default=9464)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p = add("match", cmd_match, "parse one page or feed and show articles and watchlist hits")
     p.add_argument("input", nargs="?", default="-", help="file path, http(s) URL, or - for stdin")
     p.add_argument("--explain", action="store_true", help="show near misses and why")

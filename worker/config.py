@@ -66,11 +66,20 @@ class SourceSpec(_Strict):
     every: int = 900  # seconds between polls
     full_text: bool = False  # fetch each feed entry's page and extract the article
     enabled: bool = True
+    # politeness (docs/operations.md): the feed's ttl / Cache-Control / Expires may stretch
+    # the interval from `every` up to `max_every` (default 4 x every), never shorten it
+    max_every: int | None = None
+    respect_robots: bool = True  # check robots.txt before fetching the feed, page and articles
+    disable_after: int = Field(default=5, ge=1)  # permanent errors (404/410) in a row
 
-    @field_validator("every", mode="before")
+    @field_validator("every", "max_every", mode="before")
     @classmethod
-    def _interval(cls, v: Any) -> int:
-        return parse_interval(v)
+    def _interval(cls, v: Any) -> int | None:
+        return None if v is None else parse_interval(v)
+
+    @property
+    def longest_interval(self) -> int:
+        return max(self.max_every or 4 * self.every, self.every)
 
     @field_validator("feed", "page")
     @classmethod
@@ -95,6 +104,8 @@ class SourceSpec(_Strict):
             raise ValueError("a source has exactly one of 'feed' or 'page'")
         if self.follow and not self.page:
             raise ValueError("'follow' only applies to a 'page' source")
+        if self.max_every is not None and self.max_every < self.every:
+            raise ValueError("'max_every' must not be shorter than 'every'")
         return self
 
     @property

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from worker.adapters import models as m
 from worker.adapters.store import claim
 from worker.config import SourceSpec
-from worker.core import dedupe
+from worker.core import dedupe, schedule
 from worker.core.extract import ExtractionError, extract_page
 from worker.core.feeds import FeedError, page_links, parse_feed
 from worker.core.model import Article, Hit, MatchDocument, WatchlistMatch
@@ -48,7 +48,11 @@ def _backoff(base_seconds: float, failures: int, cap: timedelta = MAX_BACKOFF) -
 
 def sync_sources(session: Session, sources: Iterable[SourceSpec], now: datetime) -> None:
     """Make the source table follow the config: new sources added, changed ones updated,
-    removed ones disabled (their history is kept)."""
+    removed ones disabled (their history is kept).
+
+    A source newswatch disabled itself (`disabled_reason`, after permanent errors) stays
+    disabled until its URL changes: editing other options must not revive a dead feed.
+    """
     specs = {s.name: s for s in sources}
     existing = {s.name: s for s in session.scalars(select(m.Source))}
     for name, spec in specs.items():
@@ -68,6 +72,7 @@ def sync_sources(session: Session, sources: Iterable[SourceSpec], now: datetime)
         if row.url != spec.url or row.kind != spec.kind:
             row.etag = row.last_modified = None  # a new URL has nothing to be conditional on
             row.next_fetch_at = now
+            row.disabled_reason, row.permanent_failures = None, 0  # and a clean record
         if spec.every < row.every_seconds and row.next_fetch_at > now + timedelta(
             seconds=spec.every
         ):
@@ -76,7 +81,7 @@ def sync_sources(session: Session, sources: Iterable[SourceSpec], now: datetime)
             spec.url,
             spec.kind,
             spec.every,
-            spec.enabled,
+            spec.enabled and row.disabled_reason is None,
         )
     for name, row in existing.items():
         if name not in specs and row.enabled:
@@ -123,8 +128,12 @@ def dispatch_due(rt: Runtime, limit: int = 1000) -> list[int]:
 # --- fetch -------------------------------------------------------------------
 
 
-def fetch_source(rt: Runtime, source_id: int) -> list[int]:
-    """Poll one source; store every new entry as an item. Returns the new item ids."""
+def fetch_source(rt: Runtime, source_id: int, notices: list[str] | None = None) -> list[int]:
+    """Poll one source; store every new entry as an item. Returns the new item ids.
+
+    Ids of operational notices raised on the way (source disabled) are appended to
+    `notices` for the caller to enqueue after the commit.
+    """
     from worker.adapters.http import FetchError
 
     with rt.store.session() as session:
@@ -133,45 +142,42 @@ def fetch_source(rt: Runtime, source_id: int) -> list[int]:
             return []  # already done by another delivery of this message, or not dispatched
         kind, url, etag, last_modified = src.kind, src.url, src.etag, src.last_modified
         every, failures, name = src.every_seconds, src.consecutive_failures, src.name
+        previous = _previous_interval(src, rt.settings.schedule_jitter)
     spec = rt.config.current().loaded.config.source(name)
+    ids = {"source_id": source_id}
     started = rt.now()
+    hints: list[float | None] = []
     try:
         result = rt.fetcher().get(
-            url, etag=etag, last_modified=last_modified, expect="feed" if kind == "feed" else "html"
+            url,
+            etag=etag,
+            last_modified=last_modified,
+            expect="feed" if kind == "feed" else "html",
+            respect_robots=spec.respect_robots if spec else True,
         )
+        hints.append(schedule.freshness_hint(result.headers, started))
         if result.not_modified:
             entries: list[dict[str, Any]] = []
+            if hints[0] is None:  # a 304 carries no <ttl>: the feed's last word still holds
+                hints.append(previous)
         elif kind == "feed":
             feed = parse_feed(result.body, result.headers.get("content-type"), result.url)
             if feed.warning:
-                log.info("source %s: feed read with a warning: %s", name, feed.warning)
+                log.info("source %s: feed read with a warning: %s", name, feed.warning, extra=ids)
+            hints.append(feed.ttl_seconds)
             entries = [entry_data(e) for e in feed.entries]
         else:
             html = rt.decode_html(result.body, result.headers.get("content-type"))
             follow = spec.follow if spec else None
             entries = [{"url": u, "entry_key": u} for u in page_links(html, result.url, follow)]
     except (FetchError, FeedError) as exc:
-        kind_name = getattr(exc, "kind", "not_a_feed")
-        retry_after = getattr(exc, "retry_after", None)
-        delay = _backoff(every, failures + 1)
-        if retry_after:
-            delay = max(delay, timedelta(seconds=retry_after))
-        with rt.store.session() as session:
-            session.execute(
-                update(m.Source)
-                .where(m.Source.id == source_id)
-                .values(
-                    claimed_until=None,
-                    last_fetch_at=started,
-                    last_error=str(exc)[:2000],
-                    last_error_kind=kind_name,
-                    consecutive_failures=m.Source.consecutive_failures + 1,
-                    next_fetch_at=started + delay,
-                )
-            )
-        log.warning("source %s: fetch failed (%s): %s", name, kind_name, exc)
+        _record_fetch_failure(rt, source_id, name, spec, exc, started, every, failures, notices)
         return []
     new_ids = _insert_items(rt, source_id, entries, started)
+    longest = spec.longest_interval if spec else 4 * every
+    interval = schedule.poll_interval(
+        every, longest, *hints, name=name, jitter=rt.settings.schedule_jitter
+    )
     with rt.store.session() as session:
         values: dict[str, Any] = dict(
             claimed_until=None,
@@ -180,16 +186,107 @@ def fetch_source(rt: Runtime, source_id: int) -> list[int]:
             last_error=None,
             last_error_kind=None,
             consecutive_failures=0,
+            permanent_failures=0,
             items_seen=m.Source.items_seen + len(new_ids),
-            next_fetch_at=started + timedelta(seconds=every),
+            next_fetch_at=started + timedelta(seconds=interval),
         )
         if not result.not_modified:
             values.update(etag=result.etag, last_modified=result.last_modified)
         session.execute(update(m.Source).where(m.Source.id == source_id).values(**values))
+    _count_fetch("not_modified" if result.not_modified else "ok")
     log.info(
-        "source %s: %d new item(s)%s", name, len(new_ids), " (304)" if result.not_modified else ""
+        "source %s: %d new item(s)%s, next poll in %.0fs",
+        name,
+        len(new_ids),
+        " (304)" if result.not_modified else "",
+        interval,
+        extra={**ids, "new_items": len(new_ids), "outcome": "ok"},
     )
     return new_ids
+
+
+def _previous_interval(src: m.Source, jitter: float) -> float | None:
+    """The interval chosen after the last fetch, if that fetch succeeded (jitter removed)."""
+    if src.last_fetch_at is None or src.last_success_at != src.last_fetch_at:
+        return None
+    seconds = (src.next_fetch_at - src.last_fetch_at).total_seconds()
+    return schedule.without_jitter(src.name, seconds, jitter) if seconds > 0 else None
+
+
+def _record_fetch_failure(
+    rt: Runtime,
+    source_id: int,
+    name: str,
+    spec: SourceSpec | None,
+    exc: Exception,
+    started: datetime,
+    every: int,
+    failures: int,
+    notices: list[str] | None,
+) -> None:
+    """Back off (exponentially, up to MAX_BACKOFF, never sooner than Retry-After or
+    `every`); count permanent errors and disable the source after `disable_after`."""
+    kind_name = getattr(exc, "kind", "not_a_feed")
+    retry_after = getattr(exc, "retry_after", None)
+    permanent = bool(getattr(exc, "permanent", False))
+    delay = max(_backoff(every, failures + 1), timedelta(seconds=every))
+    if retry_after:
+        delay = max(delay, timedelta(seconds=retry_after))
+    ids = {"source_id": source_id, "outcome": kind_name}
+    with rt.store.session() as session:
+        row = session.get(m.Source, source_id, with_for_update=True)
+        assert row is not None
+        row.claimed_until = None
+        row.last_fetch_at = started
+        row.last_error, row.last_error_kind = str(exc)[:2000], kind_name
+        row.consecutive_failures = (row.consecutive_failures or 0) + 1
+        row.next_fetch_at = started + delay
+        if permanent:  # transient errors in between neither add to nor clear the count
+            row.permanent_failures = (row.permanent_failures or 0) + 1
+        limit = spec.disable_after if spec else 5
+        if permanent and row.permanent_failures >= limit:
+            row.enabled = False
+            row.disabled_reason = (
+                f"disabled at {started.isoformat()} after {row.permanent_failures} permanent "
+                f"error(s) in a row; last: {str(exc)[:500]}"
+            )
+            notice = notify_source_disabled(rt, session, row, started)
+            if notice is not None and notices is not None:
+                notices.append(notice)
+    _count_fetch(kind_name)
+    log.warning("source %s: fetch failed (%s): %s", name, kind_name, exc, extra=ids)
+
+
+def notify_source_disabled(
+    rt: Runtime, session: Session, row: m.Source, now: datetime
+) -> str | None:
+    """Say loudly that newswatch stopped polling a source: an ERROR log line always, and
+    an operational notice when a `notices:` channel is configured. Returns the notice's
+    delivery id (to enqueue after the commit), once per disabling."""
+    from worker import outbox  # late: the outbox builds on this module
+
+    log.error(
+        "source %s DISABLED: %s. Fix the URL in the config (a changed URL re-enables it).",
+        row.name,
+        row.disabled_reason,
+        extra={"source_id": row.id, "event": "source_disabled"},
+    )
+    return outbox.raise_notice(
+        rt,
+        session,
+        f"source_disabled:{row.name}:{now.isoformat()}",
+        "source_disabled",
+        f"source {row.name} disabled",
+        f"newswatch stopped polling source {row.name} ({row.url}): {row.disabled_reason}.\n"
+        "Fix the URL in the config file; a changed URL re-enables the source.",
+        now,
+    )
+
+
+def _count_fetch(outcome: str) -> None:
+    from worker import observability
+
+    observability.count_fetch(outcome)
 
 
 def _insert_items(rt: Runtime, source_id: int, entries: list[dict], now: datetime) -> list[int]:
@@ -237,16 +334,24 @@ def parse_item(rt: Runtime, item_id: int) -> int | None:
         assert item is not None
         if item.attempts > rt.settings.max_attempts:
             item.state, item.claimed_until = "failed", None
-            item.error = f"quarantined after {item.attempts - 1} attempts: {item.error or ''}"
-            log.error("item %s quarantined: %s", item_id, item.error)
+            # no error recorded: no attempt came back at all (worker killed, hard time limit)
+            last = item.error or "no attempt finished (worker killed or over its time limit)"
+            item.error = f"quarantined after {item.attempts - 1} attempts: {last}"[:2000]
+            log.error(
+                "item %s quarantined: %s",
+                item_id,
+                item.error,
+                extra={"item_id": item_id, "source_id": item.source_id},
+            )
             return None
         src = session.get(m.Source, item.source_id)
         assert src is not None
         data, source_name, source_kind = dict(item.data), src.name, src.kind
     spec = rt.config.current().loaded.config.source(source_name)
     full_text = source_kind == "page" or bool(spec and spec.full_text)
+    robots = spec.respect_robots if spec else True
     try:
-        article = _build_article(rt, data, source_name, full_text)
+        article = _build_article(rt, data, source_name, full_text, robots)
     except (FetchError, ExtractionError, ValueError) as exc:
         permanent = isinstance(exc, ExtractionError) or getattr(exc, "permanent", False)
         with rt.store.session() as session:
@@ -257,16 +362,30 @@ def parse_item(rt: Runtime, item_id: int) -> int | None:
                 item.state, item.claimed_until = "failed", None
             else:  # try again after a backoff; the sweep picks it up
                 item.claimed_until = rt.now() + _backoff(60, item.attempts)
-        log.warning("item %s (%s): %s", item_id, data.get("url"), exc)
+        log.warning("item %s (%s): %s", item_id, data.get("url"), exc, extra={"item_id": item_id})
         return None
     return _store_article(rt, item_id, article)
 
 
-def _build_article(rt: Runtime, data: dict, source_name: str, full_text: bool) -> Article:
+def record_item_error(rt: Runtime, item_id: int, error: str) -> None:
+    """Note why an attempt gave up (e.g. its soft time limit) on a still-pending item.
+    The lease stays: the sweep retries it after, and the claim counts the attempt."""
+    with rt.store.session() as session:
+        session.execute(
+            update(m.Item)
+            .where(m.Item.id == item_id, m.Item.state == "pending")
+            .values(error=error[:2000])
+        )
+    log.warning("item %s: %s", item_id, error, extra={"item_id": item_id})
+
+
+def _build_article(
+    rt: Runtime, data: dict, source_name: str, full_text: bool, respect_robots: bool = True
+) -> Article:
     url = data.get("url")
     if not (full_text and url):
         return build_article(data, source_name)
-    result = rt.fetcher().get(url, expect="html")
+    result = rt.fetcher().get(url, expect="html", respect_robots=respect_robots)
     page = extract_page(result.body, result.url, result.headers.get("content-type"))
     return build_article(data, source_name, page, result.url)
 

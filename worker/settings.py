@@ -45,6 +45,11 @@ class Settings:
     max_attempts: int  # parse/rules attempts before a row is quarantined
     delivery_attempts: int  # delivery attempts before it is dead
     log_level: str
+    log_format: str = "text"  # text | json (one JSON object per line)
+    schedule_jitter: float = 0.1  # each source polls up to this fraction of its interval late
+    # Celery time limits per task kind, seconds: (soft, hard). The soft limit raises inside
+    # the task (the row keeps its error and is retried); the hard one kills the pool child.
+    time_limits: tuple[tuple[str, float, float], ...] = ()
 
     @property
     def embedded_broker(self) -> bool:
@@ -74,4 +79,42 @@ class Settings:
             max_attempts=int(_positive(env, "NEWSWATCH_MAX_ATTEMPTS", 5)),
             delivery_attempts=int(_positive(env, "NEWSWATCH_DELIVERY_ATTEMPTS", 8)),
             log_level=(env.get("NEWSWATCH_LOG_LEVEL") or "INFO").upper(),
+            log_format=_log_format(env),
+            schedule_jitter=_fraction(env, "NEWSWATCH_SCHEDULE_JITTER", 0.1),
+            time_limits=tuple(_time_limits(env)),
         )
+
+
+# hard limits well above the fetch deadline (60 s by default), so only a task that is
+# stuck, not one that is slow, is killed
+_TIME_LIMIT_DEFAULTS = {"fetch": 300.0, "parse": 300.0, "rules": 120.0, "deliver": 300.0}
+
+
+def _time_limits(env: Mapping[str, str]) -> list[tuple[str, float, float]]:
+    out = []
+    for kind, default in _TIME_LIMIT_DEFAULTS.items():
+        name = f"NEWSWATCH_{kind.upper()}_TIME_LIMIT"
+        hard = _positive(env, name, default)
+        soft = _positive(env, f"NEWSWATCH_{kind.upper()}_SOFT_TIME_LIMIT", hard * 0.8)
+        out.append((kind, soft, hard))
+    return out
+
+
+def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise SettingsError(f"{name} must be between 0 and 1")
+    return value
+
+
+def _log_format(env: Mapping[str, str]) -> str:
+    value = (env.get("NEWSWATCH_LOG_FORMAT") or "text").lower()
+    if value not in ("text", "json"):
+        raise SettingsError(f"NEWSWATCH_LOG_FORMAT={value!r}: use text or json")
+    return value

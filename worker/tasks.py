@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
 
 from worker import pipeline
 from worker.celery_app import app
+from worker.observability import log_context
 from worker.runtime import Runtime
 from worker.settings import Settings
 
@@ -46,26 +50,59 @@ def dispatch_due() -> None:
 
 @app.task(name="newswatch.fetch_source")
 def fetch_source(source_id: int) -> None:
-    _enqueue(parse_item, pipeline.fetch_source(runtime(), source_id))
+    notices: list[str] = []
+    with log_context(source_id=source_id):
+        _enqueue(parse_item, pipeline.fetch_source(runtime(), source_id, notices))
+        _enqueue(deliver, notices)
 
 
 @app.task(name="newswatch.parse_item")
 def parse_item(item_id: int) -> None:
-    article_id = pipeline.parse_item(runtime(), item_id)
-    if article_id is not None:
-        _enqueue(apply_rules, [article_id])
+    with log_context(item_id=item_id):
+        try:
+            article_id = pipeline.parse_item(runtime(), item_id)
+        except SoftTimeLimitExceeded:
+            # the lease stays, so the sweep retries it later; the claim counts attempts
+            limit = parse_item.soft_time_limit
+            pipeline.record_item_error(runtime(), item_id, f"over the parse time limit ({limit}s)")
+            return
+        if article_id is not None:
+            _enqueue(apply_rules, [article_id])
 
 
 @app.task(name="newswatch.apply_rules")
 def apply_rules(article_id: int) -> None:
-    _enqueue(deliver, pipeline.apply_rules(runtime(), article_id))
+    with log_context(article_id=article_id):
+        _enqueue(deliver, pipeline.apply_rules(runtime(), article_id))
 
 
 @app.task(name="newswatch.deliver")
 def deliver(delivery_id: str) -> None:
     notices: list[str] = []
-    pipeline.deliver(runtime(), delivery_id, notices)
-    _enqueue(deliver, notices)
+    with log_context(delivery_id=delivery_id):
+        pipeline.deliver(runtime(), delivery_id, notices)
+        _enqueue(deliver, notices)
+
+
+@app.task(name="newswatch.canary")
+def canary(token: str, hop: int) -> None:
+    """The liveness canary (worker/health.py): one hop per queue, control to alerts."""
+    from worker import health
+
+    rt = runtime()
+    client = health.broker_redis(rt.settings)
+    if client is None:
+        return
+    try:
+        following = health.canary_hop(rt, client, token, hop)
+    finally:
+        client.close()
+    if following is not None:
+        # the whole trip shares the deadline the health check set on the first hop
+        expires = canary.request.expires
+        if isinstance(expires, str):
+            expires = datetime.fromisoformat(expires)
+        canary.apply_async((token, hop + 1), queue=following, expires=expires)
 
 
 @app.task(name="newswatch.outbox_tick")

@@ -45,6 +45,9 @@ def make_runtime(tmp_path: Path, database_url: str, config_text: str, clock: Clo
             "NEWSWATCH_REQUEUE_AFTER_SECONDS": "60",
             "NEWSWATCH_DELIVERY_ATTEMPTS": "4",
             "NEWSWATCH_RETRY_BASE_SECONDS": "10",
+            # exact schedules under the controlled clock (tests/integration/test_politeness.py
+            # covers the jitter)
+            "NEWSWATCH_SCHEDULE_JITTER": "0",
         }
     )
     store = Store(settings.database_url)

@@ -409,7 +409,12 @@ class Fetcher:
         last_modified: str | None = None,
         accept: str | None = None,
         expect: Expect = "any",
+        respect_robots: bool | None = None,
     ) -> FetchResult:
+        """`respect_robots` overrides the fetcher's setting for this request (a per-source
+        option); the per-host limits stay shared."""
+        if respect_robots is None:
+            respect_robots = self.respect_robots
         headers = {"Accept": accept or _ACCEPT[expect]}
         if etag:
             headers["If-None-Match"] = etag
@@ -417,9 +422,7 @@ class Fetcher:
             headers["If-Modified-Since"] = last_modified
         deadline = _Deadline(self.spec.deadline)
         try:
-            return self._get(
-                url, headers, expect, deadline, self.spec.max_bytes, self.respect_robots
-            )
+            return self._get(url, headers, expect, deadline, self.spec.max_bytes, respect_robots)
         finally:
             deadline.finish()
 

@@ -1,0 +1,95 @@
+"""When to poll a source next: pure arithmetic, no clock, no I/O.
+
+Three inputs decide the interval after a successful fetch:
+
+- the source's `every` (the operator's wish, and the floor: never poll more often),
+- the server's own hint of how long the answer stays fresh: the feed's `<ttl>`,
+  `Cache-Control: max-age` (minus `Age`) or `Expires` (against `Date`),
+- the source's longest interval (`max_every`, default 4 x every): the ceiling, so a
+  feed that says "cache me for a day" is still looked at within the bound.
+
+Then a deterministic per-source jitter (by default 0-10 % of the interval, from
+the source's name) is added, so that sources with the same interval spread out
+over time instead of all falling due on the same beat tick: each has a slightly
+different period, so even sources first polled together drift apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+
+JITTER_FRACTION = 0.1  # the default; NEWSWATCH_SCHEDULE_JITTER
+
+_MAX_AGE_RE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.I)
+_NO_HINT_RE = re.compile(r"(?:^|,)\s*(?:no-cache|no-store)\s*(?:,|$)", re.I)
+
+
+def jitter_fraction(name: str) -> float:
+    """A stable number in [0, 1) for a source name (the same in every process)."""
+    digest = hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def with_jitter(name: str, seconds: float, jitter: float = JITTER_FRACTION) -> float:
+    return seconds * (1 + jitter * jitter_fraction(name))
+
+
+def without_jitter(name: str, seconds: float, jitter: float = JITTER_FRACTION) -> float:
+    return seconds / (1 + jitter * jitter_fraction(name))
+
+
+def freshness_hint(headers: Mapping[str, str], now: datetime) -> float | None:
+    """Seconds the server says its answer stays fresh, from the response headers.
+
+    `max-age` wins over `Expires` (RFC 9111 5.3); `no-cache`/`no-store` give no hint
+    (they are about caches revalidating, which our conditional GET already does).
+    """
+    cache_control = headers.get("cache-control") or ""
+    if _NO_HINT_RE.search(cache_control):
+        return None
+    m = _MAX_AGE_RE.search(cache_control)
+    if m:
+        age = _int(headers.get("age")) or 0
+        return max(int(m.group(1)) - age, 0)
+    expires = _http_date(headers.get("expires"))
+    if expires is not None:
+        date = _http_date(headers.get("date")) or now
+        return max((expires - date).total_seconds(), 0.0)
+    return None
+
+
+def poll_interval(
+    every: float,
+    longest: float,
+    *hints: float | None,
+    name: str = "",
+    jitter: float = JITTER_FRACTION,
+) -> float:
+    """Seconds until the next poll: the largest hint, within [every, longest], jittered.
+
+    The jitter never takes the interval below `every`; it may take it up to
+    `jitter` past `longest`.
+    """
+    wanted = max([every, *(h for h in hints if h is not None)])
+    return with_jitter(name, min(wanted, max(longest, every)), jitter)
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None  # "Expires: 0" and other junk mean "already stale": no hint
+    return parsed if parsed.tzinfo is not None else None
