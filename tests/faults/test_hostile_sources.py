@@ -30,11 +30,14 @@ from pathlib import Path
 import pytest
 
 from tests.faults.conftest import FAILED
+from tests.helpers import servers
 from tests.helpers.httpserver import TestServer, serve
 from tests.helpers.processes import NewswatchProcesses
-from tests.helpers.servers import RssSampler, pool_children
+from tests.helpers.servers import RedisServer, RssSampler, pool_children
 
-pytestmark = [pytest.mark.redis, pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+private_redis = servers.private_redis  # a Redis of our own (fixture)
 
 DEADLINE = 3.0
 MAX_BYTES = 4 * 1024 * 1024
@@ -178,7 +181,7 @@ def status(procs: NewswatchProcesses) -> dict:
 
 
 def test_hostile_sources_fail_cleanly_while_a_normal_source_alerts(
-    tmp_path: Path, redis_url: str, request: pytest.FixtureRequest
+    tmp_path: Path, private_redis: RedisServer, request: pytest.FixtureRequest
 ):
     with serve() as site, serve() as other:
         paths = serve_hostile(site, other)
@@ -217,7 +220,7 @@ fetch:
         procs = NewswatchProcesses(
             tmp_path,
             {
-                "REDIS_URL": redis_url,
+                "REDIS_URL": private_redis.url,
                 "DATABASE_URL": f"sqlite:///{tmp_path / 'nw.db'}",
                 "NEWSWATCH_CONFIG": str(config),
             },

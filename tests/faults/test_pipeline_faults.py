@@ -7,10 +7,12 @@ feeds, article pages and webhook receivers on 127.0.0.1.
   down at the moment a fetch stores its items and sends their parse tasks;
 - PostgreSQL restarted while the worker runs, with two beats running all along.
 
-Redis and PostgreSQL that get restarted are private instances (tests/helpers/servers.py),
-never the machine's shared servers. The slow stages are made from outside: a feed or
-page that drips its first answer, a receiver that holds its first POST; the pool child
-busy with it is the one holding a connection to that server's port.
+Every test runs on a private Redis (and, where it restarts it, a private PostgreSQL) from
+tests/helpers/servers.py: never the machine's shared servers, which are not ours to
+restart, and whose database indexes a concurrent test run may be using too. The slow
+stages are made from outside: a feed or page that drips its first answer, a receiver that
+holds its first POST; the pool child busy with it is the one holding a connection to that
+server's port.
 
 For each case: every expected alert is delivered, no webhook-id is delivered for two
 different alerts (a repeat after a kill between send and record carries the same id, so
@@ -285,13 +287,12 @@ def chain_scene(
     return config, wire, slow_feed, slow_page, slow_hook, servers
 
 
-@pytest.mark.redis
 def test_pool_child_killed_mid_fetch_parse_and_delivery(
-    tmp_path, redis_url, make_http_server, scene_factory
+    tmp_path, private_redis: RedisServer, make_http_server, scene_factory
 ):
     with WebhookReceiver() as hook:
         config, _wire, slow_feed, slow_page, slow_hook, srv = chain_scene(make_http_server, hook)
-        scene = scene_factory(f"sqlite:///{tmp_path / 'nw.db'}", redis_url, config)
+        scene = scene_factory(f"sqlite:///{tmp_path / 'nw.db'}", private_redis.url, config)
         scene.procs.worker("worker", concurrency=2)
         scene.procs.beat()
         pid = scene.worker_pid("worker")
@@ -318,14 +319,13 @@ def test_pool_child_killed_mid_fetch_parse_and_delivery(
 # --- whole worker killed mid-fetch, then mid-parse ---------------------------------------
 
 
-@pytest.mark.redis
 def test_whole_worker_killed_mid_fetch_then_mid_parse(
-    tmp_path, redis_url, make_http_server, scene_factory
+    tmp_path, private_redis: RedisServer, make_http_server, scene_factory
 ):
     with WebhookReceiver() as hook:
         config, _wire, slow_feed, slow_page, slow_hook, srv = chain_scene(make_http_server, hook)
         slow_hook.hits = 1  # this test is about fetch and parse: the receiver answers at once
-        scene = scene_factory(f"sqlite:///{tmp_path / 'nw.db'}", redis_url, config)
+        scene = scene_factory(f"sqlite:///{tmp_path / 'nw.db'}", private_redis.url, config)
         scene.procs.worker("worker1")
         scene.procs.beat()
         scene.procs.wait_for(slow_feed.arrived.is_set, 60, "the slow feed request")
@@ -415,9 +415,12 @@ def test_redis_restarted_empty_then_down_while_enqueuing(
 # --- PostgreSQL restarted while the worker runs; two beats at once -----------------------
 
 
-@pytest.mark.redis
 def test_postgres_restarted_with_two_beats(
-    tmp_path, redis_url, private_postgres: PostgresServer, http_server, scene_factory
+    tmp_path,
+    private_redis: RedisServer,
+    private_postgres: PostgresServer,
+    http_server,
+    scene_factory,
 ):
     with WebhookReceiver() as hook:
         wire = Feed(http_server)
@@ -427,7 +430,7 @@ def test_postgres_restarted_with_two_beats(
             watchlists="  - {name: alpha, keywords: [Alpha], notify: [hook]}",
             channels=f'  - {{name: hook, webhook: "{hook.url}"}}',
         )
-        scene = scene_factory(private_postgres.url, redis_url, config)
+        scene = scene_factory(private_postgres.url, private_redis.url, config)
         scene.procs.worker("worker", concurrency=2)
         scene.procs.beat("beat1")
         scene.procs.beat("beat2")  # by mistake: it must do no harm
