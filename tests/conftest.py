@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -84,21 +85,31 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
         yield request.getfixturevalue("postgres_url")
 
 
-_redis_dbs = iter(range(1, 16))
-
-
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """A Redis database index of its own, flushed before and after the test."""
+    """A Redis database index of its own, flushed before and after the test.
+
+    The index is taken with a lock key, so pytest sessions running at the same time
+    (several developers, or CI beside a developer) never share queues.
+    """
     import redis
 
-    db = next(_redis_dbs, None)
-    if db is None:  # more tests than indexes: start over
-        globals()["_redis_dbs"] = iter(range(2, 16))
-        db = 1
+    lock_key, token = "newswatch-test-lock", f"{os.getpid()}-{uuid.uuid4().hex}"
+    for _ in range(600):
+        for db in range(1, 16):
+            client = redis.Redis.from_url(f"{REDIS_URL}/{db}")
+            if client.set(lock_key, token, nx=True, ex=900):
+                break
+            client.close()
+        else:
+            time.sleep(0.5)
+            continue
+        break
+    else:
+        pytest.fail("no free Redis database index for 5 minutes")
     url = f"{REDIS_URL}/{db}"
-    client = redis.Redis.from_url(url)
     client.flushdb()
+    client.set(lock_key, token, ex=900)
     try:
         yield url
     finally:
