@@ -102,6 +102,8 @@ def hit(field: str) -> Hit:
     ("spec", "hits", "passes"),
     [
         ("any", [hit("body")], True),
+        ("any", [hit("author")], True),  # no requirement at all
+        ("1", [hit("author")], False),
         ("title", [hit("body"), hit("body")], False),
         ("title", [hit("title")], True),
         ("2", [hit("body")], False),

@@ -161,12 +161,15 @@ def parse_quiet_hours(text: str) -> QuietHours:
 @dataclass(frozen=True)
 class Relevance:
     """A match passes if a watched name is in the title (when `title`) or it has at
-    least `mentions` hits in the article text; `any` is mentions=1 without title."""
+    least `mentions` hits in the article text. Neither set (`any`): every match
+    passes, including one found only in an author or tag field."""
 
     title: bool = False
-    mentions: int | None = 1  # None: the title alone decides
+    mentions: int | None = None  # None: no count required
 
     def passes(self, hits: Iterable[Hit]) -> bool:
+        if not self.title and self.mentions is None:
+            return True
         hits = [h for h in hits if h.field in TEXT_FIELDS]
         if self.title and any(h.field == "title" for h in hits):
             return True
