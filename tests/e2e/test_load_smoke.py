@@ -1,0 +1,38 @@
+"""bench/load.py must keep working: a tiny run (20 sources, a few seconds, SQLite and a
+private Redis) through the real worker and beat, checked for sane figures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.servers import redis_binary
+
+pytestmark = [pytest.mark.e2e]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.skipif(redis_binary() is None, reason="no redis-server binary for a private Redis")
+def test_load_harness_smoke() -> None:
+    out = subprocess.run(
+        [
+            sys.executable, str(REPO / "bench" / "load.py"),
+            "--sources", "20", "--interval", "4", "--duration", "9", "--item-every", "4",
+            "--hit-percent", "50", "--database", "sqlite", "--concurrency", "2", "--json",
+        ],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    (result,) = json.loads(out.stdout)
+    assert result["sources"] == 20 and result["workers"] == 1
+    assert result["fetches_per_s"] > 0
+    assert result["polls_304"] > 0  # conditional GETs answered 304
+    assert result["alerts"] > 0  # items published in the run reached the file channel
+    assert result["lag_pipeline_p50"] is not None and result["lag_pipeline_p50"] >= 0
+    assert 0 < result["kept_up"] <= 1
+    assert result["worker_rss_mb"][0] > 0
