@@ -14,7 +14,6 @@ stopped, slow answers, kill -9, FLUSHDB), as they happen in production.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -25,7 +24,6 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from tests.conftest import REDIS_URL
 from tests.faults.conftest import FAILED
 from tests.helpers.processes import NewswatchProcesses
 from tests.helpers.webhook_receiver import WebhookReceiver
@@ -115,36 +113,6 @@ class Scene:
         self.procs.stop_all()
         if self._store is not None:
             self._store.dispose()
-
-
-@pytest.fixture
-def redis_url():
-    """A Redis database index claimed for this test alone (a lock key in db 0).
-
-    The shared fixture hands out indexes 1, 2, ... per pytest process, so two test
-    sessions running at once share them and their workers take each other's
-    messages. Claiming from the top with SET NX keeps fault tests (which also
-    FLUSHDB) apart from any other session that claims the same way.
-    """
-    admin = redis.Redis.from_url(f"{REDIS_URL}/0")
-    lock = None
-    for db in range(15, 0, -1):
-        if admin.set(f"newswatch-test-db:{db}", os.getpid(), nx=True, ex=900):
-            lock = db
-            break
-    if lock is None:
-        admin.close()
-        pytest.skip("no free Redis database index")
-    url = f"{REDIS_URL}/{lock}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    try:
-        yield url
-    finally:
-        client.flushdb()
-        client.close()
-        admin.delete(f"newswatch-test-db:{lock}")
-        admin.close()
 
 
 @pytest.fixture
@@ -246,7 +214,11 @@ def test_redis_flushed_while_deliveries_are_pending(http_server, redis_url, scen
                 lambda: scene.deliveries()["pending"] == 5 and client.llen("alerts") >= 5,
                 60, "5 pending deliveries queued in Redis",
             )  # fmt: skip
-            client.flushdb()  # every queued message is gone
+            # every queued message is gone; in the same transaction the shared
+            # fixture's lock key comes back, so no other session takes this index
+            lock = client.get("newswatch-test-lock") or b"flush-test"
+            with client.pipeline(transaction=True) as tx:
+                tx.flushdb().set("newswatch-test-lock", lock, ex=900).execute()
             assert client.llen("alerts") == 0
         finally:
             client.close()
