@@ -327,8 +327,6 @@ class Config(_Strict):
                 if item.name in seen:
                     problems.append(f"two {kind}s are named {item.name!r}")
                 seen.add(item.name)
-        if self.notices and self.notices.channel not in {c.name for c in self.channels}:
-            problems.append(f"notices: no channel named {self.notices.channel!r}")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -591,4 +589,15 @@ def _reference_problems(merged: dict, origin: dict, default: str) -> list[Config
                             f"no {what} named {target!r} ({what}s: {listed})",
                         )
                     )
+    notices = merged.get("notices")
+    target = notices.get("channel") if isinstance(notices, dict) else None
+    if isinstance(target, str) and target not in known["notify"]:
+        loc = ("notices", "channel")
+        fname, line = _origin_for(loc, origin, default)
+        listed = ", ".join(sorted(known["notify"])) or "none defined"
+        problems.append(
+            ConfigProblem(
+                fname, line, "notices.channel", f"no channel named {target!r} (channels: {listed})"
+            )
+        )
     return problems

@@ -152,3 +152,12 @@ def test_version_changes_with_content(tmp_path):
     v1 = load_config(cfg, env={}).version
     cfg.write_text("watchlists:\n  - name: w\n    keywords: [y]\n")
     assert load_config(cfg, env={}).version != v1
+
+
+def test_notices_to_an_unknown_channel_names_the_line(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "channels:\n  - name: ops\n    file: ops.jsonl\n"
+        "notices:\n  channel: opz\n  source_failing_after: 2h\n"
+    )
+    assert problems(cfg) == [f"{cfg}:5: notices.channel: no channel named 'opz' (channels: ops)"]
