@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         # records it), past the hard one the pool child is killed and replaced; either way
         # the row's lease lapses, the sweep retries it and the claim counts the attempt
         task_annotations={
-            task: {"soft_time_limit": soft, "time_limit": hard}
+            task: {"time_limit": hard, **({"soft_time_limit": soft} if soft else {})}
             for kind, soft, hard in settings.time_limits
             for task in _TIME_LIMITED[kind]
         },

@@ -58,6 +58,11 @@ def _celery_worker(settings: Settings, args: argparse.Namespace, *, beat: bool) 
     enable_multiprocess(settings.data_dir)  # before prometheus_client is imported anywhere
     from worker.celery_app import QUEUES, app
 
+    if settings.log_format == "json":
+        from worker.observability import patch_celery_say_for_json
+
+        patch_celery_say_for_json()
+
     argv = [
         *(["--quiet"] if settings.log_format == "json" else []),  # the banner is not JSON
         "worker",
@@ -118,6 +123,7 @@ def cmd_beat(args: argparse.Namespace) -> int:
     app.Beat(
         loglevel=settings.log_level,
         schedule=str(settings.data_dir / f"celerybeat-schedule-{os.getpid()}"),
+        quiet=settings.log_format == "json",  # the banner is not JSON
     ).run()
     return 0
 

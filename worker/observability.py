@@ -116,6 +116,26 @@ def setup_logging(level: str, fmt: str = "text") -> None:
     logging.captureWarnings(True)  # warnings become log records, so JSON mode stays JSON
 
 
+def patch_celery_say_for_json() -> None:
+    """Celery writes a few lines ("worker: Warm shutdown (MainProcess)") straight to the
+    terminal from its signal handlers, where logging's locks could deadlock. In JSON mode
+    they become JSON lines too, still written with a bare os.write."""
+    import celery.apps.worker as celery_worker
+
+    def say(msg: str, f: Any = sys.__stderr__) -> None:
+        line = {
+            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "level": "WARNING",
+            "logger": "celery.apps.worker",
+            "pid": os.getpid(),
+            "message": msg,
+        }
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.write(f.fileno(), (json.dumps(line) + "\n").encode())
+
+    celery_worker.safe_say = say
+
+
 # --- metrics: events counted in worker processes ---------------------------------------
 
 _fetches: Any = None

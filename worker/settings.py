@@ -49,7 +49,7 @@ class Settings:
     schedule_jitter: float = 0.1  # each source polls up to this fraction of its interval late
     # Celery time limits per task kind, seconds: (soft, hard). The soft limit raises inside
     # the task (the row keeps its error and is retried); the hard one kills the pool child.
-    time_limits: tuple[tuple[str, float, float], ...] = ()
+    time_limits: tuple[tuple[str, float | None, float], ...] = ()
 
     @property
     def embedded_broker(self) -> bool:
@@ -90,12 +90,22 @@ class Settings:
 _TIME_LIMIT_DEFAULTS = {"fetch": 300.0, "parse": 300.0, "rules": 120.0, "deliver": 300.0}
 
 
-def _time_limits(env: Mapping[str, str]) -> list[tuple[str, float, float]]:
-    out = []
+def _time_limits(env: Mapping[str, str]) -> list[tuple[str, float | None, float]]:
+    """(kind, soft, hard) per task kind; a soft limit of 0 means none (only the hard kill).
+    Checked here because Celery refuses to *send* a task whose soft limit exceeds its hard
+    one: a bad pair would stop the whole pipeline, not just slow tasks."""
+    out: list[tuple[str, float | None, float]] = []
     for kind, default in _TIME_LIMIT_DEFAULTS.items():
-        name = f"NEWSWATCH_{kind.upper()}_TIME_LIMIT"
-        hard = _positive(env, name, default)
-        soft = _positive(env, f"NEWSWATCH_{kind.upper()}_SOFT_TIME_LIMIT", hard * 0.8)
+        hard_name = f"NEWSWATCH_{kind.upper()}_TIME_LIMIT"
+        soft_name = f"NEWSWATCH_{kind.upper()}_SOFT_TIME_LIMIT"
+        hard = _positive(env, hard_name, default)
+        soft: float | None
+        if env.get(soft_name, "").strip() == "0":
+            soft = None
+        else:
+            soft = _positive(env, soft_name, hard * 0.8)
+            if soft > hard:
+                raise SettingsError(f"{soft_name}={soft:g} must not exceed {hard_name}={hard:g}")
         out.append((kind, soft, hard))
     return out
 
