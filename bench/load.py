@@ -381,18 +381,14 @@ def _r(value: float | None) -> float | None:
 
 
 def kept_up(polls: dict[int, list[float]], args: argparse.Namespace, t0: float, t1: float) -> float:
-    """The share of sources polled on time all through the steady part of the run (after
-    the first interval: at the start every source is due at once)."""
+    """The share of sources polled on time all through the run: the first poll within one
+    interval (+ jitter + slack) of the start (every source is due at once then), and no
+    gap between polls, or from the last poll to the end, longer than that."""
     allowed = args.interval * (1 + args.jitter) + args.slack * args.interval
-    steady = t0 + args.interval
     ok = 0
     for i in range(args.sources):
-        times = sorted(t for t in polls.get(i, []) if t <= t1)
-        # the last poll at or before the steady part begins, then every poll after it
-        before = [t for t in times if t < steady]
-        times = ([before[-1]] if before else []) + [t for t in times if t >= steady]
-        checkpoints = [*times, t1]
-        if times and all(b - a <= allowed for a, b in itertools.pairwise(checkpoints)):
+        checkpoints = [t0, *sorted(t for t in polls.get(i, []) if t0 <= t <= t1), t1]
+        if all(b - a <= allowed for a, b in itertools.pairwise(checkpoints)):
             ok += 1
     return ok / args.sources if args.sources else 0.0
 
