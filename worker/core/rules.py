@@ -32,7 +32,6 @@ import gc
 import importlib.resources
 import itertools
 import unicodedata
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
@@ -724,6 +723,8 @@ class Matcher:
         self._triggers = tuple(triggers)
         # keys whose hit ends where its word ends (wildcards), not at the key's end
         self._prefix = tuple(r[0].prefix for r in refs)
+        # per key, its refs on trigger terms (see `match`); filled as keys are hit
+        self._trigger_refs: dict[int, tuple[_Ref, ...]] = {}
 
     @property
     def watchlists(self) -> tuple[str, ...]:
@@ -731,14 +732,34 @@ class Matcher:
 
     def match(self, doc: MatchDocument) -> list[WatchlistMatch]:
         """The watchlists that match `doc`, in config order, with hits and a snippet."""
-        found = self._scan(doc)
-        out = []
+        hits = self._hits(doc)
+        if not hits:
+            return []
+        # First the watchlists with a hit on a trigger term (one that can make it match):
+        # a common word used as context or as an optional rule term ("troops") is a key
+        # of hundreds of watchlists, and recording it for each of them was most of the
+        # per-document work. Only the candidates then collect all their terms.
+        refs_by_key = self._refs
         triggers = self._triggers
-        for wl_index in sorted(found):
-            by_term = found[wl_index]
-            if triggers[wl_index].isdisjoint(by_term):
-                continue  # only context, exclusions or optional rule terms: cannot match
-            verdict = _judge(self._watchlists[wl_index], by_term, doc, explain=False)
+        trigger_refs = self._trigger_refs
+        candidates: set[int] = set()
+        for key_index, occ in hits:
+            trig = trigger_refs.get(key_index)
+            if trig is None:  # filled on first use; values are deterministic (thread-safe)
+                trig = tuple(r for r in refs_by_key[key_index] if r.term in triggers[r.wl])
+                trigger_refs[key_index] = trig
+            for ref in trig:
+                if ref.wl in candidates:
+                    continue
+                if (ref.case is not None or ref.marks is not None) and not _spelling_ok(ref, occ):
+                    continue
+                candidates.add(ref.wl)
+        if not candidates:
+            return []
+        found = self._collect(hits, candidates)
+        out = []
+        for wl_index in sorted(candidates):
+            verdict = _judge(self._watchlists[wl_index], found[wl_index], doc, explain=False)
             if verdict.matched:
                 out.append(_to_match(self._watchlists[wl_index], verdict.hits))
         return out
@@ -758,28 +779,47 @@ class Matcher:
     # -- scanning --
 
     def _scan(self, doc: MatchDocument) -> _Found:
-        found: _Found = defaultdict(lambda: defaultdict(list))
+        return self._collect(self._hits(doc), None)
+
+    def _hits(self, doc: MatchDocument) -> list[tuple[int, _Occ]]:
+        """(automaton key, occurrence) of every key found in `doc`, in text order."""
+        out: list[tuple[int, _Occ]] = []
         if self._automaton is None:
-            return found
+            return out
         for name, text, base in _field_items(doc):
             if text:
-                self._scan_field(_Field(name, text, base, fold(text)), found)
-        return found
+                self._scan_field(_Field(name, text, base, fold(text)), out)
+        return out
 
-    def _scan_field(self, fld: _Field, found: _Found) -> None:
+    def _scan_field(self, fld: _Field, out: list[tuple[int, _Occ]]) -> None:
         view = fld.folded.text
-        refs_by_key = self._refs
         prefix = self._prefix
         hits = self._automaton.find_matches_as_indexes(view, overlapping=True)  # type: ignore[union-attr]
         for key_index, start, stop in hits:
             # keys are " term " (or " prefix" for wildcards): skip the leading space;
             # a wildcard ends where its word ends, other keys at their trailing space
             end = view.find(" ", stop) if prefix[key_index] else stop - 1
-            occ = _Occ(fld, start + 1, end)
+            out.append((key_index, _Occ(fld, start + 1, end)))
+
+    def _collect(self, hits: list[tuple[int, _Occ]], only: set[int] | None) -> _Found:
+        """Checked occurrences per (watchlist, term); only for the watchlists in `only`."""
+        found: _Found = {}
+        refs_by_key = self._refs
+        for key_index, occ in hits:
             for ref in refs_by_key[key_index]:
+                if only is not None and ref.wl not in only:
+                    continue
                 if (ref.case is not None or ref.marks is not None) and not _spelling_ok(ref, occ):
                     continue
-                found[ref.wl][ref.term].append(occ)
+                by_term = found.get(ref.wl)
+                if by_term is None:
+                    by_term = found[ref.wl] = {}
+                occs = by_term.get(ref.term)
+                if occs is None:
+                    by_term[ref.term] = [occ]
+                else:
+                    occs.append(occ)
+        return found
 
 
 def _spelling_ok(ref: _Ref, occ: _Occ) -> bool:

@@ -113,13 +113,13 @@ _RUNS = re.compile(r"  +")
 class Folded:
     """The match view of one text and the way back to the original offsets.
 
-    Two layers: translate (one original char -> 0..n view chars) and space
-    collapsing. Each layer is a sorted list of break positions and the
-    cumulative shift from there on. The collapse layer is only built when an
-    offset is first asked for: most texts are scanned, few report hits.
+    Two layers: translate (one original char -> 0..n view chars), a sorted
+    list of break positions and the cumulative shift from there on; and space
+    collapsing, undone by counting spaces when an offset is asked for (most
+    texts are scanned, few report hits).
     """
 
-    __slots__ = ("_char_at", "_char_shift", "_collapse", "_padded", "text")
+    __slots__ = ("_char_at", "_char_shift", "_padded", "text")
 
     def __init__(
         self, text: str, padded: str, char_at: tuple[int, ...], char_shift: tuple[int, ...]
@@ -128,27 +128,36 @@ class Folded:
         self._padded = padded  # before collapsing spaces
         self._char_at = char_at  # translated positions where the char shift changes
         self._char_shift = char_shift
-        self._collapse: tuple[list[int], list[int]] | None = None
-
-    def _collapse_map(self) -> tuple[list[int], list[int]]:
-        if self._collapse is None:
-            at: list[int] = []  # view positions after which more spaces were removed
-            shift: list[int] = []
-            removed = 0
-            if len(self._padded) != len(self.text):
-                for m in _RUNS.finditer(self._padded):
-                    start, end = m.span()
-                    at.append(start - removed + 1)  # first view position after the run
-                    removed += end - start - 1
-                    shift.append(removed)
-            self._collapse = (at, shift)
-        return self._collapse
 
     def _to_translated(self, pos: int) -> int:
-        collapse_at, collapse_shift = self._collapse_map()
-        i = bisect_right(collapse_at, pos) - 1
-        # minus 1: the view was padded with a leading space before collapsing
-        return pos + (collapse_shift[i] if i >= 0 else 0) - 1
+        """View position -> position in the translated text (before collapsing spaces).
+
+        Collapsing only removes spaces, so both texts have the same non-space
+        characters in the same order. A non-space view position is the
+        translated position with as many non-spaces before it; a space is the
+        first space of its run. Found by counting spaces in C (`str.count`):
+        t = n + spaces before t is a fixed point reached from below in a few
+        steps, each covering only the spaces the previous one found. No
+        per-run map is built: that cost a Python loop over every run of
+        spaces of a field that had a hit.
+        """
+        view = self.text
+        padded = self._padded
+        if pos >= len(view):  # past the end: every removed space is before it
+            return pos + len(padded) - len(view) - 1
+        nonspace = pos - view.count(" ", 0, pos)  # same count before `tpos` in padded
+        t = nonspace
+        spaces = padded.count(" ", 0, t)
+        while nonspace + spaces != t:
+            nxt = nonspace + spaces
+            spaces += padded.count(" ", t, nxt)
+            t = nxt
+        # t: the smallest padded position with `nonspace` non-spaces before it
+        if view[pos] != " ":
+            end = len(padded)
+            while t < end and padded[t] == " ":
+                t += 1
+        return t - 1  # minus 1: the view was padded with a leading space before collapsing
 
     def _to_original(self, tpos: int) -> int:
         i = bisect_right(self._char_at, tpos) - 1
@@ -205,8 +214,38 @@ def _translate_non_ascii(text: str) -> tuple[str, tuple[int, ...], tuple[int, ..
     return "".join(pieces), tuple(at), tuple(shift)
 
 
-# The ASCII view as a bytes table: `bytes.translate` runs at about 1 GB/s.
-_VIEW_BYTES = bytes(ord(_VIEW_ASCII[i]) for i in range(128)) + bytes(128)
+def _common_non_ascii() -> str:
+    """128 non-ASCII characters of Latin news whose view is one ASCII character.
+
+    Dashes, curly quotes, special spaces first, then Latin-1 and Latin
+    Extended-A letters (é, ü, ø, ā, š...), while bytes 128-255 last.
+    """
+    wanted = [
+        *range(0x2010, 0x2020),  # dashes, curly quotes
+        *range(0x2000, 0x200B),  # spaces
+        *(0x202F, 0x2032, 0x2033, 0x2039, 0x203A, 0x2022),
+        *range(0xA0, 0x100),  # Latin-1
+        *range(0x100, 0x180),  # Latin Extended-A
+    ]
+    chosen = []
+    for cp in wanted:
+        view = _map_char(chr(cp), casefold=True, keep_marks=False)
+        if len(view) == 1 and view.isascii():
+            chosen.append(chr(cp))
+    return "".join(chosen[:128])
+
+
+_COMMON = _common_non_ascii()
+# Encoding with a charmap codec runs in C: ASCII is itself, each common character one
+# byte of 128-255, and only the other runs reach the `newswatch-fold` handler. Calling
+# the handler for every curly quote and dash was most of the folding time.
+_FOLD_MAP = codecs.charmap_build("".join(map(chr, range(128))) + _COMMON)
+_VIEW.learn(_COMMON)
+# The view as a bytes table (ASCII, then the common characters): `bytes.translate`
+# runs at about 1 GB/s.
+_VIEW_BYTES = bytes(ord(_VIEW_ASCII[i]) for i in range(128)) + bytes(
+    ord(_VIEW[ord(ch)]) for ch in _COMMON
+).ljust(128, b" ")
 
 
 class _NotLatin(Exception):
@@ -243,7 +282,8 @@ def _translate_latin(text: str) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
     Raises _NotLatin otherwise. Same result as `_translate_non_ascii`.
     """
     _irregular_runs.runs = runs = []
-    translated = text.encode("ascii", "newswatch-fold").translate(_VIEW_BYTES).decode("ascii")
+    encoded = codecs.charmap_encode(text, "newswatch-fold", _FOLD_MAP)[0]
+    translated = encoded.translate(_VIEW_BYTES).decode("ascii")
     at: list[int] = []
     shift: list[int] = []
     delta = 0  # original index - translated index, from the current position on
