@@ -236,3 +236,20 @@ def test_rule_error_shows_watchlist_rule_and_caret() -> None:
         "    troops AND (Iraq OR Syria",
         "               ^",
     ]
+
+
+def test_explain_agrees_with_match_when_a_weak_alias_lacks_context():
+    """A weak alias without context is a note, not a veto: another term still matches."""
+    spec = WatchlistSpec(
+        name="pmf",
+        names=[
+            {"name": "Popular Mobilization Forces", "weak_aliases": ["PMF"], "context": ["Iraq"]}
+        ],
+        keywords=["withdraw*"],
+    )
+    matcher = compile_matcher([spec])
+    doc = MatchDocument(title="", body="The PMF said it would withdraw its units.")
+    assert [m.watchlist for m in matcher.match(doc)] == ["pmf"]
+    (why,) = matcher.explain(doc)
+    assert why.matched
+    assert any(r.startswith("weak alias PMF") for r in why.reasons)

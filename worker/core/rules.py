@@ -928,7 +928,8 @@ def _judge(
 ) -> _Verdict:
     spec = wl.spec
     facts = _Facts(wl, by_term)
-    reasons: list[str] = []
+    reasons: list[str] = []  # each one alone stops the match
+    notes: list[str] = []  # shown by explain, but no reason not to match
     source = doc.source.casefold()
     if wl.sources and source not in wl.sources:
         reasons.append(f"source {doc.source!r} is not one of {', '.join(spec.sources)}")
@@ -953,7 +954,7 @@ def _judge(
                 if wl.entities[ei].has_context
                 else ("a strong alias")
             )
-            reasons.append(
+            notes.append(
                 f"weak alias {', '.join(weak)} of {wl.entities[ei].name!r} without context "
                 f"(needs {need} in the article)"
             )
@@ -978,7 +979,7 @@ def _judge(
     matched = not reasons
     if matched and explain:
         reasons.append("matched: " + _summary(wl, mentions))
-    return _Verdict(matched, reasons, mentions)
+    return _Verdict(matched, reasons + notes, mentions)
 
 
 def _dedupe(pairs: list[tuple[_Occ, int]]) -> list[tuple[_Occ, int]]:
