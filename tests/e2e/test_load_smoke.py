@@ -22,7 +22,7 @@ def test_load_harness_smoke() -> None:
     out = subprocess.run(
         [
             sys.executable, str(REPO / "bench" / "load.py"),
-            "--sources", "20", "--interval", "4", "--duration", "9", "--item-every", "4",
+            "--sources", "20", "--interval", "3", "--duration", "10", "--item-every", "6",
             "--hit-percent", "50", "--database", "sqlite", "--concurrency", "2", "--json",
         ],
         cwd=REPO, capture_output=True, text=True, timeout=120,
