@@ -17,7 +17,8 @@ class SettingsError(ValueError):
     pass
 
 
-def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    """A number from the environment within [low, high]; the error names the variable."""
     raw = env.get(name)
     if raw in (None, ""):
         return default
@@ -25,9 +26,20 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low:g} and {high:g}")
+    return value
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _number(env, name, default, float("-inf"), float("inf"))
     if value <= 0:
         raise SettingsError(f"{name} must be greater than zero")
     return value
+
+
+def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
+    return _number(env, name, default, 0, 1)
 
 
 @dataclass(frozen=True)
@@ -108,19 +120,6 @@ def _time_limits(env: Mapping[str, str]) -> list[tuple[str, float | None, float]
                 raise SettingsError(f"{soft_name}={soft:g} must not exceed {hard_name}={hard:g}")
         out.append((kind, soft, hard))
     return out
-
-
-def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if not 0 <= value <= 1:
-        raise SettingsError(f"{name} must be between 0 and 1")
-    return value
 
 
 def _log_format(env: Mapping[str, str]) -> str:
