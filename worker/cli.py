@@ -55,6 +55,9 @@ def _prepare(settings: Settings) -> None:
 def _celery_worker(settings: Settings, args: argparse.Namespace, *, beat: bool) -> None:
     from worker.observability import enable_multiprocess
 
+    if args.pool == "threads" and "NEWSWATCH_DB_POOL_SIZE" not in os.environ:
+        # every thread may hold a database connection at once; set before the app is built
+        os.environ["NEWSWATCH_DB_POOL_SIZE"] = str(max(5, args.concurrency))
     enable_multiprocess(settings.data_dir)  # before prometheus_client is imported anywhere
     from worker.celery_app import QUEUES, app
 
@@ -62,11 +65,16 @@ def _celery_worker(settings: Settings, args: argparse.Namespace, *, beat: bool) 
         from worker.observability import patch_celery_say_for_json
 
         patch_celery_say_for_json()
+    if args.pool == "threads":
+        # Celery enforces no time limits in a threads pool (it cannot kill a thread), so the
+        # bounds are our own: every request has the fetcher's total deadline, SMTP its timeout
+        log.info("threads pool: Celery time limits do not apply; requests end at fetch.deadline")
 
     argv = [
         *(["--quiet"] if settings.log_format == "json" else []),  # the banner is not JSON
         "worker",
         f"--loglevel={settings.log_level}",
+        f"--pool={args.pool}",
         f"--concurrency={args.concurrency}",
         f"--queues={args.queues or ','.join(QUEUES)}",
         f"--hostname={args.hostname}",
@@ -78,8 +86,15 @@ def _celery_worker(settings: Settings, args: argparse.Namespace, *, beat: bool) 
     app.worker_main(argv=argv)
 
 
+# `newswatch run`: fetching and delivering wait on the network, parsing and matching use
+# the CPU, so each gets the pool that suits it (docs/load.md)
+RUN_IO_QUEUES = "fetch,alerts"
+RUN_CPU_QUEUES = "control,parse,rules"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    """Worker and beat in one process tree, on the embedded defaults unless told otherwise."""
+    """Beat and two workers in one process tree, on the embedded defaults unless told
+    otherwise: a threads pool for fetch and alerts, a prefork pool for the rest."""
     settings = _settings(args)
     _setup_logging(settings.log_level, settings.log_format)
     _prepare(settings)
@@ -97,20 +112,33 @@ def cmd_run(args: argparse.Namespace) -> int:
         _redact(settings.database_url),
         _redact(settings.broker_url or ""),
     )
+    from worker.supervise import Supervisor
+
+    name = args.hostname or f"newswatch-run-{os.getpid()}@%h"
+    common = ["worker", "--skip-checks"]
+    children = {
+        "io": [*common, "--pool=threads", f"--concurrency={args.fetch_concurrency}",
+               f"--queues={RUN_IO_QUEUES}", f"--hostname=io.{name}"],
+        "cpu": [*common, "--pool=prefork", f"--concurrency={args.concurrency}",
+                f"--queues={RUN_CPU_QUEUES}", f"--hostname=cpu.{name}", "--beat"],
+    }  # fmt: skip
+    commands = {
+        kind: [sys.executable, "-m", "worker.cli", *argv] for kind, argv in children.items()
+    }
     try:
-        _celery_worker(settings, args, beat=True)
+        return Supervisor(commands).run()
     finally:
         if embedded is not None:
             embedded.stop()
-    return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _setup_logging(settings.log_level, settings.log_format)
-    _prepare(settings)
-    _warn_unreachable(settings)
-    _celery_worker(settings, args, beat=False)
+    if not args.skip_checks:  # `run` did them once for both of its workers
+        _prepare(settings)
+        _warn_unreachable(settings)
+    _celery_worker(settings, args, beat=args.beat)
     return 0
 
 
@@ -345,14 +373,27 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    for name, func, help in (
-        ("run", cmd_run, "worker and beat together (embedded Redis + SQLite unless configured)"),
-        ("worker", cmd_worker, "a worker only (production: REDIS_URL and DATABASE_URL)"),
-    ):
-        p = add(name, func, help)
-        p.add_argument("--concurrency", type=int, default=2, help="worker processes (default 2)")
-        p.add_argument("--queues", help="comma-separated queues (default: all)")
-        p.add_argument("--hostname", default=f"newswatch-{name}-{os.getpid()}@%h")
+    p = add("run", cmd_run, "beat and workers together (embedded Redis + SQLite unless configured)")
+    p.add_argument(
+        "--concurrency", type=int, default=2, help="processes parsing and matching (default 2)"
+    )
+    p.add_argument(
+        "--fetch-concurrency", type=int, default=16,
+        help="threads fetching and delivering (default 16)",
+    )  # fmt: skip
+    p.add_argument("--hostname", help="Celery node name suffix (default newswatch-run-PID@%%h)")
+    p = add("worker", cmd_worker, "a worker only (production: REDIS_URL and DATABASE_URL)")
+    p.add_argument("--pool", choices=("prefork", "threads"), default="prefork",
+                   help="prefork (default): processes, for parse and rules; threads: for "
+                   "the network-bound fetch and alerts queues")  # fmt: skip
+    p.add_argument(
+        "--concurrency", type=int, default=2, help="pool processes or threads (default 2)"
+    )
+    p.add_argument("--queues", help="comma-separated queues (default: all)")
+    p.add_argument("--hostname", default=f"newswatch-worker-{os.getpid()}@%h")
+    # used by `run` for its two workers; not for operators
+    p.add_argument("--beat", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--skip-checks", action="store_true", help=argparse.SUPPRESS)
     add(
         "beat",
         cmd_beat,

@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -139,6 +140,8 @@ def patch_celery_say_for_json() -> None:
 # --- metrics: events counted in worker processes ---------------------------------------
 
 _fetches: Any = None
+# threads-pool workers count from many threads: registering the counter twice would raise
+_fetches_lock = threading.Lock()
 
 
 def multiprocess_dir(data_dir: Path) -> Path:
@@ -155,12 +158,14 @@ def enable_multiprocess(data_dir: Path) -> None:
 def count_fetch(outcome: str) -> None:
     global _fetches
     if _fetches is None:
-        from prometheus_client import Counter
+        with _fetches_lock:
+            if _fetches is None:
+                from prometheus_client import Counter
 
-        _fetches = Counter(
-            "newswatch_fetches", "Source fetches by outcome (ok, not_modified, error kind)",
-            ["outcome"],
-        )  # fmt: skip
+                _fetches = Counter(
+                    "newswatch_fetches", "Source fetches by outcome (ok, not_modified, error kind)",
+                    ["outcome"],
+                )  # fmt: skip
     _fetches.labels(outcome=outcome).inc()
 
 

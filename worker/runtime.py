@@ -40,7 +40,7 @@ class Runtime:
     def build(cls, settings: Settings) -> Runtime:
         return cls(
             settings=settings,
-            store=Store(settings.database_url),
+            store=Store(settings.database_url, settings.db_pool_size),
             config=LiveConfig(settings.config_path, settings.config_check_seconds),
         )
 
@@ -54,8 +54,8 @@ class Runtime:
         spec = self.config.current().loaded.config.fetch
         with self._lock:
             if self._fetcher is None or spec != self._fetch_spec:
-                if self._fetcher is not None:
-                    self._fetcher.close()
+                # the old one is not closed here: in a threads pool other tasks may still be
+                # in a request with it; its pooled connections close when it is collected
                 self._fetcher, self._fetch_spec = Fetcher(spec), spec
             return self._fetcher
 

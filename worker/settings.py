@@ -62,6 +62,9 @@ class Settings:
     # Celery time limits per task kind, seconds: (soft, hard). The soft limit raises inside
     # the task (the row keeps its error and is retried); the hard one kills the pool child.
     time_limits: tuple[tuple[str, float | None, float], ...] = ()
+    # database connections per process (+ as many again on overflow): a threads pool runs
+    # that many tasks at once in one process, so `newswatch worker --pool threads` raises it
+    db_pool_size: int = 5
 
     @property
     def embedded_broker(self) -> bool:
@@ -94,6 +97,7 @@ class Settings:
             log_format=_log_format(env),
             schedule_jitter=_fraction(env, "NEWSWATCH_SCHEDULE_JITTER", 0.1),
             time_limits=tuple(_time_limits(env)),
+            db_pool_size=int(_positive(env, "NEWSWATCH_DB_POOL_SIZE", 5)),
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -18,18 +19,28 @@ from worker.settings import Settings
 log = logging.getLogger(__name__)
 
 _runtime: Runtime | None = None
+# A threads-pool worker runs many tasks in one process: they must share one Runtime (one
+# engine, one fetcher whose per-host politeness only works if it is shared), not race to
+# build several.
+_runtime_lock = threading.Lock()
 
 
 def runtime() -> Runtime:
     global _runtime
-    if _runtime is None:
-        _runtime = Runtime.build(Settings.from_env())
-    return _runtime
+    rt = _runtime
+    if rt is None:
+        with _runtime_lock:
+            if _runtime is None:
+                _runtime = Runtime.build(Settings.from_env())
+            rt = _runtime
+    return rt
 
 
 def reset_runtime() -> None:
-    global _runtime
+    global _runtime, _runtime_lock
     _runtime = None
+    # after a fork the lock may have been copied held by a thread that no longer exists
+    _runtime_lock = threading.Lock()
 
 
 def _enqueue(task: Any, ids: Iterable[Any]) -> None:

@@ -25,12 +25,15 @@ log = logging.getLogger(__name__)
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool_size: int = 5) -> Engine:
     if url.startswith("sqlite"):
-        db_path = url.split("///", 1)[-1]
-        if db_path and db_path != ":memory:":
+        db_path = url.split("///", 1)[-1] if "///" in url else ""
+        file_db = bool(db_path) and db_path != ":memory:"
+        if file_db:
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 60}, pool_pre_ping=True)
+        # a file database gets a QueuePool, sized like PostgreSQL's; :memory: keeps its own
+        sizes = {"pool_size": pool_size, "max_overflow": pool_size} if file_db else {}
+        engine = create_engine(url, connect_args={"timeout": 60}, pool_pre_ping=True, **sizes)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -47,15 +50,15 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
 
 
 class Store:
     """Owns the engine of one process; recreate it after a fork (see `dispose`)."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, pool_size: int = 5):
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, pool_size)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextlib.contextmanager
