@@ -14,14 +14,19 @@ What it runs, all on 127.0.0.1:
   N real sites would be), four watchlists (one hits), and a file channel.
 - a private redis-server, and a private PostgreSQL database created on `--postgres`
   (dropped at the end), or SQLite with `--database sqlite`.
-- `newswatch beat` and `--workers` worker processes of `--concurrency` each.
+- `newswatch beat` and `--workers` worker processes of `--concurrency` each
+  (`--layout prefork`), or, with `--layout split`, `--workers` pairs of a threads-pool
+  worker for the fetch and alerts queues (`--fetch-concurrency` threads) and a prefork
+  worker for control, parse and rules (`--concurrency` processes): the layout
+  `newswatch run` uses.
 
 It reports, per run: fetches/s (feed requests the server answered), kept up (the share of
 sources whose every poll came within interval x (1 + jitter) + slack of the one before,
 after the first interval), lag from publish to alert (publish = when the item appeared on
 the feed, so it includes waiting for the next poll: up to one interval) and from first
 seen to alert (item stored by a fetch -> delivery sent_at: the pipeline's own lag), p50
-and p95, and the peak RSS of the worker process trees. `--workers 1,2` runs the same load
+and p95, the peak RSS of each worker process tree, of all newswatch processes together and of the
+host (used memory, everything included). `--workers 1,2` runs the same load
 with 1 and then 2 worker processes.
 """
 
@@ -237,6 +242,8 @@ class Result:
     concurrency: int
     duration: float
     database: str
+    layout: str = "prefork"
+    fetch_concurrency: int = 0
     fetches_per_s: float = 0.0
     polls_200: int = 0
     polls_304: int = 0
@@ -248,6 +255,8 @@ class Result:
     lag_pipeline_p50: float | None = None
     lag_pipeline_p95: float | None = None
     worker_rss_mb: list[float] = field(default_factory=list)  # peak per worker process tree
+    newswatch_rss_mb: float = 0.0  # peak of all newswatch process trees (workers + beat)
+    host_used_mb: float = 0.0  # peak used memory of the whole machine (psutil)
     server_cpu_percent: float = 0.0  # of one core
     notes: list[str] = field(default_factory=list)
 
@@ -271,8 +280,9 @@ def tree_rss(pid: int) -> int:
 def run(args: argparse.Namespace, workers: int) -> Result:
     work = Path(tempfile.mkdtemp(prefix="nw-load-"))
     result = Result(
-        args.sources, args.interval, workers, args.concurrency, args.duration, args.database
-    )
+        args.sources, args.interval, workers, args.concurrency, args.duration, args.database,
+        args.layout, args.fetch_concurrency if args.layout == "split" else 0,
+    )  # fmt: skip
     plan = Plan(t0=time.time(), item_every=args.item_every or 4 * args.interval,
                 hit_percent=args.hit_percent)  # fmt: skip
     port = free_port()
@@ -313,22 +323,42 @@ def run(args: argparse.Namespace, workers: int) -> Result:
                 )  # fmt: skip
 
             for w in range(workers):
-                procs.append(
-                    spawn(
-                        f"worker{w}",
-                        "worker",
-                        f"--concurrency={args.concurrency}",
-                        f"--hostname=load{w}@%h",
+                if args.layout == "split":
+                    procs.append(
+                        spawn(
+                            f"io{w}",
+                            "worker",
+                            "--pool=threads",
+                            f"--concurrency={args.fetch_concurrency}",
+                            "--queues=fetch,alerts",
+                            f"--hostname=io{w}@%h",
+                        )
                     )
-                )
+                    procs.append(
+                        spawn(
+                            f"cpu{w}",
+                            "worker",
+                            "--pool=prefork",
+                            f"--concurrency={args.concurrency}",
+                            "--queues=control,parse,rules",
+                            f"--hostname=cpu{w}@%h",
+                        )
+                    )
+                else:
+                    procs.append(spawn(f"worker{w}", "worker", f"--concurrency={args.concurrency}",
+                                       f"--hostname=load{w}@%h"))  # fmt: skip
+            trees = len(procs)
             time.sleep(3)  # workers up before the first tick floods the queue
             procs.append(spawn("beat", "beat"))
             started = time.time()
-            peaks = [0] * workers
+            peaks = [0] * trees
+            peak_all, peak_host = 0, 0
             server_cpu0 = psutil.Process(server.pid).cpu_times()
             while time.time() - started < args.duration:
-                for w in range(workers):
-                    peaks[w] = max(peaks[w], tree_rss(procs[w].pid))
+                sizes = [tree_rss(p.pid) for p in procs]
+                peaks = [max(a, b) for a, b in zip(peaks, sizes[:trees], strict=True)]
+                peak_all = max(peak_all, sum(sizes))
+                peak_host = max(peak_host, psutil.virtual_memory().used)
                 for p in procs:
                     if p.poll() is not None:
                         raise RuntimeError(f"a newswatch process died: see {work}")
@@ -338,6 +368,8 @@ def run(args: argparse.Namespace, workers: int) -> Result:
             server_cpu = (cpu.user + cpu.system) - (server_cpu0.user + server_cpu0.system)
             result.server_cpu_percent = round(100 * server_cpu / (ended - started), 1)
             result.worker_rss_mb = [round(p / 2**20) for p in peaks]
+            result.newswatch_rss_mb = round(peak_all / 2**20)
+            result.host_used_mb = round(peak_host / 2**20)
             lags = collect_lags(db_url, plan, started, ended)
             result.alerts = len(lags)
             pub = [p for p, _ in lags]
@@ -450,7 +482,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hit-percent", type=float, default=10, help="items with the watched word")
     p.add_argument("--duration", type=float, default=0, help="seconds; default 2 x interval")
     p.add_argument("--workers", default="1", help="worker processes; 1,2 runs both")
-    p.add_argument("--concurrency", type=int, default=8, help="pool size per worker")
+    p.add_argument("--concurrency", type=int, default=8, help="pool size per (prefork) worker")
+    p.add_argument("--layout", choices=("prefork", "split"), default="prefork",
+                   help="prefork: workers on every queue; split: a threads worker for fetch "
+                   "and alerts plus a prefork worker for the rest, per --workers")  # fmt: skip
+    p.add_argument("--fetch-concurrency", type=int, default=16,
+                   help="threads of the fetch/alerts worker (--layout split)")  # fmt: skip
     p.add_argument("--tick", type=float, default=0, help="NEWSWATCH_TICK_SECONDS; default "
                    "interval / 30, at most 5 (polls start on ticks)")  # fmt: skip
     p.add_argument("--database", choices=("postgres", "sqlite"), default="postgres")
@@ -468,17 +505,24 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps([asdict(r) for r in results], indent=2))
     else:
         print(
-            "| sources | interval | workers x conc | fetches/s | first round | kept up | alerts "
-            "| lag publish p50/p95 | lag pipeline p50/p95 | worker RSS MB | server CPU |"
+            "| sources | interval | workers x pool | fetches/s | first round | kept up | alerts "
+            "| lag publish p50/p95 | lag pipeline p50/p95 | worker RSS MB | newswatch / host MB "
+            "| server CPU |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in results:
+            pools = (
+                f"{r.workers} x (threads {r.fetch_concurrency} + prefork {r.concurrency})"
+                if r.layout == "split"
+                else f"{r.workers} x prefork {r.concurrency}"
+            )
             print(
-                f"| {r.sources} | {r.interval:.0f}s | {r.workers} x {r.concurrency} "
+                f"| {r.sources} | {r.interval:.0f}s | {pools} "
                 f"| {r.fetches_per_s} | {r.first_round_s} s | {100 * r.kept_up:.1f}% | {r.alerts} "
                 f"| {r.lag_publish_p50} / {r.lag_publish_p95} s "
                 f"| {r.lag_pipeline_p50} / {r.lag_pipeline_p95} s "
-                f"| {', '.join(map(str, r.worker_rss_mb))} | {r.server_cpu_percent}% |"
+                f"| {' + '.join(map(str, r.worker_rss_mb))} "
+                f"| {r.newswatch_rss_mb} / {r.host_used_mb} | {r.server_cpu_percent}% |"
             )
             for note in r.notes:
                 print(f"  {note}")

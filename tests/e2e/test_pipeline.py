@@ -131,8 +131,10 @@ def _archive(path: Path) -> list[dict]:
 
 
 def run_scenario(
-    tmp_path: Path, env: dict[str, str], news_site, smtp_server, *, embedded: bool
+    tmp_path: Path, env: dict[str, str], news_site, smtp_server, *, layout: str
 ) -> None:
+    """layout: "run" (the one command), "worker" (one prefork worker on every queue, and
+    beat) or "split" (a threads worker for fetch/alerts, a prefork one for the rest)."""
     alerts_file = tmp_path / "alerts.jsonl"
     config = tmp_path / "newswatch.yaml"
     write_config(
@@ -153,8 +155,12 @@ def run_scenario(
         tmp_path, {**env, "NEWSWATCH_CONFIG": str(config), "TEST_WEBHOOK_SECRET": SECRET}
     )
     try:
-        if embedded:
-            procs.start("run", "run", "--concurrency=2")
+        if layout == "run":
+            procs.start("run", "run", "--concurrency=2", "--fetch-concurrency=4")
+        elif layout == "split":
+            procs.worker("io", concurrency=8, pool="threads", queues="fetch,alerts")
+            procs.worker("cpu", concurrency=2, queues="control,parse,rules")
+            procs.beat()
         else:
             procs.worker()
             procs.beat()
@@ -227,13 +233,30 @@ def test_end_to_end_with_redis(tmp_path, database_url, redis_url, news_site, smt
         {"REDIS_URL": redis_url, "DATABASE_URL": database_url},
         news_site,
         smtp_server,
-        embedded=False,
+        layout="worker",
+    )
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_end_to_end_threads_pool_for_fetch_and_alerts(
+    tmp_path, postgres_url, redis_url, news_site, smtp_server
+):
+    """The production layout of docs/load.md: fetch and alerts on a threads pool (many
+    tasks sharing one runtime, fetcher and engine), parse and rules on a prefork pool.
+    Every alert arrives once: one email, one webhook, one archive line each."""
+    run_scenario(
+        tmp_path,
+        {"REDIS_URL": redis_url, "DATABASE_URL": postgres_url},
+        news_site,
+        smtp_server,
+        layout="split",
     )
 
 
 def test_end_to_end_on_embedded_defaults(tmp_path, news_site, smtp_server):
     """No REDIS_URL, no DATABASE_URL: `newswatch run` brings its own Redis and SQLite."""
-    run_scenario(tmp_path, {}, news_site, smtp_server, embedded=True)
+    run_scenario(tmp_path, {}, news_site, smtp_server, layout="run")
     # the embedded Redis went away with `newswatch run`
     pidfile = tmp_path / "data" / "redis" / "redis.pid"
     if pidfile.exists():

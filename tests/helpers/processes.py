@@ -74,8 +74,21 @@ class NewswatchProcesses:
         self.procs[name] = proc
         return proc
 
-    def worker(self, name: str = "worker", concurrency: int = 2) -> subprocess.Popen[bytes]:
-        return self.start(name, "worker", f"--concurrency={concurrency}", f"--hostname={name}@%h")
+    def worker(
+        self,
+        name: str = "worker",
+        concurrency: int = 2,
+        pool: str = "prefork",
+        queues: str | None = None,
+    ) -> subprocess.Popen[bytes]:
+        return self.start(
+            name,
+            "worker",
+            f"--pool={pool}",
+            f"--concurrency={concurrency}",
+            f"--hostname={name}@%h",
+            *([f"--queues={queues}"] if queues else []),
+        )
 
     def beat(self, name: str = "beat") -> subprocess.Popen[bytes]:
         return self.start(name, "beat")
