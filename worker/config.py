@@ -500,6 +500,12 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
                     f"environment variable {name} is not set",
                 )
             )
+        # the line of every path, by (section, list index): one pass, not one per item
+        # (a config of 10,000 sources has ~40,000 paths)
+        by_item: dict[tuple, list[tuple[tuple, int]]] = {}
+        for p, ln in lines.items():
+            if len(p) >= 2:
+                by_item.setdefault(p[:2], []).append((p, ln))
         for section, value in data.items():
             if isinstance(value, list) and isinstance(merged.get(section, []), list):
                 base = merged.setdefault(section, [])
@@ -507,9 +513,8 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
                 for i, item in enumerate(value):
                     idx = len(base)
                     base.append(item)
-                    for p, ln in lines.items():
-                        if p[:2] == (section, i):
-                            origin[(section, idx, *p[2:])] = (fname, ln)
+                    for p, ln in by_item.get((section, i), ()):
+                        origin[(section, idx, *p[2:])] = (fname, ln)
             else:
                 merged[section] = value
                 for p, ln in lines.items():

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from worker.celery_app import QUEUES
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -26,14 +28,26 @@ def test_compose_file_is_valid_against_the_compose_spec():
 def test_compose_services_and_commands():
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"redis", "postgres", "worker", "beat", "mailcatcher"} <= set(services)
+    assert {"redis", "postgres", "fetcher", "worker", "beat", "mailcatcher"} <= set(services)
     # the same commands the end-to-end tests start as real processes
-    assert services["worker"]["command"][:2] == ["newswatch", "worker"]
+    # (test_end_to_end_threads_pool_for_fetch_and_alerts: this split of queues and pools)
+    fetcher, worker = services["fetcher"]["command"], services["worker"]["command"]
+    assert fetcher[:2] == worker[:2] == ["newswatch", "worker"]
+    assert _option(fetcher, "--pool") == "threads" and _option(worker, "--pool") == "prefork"
+    # every queue is consumed, each by the pool that suits it
+    queues = {*_option(fetcher, "--queues").split(","), *_option(worker, "--queues").split(",")}
+    assert queues == set(QUEUES)
+    assert set(_option(fetcher, "--queues").split(",")) == {"fetch", "alerts"}
     assert services["beat"]["command"] == ["newswatch", "beat"]
     assert "--appendonly" in services["redis"]["command"]
-    for name in ("redis", "postgres", "worker", "beat"):
+    for name in ("redis", "postgres", "fetcher", "worker", "beat"):
         assert "healthcheck" in services[name], name
-    env = services["worker"]["environment"]
-    assert env["REDIS_URL"].startswith("redis://") and env["DATABASE_URL"].startswith(
-        "postgresql://"
-    )
+    for name in ("fetcher", "worker"):
+        env = services[name]["environment"]
+        assert env["REDIS_URL"].startswith("redis://") and env["DATABASE_URL"].startswith(
+            "postgresql://"
+        )
+
+
+def _option(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
