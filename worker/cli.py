@@ -271,6 +271,35 @@ def _format_status(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def cmd_endpoints(args: argparse.Namespace) -> int:
+    """List webhook endpoints switched off by a 410, or switch a channel's one on again."""
+    from worker import outbox
+    from worker.adapters.store import Store
+
+    settings = _settings(args)
+    store = Store(settings.database_url)
+    store.upgrade()
+    if args.action == "enable":
+        from worker.config import load_config
+
+        config = load_config(settings.config_path).config
+        channel = next((c for c in config.channels if c.name == args.channel), None)
+        if channel is None or channel.webhook is None:
+            print(f"newswatch: no webhook channel named {args.channel!r}", file=sys.stderr)
+            return 1
+        if not outbox.enable_endpoint(store, channel.webhook):
+            print(f"channel {args.channel}: its endpoint is not disabled")
+            return 0
+        print(f"channel {args.channel}: endpoint enabled; `newswatch deliveries retry ID` resends")
+        return 0
+    rows = outbox.disabled_endpoints(store)
+    for r in rows:
+        print(f"{r['channel']:<24} disabled {r['disabled_at']:%Y-%m-%d %H:%M} UTC: {r['reason']}")
+    if not rows:
+        print("no disabled endpoints")
+    return 0
+
+
 def cmd_deliveries(args: argparse.Namespace) -> int:
     """List deliveries (newest first), or put a dead/failed one back to pending."""
     from datetime import UTC, datetime
@@ -423,6 +452,11 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = p.add_subparsers(dest="action")
     retry = dsub.add_parser("retry", help="put a dead/failed delivery (or digest) back to pending")
     retry.add_argument("id", help="delivery id (or digest batch id)")
+    p = add("endpoints", cmd_endpoints, "webhook endpoints switched off by 410 Gone")
+    p.set_defaults(action="list")
+    esub = p.add_subparsers(dest="action")
+    enable = esub.add_parser("enable", help="switch a channel's webhook endpoint on again")
+    enable.add_argument("channel")
     rules = sub.add_parser("rules", help="watchlist rules")
     rsub = rules.add_subparsers(dest="rules_command", required=True)
     test = rsub.add_parser(

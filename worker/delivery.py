@@ -44,6 +44,7 @@ class SendOutcome:
     error: str | None = None
     permanent: bool = False  # retrying cannot help (bad address, 410 Gone, channel removed)
     retry_after: float | None = None
+    disable: bool = False  # the receiver asked us to stop (410 Gone): switch the endpoint off
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ def _send_webhook(rt: Runtime, channel: ChannelSpec, rendering: Rendering) -> Se
     return SendOutcome(
         outcome.ok, status=outcome.status, error=outcome.error or None,
         permanent=outcome.permanent or outcome.disable, retry_after=outcome.retry_after,
+        disable=outcome.disable,
     )  # fmt: skip
 
 

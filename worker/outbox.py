@@ -45,6 +45,7 @@ from worker.core.policy import (
 )
 from worker.core.render import Alert
 from worker.delivery import (
+    Rendering,
     SendOutcome,
     alert_rendering,
     digest_rendering,
@@ -220,7 +221,7 @@ def deliver(rt: Runtime, delivery_id: str, follow_ups: list[str] | None = None) 
         else:
             alert = _load_alert(session, d)
             rendering = alert_rendering(alert, update=d.kind == "update")
-    outcome = send_rendering(rt, channel_name, rendering)
+    outcome = _send(rt, channel_name, rendering)
     finished = rt.now()
     with rt.store.session() as session:
         d = session.get(m.Delivery, delivery_id)
@@ -245,6 +246,59 @@ def deliver(rt: Runtime, delivery_id: str, follow_ups: list[str] | None = None) 
                     delivery_id, channel_name, attempts, retry_at, outcome.error,
                 )  # fmt: skip
     return outcome.ok
+
+
+def _send(rt: Runtime, channel_name: str, rendering: Rendering) -> SendOutcome:
+    """Send unless the channel's webhook URL was switched off by a 410; switch it off on one."""
+    url = _webhook_url(rt, channel_name)
+    if url is not None:
+        with rt.store.session() as session:
+            off = session.get(m.DisabledEndpoint, url)
+            if off is not None:
+                return SendOutcome(
+                    False,
+                    error=f"endpoint disabled since {off.disabled_at:%Y-%m-%d %H:%M} UTC "
+                    f"({off.reason}); change the URL or run `newswatch endpoints enable "
+                    f"{channel_name}`",
+                    permanent=True,
+                )
+    outcome = send_rendering(rt, channel_name, rendering)
+    if outcome.disable and url is not None:
+        with rt.store.session() as session:
+            session.execute(
+                rt.store.insert_ignore(m.DisabledEndpoint).values(
+                    url=url, channel=channel_name, reason=outcome.error or "410 Gone",
+                    disabled_at=rt.now(),
+                )
+            )  # fmt: skip
+        log.error("channel %s: webhook endpoint disabled (410 Gone)", channel_name)
+    return outcome
+
+
+def _webhook_url(rt: Runtime, channel_name: str) -> str | None:
+    config = rt.config.current().loaded.config
+    channel = next((c for c in config.channels if c.name == channel_name), None)
+    return channel.webhook if channel is not None else None
+
+
+def enable_endpoint(store: Store, url: str) -> bool:
+    """Switch a disabled webhook URL on again; False when it was not disabled."""
+    with store.session() as session:
+        row = session.get(m.DisabledEndpoint, url)
+        if row is None:
+            return False
+        session.delete(row)
+        return True
+
+
+def disabled_endpoints(store: Store) -> list[dict[str, Any]]:
+    with store.session() as session:
+        return [
+            {"channel": r.channel, "url": r.url, "reason": r.reason, "disabled_at": r.disabled_at}
+            for r in session.scalars(
+                select(m.DisabledEndpoint).order_by(m.DisabledEndpoint.channel)
+            )
+        ]
 
 
 def _retry_delay(rt: Runtime, attempts: int, outcome: SendOutcome) -> timedelta:
@@ -359,7 +413,7 @@ def send_batch(rt: Runtime, batch_id: str, follow_ups: list[str] | None = None) 
         if not alerts:  # every delivery was retried on its own meanwhile
             batch.state, batch.claimed_until, batch.sent_at = "sent", None, rt.now()
             return True
-    outcome = send_rendering(rt, channel, digest_rendering(batch_id, channel, alerts))
+    outcome = _send(rt, channel, digest_rendering(batch_id, channel, alerts))
     finished = rt.now()
     with rt.store.session() as session:
         batch = session.get(m.DigestBatch, batch_id)

@@ -251,3 +251,15 @@ class DigestBatch(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DisabledEndpoint(Base):
+    """A webhook URL that answered 410 Gone: nothing more is sent to it until re-enabled
+    (`newswatch endpoints enable CHANNEL`) or the channel's URL changes."""
+
+    __tablename__ = "disabled_endpoint"
+
+    url: Mapped[str] = mapped_column(String(2000), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    disabled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
