@@ -125,7 +125,7 @@ def _send_email(config: Config, channel: ChannelSpec, rendering: Rendering) -> S
 
 
 def _send_webhook(rt: Runtime, channel: ChannelSpec, rendering: Rendering) -> SendOutcome:
-    from worker.adapters.webhook import build_request, deliver_webhook
+    from worker.adapters.webhook import build_request, deliver_webhook, post_via_fetcher
 
     assert channel.webhook is not None
     if channel.format == "standard":
@@ -136,12 +136,10 @@ def _send_webhook(rt: Runtime, channel: ChannelSpec, rendering: Rendering) -> Se
         secret = None
     body, headers = build_request(payload, rendering.id, secret, int(rt.now().timestamp()))
 
-    def post(url: str, data: bytes, hdrs: dict) -> tuple[int, dict]:
-        result = rt.fetcher().post_json(url, data, hdrs)
-        return result.status, dict(result.headers)
-
     # deliver_webhook turns transport errors (FetchError) into an outcome too
-    outcome = deliver_webhook(post, channel.webhook, body, headers, now=rt.now().timestamp())
+    outcome = deliver_webhook(
+        post_via_fetcher(rt.fetcher()), channel.webhook, body, headers, now=rt.now().timestamp()
+    )
     return SendOutcome(
         outcome.ok, status=outcome.status, error=outcome.error or None,
         permanent=outcome.permanent or outcome.disable, retry_after=outcome.retry_after,

@@ -9,7 +9,6 @@ finds the row still pending and enqueues it again.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import Iterable
@@ -669,7 +668,3 @@ def sweep(rt: Runtime, limit: int = 5000) -> SweepResult:
             len(out.deliveries),
         )
     return out
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from worker.config import DEFAULT_CONFIG_PATH
+
 
 class SettingsError(ValueError):
     pass
@@ -82,7 +84,7 @@ class Settings:
         broker_url = env.get("NEWSWATCH_BROKER_URL") or env.get("REDIS_URL") or None
         return cls(
             data_dir=data_dir,
-            config_path=Path(env.get("NEWSWATCH_CONFIG") or "config/newswatch.yaml"),
+            config_path=Path(env.get("NEWSWATCH_CONFIG") or DEFAULT_CONFIG_PATH),
             database_url=database_url,
             broker_url=broker_url,
             tick_seconds=_positive(env, "NEWSWATCH_TICK_SECONDS", 10),
