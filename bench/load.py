@@ -207,7 +207,9 @@ def private_database(kind: str, admin_url: str, workdir: Path) -> Any:
                 text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
                 {"n": name},
             )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            # FORCE: a terminated backend may not have gone yet (pg_terminate_backend only
+            # signals it), and DROP refuses a database with a session in it
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 
