@@ -18,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -239,19 +240,7 @@ def test_a_parse_that_hangs_is_killed_retried_and_quarantined_while_other_work_f
         "</body></html>",
         headers={"Content-Type": "text/html"},
     )
-    config = tmp_path / "newswatch.yaml"
-    config.write_text(
-        f"""
-sources:
-  - {{name: site, page: "{site.url("/listing")}", follow: /articles/, every: 1h}}
-watchlists:
-  - {{name: pmf, names: [Popular Mobilization Forces], notify: [hook]}}
-channels:
-  - {{name: hook, webhook: "{site.url("/hook")}"}}
-fetch: {{allow_networks: [127.0.0.0/8], deadline: 30}}
-"""
-    )
-    database_url = f"sqlite:///{tmp_path / 'newswatch.db'}"
+    config, database_url = _listing_site_config(tmp_path, site)
     procs = NewswatchProcesses(
         tmp_path,
         {
@@ -321,19 +310,7 @@ def test_sigterm_finishes_in_flight_work_and_nothing_is_lost_or_doubled(
     site.add(
         "/listing", f"<html><body>{links}</body></html>", headers={"Content-Type": "text/html"}
     )
-    config = tmp_path / "newswatch.yaml"
-    config.write_text(
-        f"""
-sources:
-  - {{name: site, page: "{site.url("/listing")}", follow: /articles/, every: 1h}}
-watchlists:
-  - {{name: pmf, names: [Popular Mobilization Forces], notify: [hook]}}
-channels:
-  - {{name: hook, webhook: "{site.url("/hook")}"}}
-fetch: {{allow_networks: [127.0.0.0/8], deadline: 30}}
-"""
-    )
-    database_url = f"sqlite:///{tmp_path / 'newswatch.db'}"
+    config, database_url = _listing_site_config(tmp_path, site)
     procs = NewswatchProcesses(
         tmp_path,
         {
@@ -429,3 +406,20 @@ def test_the_compose_healthcheck_is_the_canary():
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     test = compose["services"]["worker"]["healthcheck"]["test"]
     assert test[:3] == ["CMD", "newswatch", "health"]
+
+
+def _listing_site_config(tmp_path: Path, site: Any) -> tuple[Path, str]:
+    """A listing page whose /articles/ links alert `pmf` through a webhook on the same site."""
+    config = tmp_path / "newswatch.yaml"
+    config.write_text(
+        f"""
+sources:
+  - {{name: site, page: "{site.url("/listing")}", follow: /articles/, every: 1h}}
+watchlists:
+  - {{name: pmf, names: [Popular Mobilization Forces], notify: [hook]}}
+channels:
+  - {{name: hook, webhook: "{site.url("/hook")}"}}
+fetch: {{allow_networks: [127.0.0.0/8], deadline: 30}}
+"""
+    )
+    return config, f"sqlite:///{tmp_path / 'newswatch.db'}"
