@@ -91,10 +91,6 @@ def notice_rendering(notice: Notice) -> Rendering:
     )
 
 
-def send_delivery(rt: Runtime, channel_name: str, alert: Alert) -> SendOutcome:
-    return send_rendering(rt, channel_name, alert_rendering(alert))
-
-
 def send_rendering(rt: Runtime, channel_name: str, rendering: Rendering) -> SendOutcome:
     config = rt.config.current().loaded.config
     channel = next((c for c in config.channels if c.name == channel_name), None)

@@ -49,8 +49,6 @@ _TRACKING_EXACT = frozenset(
 )
 _TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "hsa_", "at_", "fb_", "ga_", "_hs", "oly_", "wt_")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_AMP_PATH = re.compile(r"(/amp/?$|/amp(?=/)|\.amp(?=\.html?$|$))", re.I)
-_MOBILE_HOST = re.compile(r"^(m|mobile|amp)\.", re.I)
 
 
 def _registrable(host: str) -> str:
@@ -101,14 +99,6 @@ def canonical_url(url: str, declared: str | None = None) -> str:
         if _same_site(own, main):
             return main
     return own
-
-
-def amp_main_guess(url: str) -> str:
-    """The non-AMP, non-mobile form of a URL, for when a page declares nothing."""
-    parts = urlsplit(url)
-    host = _MOBILE_HOST.sub("www.", parts.hostname or "") if parts.hostname else ""
-    path = _AMP_PATH.sub("", parts.path) or "/"
-    return urlunsplit((parts.scheme, host, path, parts.query, ""))
 
 
 _WS = re.compile(r"\s+")
