@@ -253,3 +253,24 @@ def test_explain_agrees_with_match_when_a_weak_alias_lacks_context():
     (why,) = matcher.explain(doc)
     assert why.matched
     assert any(r.startswith("weak alias PMF") for r in why.reasons)
+
+
+def test_near_hits_are_the_close_pair_in_match_explain_and_snippet():
+    spec = WatchlistSpec(name="near", rule="Tillerson NEAR/3 Iran")
+    body = (
+        "Tillerson opened the session. "
+        + "word " * 60
+        + "Later Tillerson warned Iran directly. "
+        + "word " * 60
+        + "Iran did not answer."
+    )
+    matcher = compile_matcher([spec])
+    doc = MatchDocument(title="", body=body)
+    [match] = matcher.match(doc)
+    [why] = matcher.explain(doc)
+    assert why.matched
+    assert why.hits == match.hits
+    pair = body.index("Tillerson warned Iran")
+    assert [(h.text, h.start) for h in match.hits] == [("Tillerson", pair), ("Iran", pair + 17)]
+    assert [match.snippet[a:b] for a, b in match.highlights] == ["Tillerson", "Iran"]
+    assert "Later Tillerson warned Iran" in match.snippet

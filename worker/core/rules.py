@@ -163,7 +163,9 @@ class _Watchlist:
     terms: list[_Term] = field(default_factory=list)
     entities: list[_Entity] = field(default_factory=list)
     rule: _Node | None = None
-    positive: tuple[_Leaf, ...] = ()  # rule leaves not under a NOT: their hits are mentions
+    # parts of the rule not under a NOT: the hits of a leaf are mentions, of a NEAR only
+    # the occurrences in a close group (outermost NEARs; leaves under a NEAR are not listed)
+    positive: tuple[_Leaf | _Near, ...] = ()
     sources: frozenset[str] = frozenset()
     exclude_sources: frozenset[str] = frozenset()
 
@@ -495,15 +497,16 @@ def _positional(node: _Node) -> bool:
     return False
 
 
-def _positive_leaves(node: _Node, negated: bool = False) -> Iterable[_Leaf]:
-    if isinstance(node, _Leaf):
+def _positive_parts(node: _Node, negated: bool = False) -> Iterable[_Leaf | _Near]:
+    """Leaves and outermost NEARs not under a NOT: where the rule's hits come from."""
+    if isinstance(node, _Leaf | _Near):
         if not negated:
             yield node
     elif isinstance(node, _Not):
-        yield from _positive_leaves(node.part, not negated)
+        yield from _positive_parts(node.part, not negated)
     else:
         for p in node.parts:
-            yield from _positive_leaves(p, negated)
+            yield from _positive_parts(p, negated)
 
 
 def _can_match_nothing(node: _Node) -> bool:
@@ -603,7 +606,7 @@ class _Compiler:
                     0,
                 )
             wl.rule = node
-            wl.positive = tuple(_positive_leaves(node))
+            wl.positive = tuple(_positive_parts(node))
 
 
 def _raw_size(spec: WatchlistSpec) -> int:
@@ -896,6 +899,7 @@ class _Facts:
             self.context[i] or any(o.fld.name in TEXT_FIELDS for o, _ in self.strong[i])
             for i in range(n)
         ]
+        self.near: dict[int, list[_Span]] = {}  # id(_Near node) -> its close groups
 
     def entity_occs(self, ei: int, scope: frozenset[str]) -> list[tuple[_Occ, int]]:
         pairs = [p for p in self.strong[ei] if p[0].fld.name in scope]
@@ -966,8 +970,11 @@ def _judge(
             if not explain:
                 return _Verdict(False, reasons, [])
             reasons.extend(_why_not(wl.rule, facts))
-        for leaf in wl.positive:
-            mentions += facts.leaf_occs(leaf)
+        for part in wl.positive:
+            if isinstance(part, _Near):  # only the occurrences that are close enough
+                mentions += [p for span in _near_spans(part, facts) for p in span.occs]
+            else:
+                mentions += facts.leaf_occs(part)
     elif not mentions:
         reasons.append("no name or keyword found (only terms that do not trigger alone)")
 
@@ -1017,36 +1024,60 @@ def _eval(node: _Node, facts: _Facts) -> bool:
     return bool(_near_spans(node, facts))
 
 
-def _positions(node: _Node, facts: _Facts) -> list[tuple[int, int, int]]:
-    """(field item id, first word, last word) of every occurrence under a positional node."""
+class _Span(NamedTuple):
+    """Words `first`..`last` of one field item, and the occurrences that make them up."""
+
+    fld: int  # id of the _Field
+    first: int
+    last: int
+    occs: tuple[tuple[_Occ, int], ...]  # (occurrence, term index)
+
+
+def _positions(node: _Node, facts: _Facts) -> list[_Span]:
+    """Every occurrence (or close group, for a NEAR) under a positional node, as a span."""
     if isinstance(node, _Near):
         return _near_spans(node, facts)
     if isinstance(node, _Or):
         return [s for p in node.parts for s in _positions(p, facts)]
     assert isinstance(node, _Leaf)
     out = []
-    for occ, _ in facts.leaf_occs(node):
+    for pair in facts.leaf_occs(node):
+        occ = pair[0]
         view = occ.fld.folded.text
         first = view.count(" ", 0, occ.start) - 1
         last = first + view.count(" ", occ.start, occ.end)
-        out.append((id(occ.fld), first, last))
+        out.append(_Span(id(occ.fld), first, last, (pair,)))
     return out
 
 
-def _near_spans(node: _Near, facts: _Facts) -> list[tuple[int, int, int]]:
-    """Occurrences of each operand that have an occurrence of the next one close enough."""
+def _near_spans(node: _Near, facts: _Facts) -> list[_Span]:
+    """The close groups of a NEAR: one occurrence of each operand, each operand close
+    enough to the group of the ones before it. Their occurrences are the NEAR's hits."""
+    cached = facts.near.get(id(node))
+    if cached is not None:
+        return cached
     spans = _positions(node.parts[0], facts)
     for part in node.parts[1:]:
         others = _positions(part, facts)
         joined = []
-        for f1, a1, b1 in spans:
-            for f2, a2, b2 in others:
-                gap = a2 - b1 - 1 if a2 > b1 else a1 - b2 - 1
-                if f1 == f2 and gap < node.distance:
-                    joined.append((f1, min(a1, a2), max(b1, b2)))
+        for s1 in spans:
+            for s2 in others:
+                if s1.fld != s2.fld:
+                    continue
+                gap = s2.first - s1.last - 1 if s2.first > s1.last else s1.first - s2.last - 1
+                if gap < node.distance:
+                    joined.append(
+                        _Span(
+                            s1.fld,
+                            min(s1.first, s2.first),
+                            max(s1.last, s2.last),
+                            s1.occs + s2.occs,
+                        )
+                    )
         spans = joined
         if not spans:
             break
+    facts.near[id(node)] = spans
     return spans
 
 
