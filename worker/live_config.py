@@ -14,8 +14,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from worker.config import ConfigError, ConfigProblem, LoadedConfig, load_config
+from worker.config import ConfigError, ConfigProblem, LoadedConfig, WatchlistSpec, load_config
 from worker.core.rules import Matcher, RuleError, compile_matcher
 
 log = logging.getLogger(__name__)
@@ -42,16 +43,34 @@ def compile_config(path: str | Path) -> ActiveConfig:
 
 
 def _rule_problem(loaded: LoadedConfig, exc: RuleError) -> ConfigProblem:
-    """A rule error at the file and line of its watchlist's `rule:` (or of the watchlist)."""
+    """A rule error at the file and line of the item it is about: the watchlist's `rule:`,
+    one keyword, one alias... (or the watchlist itself)."""
     names = [w.name for w in loaded.config.watchlists]
     if exc.watchlist not in names:
         return ConfigProblem(loaded.path, None, "rule", str(exc))
     index = names.index(exc.watchlist)
-    key = "rule" if exc.text and exc.text == loaded.config.watchlists[index].rule else None
-    file, line = loaded.where("watchlists", index, *([key] if key else []))
-    label = f"watchlists[{exc.watchlist}]" + (f".{key}" if key else "")
+    file, line = loaded.where("watchlists", index, *exc.path)
+    label = _label(loaded.config.watchlists[index], exc.path)
     # the message already names the watchlist; keep the caret display on its own lines
     return ConfigProblem(file, line, label, str(exc))
+
+
+def _label(spec: WatchlistSpec, path: tuple[str | int, ...]) -> str:
+    """watchlists[bad].names[Hadi al-Ameri].aliases[1], like config errors name their keys."""
+    out = f"watchlists[{spec.name}]"
+    node: Any = spec
+    for p in path:
+        if isinstance(p, int):
+            try:
+                node = node[p]
+            except (IndexError, KeyError, TypeError):
+                node = None
+            name = getattr(node, "name", None)
+            out += f"[{name}]" if isinstance(name, str) else f"[{p}]"
+        else:
+            node = getattr(node, p, None)
+            out += f".{p}"
+    return out
 
 
 def _signature(path: Path) -> tuple:

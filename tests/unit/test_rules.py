@@ -69,6 +69,8 @@ def test_corpus(case: dict) -> None:
             assert info.value.pos == case["at"]
             caret_line = str(info.value).splitlines()[-1]
             assert caret_line == "    " + " " * case["at"] + "^"
+        if "path" in case:
+            assert list(info.value.path) == case["path"]
         return
     matcher = compile_matcher(specs, version="test")
     doc = _document(case)

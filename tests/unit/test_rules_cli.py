@@ -60,8 +60,8 @@ def test_match_explain_shows_near_misses_with_reasons(tmp_path, capsys):
     assert why["militias"]["reasons"][0].startswith("matched: 'Popular Mobilization Forces'")
 
 
-# case -> (watchlist "bad" body, expected pieces, line reported: the rule's, else the key's
-# or the watchlist's own)
+# case -> (watchlist "bad" body, expected pieces, line reported: the rule's, the bad
+# term's or the key's)
 BAD = {
     "unbalanced": (
         "    rule: 'troops AND (Iraq OR Syria'\n",
@@ -78,7 +78,7 @@ BAD = {
         ["empty alias"],
         7,
     ),
-    "star-inside": ("    keywords: ['with*draw']\n", ["'*' is only allowed at the end"], 4),
+    "star-inside": ("    keywords: ['with*draw']\n", ["'*' is only allowed at the end"], 5),
 }
 
 
@@ -104,6 +104,81 @@ def test_rule_error_points_at_the_rule_line(tmp_path, capsys):
     assert caret_line.index("^") == out.splitlines()[1].index("(")
 
 
+# case -> (watchlist "bad" body, the config item reported, its line)
+BAD_TERMS = {
+    "keyword": (
+        "    keywords:\n      - troops\n      - withdrawal\n      - 'with*draw'\n",
+        "keywords[2]",
+        8,
+    ),
+    "exclude": (
+        "    keywords: [troops]\n    exclude:\n      - football\n\n      - '!!'\n",
+        "exclude[1]",
+        9,
+    ),
+    "entity-name": (
+        "    names:\n      - Tillerson\n      - name: '--'\n        aliases: [Ameri]\n",
+        "names[--].name",
+        7,
+    ),
+    "entity-shorthand": (
+        "    names:\n      - Tillerson\n      - '#'\n",
+        "names[#].name",
+        7,
+    ),
+    "alias": (
+        "    names:\n      - name: Hadi al-Ameri\n        aliases:\n          - Ameri\n"
+        "          - '-'\n",
+        "names[Hadi al-Ameri].aliases[1]",
+        9,
+    ),
+    "weak-alias": (
+        "    names:\n      - name: Popular Mobilization Forces\n        aliases: [Hashd]\n"
+        "        weak_aliases: [PMF, 'P*MF']\n",
+        "names[Popular Mobilization Forces].weak_aliases[1]",
+        8,
+    ),
+    "context": (
+        "    names:\n      - name: Popular Mobilization Forces\n        weak_aliases: [PMF]\n"
+        "        context:\n          - Iraq\n          - militia*\n          - '...'\n",
+        "names[Popular Mobilization Forces].context[2]",
+        11,
+    ),
+    "too-long": (
+        "    keywords:\n      - troops\n      - " + "x" * 700 + "\n",
+        "keywords[1]",
+        7,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TERMS))
+def test_a_bad_term_is_reported_at_its_own_line(tmp_path, capsys, case):
+    body, item, line = BAD_TERMS[case]
+    text = f"watchlists:\n  - name: ok\n    keywords: [Iraq]\n  - name: bad\n{body}"
+    config = _write(tmp_path, text)
+    assert cli.main(["check-config", "--config", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"{config}:{line}: watchlists[bad].{item}: watchlist 'bad': "), out
+    assert text.splitlines()[line - 1].strip().startswith(("- ", "context:", "weak_aliases:"))
+
+
+def test_a_bad_term_in_a_config_folder_is_reported_in_its_file(tmp_path, capsys):
+    folder = tmp_path / "config"
+    folder.mkdir()
+    _write(folder, "watchlists:\n  - name: ok\n    keywords: [Iraq]\n", "a.yaml")
+    second = _write(
+        folder,
+        "sources: []\nwatchlists:\n  - name: bad\n    names:\n      - name: Hadi al-Ameri\n"
+        "        aliases:\n          - Ameri\n          - '?'\n",
+        "b.yaml",
+    )
+    assert cli.main(["check-config", "--config", str(folder)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"{second}:8: watchlists[bad].names[Hadi al-Ameri].aliases[1]: "), out
+    assert "has no letters or digits" in out
+
+
 def test_empty_alias_list_works(tmp_path, capsys):
     text = (
         "watchlists:\n  - name: w\n    names:\n      - name: Hadi al-Ameri\n        aliases: []\n"
@@ -119,6 +194,7 @@ def test_ten_megabytes_of_terms_is_refused_quickly_and_clearly():
         compile_matcher([WatchlistSpec(name="huge", keywords=terms)])
     assert f"more than {MAX_TOTAL_CHARS:,} characters of terms" in str(info.value)
     assert info.value.watchlist == "huge"
+    assert info.value.path == ()  # about the watchlist as a whole, not one term
 
 
 def test_a_large_but_allowed_term_list_works():

@@ -32,7 +32,7 @@ import gc
 import importlib.resources
 import itertools
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -69,13 +69,26 @@ Role = Literal["name", "alias", "weak", "context", "keyword", "exclude", "rule"]
 
 
 class RuleError(ValueError):
-    """A watchlist that cannot be compiled: names the watchlist, shows the text and a caret."""
+    """A watchlist that cannot be compiled: names the watchlist, shows the text and a caret.
 
-    def __init__(self, watchlist: str, message: str, text: str = "", pos: int | None = None):
+    `path` is the config item the error is about, inside the watchlist: ("rule",),
+    ("keywords", 3), ("names", 2, "aliases", 0)...; empty for the watchlist as a whole.
+    """
+
+    def __init__(
+        self,
+        watchlist: str,
+        message: str,
+        text: str = "",
+        pos: int | None = None,
+        *,
+        path: tuple[str | int, ...] = (),
+    ):
         self.watchlist = watchlist
         self.message = message
         self.text = text
         self.pos = pos
+        self.path = path
         lines = [f"watchlist {watchlist!r}: {message}"]
         if text:
             shown = text if len(text) <= 200 else text[:200] + "…"
@@ -340,6 +353,9 @@ def _parser() -> lark.Lark:
     )
 
 
+_RULE = ("rule",)  # RuleError.path of an error in the rule
+
+
 def _unbalanced(rule: str) -> tuple[int, str] | None:
     """Position and message of the first unbalanced parenthesis (outside quotes)."""
     stack: list[int] = []
@@ -365,19 +381,19 @@ def _unbalanced(rule: str) -> tuple[int, str] | None:
 
 def _parse_rule(name: str, rule: str) -> lark.Tree:
     if not rule.strip():
-        raise RuleError(name, "empty rule", rule, 0)
+        raise RuleError(name, "empty rule", rule, 0, path=_RULE)
     bad = _unbalanced(rule)
     if bad:
-        raise RuleError(name, bad[1], rule, bad[0])
+        raise RuleError(name, bad[1], rule, bad[0], path=_RULE)
     try:
         return _parser().parse(rule)
     except lark.exceptions.UnexpectedEOF:
-        raise RuleError(name, "the rule ends too early", rule, len(rule)) from None
+        raise RuleError(name, "the rule ends too early", rule, len(rule), path=_RULE) from None
     except lark.exceptions.UnexpectedInput as exc:
         pos = exc.pos_in_stream if exc.pos_in_stream is not None else 0
         token = getattr(exc, "token", None)
         if token is not None and token.type == "$END":
-            raise RuleError(name, "the rule ends too early", rule, len(rule)) from None
+            raise RuleError(name, "the rule ends too early", rule, len(rule), path=_RULE) from None
         what = repr(str(token)) if token is not None else repr(rule[pos : pos + 1])
         kind = token.type if token is not None else ""
         if kind in ("_AND", "_OR", "NEAR"):
@@ -388,7 +404,7 @@ def _parse_rule(name: str, rule: str) -> lark.Tree:
             msg = f"unexpected {what}: put AND, OR or NEAR/n between two terms"
         else:
             msg = f"unexpected {what}"
-        raise RuleError(name, msg, rule, pos) from None
+        raise RuleError(name, msg, rule, pos, path=_RULE) from None
 
 
 class _RuleBuilder:
@@ -406,7 +422,7 @@ class _RuleBuilder:
                 self.entity_keys.setdefault(fold_term(spelling), ei)
 
     def error(self, message: str, pos: int) -> RuleError:
-        return RuleError(self.wl.spec.name, message, self.rule, pos)
+        return RuleError(self.wl.spec.name, message, self.rule, pos, path=_RULE)
 
     def src(self, tree: lark.Tree | lark.Token) -> str:
         if isinstance(tree, lark.Token):
@@ -581,19 +597,15 @@ class _Compiler:
         self.watchlists.append(wl)
         if not (spec.names or spec.keywords or spec.rule):
             raise RuleError(spec.name, "nothing to watch: give names, keywords or a rule")
-        for ei, entity in enumerate(spec.names):
+        for entity in spec.names:
             wl.entities.append(_Entity(entity.name, bool(entity.context)))
-            self.add_term(wl_index, entity.name, "name", ei)
-            for alias in entity.aliases:
-                self.add_term(wl_index, alias, "alias", ei)
-            for alias in entity.weak_aliases:
-                self.add_term(wl_index, alias, "weak", ei)
-            for term in entity.context:
-                self.add_term(wl_index, term, "context", ei)
-        for term in spec.keywords:
-            self.add_term(wl_index, term, "keyword", None)
-        for term in spec.exclude:
-            self.add_term(wl_index, term, "exclude", None)
+        for raw, role, ei, path in _config_terms(spec):
+            try:
+                self.add_term(wl_index, raw, role, ei)
+            except RuleError as exc:
+                if self.total_chars <= MAX_TOTAL_CHARS:  # about this term, not the total size
+                    exc.path = path
+                raise
         if spec.rule is not None:
             tree = _parse_rule(spec.name, spec.rule)
             node = _RuleBuilder(self, wl_index, spec.rule).build(tree, TEXT_FIELDS)
@@ -604,9 +616,29 @@ class _Compiler:
                     "add a term that must be present",
                     spec.rule,
                     0,
+                    path=_RULE,
                 )
             wl.rule = node
             wl.positive = tuple(_positive_parts(node))
+
+
+def _config_terms(
+    spec: WatchlistSpec,
+) -> Iterator[tuple[str, Role, int | None, tuple[str | int, ...]]]:
+    """(term, role, entity, place in the config) of every term of a watchlist but the rule's,
+    in the order they are compiled."""
+    for ei, e in enumerate(spec.names):
+        yield e.name, "name", ei, ("names", ei, "name")
+        for k, t in enumerate(e.aliases):
+            yield t, "alias", ei, ("names", ei, "aliases", k)
+        for k, t in enumerate(e.weak_aliases):
+            yield t, "weak", ei, ("names", ei, "weak_aliases", k)
+        for k, t in enumerate(e.context):
+            yield t, "context", ei, ("names", ei, "context", k)
+    for k, t in enumerate(spec.keywords):
+        yield t, "keyword", None, ("keywords", k)
+    for k, t in enumerate(spec.exclude):
+        yield t, "exclude", None, ("exclude", k)
 
 
 def _raw_size(spec: WatchlistSpec) -> int:
@@ -616,8 +648,11 @@ def _raw_size(spec: WatchlistSpec) -> int:
         terms += [e.name, *e.aliases, *e.weak_aliases, *e.context]
     longest = max(terms, key=len, default="")
     if len(longest) > MAX_TERM_CHARS * 2:  # `*` and `=` aside, _variants says it precisely
+        path = next(p for t, _, _, p in _config_terms(spec) if t is longest)
         raise RuleError(
-            spec.name, f"term longer than {MAX_TERM_CHARS} characters: {longest[:40]!r}…"
+            spec.name,
+            f"term longer than {MAX_TERM_CHARS} characters: {longest[:40]!r}…",
+            path=path,
         )
     return sum(map(len, terms)) + len(spec.rule or "")
 
