@@ -18,7 +18,7 @@ import pytest
 from worker.config import EntitySpec, WatchlistSpec
 from worker.core.model import MatchDocument, WatchlistMatch
 from worker.core.rules import Matcher, _judge, _to_match, compile_matcher
-from worker.core.text import Folded, _translate_non_ascii, fold
+from worker.core.text import Folded, _translate_reference, fold
 
 PIECES = [
     "Hashd al-Sha’abi", "Hashd al-Sha'abi", "HASHD AL SHA‘ABI", "U.S.", "U.S.-led", "US", "us",
@@ -46,7 +46,7 @@ _RUNS = re.compile(r"  +")
 
 
 def _reference_fold(text: str) -> tuple[str, str, tuple[int, ...], tuple[int, ...]]:
-    translated, at, shift = _translate_non_ascii(text)
+    translated, at, shift = _translate_reference(text)
     padded = f" {translated} "
     return _RUNS.sub(" ", padded), padded, at, shift
 

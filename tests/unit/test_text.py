@@ -112,7 +112,7 @@ def test_the_latin_fast_path_equals_the_general_path() -> None:
         s = "".join(rng.choice(chars) for _ in range(rng.randint(1, 30)))
         if s.isascii():
             continue
-        assert t._translate_latin(s) == t._translate_non_ascii(s), s
+        assert t._translate_latin(s) == t._translate_reference(s), s
         checked += 1
     assert checked > 2000
 
@@ -121,3 +121,32 @@ def test_non_latin_letters_take_the_general_path() -> None:
     folded = fold("Путин said “no” — Ωmega")
     assert folded.text == " путин said no ωmega "
     assert folded.original_span(1, 6) == (0, 5)
+
+
+def test_the_whole_text_path_equals_the_reference_path() -> None:
+    """Other scripts go through one translate; view and breaks are the reference's."""
+    import random
+
+    from worker.core import text as t
+
+    chars = list("Путин ΩΣς 한국어 삼성 ガスがガ 習近平 ภาษาไทย नमस्ते مُحَمَّد שָׁלוֹם ßﬁ½é\u0301-’ ab.")
+    rng = random.Random(5)
+    for _ in range(2000):
+        s = "".join(rng.choice(chars) for _ in range(rng.randint(1, 30)))
+        assert t._translate_whole(s) == t._translate_reference(s), s
+
+
+@pytest.mark.parametrize(
+    ("text", "view"),
+    [
+        ("삼성전자는 한국", " 삼성전자는 한국 "),  # Hangul syllables stay syllables
+        ("ガスが「値上げ」", " ガスが 値上げ "),  # kana keep their voicing; CJK brackets separate
+        ("ภาษาไทย", " ภาษาไทย "),  # Thai vowel signs are part of the word
+        ("नमस्ते", " नमस्ते "),  # so is the Devanagari virama
+        ("مُحَمَّد", " محمد "),  # Arabic vowel signs are optional in print: folded away
+        ("שָׁלוֹם", " שלום "),  # so are Hebrew points
+        ("Bāqerī", " baqeri "),
+    ],
+)
+def test_marks_that_are_letters_parts_are_kept(text: str, view: str) -> None:
+    assert fold(text).text == view

@@ -4,7 +4,9 @@ The matcher never looks at raw article text. It looks at a *match view*:
 
 - every character is decomposed (NFKD, which also applies the compatibility
   mappings of NFKC: ligatures, full-width forms, superscripts), case-folded,
-  and stripped of combining marks (diacritics);
+  and stripped of diacritics (Latin, Greek and Cyrillic accents, Arabic vowel
+  signs, Hebrew points), then recomposed (Hangul syllables, voiced kana); the
+  marks of other scripts (Thai vowels, Devanagari virama) are parts of words;
 - every character that is not a letter or digit (spaces of every kind,
   quotes and apostrophes straight or curly, dashes and hyphens, punctuation)
   becomes one ASCII space, and format characters (soft hyphen, zero-width
@@ -31,6 +33,7 @@ import re
 import threading
 import unicodedata
 from bisect import bisect_right
+from collections.abc import Iterable
 
 __all__ = [
     "Folded",
@@ -45,6 +48,26 @@ __all__ = [
 _DROP = frozenset({"Mn", "Me", "Cf"})
 # Spacing combining marks are part of words in Indic scripts: keep them.
 _WORD_MARK = frozenset({"Mc"})
+# Only these non-spacing marks are diacritics to fold away: the combining accents of
+# Latin, Greek and Cyrillic, Arabic vowel signs and Hebrew points (both optional in
+# print). The other scripts' marks are letters' parts: Thai vowels and tone marks,
+# Devanagari virama, kana voicing ("が" is not "か").
+_DIACRITICS = (
+    (0x0300, 0x036F),
+    (0x0483, 0x0489),
+    (0x0591, 0x05C7),
+    (0x064B, 0x065F),
+    (0x0670, 0x0670),
+    (0x1AB0, 0x1AFF),
+    (0x1DC0, 0x1DFF),
+    (0x20D0, 0x20FF),
+    (0xFE20, 0xFE2F),
+)
+
+
+def _is_diacritic(c: str) -> bool:
+    cp = ord(c)
+    return any(lo <= cp <= hi for lo, hi in _DIACRITICS)
 
 
 # Latin letters with strokes and ligature letters do not decompose in Unicode;
@@ -63,13 +86,19 @@ def _map_char(ch: str, *, casefold: bool, keep_marks: bool) -> str:
     out: list[str] = []
     for c in text:
         cat = unicodedata.category(c)
-        if c.isalnum() or cat in _WORD_MARK or (keep_marks and cat in ("Mn", "Me")):
+        part_of_word = cat in _WORD_MARK or (cat == "Mn" and not _is_diacritic(c))
+        if c.isalnum() or part_of_word or (keep_marks and cat in ("Mn", "Me")):
             out.append(c)
         elif cat in _DROP:
             continue
         else:
             out.append(" ")
-    return "".join(out)
+    mapped = "".join(out)
+    if keep_marks or mapped.isascii():
+        return mapped
+    # Recompose what decomposing split but is one letter: a Hangul syllable (its jamo)
+    # and a voiced kana, so one character still maps to one (no offset-map entry each).
+    return unicodedata.normalize("NFC", mapped)
 
 
 def _ascii_table(*, casefold: bool) -> dict[int, str]:
@@ -79,11 +108,12 @@ def _ascii_table(*, casefold: bool) -> dict[int, str]:
 
 
 class _Table(dict[int, str]):
-    """A `str.translate` table that learns characters the first time it sees them.
+    """A `str.translate` table that learns each character the first time it is asked for.
 
-    Filled explicitly by `learn` before translating (translate itself cannot
-    call back into Python cheaply). Values are deterministic, so concurrent
-    fills from several threads are harmless.
+    `str.translate` looks characters up with `mapping[code]`, so `__missing__`
+    runs once per new character and the answer is stored; known characters
+    cost a plain dict lookup. Values are deterministic, so concurrent fills
+    from several threads are harmless.
     """
 
     def __init__(self, *, casefold: bool, keep_marks: bool) -> None:
@@ -91,15 +121,24 @@ class _Table(dict[int, str]):
         self.casefold = casefold
         self.keep_marks = keep_marks
         self.irregular: set[str] = set()  # chars that do not map to exactly one char
+        self._irregular_re: tuple[int, re.Pattern[str]] = (0, re.compile("(?!)"))
 
-    def learn(self, text: str) -> None:
-        for ch in set(text):
-            if ord(ch) in self:
-                continue
-            mapped = _map_char(ch, casefold=self.casefold, keep_marks=self.keep_marks)
-            if len(mapped) != 1:
-                self.irregular.add(ch)
-            self[ord(ch)] = mapped
+    def __missing__(self, code: int) -> str:
+        ch = chr(code)
+        mapped = _map_char(ch, casefold=self.casefold, keep_marks=self.keep_marks)
+        if len(mapped) != 1:
+            self.irregular.add(ch)
+        self[code] = mapped
+        return mapped
+
+    def irregular_runs(self) -> re.Pattern[str]:
+        """A regex for runs of the irregular characters learnt so far."""
+        known, pattern = self._irregular_re
+        if known != len(self.irregular):
+            chars = sorted(self.irregular)
+            pattern = re.compile("[" + "".join(re.escape(c) for c in chars) + "]+")
+            self._irregular_re = (len(chars), pattern)
+        return pattern
 
 
 _VIEW = _Table(casefold=True, keep_marks=False)
@@ -170,36 +209,17 @@ class Folded:
         return first, last + 1
 
 
-_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
-
-
-def _translate_non_ascii(text: str) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
-    """Translate `text` and build the char-layer breaks.
-
-    News text is mostly ASCII with a few curly quotes, dashes and accented
-    names, and `str.translate` is slow on non-ASCII strings (about 20 MB/s).
-    So only the non-ASCII runs go through the table here; the rest is then
-    ASCII and takes the fast path.
-    """
-    pieces: list[str] = []
+def _breaks(runs: Iterable[tuple[int, str]]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The char-layer breaks for the runs (start, text) that hold irregular characters."""
     at: list[int] = []
     shift: list[int] = []
     delta = 0  # original index - translated index, from the current position on
-    done = 0
-    for m in _NON_ASCII.finditer(text):
-        run = m.group()
-        _VIEW.learn(run)
-        mapped = run.translate(_VIEW)
-        pieces.append(text[done : m.start()].translate(_VIEW_ASCII))  # ASCII: fast path
-        pieces.append(mapped)
-        done = m.end()
-        if _VIEW.irregular.isdisjoint(run):
-            continue  # one char each (quotes, dashes, accented letters): no breaks
+    for start, run in runs:
         for offset, ch in enumerate(run):
             k = len(_VIEW[ord(ch)])
             if k == 1:
                 continue
-            j = m.start() + offset - delta  # where this char's output starts
+            j = start + offset - delta  # where this char's output starts
             if k == 0:
                 delta += 1
                 at.append(j)
@@ -210,7 +230,44 @@ def _translate_non_ascii(text: str) -> tuple[str, tuple[int, ...], tuple[int, ..
                     at.append(j + t)
                     shift.append(delta - t)
                 delta -= k - 1
-    pieces.append(text[done:].translate(_VIEW_ASCII))
+    return tuple(at), tuple(shift)
+
+
+def _translate_whole(text: str) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
+    """Translate text in other scripts (Cyrillic, Greek, Arabic, CJK, Hangul, Thai...).
+
+    One `str.translate` over the whole text (about 20 M characters/s) and a
+    regex for the few irregular characters (ligatures, "ß", dropped marks).
+    Going run by run costs a Python step per
+    word in these scripts: 1-5 MB/s on the benchmark's Russian, Korean and
+    Japanese pages.
+    """
+    translated = text.translate(_VIEW)  # learns new characters first: irregular is complete
+    at, shift = _breaks((m.start(), m.group()) for m in _VIEW.irregular_runs().finditer(text))
+    return translated, at, shift
+
+
+def _translate_reference(text: str) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
+    """Character by character: the slow, plainly right path.
+
+    The fast paths (`_translate_latin`, `_translate_whole`) are tested to give
+    exactly what this gives.
+    """
+    pieces: list[str] = []
+    at: list[int] = []
+    shift: list[int] = []
+    n = 0  # translated length so far: original i starts at translated n
+    for i, ch in enumerate(text):
+        mapped = _VIEW[ord(ch)]
+        k = len(mapped)
+        if k == 0:  # dropped: from here on the translated text is one more behind
+            at.append(n)
+            shift.append(i + 1 - n)
+        for t in range(1, k):  # expanded: every output char maps back to this one
+            at.append(n + t)
+            shift.append(i - n - t)
+        pieces.append(mapped)
+        n += k
     return "".join(pieces), tuple(at), tuple(shift)
 
 
@@ -240,7 +297,7 @@ _COMMON = _common_non_ascii()
 # byte of 128-255, and only the other runs reach the `newswatch-fold` handler. Calling
 # the handler for every curly quote and dash was most of the folding time.
 _FOLD_MAP = codecs.charmap_build("".join(map(chr, range(128))) + _COMMON)
-_VIEW.learn(_COMMON)
+_COMMON.translate(_VIEW)  # learn them
 # The view as a bytes table (ASCII, then the common characters): `bytes.translate`
 # runs at about 1 GB/s.
 _VIEW_BYTES = bytes(ord(_VIEW_ASCII[i]) for i in range(128)) + bytes(
@@ -264,7 +321,6 @@ def _fold_run(exc: UnicodeError) -> tuple[str, int]:
     """
     assert isinstance(exc, UnicodeEncodeError)
     run = exc.object[exc.start : exc.end]
-    _VIEW.learn(run)
     mapped = run.translate(_VIEW)
     if not mapped.isascii():
         raise _NotLatin
@@ -279,30 +335,13 @@ codecs.register_error("newswatch-fold", _fold_run)
 def _translate_latin(text: str) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
     """Translate text whose non-ASCII characters all fold to ASCII (most news).
 
-    Raises _NotLatin otherwise. Same result as `_translate_non_ascii`.
+    Raises _NotLatin otherwise. Same result as `_translate_reference`.
     """
     _irregular_runs.runs = runs = []
     encoded = codecs.charmap_encode(text, "newswatch-fold", _FOLD_MAP)[0]
     translated = encoded.translate(_VIEW_BYTES).decode("ascii")
-    at: list[int] = []
-    shift: list[int] = []
-    delta = 0  # original index - translated index, from the current position on
-    for start, run in runs:
-        for offset, ch in enumerate(run):
-            k = len(_VIEW[ord(ch)])
-            if k == 1:
-                continue
-            j = start + offset - delta  # where this char's output starts
-            if k == 0:
-                delta += 1
-                at.append(j)
-                shift.append(delta)
-            else:
-                for t in range(1, k):
-                    at.append(j + t)
-                    shift.append(delta - t)
-                delta -= k - 1
-    return translated, tuple(at), tuple(shift)
+    at, shift = _breaks(runs)
+    return translated, at, shift
 
 
 def fold(text: str) -> Folded:
@@ -315,22 +354,18 @@ def fold(text: str) -> Folded:
         try:
             translated, char_at, char_shift = _translate_latin(text)
         except _NotLatin:
-            translated, char_at, char_shift = _translate_non_ascii(text)
+            translated, char_at, char_shift = _translate_whole(text)
     padded = f" {translated} "
     return Folded(_RUNS.sub(" ", padded), padded, char_at, char_shift)
 
 
 def fold_term(term: str) -> str:
     """The view of a configured term, without padding: 'Hashd al-Sha’abi' -> 'hashd al sha abi'."""
-    if not term.isascii():
-        _VIEW.learn(term)
     return " ".join(term.translate(_VIEW).split())
 
 
 def case_tokens(text: str) -> list[str]:
     """Words of `text` as the view splits them, but with their case kept (diacritics dropped)."""
-    if not text.isascii():
-        _CASE.learn(text)
     return text.translate(_CASE).split()
 
 
@@ -339,6 +374,4 @@ def mark_tokens(text: str) -> list[str]:
 
     Both sides are decomposed, so precomposed and combining spellings compare equal.
     """
-    if not text.isascii():
-        _MARKS.learn(text)
     return text.translate(_MARKS).split()
