@@ -276,6 +276,10 @@ def _variants(
         words = fold_term(text).split()
     if not words:
         return (), f"term {raw!r} has no letters or digits"
+    # Scripts written without spaces match inside a run of letters; Korean attaches
+    # particles to a word's end ("삼성전자는"), so a term ending in Hangul ends there
+    unspaced_end = _unspaced(words[-1][-1])
+    prefix = prefix or _hangul(words[-1][-1])
     if len(cased) != len(words):  # defensive: folding split a word differently
         cased = [w if exact else "" for w in words]
     marked = mark_tokens(text) if keep_marks else None
@@ -308,16 +312,17 @@ def _variants(
         joined = "".join(cased)
         req = joined if exact or (acronyms and _is_acronym(joined)) else None
         spellings.append(([joined.lower()], [req], None))
-    if is_name and not prefix:
+    if is_name and not prefix and not unspaced_end:
         # names take a plural "s" (possessives need nothing: the apostrophe is a separator)
         for w, c, m in list(spellings):
             plural_c = [*c[:-1], c[-1] + "s" if c[-1] else None]
             plural_m = [*m[:-1], m[-1] + "s"] if m else None
             spellings.append(([*w[:-1], w[-1] + "s"], plural_c, plural_m))
-    end = "" if prefix else " "
+    lead = "" if _unspaced(words[0][0]) else " "
+    end = "" if prefix or unspaced_end else " "
     out = tuple(
         _Variant(
-            " " + " ".join(w) + end,
+            lead + " ".join(w) + end,
             tuple(c) if any(c) else None,
             tuple(m) if m else None,
             prefix,
@@ -325,6 +330,29 @@ def _variants(
         for w, c, m in spellings
     )
     return out, None
+
+
+# Scripts written without spaces between words: Han, kana, Thai, Lao, Myanmar, Khmer.
+_UNSPACED = (
+    (0x0E00, 0x0EFF),
+    (0x1000, 0x109F),
+    (0x1780, 0x17FF),
+    (0x2E80, 0x2FDF),
+    (0x3040, 0x31FF),
+    (0x3400, 0x4DBF),
+    (0x4E00, 0x9FFF),
+    (0xF900, 0xFAFF),
+    (0x20000, 0x3FFFF),
+)
+
+
+def _unspaced(ch: str) -> bool:
+    cp = ord(ch)
+    return cp >= 0x0E00 and any(lo <= cp <= hi for lo, hi in _UNSPACED)
+
+
+def _hangul(ch: str) -> bool:
+    return "\uac00" <= ch <= "\ud7a3" or "\u1100" <= ch <= "\u11ff" or "\u3130" <= ch <= "\u318f"
 
 
 def _check_case(words: list[str], need: tuple[str | None, ...], prefix: bool) -> bool:
@@ -683,18 +711,22 @@ def _compile(watchlists: Sequence[WatchlistSpec], version: str) -> Matcher:
             )
     for spec in watchlists:
         compiler.add_watchlist(spec)
-    refs = [tuple(r) for r in compiler.keys.values()]
+    # sorted: neighbouring keys share their trie path, which halves the build time
+    keys = sorted(compiler.keys)
+    refs = [tuple(compiler.keys[k]) for k in keys]
     automaton = None
-    if refs:
+    if keys:
         # Rust aho-corasick: measured 2x pyahocorasick's scan at 100,000 terms and
         # ten times faster to build (docs/rules.md). Standard match kind with
         # overlapping search reports every key at every place, like pyahocorasick.iter.
-        automaton = ahocorasick_rs.AhoCorasick(
-            list(compiler.keys),
+        # On bytes: the view is ASCII for Latin text, and the str API's conversions
+        # cost a third of the scan.
+        automaton = ahocorasick_rs.BytesAhoCorasick(
+            [k.encode() for k in keys],
             matchkind=ahocorasick_rs.MatchKind.Standard,
         )  # the implementation it picks was the fastest here; DFA took 5x the memory
     triggers = [_triggers(wl) for wl in compiler.watchlists]
-    return Matcher(version, compiler.watchlists, automaton, refs, triggers)
+    return Matcher(version, compiler.watchlists, automaton, keys, refs, triggers)
 
 
 def _entity_terms(wl: _Watchlist, ei: int) -> Iterable[int]:
@@ -750,7 +782,8 @@ class Matcher:
         self,
         version: str,
         watchlists: list[_Watchlist],
-        automaton: ahocorasick_rs.AhoCorasick | None,
+        automaton: ahocorasick_rs.BytesAhoCorasick | None,
+        keys: list[str],
         refs: list[tuple[_Ref, ...]],
         triggers: list[frozenset[int]],
     ) -> None:
@@ -759,8 +792,8 @@ class Matcher:
         self._automaton = automaton
         self._refs = tuple(refs)
         self._triggers = tuple(triggers)
-        # keys whose hit ends where its word ends (wildcards), not at the key's end
-        self._prefix = tuple(r[0].prefix for r in refs)
+        # where a hit's term starts and ends inside the key (see `_key_shape`)
+        self._shape = tuple(_key_shape(k, r[0].prefix) for k, r in zip(keys, refs, strict=True))
         # per key, its refs on trigger terms (see `match`); filled as keys are hit
         self._trigger_refs: dict[int, tuple[_Ref, ...]] = {}
 
@@ -831,13 +864,18 @@ class Matcher:
 
     def _scan_field(self, fld: _Field, out: list[tuple[int, _Occ]]) -> None:
         view = fld.folded.text
-        prefix = self._prefix
-        hits = self._automaton.find_matches_as_indexes(view, overlapping=True)  # type: ignore[union-attr]
+        shape = self._shape
+        if view.isascii():
+            hits = self._automaton.find_matches_as_indexes(view.encode("ascii"), overlapping=True)  # type: ignore[union-attr]
+        else:
+            data = view.encode()
+            hits = _char_offsets(
+                data, self._automaton.find_matches_as_indexes(data, overlapping=True)
+            )  # type: ignore[union-attr]
         for key_index, start, stop in hits:
-            # keys are " term " (or " prefix" for wildcards): skip the leading space;
-            # a wildcard ends where its word ends, other keys at their trailing space
-            end = view.find(" ", stop) if prefix[key_index] else stop - 1
-            out.append((key_index, _Occ(fld, start + 1, end)))
+            lead, end_at = shape[key_index]
+            end = view.find(" ", stop) if end_at == _WORD_END else stop + end_at
+            out.append((key_index, _Occ(fld, start + lead, end)))
 
     def _collect(self, hits: list[tuple[int, _Occ]], only: set[int] | None) -> _Found:
         """Checked occurrences per (watchlist, term); only for the watchlists in `only`."""
@@ -858,6 +896,32 @@ class Matcher:
                 else:
                     occs.append(occ)
         return found
+
+
+_WORD_END = 1  # the term ends where the view's word does (wildcards, Korean)
+
+
+def _key_shape(key: str, prefix: bool) -> tuple[int, int]:
+    """(start of the term in the key, where it ends: `_WORD_END`, or offset from the key's end).
+
+    Keys are " term " (a whole word), " prefix" (wildcard, Korean), or open on a
+    side that ends in a script written without spaces ("外交部", "ภาษา").
+    """
+    lead = 1 if key.startswith(" ") else 0
+    if key.endswith(" "):
+        return lead, -1
+    return lead, _WORD_END if prefix else 0
+
+
+def _char_offsets(data: bytes, hits: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """Byte offsets of hits in UTF-8 `data` -> character offsets, decoding each stretch once."""
+    to_char: dict[int, int] = {}
+    byte = char = 0
+    for pos in sorted({p for _, a, b in hits for p in (a, b)}):
+        char += len(data[byte:pos].decode())
+        byte = pos
+        to_char[pos] = char
+    return [(k, to_char[a], to_char[b]) for k, a, b in hits]
 
 
 def _spelling_ok(ref: _Ref, occ: _Occ) -> bool:
