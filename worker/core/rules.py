@@ -713,7 +713,7 @@ def _compile(watchlists: Sequence[WatchlistSpec], version: str) -> Matcher:
         compiler.add_watchlist(spec)
     # sorted: neighbouring keys share their trie path, which halves the build time
     keys = sorted(compiler.keys)
-    refs = [tuple(compiler.keys[k]) for k in keys]
+    refs = [compiler.keys[k] for k in keys]
     automaton = None
     if keys:
         # Rust aho-corasick: measured 2x pyahocorasick's scan at 100,000 terms and
@@ -784,7 +784,7 @@ class Matcher:
         watchlists: list[_Watchlist],
         automaton: ahocorasick_rs.BytesAhoCorasick | None,
         keys: list[str],
-        refs: list[tuple[_Ref, ...]],
+        refs: list[list[_Ref]],
         triggers: list[frozenset[int]],
     ) -> None:
         self.version = version
@@ -792,8 +792,14 @@ class Matcher:
         self._automaton = automaton
         self._refs = tuple(refs)
         self._triggers = tuple(triggers)
-        # where a hit's term starts and ends inside the key (see `_key_shape`)
-        self._shape = tuple(_key_shape(k, r[0].prefix) for k, r in zip(keys, refs, strict=True))
+        # where a hit's term starts and ends inside the key (see `_key_shape`), for the
+        # keys that are not " term " (wildcards, scripts without spaces): few, and
+        # building a shape for each of 100,000s of keys cost a tenth of the build
+        self._shape = {
+            i: _key_shape(k, refs[i][0].prefix)
+            for i, k in enumerate(keys)
+            if not (k.startswith(" ") and k.endswith(" "))
+        }
         # per key, its refs on trigger terms (see `match`); filled as keys are hit
         self._trigger_refs: dict[int, tuple[_Ref, ...]] = {}
 
@@ -873,7 +879,11 @@ class Matcher:
                 data, self._automaton.find_matches_as_indexes(data, overlapping=True)
             )  # type: ignore[union-attr]
         for key_index, start, stop in hits:
-            lead, end_at = shape[key_index]
+            odd = shape.get(key_index)
+            if odd is None:  # " term ": the term is inside the spaces
+                out.append((key_index, _Occ(fld, start + 1, stop - 1)))
+                continue
+            lead, end_at = odd
             end = view.find(" ", stop) if end_at == _WORD_END else stop + end_at
             out.append((key_index, _Occ(fld, start + lead, end)))
 
