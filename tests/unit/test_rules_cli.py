@@ -82,13 +82,18 @@ BAD = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(BAD))
-def test_check_config_names_file_line_and_problem(tmp_path, capsys, case):
-    body, expected, line = BAD[case]
+def _refused(tmp_path, capsys, body: str) -> tuple[Path, str, str]:
+    """check-config on a config whose second watchlist `bad` has `body`: (file, text, output)."""
     text = f"watchlists:\n  - name: ok\n    keywords: [Iraq]\n  - name: bad\n{body}"
     config = _write(tmp_path, text)
     assert cli.main(["check-config", "--config", str(config)]) == 1
-    out = capsys.readouterr().out
+    return config, text, capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_check_config_names_file_line_and_problem(tmp_path, capsys, case):
+    body, expected, line = BAD[case]
+    config, _, out = _refused(tmp_path, capsys, body)
     assert out.startswith(f"{config}:{line}: "), out
     for piece in expected:
         assert piece in out, out
@@ -155,10 +160,7 @@ BAD_TERMS = {
 @pytest.mark.parametrize("case", sorted(BAD_TERMS))
 def test_a_bad_term_is_reported_at_its_own_line(tmp_path, capsys, case):
     body, item, line = BAD_TERMS[case]
-    text = f"watchlists:\n  - name: ok\n    keywords: [Iraq]\n  - name: bad\n{body}"
-    config = _write(tmp_path, text)
-    assert cli.main(["check-config", "--config", str(config)]) == 1
-    out = capsys.readouterr().out
+    config, text, out = _refused(tmp_path, capsys, body)
     assert out.startswith(f"{config}:{line}: watchlists[bad].{item}: watchlist 'bad': "), out
     assert text.splitlines()[line - 1].strip().startswith(("- ", "context:", "weak_aliases:"))
 
