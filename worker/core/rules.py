@@ -31,7 +31,9 @@ import functools
 import gc
 import importlib.resources
 import itertools
+import re
 import unicodedata
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
@@ -236,6 +238,14 @@ class _Variant(NamedTuple):
     prefix: bool
 
 
+# In ASCII an acronym word (all caps, at most 4 long; see `_is_acronym`) has an upper
+# case letter that no lower case letter follows; a term without one takes the fast
+# path of `_variants`. (The converse need not hold: "NATOs" takes the full path, and
+# is spelt out right there.) One search is a third of splitting the term into cased words.
+_MAYBE_ACRONYM = re.compile(r"[A-Z](?![a-z])")
+_new_tuple = tuple.__new__  # a NamedTuple's own __new__ is Python code: 2x slower per tuple
+
+
 def _is_acronym(word: str) -> bool:
     return word.isalpha() and word.isupper() and len(word) <= 4
 
@@ -255,25 +265,31 @@ def _variants(
         return (), f"'*' is only allowed at the end of a term: {raw!r}"
     if len(text) > MAX_TERM_CHARS:
         return (), f"term longer than {MAX_TERM_CHARS} characters: {text[:40]!r}…"
+    if not (exact or keep_marks) and text.isascii() and _MAYBE_ACRONYM.search(text) is None:
+        # the common case (no acronym, no exact case): the key, and a plural for names.
+        # Letters, digits and spaces only (most terms): the view is the lower case
+        # words, at half the cost of `fold_term`
+        plain = text.replace(" ", "").isalnum()
+        view = " ".join(text.lower().split()) if plain else fold_term(text)
+        if not view:
+            return (), f"term {raw!r} has no letters or digits"
+        key = " " + view
+        if prefix:
+            return (_new_tuple(_Variant, (key, None, None, True)),), None
+        if is_name:
+            return (
+                _new_tuple(_Variant, (key + " ", None, None, False)),
+                _new_tuple(_Variant, (key + "s ", None, None, False)),
+            ), None
+        return (_new_tuple(_Variant, (key + " ", None, None, False)),), None
+    lone_acronym = 1 < len(text) <= 4 and text.isascii() and text.isalpha() and text.isupper()
+    if lone_acronym and not (exact or keep_marks or prefix):
+        # "NATO", common in configs and 3x slower below: what the general path makes
+        # of it (the key and the dotted spelling), spelt out
+        return _lone_acronym(text, is_name=is_name, acronyms=acronyms), None
     cased = case_tokens(text)
-    if text.isascii():
-        # the view's words are the cased words in lower case (one pass saved per term)
-        words = [c.lower() for c in cased]
-        if not (exact or keep_marks or any(c.isupper() and len(c) <= 4 for c in cased)):
-            # the common case (no acronym, no exact case): the key, and a plural for names
-            if not words:
-                return (), f"term {raw!r} has no letters or digits"
-            key = " " + " ".join(words)
-            if prefix:
-                return (_Variant(key, None, None, True),), None
-            if is_name:
-                return (
-                    _Variant(key + " ", None, None, False),
-                    _Variant(key + "s ", None, None, False),
-                ), None
-            return (_Variant(key + " ", None, None, False),), None
-    else:
-        words = fold_term(text).split()
+    # ASCII: the view's words are the cased words in lower case (one pass saved per term)
+    words = [c.lower() for c in cased] if text.isascii() else fold_term(text).split()
     if not words:
         return (), f"term {raw!r} has no letters or digits"
     # Scripts written without spaces match inside a run of letters; Korean attaches
@@ -330,6 +346,29 @@ def _variants(
         for w, c, m in spellings
     )
     return out, None
+
+
+def _lone_acronym(text: str, *, is_name: bool, acronyms: bool) -> tuple[_Variant, ...]:
+    """`_variants` of an ASCII all-caps word of 2 to 4 letters: "NATO", "N.A.T.O." (the
+    view "n a t o"), and for names their plurals; case-exact if `acronyms`."""
+    low = text.lower()
+    dotted = " ".join(low)
+    if not acronyms:
+        keys = [f" {low} ", f" {dotted} "]
+        if is_name:
+            keys += [f" {low}s ", f" {dotted}s "]
+        return tuple(_new_tuple(_Variant, (k, None, None, False)) for k in keys)
+    letters = tuple(text)
+    out = [
+        _new_tuple(_Variant, (f" {low} ", (text,), None, False)),
+        _new_tuple(_Variant, (f" {dotted} ", letters, None, False)),
+    ]
+    if is_name:
+        out += [
+            _new_tuple(_Variant, (f" {low}s ", (text + "s",), None, False)),
+            _new_tuple(_Variant, (f" {dotted}s ", (*letters[:-1], letters[-1] + "s"), None, False)),
+        ]
+    return tuple(out)
 
 
 # Scripts written without spaces between words: Han, kana, Thai, Lao, Myanmar, Khmer.
@@ -569,47 +608,69 @@ def _can_match_nothing(node: _Node) -> bool:
 # --- compilation -------------------------------------------------------------------------
 
 
+_NAME_ROLES = frozenset({"name", "alias", "weak"})  # the roles that take a plural
+
+
 class _Compiler:
     def __init__(self) -> None:
         self.watchlists: list[_Watchlist] = []
-        self.keys: dict[str, list[_Ref]] = {}
-        self.variants: dict[
-            tuple[str, bool, bool, bool], tuple[tuple[_Variant, ...], str | None]
+        # a defaultdict: one C-level lookup per ref instead of get + store/append
+        self.keys: defaultdict[str, list[_Ref]] = defaultdict(list)
+        # the same term is often in many watchlists: spell it out once per config.
+        # One dict per (is_name, exact_case_acronyms, fold_diacritics), keyed by the
+        # term, chosen once per watchlist: no key tuple to build per term
+        self.spelled: dict[
+            tuple[bool, bool, bool], dict[str, tuple[tuple[_Variant, ...], str | None]]
         ] = {}
         self.total_chars = 0
 
+    def spellings(
+        self, is_name: bool, spec: WatchlistSpec
+    ) -> dict[str, tuple[tuple[_Variant, ...], str | None]]:
+        """The cache of spelt-out terms for one role kind of one watchlist's settings."""
+        how = (is_name, spec.exact_case_acronyms, spec.fold_diacritics)
+        cache = self.spelled.get(how)
+        if cache is None:
+            cache = self.spelled[how] = {}
+        return cache
+
     def add_term(self, wl_index: int, raw: str, role: Role, entity: int | None) -> int:
+        spec = self.watchlists[wl_index].spec
+        return self._add(wl_index, raw, role, entity, self.spellings(role in _NAME_ROLES, spec))
+
+    def _add(
+        self,
+        wl_index: int,
+        raw: str,
+        role: Role,
+        entity: int | None,
+        cache: dict[str, tuple[tuple[_Variant, ...], str | None]],
+    ) -> int:
         wl = self.watchlists[wl_index]
-        spec = wl.spec
-        # the same term is often in many watchlists: spell it out once per config
-        how = (
-            raw,
-            role in ("name", "alias", "weak"),
-            spec.exact_case_acronyms,
-            spec.fold_diacritics,
-        )
-        cached = self.variants.get(how)
+        cached = cache.get(raw)
         if cached is None:
-            cached = self.variants[how] = _variants(
-                raw, is_name=how[1], acronyms=how[2], keep_marks=not how[3]
+            spec = wl.spec
+            cached = cache[raw] = _variants(
+                raw,
+                is_name=role in _NAME_ROLES,
+                acronyms=spec.exact_case_acronyms,
+                keep_marks=not spec.fold_diacritics,
             )
         variants, problem = cached
         if problem:
-            raise RuleError(spec.name, problem)
-        index = len(wl.terms)
-        wl.terms.append(_Term(raw, role, entity))
+            raise RuleError(wl.spec.name, problem)
+        terms = wl.terms
+        index = len(terms)
+        terms.append(_new_tuple(_Term, (raw, role, entity)))
         keys = self.keys
-        for v in variants:
-            self.total_chars += len(v.key)
-            ref = _Ref(wl_index, index, v.case, v.marks, v.prefix)
-            refs = keys.get(v.key)
-            if refs is None:
-                keys[v.key] = [ref]
-            else:
-                refs.append(ref)
+        chars = 0
+        for key, case, marks, prefix in variants:
+            chars += len(key)
+            keys[key].append(_new_tuple(_Ref, (wl_index, index, case, marks, prefix)))
+        self.total_chars += chars
         if self.total_chars > MAX_TOTAL_CHARS:
             raise RuleError(
-                spec.name,
+                wl.spec.name,
                 f"the watchlists hold more than {MAX_TOTAL_CHARS:,} characters of terms; "
                 "split them across fewer, more specific terms",
             )
@@ -627,9 +688,12 @@ class _Compiler:
             raise RuleError(spec.name, "nothing to watch: give names, keywords or a rule")
         for entity in spec.names:
             wl.entities.append(_Entity(entity.name, bool(entity.context)))
+        names = self.spellings(True, spec)
+        others = self.spellings(False, spec)
+        add = self._add
         for raw, role, ei, path in _config_terms(spec):
             try:
-                self.add_term(wl_index, raw, role, ei)
+                add(wl_index, raw, role, ei, names if role in _NAME_ROLES else others)
             except RuleError as exc:
                 if self.total_chars <= MAX_TOTAL_CHARS:  # about this term, not the total size
                     exc.path = path
