@@ -150,3 +150,19 @@ def test_the_whole_text_path_equals_the_reference_path() -> None:
 )
 def test_marks_that_are_letters_parts_are_kept(text: str, view: str) -> None:
     assert fold(text).text == view
+
+
+def test_spaced_view_separates_scripts_written_without_spaces() -> None:
+    from worker.core.text import spaced_view
+
+    view = fold("アップルはiPhone 15を発売、中国G7峰会").text
+    spaced, places = spaced_view(view)
+    assert spaced == " アップルは iphone 15 を発売 中国 g7 峰会 "
+    # taking the added spaces out again, in order, gives the view back
+    rebuilt = list(spaced)
+    for k, p in enumerate(places):
+        assert rebuilt.pop(p) == " ", k
+    assert "".join(rebuilt) == view
+    assert spaced_view(fold("Путин и Ирак").text) is None
+    assert spaced_view(fold("plain ASCII").text) is None
+    assert spaced_view(fold("中国外交部").text) is None  # one script: nothing to separate

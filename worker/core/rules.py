@@ -33,6 +33,7 @@ import importlib.resources
 import itertools
 import re
 import unicodedata
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -43,7 +44,16 @@ import lark
 
 from worker.config import WatchlistSpec
 from worker.core.model import Hit, MatchDocument, WatchlistMatch
-from worker.core.text import Folded, case_tokens, fold, fold_term, mark_tokens
+from worker.core.text import (
+    Folded,
+    case_tokens,
+    fold,
+    fold_term,
+    is_hangul,
+    is_unspaced,
+    mark_tokens,
+    spaced_view,
+)
 
 __all__ = ["Explanation", "Matcher", "RuleError", "compile_matcher"]
 
@@ -294,8 +304,8 @@ def _variants(
         return (), f"term {raw!r} has no letters or digits"
     # Scripts written without spaces match inside a run of letters; Korean attaches
     # particles to a word's end ("삼성전자는"), so a term ending in Hangul ends there
-    unspaced_end = _unspaced(words[-1][-1])
-    prefix = prefix or _hangul(words[-1][-1])
+    unspaced_end = is_unspaced(words[-1][-1])
+    prefix = prefix or is_hangul(words[-1][-1])
     if len(cased) != len(words):  # defensive: folding split a word differently
         cased = [w if exact else "" for w in words]
     marked = mark_tokens(text) if keep_marks else None
@@ -334,7 +344,7 @@ def _variants(
             plural_c = [*c[:-1], c[-1] + "s" if c[-1] else None]
             plural_m = [*m[:-1], m[-1] + "s"] if m else None
             spellings.append(([*w[:-1], w[-1] + "s"], plural_c, plural_m))
-    lead = "" if _unspaced(words[0][0]) else " "
+    lead = "" if is_unspaced(words[0][0]) else " "
     end = "" if prefix or unspaced_end else " "
     out = tuple(
         _Variant(
@@ -369,29 +379,6 @@ def _lone_acronym(text: str, *, is_name: bool, acronyms: bool) -> tuple[_Variant
             _new_tuple(_Variant, (f" {dotted}s ", (*letters[:-1], letters[-1] + "s"), None, False)),
         ]
     return tuple(out)
-
-
-# Scripts written without spaces between words: Han, kana, Thai, Lao, Myanmar, Khmer.
-_UNSPACED = (
-    (0x0E00, 0x0EFF),
-    (0x1000, 0x109F),
-    (0x1780, 0x17FF),
-    (0x2E80, 0x2FDF),
-    (0x3040, 0x31FF),
-    (0x3400, 0x4DBF),
-    (0x4E00, 0x9FFF),
-    (0xF900, 0xFAFF),
-    (0x20000, 0x3FFFF),
-)
-
-
-def _unspaced(ch: str) -> bool:
-    cp = ord(ch)
-    return cp >= 0x0E00 and any(lo <= cp <= hi for lo, hi in _UNSPACED)
-
-
-def _hangul(ch: str) -> bool:
-    return "\uac00" <= ch <= "\ud7a3" or "\u1100" <= ch <= "\u11ff" or "\u3130" <= ch <= "\u318f"
 
 
 def _check_case(words: list[str], need: tuple[str | None, ...], prefix: bool) -> bool:
@@ -934,22 +921,28 @@ class Matcher:
 
     def _scan_field(self, fld: _Field, out: list[tuple[int, _Occ]]) -> None:
         view = fld.folded.text
-        shape = self._shape
-        if view.isascii():
-            hits = self._automaton.find_matches_as_indexes(view.encode("ascii"), overlapping=True)  # type: ignore[union-attr]
+        # a space where Chinese, Japanese or Thai meets Latin ("アップルはiPhone")
+        spaced = None if view.isascii() else spaced_view(view)
+        scanned = spaced[0] if spaced else view
+        find = self._automaton.find_matches_as_indexes  # type: ignore[union-attr]
+        if scanned.isascii():
+            hits = find(scanned.encode("ascii"), overlapping=True)
         else:
-            data = view.encode()
-            hits = _char_offsets(
-                data, self._automaton.find_matches_as_indexes(data, overlapping=True)
-            )  # type: ignore[union-attr]
+            data = scanned.encode()
+            hits = _char_offsets(data, find(data, overlapping=True))
+        shape = self._shape
+        spans: list[tuple[int, int, int]] = []
         for key_index, start, stop in hits:
             odd = shape.get(key_index)
             if odd is None:  # " term ": the term is inside the spaces
-                out.append((key_index, _Occ(fld, start + 1, stop - 1)))
+                spans.append((key_index, start + 1, stop - 1))
                 continue
             lead, end_at = odd
-            end = view.find(" ", stop) if end_at == _WORD_END else stop + end_at
-            out.append((key_index, _Occ(fld, start + lead, end)))
+            end = scanned.find(" ", stop) if end_at == _WORD_END else stop + end_at
+            spans.append((key_index, start + lead, end))
+        if spaced:
+            spans = _unspace(spans, spaced[1])
+        out.extend((key_index, _Occ(fld, a, b)) for key_index, a, b in spans)
 
     def _collect(self, hits: list[tuple[int, _Occ]], only: set[int] | None) -> _Found:
         """Checked occurrences per (watchlist, term); only for the watchlists in `only`."""
@@ -996,6 +989,12 @@ def _char_offsets(data: bytes, hits: list[tuple[int, int, int]]) -> list[tuple[i
         byte = pos
         to_char[pos] = char
     return [(k, to_char[a], to_char[b]) for k, a, b in hits]
+
+
+def _unspace(spans: list[tuple[int, int, int]], places: list[int]) -> list[tuple[int, int, int]]:
+    """Spans in a `spaced_view` -> spans in the view (the added spaces taken out)."""
+    added = [p + k for k, p in enumerate(places)]  # where each added space is
+    return [(k, a - bisect_left(added, a), b - bisect_left(added, b)) for k, a, b in spans]
 
 
 def _spelling_ok(ref: _Ref, occ: _Occ) -> bool:

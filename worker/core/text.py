@@ -40,7 +40,10 @@ __all__ = [
     "case_tokens",
     "fold",
     "fold_term",
+    "is_hangul",
+    "is_unspaced",
     "mark_tokens",
+    "spaced_view",
 ]
 
 # Character categories dropped from the view: non-spacing and enclosing marks
@@ -375,3 +378,47 @@ def mark_tokens(text: str) -> list[str]:
     Both sides are decomposed, so precomposed and combining spellings compare equal.
     """
     return text.translate(_MARKS).split()
+
+
+# --- scripts written without spaces ----------------------------------------------------
+
+# Han, kana, Thai, Lao, Myanmar, Khmer: no spaces between words, so a term in them
+# has no word boundary to check (see docs/rules.md).
+_UNSPACED = (
+    "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u2e80-\u2fdf\u3040-\u31ff"
+    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003ffff"
+)
+_UNSPACED_CHAR = re.compile(f"[{_UNSPACED}]")
+_HANGUL_CHAR = re.compile("[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
+# a place in a view where such a script meets a letter or digit of another one
+_GLUED = re.compile(f"(?<=[{_UNSPACED}])(?=[^ {_UNSPACED}])|(?<=[^ {_UNSPACED}])(?=[{_UNSPACED}])")
+
+
+def is_unspaced(ch: str) -> bool:
+    """Is `ch` a letter of a script written without spaces between words?"""
+    return _UNSPACED_CHAR.match(ch) is not None
+
+
+def is_hangul(ch: str) -> bool:
+    return _HANGUL_CHAR.match(ch) is not None
+
+
+def spaced_view(view: str) -> tuple[str, list[int]] | None:
+    """`view` with a space where a script without spaces meets another ("はiphone").
+
+    Returns the spaced view and where the spaces went (view positions, sorted),
+    or None when there is no such place. "アップルはiPhone" then holds the
+    word "iphone" for a term to match whole.
+    """
+    if view.isascii():
+        return None
+    places = [m.start() for m in _GLUED.finditer(view)]
+    if not places:
+        return None
+    pieces = []
+    done = 0
+    for p in places:
+        pieces.append(view[done:p])
+        done = p
+    pieces.append(view[done:])
+    return " ".join(pieces), places
