@@ -276,3 +276,15 @@ def test_near_hits_are_the_close_pair_in_match_explain_and_snippet():
     assert [(h.text, h.start) for h in match.hits] == [("Tillerson", pair), ("Iran", pair + 17)]
     assert [match.snippet[a:b] for a, b in match.highlights] == ["Tillerson", "Iran"]
     assert "Later Tillerson warned Iran" in match.snippet
+
+
+def test_explain_shows_where_the_terms_of_a_near_miss_are():
+    spec = WatchlistSpec(name="near", rule="Tillerson NEAR/3 Iran AND NOT football")
+    body = "Tillerson opened the session. " + "word " * 10 + "Iran did not answer."
+    matcher = compile_matcher([spec])
+    doc = MatchDocument(title="", body=body)
+    assert matcher.match(doc) == []
+    [why] = matcher.explain(doc)
+    assert not why.matched
+    assert any("not within 3 words" in r for r in why.reasons), why.reasons
+    assert [(h.text, h.start) for h in why.hits] == [("Tillerson", 0), ("Iran", body.index("Iran"))]

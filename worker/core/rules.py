@@ -579,6 +579,17 @@ def _positive_parts(node: _Node, negated: bool = False) -> Iterable[_Leaf | _Nea
             yield from _positive_parts(p, negated)
 
 
+def _leaves(node: _Node) -> Iterable[_Leaf]:
+    """Every leaf under `node` (for a NEAR: its terms; NEAR takes no NOT or AND)."""
+    if isinstance(node, _Leaf):
+        yield node
+    elif isinstance(node, _Not):
+        yield from _leaves(node.part)
+    else:
+        for p in node.parts:
+            yield from _leaves(p)
+
+
 def _can_match_nothing(node: _Node) -> bool:
     """True if the rule is satisfied by an article that mentions none of its terms."""
     if isinstance(node, _Leaf):
@@ -1143,8 +1154,10 @@ def _judge(
                 return _Verdict(False, reasons, [])
             reasons.extend(_why_not(wl.rule, facts))
         for part in wl.positive:
-            if isinstance(part, _Near):  # only the occurrences that are close enough
+            if isinstance(part, _Near) and rule_ok:  # only the occurrences close enough
                 mentions += [p for span in _near_spans(part, facts) for p in span.occs]
+            elif isinstance(part, _Near):  # a near miss: show where each side was found
+                mentions += [p for leaf in _leaves(part) for p in facts.leaf_occs(leaf)]
             else:
                 mentions += facts.leaf_occs(part)
     elif not mentions:
