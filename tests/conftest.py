@@ -39,8 +39,16 @@ HAVE_REDIS = _reachable(REDIS_URL, 6379)
 HAVE_POSTGRES = _reachable(POSTGRES_URL, 5432)
 
 
+# Tests that start real worker, beat, Redis or PostgreSQL processes share one xdist
+# worker (one at a time; some check deadlines and memory of the processes they run),
+# while the other worker takes everything else.
+_PROCESS_DIRS = ("e2e", "faults")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
+        if item.path.parent.name in _PROCESS_DIRS:
+            item.add_marker(pytest.mark.xdist_group("processes"))
         if "redis" in item.keywords and not HAVE_REDIS:
             item.add_marker(pytest.mark.skip(reason=f"needs Redis at {REDIS_URL} (not reachable)"))
         if "postgres" in item.keywords and not HAVE_POSTGRES:
