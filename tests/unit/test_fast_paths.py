@@ -77,9 +77,12 @@ def test_fold_fast_path_equals_general_path(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", range(5))
 def test_offsets_by_counting_equal_the_run_map(seed: int) -> None:
+    rng = random.Random(seed)
     for text in _random_texts(100 + seed, 300):
         folded = fold(text)
-        for pos in range(len(folded.text) + 1):
+        positions = list(range(len(folded.text) + 1))
+        # in text order (counting resumes from the last position) and out of order
+        for pos in positions + rng.sample(positions, len(positions)):
             assert folded._to_translated(pos) == _reference_translated(folded, pos), (text, pos)
 
 
@@ -141,3 +144,37 @@ def test_match_equals_judging_every_watchlist_with_a_hit(seed: int) -> None:
                 text = title if h.field == "title" else body
                 assert text[h.start : h.end] == h.text
     assert matched_any > 50  # the texts do exercise the matcher
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_near_by_windows_equals_checking_every_pair(seed: int) -> None:
+    """NEAR looks only at a window of the other operand's occurrences: the same hits as
+    checking every pair, on long random texts with many occurrences."""
+    rng = random.Random(seed)
+    vocab = ["alpha", "beta", "delta", "epsilon", "x", "y", "z", "w"]
+    for _ in range(30):
+        n = rng.randint(1, 6)
+        words = [rng.choice(vocab) for _ in range(rng.randint(0, 400))]
+        body = " ".join(words)
+        spec = WatchlistSpec(name="n", rule=f'(alpha OR "delta epsilon") NEAR/{n} beta')
+        matches = compile_matcher([spec]).match(MatchDocument(title="", body=body))
+        left = [(i, i) for i, w in enumerate(words) if w == "alpha"]
+        left += [
+            (i, i + 1) for i in range(len(words) - 1) if words[i : i + 2] == ["delta", "epsilon"]
+        ]
+        right = [(i, i) for i, w in enumerate(words) if w == "beta"]
+        expected: set[int] = set()
+        for a in left:
+            for b in right:
+                gap = b[0] - a[1] - 1 if b[0] > a[1] else a[0] - b[1] - 1
+                if gap < n:
+                    expected.update(range(a[0], a[1] + 1), range(b[0], b[1] + 1))
+        if not expected:
+            assert matches == [], body
+            continue
+        [match] = matches
+        got: set[int] = set()
+        for h in match.hits:
+            first = body.count(" ", 0, h.start)
+            got.update(range(first, first + h.text.count(" ") + 1))
+        assert got == expected, (n, body)

@@ -288,3 +288,21 @@ def test_explain_shows_where_the_terms_of_a_near_miss_are():
     assert not why.matched
     assert any("not within 3 words" in r for r in why.reasons), why.reasons
     assert [(h.text, h.start) for h in why.hits] == [("Tillerson", 0), ("Iran", body.index("Iran"))]
+
+
+def test_a_long_page_full_of_hits_keeps_every_hit_in_place():
+    """1 MB, 20,000 repeats: every hit found and placed (offsets are counted on from the
+    last hit; NEAR looks at a window: both were quadratic, minutes on such a page)."""
+    sentence = "Tillerson said “things” about Iran, and more words here. "
+    body = sentence * 20000
+    matcher = compile_matcher(
+        [
+            WatchlistSpec(name="kw", keywords=("Tillerson",)),
+            WatchlistSpec(name="near", rule="Tillerson NEAR/5 Iran"),
+        ]
+    )
+    kw, near = matcher.match(MatchDocument(title="", body=body))
+    assert len(kw.hits) == 20000 and len(near.hits) == 40000
+    last = near.hits[-1]
+    assert (last.text, last.start) == ("Iran", len(body) - len(sentence) + sentence.index("Iran"))
+    assert all(body[h.start : h.end] == h.text for h in near.hits)

@@ -1225,12 +1225,21 @@ def _positions(node: _Node, facts: _Facts) -> list[_Span]:
     if isinstance(node, _Or):
         return [s for p in node.parts for s in _positions(p, facts)]
     assert isinstance(node, _Leaf)
+    pairs = facts.leaf_occs(node)
+    # word numbers by counting spaces, each field once, in text order (counting from
+    # the start for every occurrence was quadratic on a long page full of hits)
+    word_at: dict[tuple[int, int], int] = {}
+    counted: dict[int, tuple[int, int]] = {}  # field -> (position, spaces before it)
+    for occ, _ in sorted(pairs, key=lambda p: (id(p[0].fld), p[0].start)):
+        pos, spaces = counted.get(id(occ.fld), (0, 0))
+        spaces += occ.fld.folded.text.count(" ", pos, occ.start)
+        counted[id(occ.fld)] = (occ.start, spaces)
+        word_at[id(occ.fld), occ.start] = spaces - 1
     out = []
-    for pair in facts.leaf_occs(node):
+    for pair in pairs:
         occ = pair[0]
-        view = occ.fld.folded.text
-        first = view.count(" ", 0, occ.start) - 1
-        last = first + view.count(" ", occ.start, occ.end)
+        first = word_at[id(occ.fld), occ.start]
+        last = first + occ.fld.folded.text.count(" ", occ.start, occ.end)
         out.append(_Span(id(occ.fld), first, last, (pair,)))
     return out
 
@@ -1242,13 +1251,19 @@ def _near_spans(node: _Near, facts: _Facts) -> list[_Span]:
     if cached is not None:
         return cached
     spans = _positions(node.parts[0], facts)
+    distance = node.distance
     for part in node.parts[1:]:
         others = _positions(part, facts)
+        # look only at the others that can be close: sorted by start, a window found by
+        # bisection (every pair was quadratic: 20,000 x 20,000 on a hostile page)
+        starts = sorted((s.fld, s.first, i) for i, s in enumerate(others))
+        longest = max((s.last - s.first for s in others), default=0)
         joined = []
         for s1 in spans:
-            for s2 in others:
-                if s1.fld != s2.fld:
-                    continue
+            lo = bisect_left(starts, (s1.fld, s1.first - distance - longest))
+            hi = bisect_left(starts, (s1.fld, s1.last + distance + 1))
+            for i in sorted(i for _, _, i in starts[lo:hi]):  # in the others' order
+                s2 = others[i]
                 gap = s2.first - s1.last - 1 if s2.first > s1.last else s1.first - s2.last - 1
                 if gap < node.distance:
                     joined.append(

@@ -161,7 +161,7 @@ class Folded:
     texts are scanned, few report hits).
     """
 
-    __slots__ = ("_char_at", "_char_shift", "_padded", "text")
+    __slots__ = ("_char_at", "_char_shift", "_last", "_padded", "text")
 
     def __init__(
         self, text: str, padded: str, char_at: tuple[int, ...], char_shift: tuple[int, ...]
@@ -170,6 +170,10 @@ class Folded:
         self._padded = padded  # before collapsing spaces
         self._char_at = char_at  # translated positions where the char shift changes
         self._char_shift = char_shift
+        # the last position asked for, its spaces before it, and the fixed point found
+        # with its spaces: hits are asked for in text order, so counting resumes there
+        # (from the start each time, 20,000 hits in a 1 MB page took 16 s)
+        self._last = (0, 0, 0, 0)
 
     def _to_translated(self, pos: int) -> int:
         """View position -> position in the translated text (before collapsing spaces).
@@ -187,13 +191,20 @@ class Folded:
         padded = self._padded
         if pos >= len(view):  # past the end: every removed space is before it
             return pos + len(padded) - len(view) - 1
-        nonspace = pos - view.count(" ", 0, pos)  # same count before `tpos` in padded
-        t = nonspace
-        spaces = padded.count(" ", 0, t)
+        last_pos, last_vspaces, t, spaces = self._last
+        if pos < last_pos:  # asked out of order: count from the start
+            last_pos = last_vspaces = t = spaces = 0
+        vspaces = last_vspaces + view.count(" ", last_pos, pos)
+        nonspace = pos - vspaces  # same count before `tpos` in padded
+        # the fixed point only grows with `nonspace`, so the last one is a start from below
+        if t < nonspace:
+            spaces += padded.count(" ", t, nonspace)
+            t = nonspace
         while nonspace + spaces != t:
             nxt = nonspace + spaces
             spaces += padded.count(" ", t, nxt)
             t = nxt
+        self._last = (pos, vspaces, t, spaces)
         # t: the smallest padded position with `nonspace` non-spaces before it
         if view[pos] != " ":
             end = len(padded)
