@@ -306,3 +306,15 @@ def test_a_long_page_full_of_hits_keeps_every_hit_in_place():
     last = near.hits[-1]
     assert (last.text, last.start) == ("Iran", len(body) - len(sentence) + sentence.index("Iran"))
     assert all(body[h.start : h.end] == h.text for h in near.hits)
+
+
+def test_near_on_one_endless_clause_keeps_a_bounded_number_of_groups():
+    """Chinese without punctuation is one "word": every pair is close. The NEAR holds and
+    keeps its first groups instead of all 400 million."""
+    from worker.core.rules import MAX_NEAR_GROUPS
+
+    body = "外交部发言人" * 20000
+    matcher = compile_matcher([WatchlistSpec(name="n", rule="外交部 NEAR/3 发言人")])
+    [match] = matcher.match(MatchDocument(title="", body=body))
+    assert 2 <= len(match.hits) <= 2 * MAX_NEAR_GROUPS + 1
+    assert match.hits[0].text == "外交部" and match.hits[0].start == 0

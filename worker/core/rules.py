@@ -1244,6 +1244,12 @@ def _positions(node: _Node, facts: _Facts) -> list[_Span]:
     return out
 
 
+# Close groups kept per NEAR. Groups are pairs of occurrences, so a page of one long
+# clause without spaces (Chinese without punctuation) repeating both terms would make
+# every pair a group; the first 10,000 are plenty to decide and to show.
+MAX_NEAR_GROUPS = 10_000
+
+
 def _near_spans(node: _Near, facts: _Facts) -> list[_Span]:
     """The close groups of a NEAR: one occurrence of each operand, each operand close
     enough to the group of the ones before it. Their occurrences are the NEAR's hits."""
@@ -1258,8 +1264,10 @@ def _near_spans(node: _Near, facts: _Facts) -> list[_Span]:
         # bisection (every pair was quadratic: 20,000 x 20,000 on a hostile page)
         starts = sorted((s.fld, s.first, i) for i, s in enumerate(others))
         longest = max((s.last - s.first for s in others), default=0)
-        joined = []
+        joined: list[_Span] = []
         for s1 in spans:
+            if len(joined) >= MAX_NEAR_GROUPS:
+                break  # a page that is one long clause of both terms: enough to show
             lo = bisect_left(starts, (s1.fld, s1.first - distance - longest))
             hi = bisect_left(starts, (s1.fld, s1.last + distance + 1))
             for i in sorted(i for _, _, i in starts[lo:hi]):  # in the others' order
