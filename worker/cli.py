@@ -300,6 +300,40 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sources(args: argparse.Namespace) -> int:
+    """List sources disabled after permanent errors, or poll one of them again."""
+    from datetime import UTC, datetime
+
+    from worker import pipeline
+    from worker.adapters.store import Store
+
+    settings = _settings(args)
+    store = Store(settings.database_url)
+    store.upgrade()
+    if args.action == "enable":
+        from worker.config import load_config
+
+        config = load_config(settings.config_path).config
+        spec = next((s for s in config.sources if s.name == args.name), None)
+        with store.session() as session:
+            enabled = pipeline.enable_source(session, args.name, spec, datetime.now(UTC))
+        if not enabled:
+            print(f"source {args.name}: not disabled by newswatch (see `newswatch status`)")
+            return 0
+        if spec is None or not spec.enabled:
+            print(f"source {args.name}: record cleared; the config does not enable it")
+            return 0
+        print(f"source {args.name}: enabled; polled again from now")
+        return 0
+    with store.session() as session:
+        rows = [(r.name, r.url, r.disabled_reason) for r in pipeline.disabled_sources(session)]
+    for name, url, reason in rows:
+        print(f"{name:<24} {url}\n    {reason}")
+    if not rows:
+        print("no disabled sources")
+    return 0
+
+
 def cmd_deliveries(args: argparse.Namespace) -> int:
     """List deliveries (newest first), or put a dead/failed one back to pending."""
     from datetime import UTC, datetime
@@ -457,6 +491,11 @@ def build_parser() -> argparse.ArgumentParser:
     esub = p.add_subparsers(dest="action")
     enable = esub.add_parser("enable", help="switch a channel's webhook endpoint on again")
     enable.add_argument("channel")
+    p = add("sources", cmd_sources, "sources disabled after permanent errors")
+    p.set_defaults(action="list")
+    ssub = p.add_subparsers(dest="action")
+    enable = ssub.add_parser("enable", help="poll a source disabled after permanent errors again")
+    enable.add_argument("name")
     rules = sub.add_parser("rules", help="watchlist rules")
     rsub = rules.add_subparsers(dest="rules_command", required=True)
     test = rsub.add_parser(

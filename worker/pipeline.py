@@ -87,6 +87,30 @@ def sync_sources(session: Session, sources: Iterable[SourceSpec], now: datetime)
             row.enabled = False
 
 
+def disabled_sources(session: Session) -> list[m.Source]:
+    """Sources newswatch stopped polling itself (after permanent errors)."""
+    return list(
+        session.scalars(
+            select(m.Source).where(m.Source.disabled_reason.is_not(None)).order_by(m.Source.name)
+        )
+    )
+
+
+def enable_source(session: Session, name: str, spec: SourceSpec | None, now: datetime) -> bool:
+    """Poll a source newswatch disabled itself again, from now, with a clean record.
+
+    False when no source of that name was disabled by newswatch. The config still
+    decides: a source it no longer lists, or lists with `enabled: false`, stays off.
+    """
+    row = session.scalar(select(m.Source).where(m.Source.name == name))
+    if row is None or row.disabled_reason is None:
+        return False
+    row.disabled_reason, row.permanent_failures, row.consecutive_failures = None, 0, 0
+    row.enabled = spec is not None and spec.enabled
+    row.next_fetch_at = now
+    return True
+
+
 def dispatch_due(rt: Runtime, limit: int = 1000) -> list[int]:
     """Claim the sources whose time has come. A conditional update per source, so a
     second beat (or a restarted one) can never dispatch the same fetch twice."""

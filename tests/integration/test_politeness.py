@@ -9,6 +9,9 @@ errors disable a source with a notice, and `respect_robots` is per source.
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import time
 from datetime import timedelta
 from email.utils import formatdate
@@ -238,3 +241,40 @@ def test_jitter_spreads_sources_of_one_interval(tmp_path, database_url, http_ser
     assert len({round(d) for d in due}) > 12  # spread over the window, not one tick
     clock.advance(timedelta(seconds=330).total_seconds())
     assert len(pipeline.dispatch_due(rt)) == 20
+
+
+def _cli(rt, database_url: str, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSWATCH_", "DATABASE_URL"))}
+    env.update(DATABASE_URL=database_url, NEWSWATCH_CONFIG=str(rt.config.path))
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+
+
+def test_a_disabled_source_is_listed_and_enabled_again_by_the_cli(
+    tmp_path, database_url, http_server, clock
+):
+    http_server.add("/hook", b"", status=204)
+    http_server.add("/feed.xml", b"gone", status=410)
+    rt = make_runtime(tmp_path, database_url, config(http_server, "    disable_after: 1"), clock)
+    src = poll(rt)
+    assert not src.enabled and src.disabled_reason
+
+    listed = _cli(rt, database_url, "sources")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.startswith("wire ") and "1 permanent error(s)" in listed.stdout
+
+    http_server.add("/feed.xml", feed(), headers=RSS)  # the feed is back
+    run = _cli(rt, database_url, "sources", "enable", "wire")
+    assert run.returncode == 0, run.stderr
+    assert "wire: enabled" in run.stdout
+    with rt.store.session() as s:
+        src = s.scalar(select(m.Source))
+    assert src.enabled and src.disabled_reason is None and src.permanent_failures == 0
+    clock.now = max(clock.now, src.next_fetch_at)
+    src = poll(rt)
+    assert src.last_error is None and src.last_fetch_at == clock.now
+    assert "no disabled sources" in _cli(rt, database_url, "sources").stdout
+    again = _cli(rt, database_url, "sources", "enable", "wire")
+    assert again.returncode == 0 and "not disabled" in again.stdout
