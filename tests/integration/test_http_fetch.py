@@ -760,3 +760,46 @@ def test_a_dripped_tls_handshake_is_cut_at_the_deadline(fetcher: Fetcher) -> Non
         error, took = fetch_error(lambda: fetcher.get(f"https://127.0.0.1:{port}/"))
     assert error.kind == "timeout"
     assert took < DEADLINE + 1
+
+
+def test_robots_crawl_delay_spaces_requests_to_the_host(
+    http_server: TestServer, make_fetcher: Callable[..., Fetcher]
+) -> None:
+    """Crawl-delay 30 with a 3 s deadline: the second request cannot wait its turn and is
+    refused without a request, and without pushing the next turn further back."""
+    fetcher = make_fetcher(respect_robots=True, deadline=3.0)
+    http_server.add("/robots.txt", "User-agent: *\nCrawl-delay: 30\nDisallow: /private/\n")
+    url = http_server.add("/news", b"n")
+    assert fetcher.get(url).body == b"n"
+    turn = fetcher._limiter._next_start["127.0.0.1"]
+    assert turn - time.monotonic() > 20  # the host's next turn: ~30 s on
+    for _ in range(2):
+        error, _ = fetch_error(lambda: fetcher.get(url))
+        assert error.kind == "timeout" and "past the deadline" in error.message
+    assert fetcher._limiter._next_start["127.0.0.1"] == turn
+    assert http_server.hits("/news") == 1
+
+
+def test_crawl_delay_for_another_agent_or_without_robots_is_not_kept(
+    http_server: TestServer, make_fetcher: Callable[..., Fetcher]
+) -> None:
+    http_server.add("/robots.txt", "User-agent: slowbot\nCrawl-delay: 30\n")
+    url = http_server.add("/news", b"n")
+    polite = make_fetcher(respect_robots=True, deadline=3.0)
+    assert [polite.get(url).status for _ in range(3)] == [200, 200, 200]
+    http_server.add("/robots.txt", "User-agent: *\nCrawl-delay: 30\n")
+    rude = make_fetcher(respect_robots=False, deadline=3.0)
+    assert [rude.get(url).status for _ in range(3)] == [200, 200, 200]
+
+
+def test_a_huge_crawl_delay_is_capped(
+    http_server: TestServer, make_fetcher: Callable[..., Fetcher]
+) -> None:
+    from worker.adapters.http import MAX_CRAWL_DELAY
+
+    fetcher = make_fetcher(respect_robots=True)
+    http_server.add("/robots.txt", "User-agent: newswatch\nCrawl-delay: 86400\n")
+    url = http_server.add("/news", b"n")
+    fetcher.get(url)
+    wait = fetcher._limiter._next_start["127.0.0.1"] - time.monotonic()
+    assert MAX_CRAWL_DELAY - 5 < wait <= MAX_CRAWL_DELAY

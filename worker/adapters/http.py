@@ -63,6 +63,9 @@ _PERMANENT_STATUSES = frozenset({404, 410})
 _PERMANENT_KINDS = frozenset({"bad_scheme", "invalid_url", "blocked_address"})
 _CHUNK = 64 * 1024
 _ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309 asks parsers to read at least 500 KiB
+# robots.txt Crawl-delay (not in RFC 9309; Bing and Yandex honour it) is kept between
+# requests to a host, up to this: a day-long delay would only starve the fetch pool
+MAX_CRAWL_DELAY = 60.0
 
 _ACCEPT = {
     "feed": (
@@ -192,29 +195,33 @@ class _HostLimiter:
         self._next_start: dict[str, float] = {}
 
     @contextmanager
-    def slot(self, host: str, deadline: _Deadline) -> Iterator[None]:
+    def slot(self, host: str, deadline: _Deadline, spacing: float = 0.0) -> Iterator[None]:
+        """`spacing`: the host's own minimum interval (robots.txt Crawl-delay), if longer."""
         with self._lock:
             sem = self._slots.setdefault(host, threading.BoundedSemaphore(self.max_concurrent))
         if not sem.acquire(timeout=deadline.remaining()):
             raise FetchError("timeout", f"waited too long for a free slot for {host}")
         try:
-            self._wait_turn(host, deadline)
+            self._wait_turn(host, deadline, max(self.min_interval, spacing))
             yield
         finally:
             sem.release()
 
-    def _wait_turn(self, host: str, deadline: _Deadline) -> None:
-        if self.min_interval <= 0:
+    def _wait_turn(self, host: str, deadline: _Deadline, interval: float) -> None:
+        if interval <= 0:
             return
         with self._lock:
             now = time.monotonic()
             start = max(now, self._next_start.get(host, 0.0))
-            self._next_start[host] = start + self.min_interval
+            if start - now > deadline.remaining():
+                # not reserved: a request that cannot wait must not push the others back
+                raise FetchError(
+                    "timeout", f"the next request slot for {host} is past the deadline"
+                )
+            self._next_start[host] = start + interval
             if len(self._next_start) > 4096:  # forget hosts idle for a while
                 self._next_start = {h: t for h, t in self._next_start.items() if t > now}
         wait = start - now
-        if wait > deadline.remaining():
-            raise FetchError("timeout", f"the next request slot for {host} is past the deadline")
         if wait > 0:
             time.sleep(wait)
 
@@ -461,9 +468,10 @@ class Fetcher:
         current = url
         for _hop in range(MAX_REDIRECTS + 1):
             self._check_url(current)
-            if respect_robots:
-                self._check_robots(current, deadline)
-            result = self._request("GET", current, headers, deadline, max_bytes, expect=expect)
+            spacing = self._check_robots(current, deadline) if respect_robots else 0.0
+            result = self._request(
+                "GET", current, headers, deadline, max_bytes, expect=expect, spacing=spacing
+            )
             if result.status not in _REDIRECT_STATUSES:
                 self._raise_for_status(result)
                 return result
@@ -521,10 +529,11 @@ class Fetcher:
         *,
         data: bytes | None = None,
         expect: Expect = "any",
+        spacing: float = 0.0,
     ) -> FetchResult:
         sent = {"User-Agent": self.spec.user_agent, "Accept-Encoding": "gzip, deflate, br"}
         sent.update(headers)
-        with self._limiter.slot(_politeness_key(url), deadline):
+        with self._limiter.slot(_politeness_key(url), deadline, spacing):
             token = socket_hook.set(deadline.watch)
             try:
                 return self._exchange(method, url, sent, deadline, max_bytes, data, expect)
@@ -691,7 +700,8 @@ class Fetcher:
 
     # -- robots.txt --
 
-    def _check_robots(self, url: str, deadline: _Deadline) -> None:
+    def _check_robots(self, url: str, deadline: _Deadline) -> float:
+        """Refuse what robots.txt disallows; the Crawl-delay to keep (seconds, capped)."""
         origin = _origin(url)
         entry = self._robots.get(origin) or self._load_robots(origin, deadline)
         if entry.unreachable is not None:
@@ -703,6 +713,8 @@ class Fetcher:
             )
         if not entry.parser.can_fetch(self.spec.user_agent, url):
             raise FetchError("robots", f"{url}: disallowed by {origin}/robots.txt", url=url)
+        delay = entry.parser.crawl_delay(self.spec.user_agent)
+        return min(float(delay), MAX_CRAWL_DELAY) if delay else 0.0
 
     def _load_robots(self, origin: str, deadline: _Deadline) -> _RobotsEntry:
         """Fetch and cache robots.txt; RFC 9309 section 2.3.1 decides what failures mean."""
