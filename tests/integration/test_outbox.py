@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.helpers.pipeline import Clock, count, make_runtime, run_all
+from tests.helpers.schemas import webhook_validator
 from worker import cli, outbox, pipeline
 from worker.adapters import models as m
 
@@ -144,6 +145,7 @@ def test_thirty_matches_in_an_hour_give_one_digest_per_channel(
     payload = json.loads(post.body)
     assert payload["type"] == "newswatch.digest" and payload["count"] == 30
     assert {a["watchlist"] for a in payload["alerts"]} == {"alpha", "beta", "gamma"}
+    webhook_validator("digest").validate(payload)  # docs/webhook-digest.schema.json
     with rt.store.session() as s:
         batches = s.scalars(select(m.DigestBatch)).all()
         assert {b.state for b in batches} == {"sent"} and len(batches) == 2
@@ -330,6 +332,7 @@ def test_a_second_source_of_a_story_updates_only_channels_that_ask(
     digest = json.loads(posts(site, "/later")[0].body)
     assert digest["count"] == 1
     assert [o["source"] for o in digest["alerts"][0]["other_sources"]] == ["agency"]
+    webhook_validator("digest").validate(digest)
 
 
 # --- notices ---------------------------------------------------------------------------------
@@ -364,6 +367,8 @@ def test_notices_once_per_incident(tmp_path, database_url, site, clock):
     lines = [json.loads(x) for x in ops.read_text().splitlines()]
     assert [n["event"] for n in lines] == ["delivery_dead", "source_failing", "config_rejected"]
     assert all(n["type"] == "newswatch.notice" for n in lines)
+    for n in lines:  # docs/webhook-notice.schema.json, one of each event
+        webhook_validator("notice").validate(n)
     assert lines[1]["title"] == "source wire failing for 2 h"
     assert "bogus_section" in lines[2]["text"]
 
