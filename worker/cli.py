@@ -9,10 +9,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from worker.config import ConfigError
+from worker.config import ConfigError, load_config
 from worker.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from worker.adapters.store import Store
 
 log = logging.getLogger("newswatch")
 
@@ -28,6 +31,16 @@ def _settings(args: argparse.Namespace) -> Settings:
     if getattr(args, "config", None):
         os.environ["NEWSWATCH_CONFIG"] = str(Path(args.config).absolute())
     return Settings.from_env()
+
+
+def _open_store(args: argparse.Namespace) -> tuple[Settings, Store]:
+    """Settings and the database (migrated), for the commands that read or fix rows."""
+    from worker.adapters.store import Store
+
+    settings = _settings(args)
+    store = Store(settings.database_url)
+    store.upgrade()
+    return settings, store
 
 
 def _check_config_or_exit(settings: Settings) -> None:
@@ -234,12 +247,9 @@ def cmd_match(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from worker.adapters.store import Store
     from worker.inspect import status_report
 
-    settings = _settings(args)
-    store = Store(settings.database_url)
-    store.upgrade()
+    _, store = _open_store(args)
     report = status_report(store)
     from worker.outbox import STATES
 
@@ -274,14 +284,9 @@ def _format_status(report: dict[str, Any]) -> str:
 def cmd_endpoints(args: argparse.Namespace) -> int:
     """List webhook endpoints switched off by a 410, or switch a channel's one on again."""
     from worker import outbox
-    from worker.adapters.store import Store
 
-    settings = _settings(args)
-    store = Store(settings.database_url)
-    store.upgrade()
+    settings, store = _open_store(args)
     if args.action == "enable":
-        from worker.config import load_config
-
         config = load_config(settings.config_path).config
         channel = next((c for c in config.channels if c.name == args.channel), None)
         if channel is None or channel.webhook is None:
@@ -305,14 +310,9 @@ def cmd_sources(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from worker import pipeline
-    from worker.adapters.store import Store
 
-    settings = _settings(args)
-    store = Store(settings.database_url)
-    store.upgrade()
+    settings, store = _open_store(args)
     if args.action == "enable":
-        from worker.config import load_config
-
         config = load_config(settings.config_path).config
         spec = next((s for s in config.sources if s.name == args.name), None)
         with store.session() as session:
@@ -339,11 +339,8 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from worker import outbox
-    from worker.adapters.store import Store
 
-    settings = _settings(args)
-    store = Store(settings.database_url)  # no config needed: this works on the rows alone
-    store.upgrade()
+    _, store = _open_store(args)  # no config needed: this works on the rows alone
     try:
         if args.action == "retry":
             result = outbox.retry(store, args.id, datetime.now(UTC))
