@@ -67,9 +67,7 @@ def test_not_a_feed_is_a_feed_error(body):
 def test_billion_laughs_and_external_entities_do_not_expand(tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP-SECRET")
-    laughs = "".join(
-        f'<!ENTITY l{i} "{f"&l{i - 1};" * 10 if i else "lol"}">' for i in range(10)
-    )
+    laughs = "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10 if i else "lol"}">' for i in range(10))
     bomb = (
         f'<?xml version="1.0"?><!DOCTYPE rss [{laughs}<!ENTITY xxe SYSTEM "file://{secret}">]>'
         '<rss version="2.0"><channel><title>t</title><item><title>&l9;</title>'
