@@ -125,20 +125,24 @@ class _Table(dict[int, str]):
         self.keep_marks = keep_marks
         self.irregular: set[str] = set()  # chars that do not map to exactly one char
         self._irregular_re: tuple[int, re.Pattern[str]] = (0, re.compile("(?!)"))
+        # new characters are rare: a lock there keeps `irregular` whole for other threads
+        self._lock = threading.Lock()
 
     def __missing__(self, code: int) -> str:
         ch = chr(code)
         mapped = _map_char(ch, casefold=self.casefold, keep_marks=self.keep_marks)
-        if len(mapped) != 1:
-            self.irregular.add(ch)
-        self[code] = mapped
+        with self._lock:
+            if len(mapped) != 1:
+                self.irregular.add(ch)
+            self[code] = mapped
         return mapped
 
     def irregular_runs(self) -> re.Pattern[str]:
         """A regex for runs of the irregular characters learnt so far."""
         known, pattern = self._irregular_re
         if known != len(self.irregular):
-            chars = sorted(self.irregular)
+            with self._lock:
+                chars = sorted(self.irregular)
             pattern = re.compile("[" + "".join(re.escape(c) for c in chars) + "]+")
             self._irregular_re = (len(chars), pattern)
         return pattern
