@@ -5,14 +5,17 @@ How it works (docs/rules.md has the user-facing rules):
 1. Compile. Every term of every watchlist (entity names, aliases, weak
    aliases, context terms, keywords, exclusions, rule terms) is folded into
    the match view (`worker.core.text`) and added to ONE Aho-Corasick automaton
-   as " term " (or " prefix" for `withdraw*`). The surrounding spaces make
-   every automaton hit a whole-word hit, so nothing has to be filtered for
-   boundaries afterwards except wildcard ends. Spelling variants (plural
+   as " term " (or " prefix" for `withdraw*` and for Korean, whose particles
+   attach to words). The surrounding spaces make every automaton hit a
+   whole-word hit, so nothing has to be filtered for boundaries afterwards
+   except wildcard ends; a side in a script written without spaces (Chinese,
+   Japanese, Thai) has no space and no boundary. Spelling variants (plural
    and dotted forms) are extra keys pointing at the same term.
 2. Scan. Each field of the document is folded once and run through the
-   automaton once. A hit is checked for case (acronyms, `=Exact` terms) and,
-   for watchlists that keep diacritics, for marks, against the ORIGINAL text,
-   then recorded per (watchlist, term).
+   automaton once, as bytes (with a space added where such a script meets a
+   Latin word, "はiPhone", and the spans mapped back). A hit is checked for
+   case (acronyms, `=Exact` terms) and, for watchlists that keep diacritics,
+   for marks, against the ORIGINAL text, then recorded per (watchlist, term).
 3. Judge. `match` looks only at watchlists with a hit on a *trigger* term
    (one that can make it match: a name, alias or keyword, or for a rule, a
    term of its smallest required set), so that a common word used as context
