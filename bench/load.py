@@ -49,7 +49,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,15 +57,13 @@ from typing import Any
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.helpers.servers import free_port, throwaway_database  # noqa: E402
+
 HOST = "127.0.0.1"
 WORD = "Zephyr"  # the watched word; other watchlists never hit
 FEED_ITEMS = 5
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 # --- the simulated sources -----------------------------------------------------------
@@ -193,24 +190,8 @@ def private_database(kind: str, admin_url: str, workdir: Path) -> Any:
     if kind == "sqlite":
         yield f"sqlite:///{workdir / 'load.db'}"
         return
-    from sqlalchemy import create_engine, text
-
-    name = f"nw_load_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
-                {"n": name},
-            )
-            # FORCE: a terminated backend may not have gone yet (pg_terminate_backend only
-            # signals it), and DROP refuses a database with a session in it
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_database(admin_url, prefix="nw_load") as url:
+        yield url
 
 
 def write_config(path: Path, n: int, port: int, interval: float, alerts: Path) -> None:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.helpers.httpserver import http_server, make_http_server  # noqa: F401
+from tests.helpers.servers import throwaway_database
 from tests.helpers.smtpserver import make_smtp_server, smtp_server  # noqa: F401
 
 REDIS_URL = os.environ.get("NEWSWATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379")
@@ -60,23 +61,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    from sqlalchemy import create_engine, text
-
-    name = f"nw_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    base = POSTGRES_URL.rsplit("/", 1)[0]
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
-                {"n": name},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    with throwaway_database(POSTGRES_URL) as url:
+        yield url
 
 
 @pytest.fixture

@@ -92,36 +92,35 @@ def test_config_edits_take_effect_without_restart(
         items.insert(0, (title, f"http://news.test/{n}", text))
 
     try:
-        procs.worker(concurrency=1)
-        procs.beat()
-        add_item(1, "PMF units move north", "The PMF said troops moved. Hadi al-Ameri spoke.")
-        procs.wait_for(lambda: _matches(store), 45, "the first match")
-        assert _matches(store) == [("PMF units move north", "pmf", v1)]
+        with procs:
+            procs.worker(concurrency=1)
+            procs.beat()
+            add_item(1, "PMF units move north", "The PMF said troops moved. Hadi al-Ameri spoke.")
+            procs.wait_for(lambda: _matches(store), 45, "the first match")
+            assert _matches(store) == [("PMF units move north", "pmf", v1)]
 
-        # 1. a new watchlist with a rule: the next article is matched by it, no restart
-        v2 = _write(config, BASE.format(extra=AMERI.format(tail="troops"), **fill))
-        procs.wait_for(lambda: "config reloaded" in procs.log("worker"), 20, "the worker to reload")
-        add_item(2, "Ameri on troops", "Hadi al-Ameri said foreign troops must leave.")
-        procs.wait_for(lambda: len(_matches(store)) >= 2, 30, "the match by the new rule")
-        assert ("Ameri on troops", "ameri-troops", v2) in _matches(store)
+            # 1. a new watchlist with a rule: the next article is matched by it, no restart
+            v2 = _write(config, BASE.format(extra=AMERI.format(tail="troops"), **fill))
+            procs.wait_for(
+                lambda: "config reloaded" in procs.log("worker"), 20, "the worker to reload"
+            )
+            add_item(2, "Ameri on troops", "Hadi al-Ameri said foreign troops must leave.")
+            procs.wait_for(lambda: len(_matches(store)) >= 2, 30, "the match by the new rule")
+            assert ("Ameri on troops", "ameri-troops", v2) in _matches(store)
 
-        # 2. a broken edit (unbalanced parentheses) is refused, logged with file, line, caret
-        _write(config, BASE.format(extra=AMERI.format(tail="(troops OR withdraw*"), **fill))
-        procs.wait_for(
-            lambda: "config change refused" in procs.log("worker"), 20, "the refusal in the log"
-        )
-        log = procs.log("worker")
-        assert "unbalanced parentheses: '(' is never closed" in log
-        assert f"{config}:" in log  # the file and the line of the rule
-        assert "^" in log
-        # ... and the last good rules (version 2) keep working
-        add_item(3, "Ameri again", "Hadi al-Ameri said the troops will stay.")
-        procs.wait_for(lambda: len(_matches(store)) >= 3, 30, "a match under the old rules")
-        assert ("Ameri again", "ameri-troops", v2) in _matches(store)
-        procs.check_alive()
-    except BaseException:
-        print(procs.dump_logs())
-        raise
+            # 2. a broken edit (unbalanced parentheses) is refused, logged with file, line, caret
+            _write(config, BASE.format(extra=AMERI.format(tail="(troops OR withdraw*"), **fill))
+            procs.wait_for(
+                lambda: "config change refused" in procs.log("worker"), 20, "the refusal in the log"
+            )
+            log = procs.log("worker")
+            assert "unbalanced parentheses: '(' is never closed" in log
+            assert f"{config}:" in log  # the file and the line of the rule
+            assert "^" in log
+            # ... and the last good rules (version 2) keep working
+            add_item(3, "Ameri again", "Hadi al-Ameri said the troops will stay.")
+            procs.wait_for(lambda: len(_matches(store)) >= 3, 30, "a match under the old rules")
+            assert ("Ameri again", "ameri-troops", v2) in _matches(store)
+            procs.check_alive()
     finally:
-        procs.stop_all()
         store.dispose()

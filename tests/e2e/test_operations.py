@@ -12,8 +12,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -65,17 +63,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def newswatch(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60):
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def hook_posts(server):
@@ -137,7 +124,7 @@ fetch: {{allow_networks: [127.0.0.0/8], deadline: 10}}
         "WEBHOOK_SECRET": WEBHOOK_SECRET,
     }
     procs = NewswatchProcesses(tmp_path, env)
-    try:
+    with procs:
         procs.worker()
         procs.beat()
         procs.wait_for(
@@ -148,7 +135,7 @@ fetch: {{allow_networks: [127.0.0.0/8], deadline: 10}}
         assert smtp.received[0].login == "newswatch"
 
         # liveness: the canary goes through every queue and comes back
-        result = newswatch("health", "--timeout", "30", env=procs.env, cwd=tmp_path)
+        result = procs.cli("health", "--timeout", "30")
         assert result.returncode == 0, result.stderr
         assert "control -> fetch -> parse -> rules -> alerts" in result.stdout
 
@@ -177,14 +164,9 @@ fetch: {{allow_networks: [127.0.0.0/8], deadline: 10}}
 
         # the canary fails when no worker is there to take it
         procs.stop("worker")
-        result = newswatch("health", "--timeout", "2", env=procs.env, cwd=tmp_path)
+        result = procs.cli("health", "--timeout", "2")
         assert result.returncode == 1
         assert "did not come back within 2s (no worker took it)" in result.stderr
-    except BaseException:
-        print(procs.dump_logs())
-        raise
-    finally:
-        procs.stop_all()
 
     # JSON logs: every line of the worker's log is one JSON object, ids attached
     records = []
@@ -240,46 +222,38 @@ def test_a_parse_that_hangs_is_killed_retried_and_quarantined_while_other_work_f
         "</body></html>",
         headers={"Content-Type": "text/html"},
     )
-    config, database_url = _listing_site_config(tmp_path, site)
-    procs = NewswatchProcesses(
+    procs, store = _listing_site(
         tmp_path,
-        {
-            "NEWSWATCH_BROKER_URL": broker_url,
-            "DATABASE_URL": database_url,
-            "NEWSWATCH_CONFIG": str(config),
-            "NEWSWATCH_PARSE_TIME_LIMIT": "2",
-            "NEWSWATCH_PARSE_SOFT_TIME_LIMIT": "0",  # none: the hard limit kills the child
-            "NEWSWATCH_MAX_ATTEMPTS": "2",
-            "NEWSWATCH_LEASE_SECONDS": "3",
-        },
+        site,
+        broker_url,
+        NEWSWATCH_PARSE_TIME_LIMIT="2",
+        NEWSWATCH_PARSE_SOFT_TIME_LIMIT="0",  # none: the hard limit kills the child
+        NEWSWATCH_MAX_ATTEMPTS="2",
+        NEWSWATCH_LEASE_SECONDS="3",
     )
-    store = Store(database_url)
 
     def item(path: str) -> m.Item | None:
         with store.session() as s:
             return s.scalar(select(m.Item).where(m.Item.url == site.url(path)))
 
     try:
-        procs.worker(concurrency=2)
-        procs.beat()
-        # the good article alerts while the slow one is still being retried
-        procs.wait_for(lambda: len(hook_posts(site)) >= 1, 60, "the alert for the good article")
-        assert item("/articles/good").state == "parsed"
-        slow = procs.wait_for(
-            lambda: (i := item("/articles/slow")) is not None and i.state == "failed" and i,
-            90,
-            "the slow article quarantined",
-        )
-        assert slow.error.startswith("quarantined after 2 attempts: no attempt finished")
-        assert site.hits("/articles/slow") == 2  # one GET per attempt, none after
-        assert "Hard time limit (2" in procs.log("worker")
-        procs.check_alive()  # the worker itself lives on; only pool children were replaced
-        assert len(hook_posts(site)) == 1
-    except BaseException:
-        print(procs.dump_logs())
-        raise
+        with procs:
+            procs.worker(concurrency=2)
+            procs.beat()
+            # the good article alerts while the slow one is still being retried
+            procs.wait_for(lambda: len(hook_posts(site)) >= 1, 60, "the alert for the good article")
+            assert item("/articles/good").state == "parsed"
+            slow = procs.wait_for(
+                lambda: (i := item("/articles/slow")) is not None and i.state == "failed" and i,
+                90,
+                "the slow article quarantined",
+            )
+            assert slow.error.startswith("quarantined after 2 attempts: no attempt finished")
+            assert site.hits("/articles/slow") == 2  # one GET per attempt, none after
+            assert "Hard time limit (2" in procs.log("worker")
+            procs.check_alive()  # the worker itself lives on; only pool children were replaced
+            assert len(hook_posts(site)) == 1
     finally:
-        procs.stop_all()
         store.dispose()
 
 
@@ -310,50 +284,38 @@ def test_sigterm_finishes_in_flight_work_and_nothing_is_lost_or_doubled(
     site.add(
         "/listing", f"<html><body>{links}</body></html>", headers={"Content-Type": "text/html"}
     )
-    config, database_url = _listing_site_config(tmp_path, site)
-    procs = NewswatchProcesses(
-        tmp_path,
-        {
-            "NEWSWATCH_BROKER_URL": broker_url,
-            "DATABASE_URL": database_url,
-            "NEWSWATCH_CONFIG": str(config),
-        },
-    )
-    store = Store(database_url)
+    procs, store = _listing_site(tmp_path, site, broker_url)
 
     def items() -> list[m.Item]:
         with store.session() as s:
             return list(s.scalars(select(m.Item)))
 
     try:
-        worker = procs.worker(concurrency=2)
-        procs.beat()
-        procs.wait_for(
-            lambda: sum(site.hits(f"/articles/{i}") for i in range(n)) >= 1,
-            60,
-            "the first article pages being read",
-        )
-        assert any(i.state == "pending" for i in items())  # work still in hand and queued
-        os.kill(worker.pid, signal.SIGTERM)  # the main process only, as docker stop does
-        assert worker.wait(60) == 0
-        log = procs.log("worker")
-        assert "warm shutdown" in log.lower()
-        # every item is either done, or untouched and back in the queue: nothing half-done
-        for i in items():
-            assert (i.state, i.attempts) in (("parsed", 1), ("pending", 0)), (i.url, i.state)
-        procs.procs.pop("worker")
-        procs.worker(name="worker2", concurrency=2)
-        procs.wait_for(lambda: len(hook_posts(site)) >= n, 60, f"{n} alerts")
-        time.sleep(2)  # a late duplicate would show up here
-        posts = hook_posts(site)
-        assert len(posts) == n and len({p.headers["webhook-id"] for p in posts}) == n
-        assert all(i.state == "parsed" and i.attempts == 1 for i in items())
-        assert [site.hits(f"/articles/{i}") for i in range(n)] == [1] * n  # none fetched twice
-    except BaseException:
-        print(procs.dump_logs())
-        raise
+        with procs:
+            worker = procs.worker(concurrency=2)
+            procs.beat()
+            procs.wait_for(
+                lambda: sum(site.hits(f"/articles/{i}") for i in range(n)) >= 1,
+                60,
+                "the first article pages being read",
+            )
+            assert any(i.state == "pending" for i in items())  # work still in hand and queued
+            os.kill(worker.pid, signal.SIGTERM)  # the main process only, as docker stop does
+            assert worker.wait(60) == 0
+            log = procs.log("worker")
+            assert "warm shutdown" in log.lower()
+            # every item is either done, or untouched and back in the queue: nothing half-done
+            for i in items():
+                assert (i.state, i.attempts) in (("parsed", 1), ("pending", 0)), (i.url, i.state)
+            procs.procs.pop("worker")
+            procs.worker(name="worker2", concurrency=2)
+            procs.wait_for(lambda: len(hook_posts(site)) >= n, 60, f"{n} alerts")
+            time.sleep(2)  # a late duplicate would show up here
+            posts = hook_posts(site)
+            assert len(posts) == n and len({p.headers["webhook-id"] for p in posts}) == n
+            assert all(i.state == "parsed" and i.attempts == 1 for i in items())
+            assert [site.hits(f"/articles/{i}") for i in range(n)] == [1] * n  # none fetched twice
     finally:
-        procs.stop_all()
         store.dispose()
 
 
@@ -408,8 +370,11 @@ def test_the_compose_healthcheck_is_the_canary():
     assert test[:3] == ["CMD", "newswatch", "health"]
 
 
-def _listing_site_config(tmp_path: Path, site: Any) -> tuple[Path, str]:
-    """A listing page whose /articles/ links alert `pmf` through a webhook on the same site."""
+def _listing_site(
+    tmp_path: Path, site: Any, broker_url: str, **env: str
+) -> tuple[NewswatchProcesses, Store]:
+    """Processes (not started) and their database for a listing page whose /articles/ links
+    alert `pmf` through a webhook on the same site."""
     config = tmp_path / "newswatch.yaml"
     config.write_text(
         f"""
@@ -422,4 +387,14 @@ channels:
 fetch: {{allow_networks: [127.0.0.0/8], deadline: 30}}
 """
     )
-    return config, f"sqlite:///{tmp_path / 'newswatch.db'}"
+    database_url = f"sqlite:///{tmp_path / 'newswatch.db'}"
+    procs = NewswatchProcesses(
+        tmp_path,
+        {
+            "NEWSWATCH_BROKER_URL": broker_url,
+            "DATABASE_URL": database_url,
+            "NEWSWATCH_CONFIG": str(config),
+            **env,
+        },
+    )
+    return procs, Store(database_url)

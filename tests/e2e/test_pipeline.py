@@ -154,7 +154,7 @@ def run_scenario(
     procs = NewswatchProcesses(
         tmp_path, {**env, "NEWSWATCH_CONFIG": str(config), "TEST_WEBHOOK_SECRET": SECRET}
     )
-    try:
+    with procs:
         if layout == "run":
             procs.start("run", "run", "--concurrency=2", "--fetch-concurrency=4")
         elif layout == "split":
@@ -219,11 +219,6 @@ def run_scenario(
         assert len(set(ids)) == 3
         hook_ids = [p.headers["webhook-id"] for p in _hook_posts(news_site.hook)]
         assert len(set(hook_ids)) == 3
-    except BaseException:
-        print(procs.dump_logs())
-        raise
-    finally:
-        procs.stop_all()
 
 
 @pytest.mark.redis

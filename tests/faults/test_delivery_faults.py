@@ -24,11 +24,9 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from tests.faults.conftest import FAILED
-from tests.helpers.processes import NewswatchProcesses
+from tests.helpers.processes import ProcessScene
 from tests.helpers.webhook_receiver import WebhookReceiver
 from worker.adapters import models as m
-from worker.adapters.store import Store
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e, pytest.mark.slow]
 
@@ -70,25 +68,17 @@ fetch:
     return path
 
 
-class Scene:
+class Scene(ProcessScene):
     """A feed, the newswatch processes and a look into their database."""
 
     def __init__(self, tmp_path: Path, redis_url: str, site, channel: str, items: int, **env: str):
-        self.db_url = f"sqlite:///{tmp_path / 'newswatch.db'}"
         site.add("/feed.xml", rss(items, site), headers={"Content-Type": "application/rss+xml"})
         config = write_config(tmp_path, site, channel)
-        self.procs = NewswatchProcesses(
+        super().__init__(
             tmp_path,
-            {"REDIS_URL": redis_url, "DATABASE_URL": self.db_url, "NEWSWATCH_CONFIG": str(config),
-             **env},
-        )  # fmt: skip
-        self._store: Store | None = None
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:  # the processes create the schema
-            self._store = Store(self.db_url)
-        return self._store
+            f"sqlite:///{tmp_path / 'newswatch.db'}",
+            {"REDIS_URL": redis_url, "NEWSWATCH_CONFIG": str(config), **env},
+        )
 
     def deliveries(self) -> Counter[str]:
         try:
@@ -107,27 +97,15 @@ class Scene:
             )
             return [tuple(r) for r in rows.all()]
 
-    def close(self, failed: bool) -> None:
-        if failed:
-            print(self.procs.dump_logs())
-        self.procs.stop_all()
-        if self._store is not None:
-            self._store.dispose()
-
 
 @pytest.fixture
-def scene_factory(tmp_path, redis_url, request):
-    scenes: list[Scene] = []
-
+def scene_factory(tmp_path, redis_url, scenes):
     def make(site, channel: str, items: int, **env: str) -> Scene:
         scene = Scene(tmp_path, redis_url, site, channel, items, **env)
         scenes.append(scene)
         return scene
 
-    yield make
-    failed = request.node.stash.get(FAILED, True)
-    for scene in scenes:
-        scene.close(failed)
+    return make
 
 
 def test_smtp_down_then_up_every_alert_arrives_once(http_server, make_smtp_server, scene_factory):

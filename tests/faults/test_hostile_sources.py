@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -173,10 +171,8 @@ def failure_times(log: str) -> dict[str, datetime]:
 
 
 def status(procs: NewswatchProcesses) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "status", "--json"],
-        env=procs.env, cwd=procs.workdir, capture_output=True, check=True, timeout=60,
-    )  # fmt: skip
+    out = procs.cli("status", "--json")
+    out.check_returncode()
     return json.loads(out.stdout)
 
 
@@ -225,7 +221,7 @@ fetch:
                 "NEWSWATCH_CONFIG": str(config),
             },
         )
-        try:
+        with procs:
             procs.worker("worker", concurrency=3)
             pid = procs.procs["worker"].pid
             procs.wait_for(lambda: len(pool_children(pid)) == 3, 60, "the pool")
@@ -248,11 +244,6 @@ fetch:
             procs.stop("beat")
             procs.stop("worker")  # warm shutdown: fetches in flight end (by their deadline)
             report = status(procs)  # so the rows and the log tell of the same last attempts
-        except BaseException:
-            print(procs.dump_logs())
-            raise
-        finally:
-            procs.stop_all()
         rows = {s["name"]: s for s in report["sources"]}
         kinds = {name: rows[name]["last_error_kind"] for name in EXPECTED}
         assert kinds == EXPECTED, kinds

@@ -36,10 +36,9 @@ import redis
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from tests.faults.conftest import FAILED
 from tests.helpers import servers
 from tests.helpers.httpserver import TestServer
-from tests.helpers.processes import NewswatchProcesses
+from tests.helpers.processes import ProcessScene
 from tests.helpers.servers import (
     PostgresServer,
     RedisServer,
@@ -48,7 +47,6 @@ from tests.helpers.servers import (
 )
 from tests.helpers.webhook_receiver import WebhookReceiver
 from worker.adapters import models as m
-from worker.adapters.store import Store
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -143,18 +141,17 @@ class SlowOnce:
             time.sleep(0.25)
 
 
-class Scene:
+class Scene(ProcessScene):
     """Processes, servers and a look into the database for one test."""
 
     def __init__(self, tmp_path: Path, db_url: str, broker_url: str, config: str, **env: str):
-        self.db_url = db_url
         self.config_path = tmp_path / "newswatch.yaml"
         self.config_path.write_text(config)
-        self.procs = NewswatchProcesses(
+        super().__init__(
             tmp_path,
+            db_url,
             {
                 "REDIS_URL": broker_url,
-                "DATABASE_URL": db_url,
                 "NEWSWATCH_CONFIG": str(self.config_path),
                 "NEWSWATCH_SWEEP_SECONDS": str(SWEEP),
                 "NEWSWATCH_LEASE_SECONDS": str(LEASE),
@@ -162,13 +159,6 @@ class Scene:
                 **env,
             },
         )
-        self._store: Store | None = None
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:  # the processes create the schema
-            self._store = Store(self.db_url)
-        return self._store
 
     def counts(self) -> dict[str, Counter[str]]:
         """Rows by state; empty while the schema is not there yet (or the database is down)."""
@@ -201,27 +191,29 @@ class Scene:
     def worker_pid(self, name: str) -> int:
         return self.procs.procs[name].pid
 
-    def close(self, failed: bool) -> None:
-        if failed:
-            print(self.procs.dump_logs())
-        self.procs.stop_all()
-        if self._store is not None:
-            self._store.dispose()
-
 
 @pytest.fixture
-def scene_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Scene]]:
-    scenes: list[Scene] = []
-
+def scene_factory(tmp_path: Path, scenes: list[ProcessScene]) -> Callable[..., Scene]:
     def make(db_url: str, broker_url: str, config: str, **env: str) -> Scene:
         scene = Scene(tmp_path, db_url, broker_url, config, **env)
         scenes.append(scene)
         return scene
 
-    yield make
-    failed = request.node.stash.get(FAILED, True)
-    for scene in scenes:
-        scene.close(failed)
+    return make
+
+
+def wire_and_config(
+    site: TestServer, hook: WebhookReceiver, items: int, every: str
+) -> tuple[Feed, str]:
+    """A feed of `items` entries, watchlist `alpha` on it and a webhook: the usual scene."""
+    wire = Feed(site)
+    wire.items = [entry(i, site) for i in range(items)]
+    config = config_text(
+        sources=f'  - {{name: wire, feed: "{wire.url}", every: {every}}}',
+        watchlists="  - {name: alpha, keywords: [Alpha], notify: [hook]}",
+        channels=f'  - {{name: hook, webhook: "{hook.url}"}}',
+    )
+    return wire, config
 
 
 def config_text(sources: str, channels: str, watchlists: str) -> str:
@@ -351,13 +343,7 @@ def test_redis_restarted_empty_then_down_while_enqueuing(
     tmp_path, private_redis: RedisServer, http_server, scene_factory
 ):
     with WebhookReceiver() as hook:
-        wire = Feed(http_server)
-        wire.items = [entry(i, http_server) for i in range(3)]
-        config = config_text(
-            sources=f'  - {{name: wire, feed: "{wire.url}", every: 1s}}',
-            watchlists="  - {name: alpha, keywords: [Alpha], notify: [hook]}",
-            channels=f'  - {{name: hook, webhook: "{hook.url}"}}',
-        )
+        wire, config = wire_and_config(http_server, hook, items=3, every="1s")
         scene = scene_factory(f"sqlite:///{tmp_path / 'nw.db'}", private_redis.url, config)
         # no worker for parse/rules/alerts yet: the parse tasks wait in Redis
         scene.procs.start(
@@ -423,13 +409,7 @@ def test_postgres_restarted_with_two_beats(
     scene_factory,
 ):
     with WebhookReceiver() as hook:
-        wire = Feed(http_server)
-        wire.items = [entry(i, http_server) for i in range(2)]
-        config = config_text(
-            sources=f'  - {{name: wire, feed: "{wire.url}", every: 2s}}',
-            watchlists="  - {name: alpha, keywords: [Alpha], notify: [hook]}",
-            channels=f'  - {{name: hook, webhook: "{hook.url}"}}',
-        )
+        wire, config = wire_and_config(http_server, hook, items=2, every="2s")
         scene = scene_factory(private_postgres.url, private_redis.url, config)
         scene.procs.worker("worker", concurrency=2)
         scene.procs.beat("beat1")

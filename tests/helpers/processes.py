@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from worker.adapters.store import Store
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -34,15 +36,40 @@ def wait_for(
         time.sleep(interval)
 
 
+def _clean_environ() -> dict[str, str]:
+    """This process's environment without newswatch's own settings (tests give theirs)."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("NEWSWATCH_", "REDIS_URL", "DATABASE_URL"))
+    }
+
+
+def run_cli(
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    cwd: Path = REPO,
+    timeout: float = 120,
+    input: bytes | None = None,
+    text: bool = False,
+) -> subprocess.CompletedProcess:
+    """`newswatch ARGS` once, in a child process, with `env` as its newswatch settings."""
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        input=input,
+        capture_output=True,
+        cwd=cwd,
+        env={**_clean_environ(), **(env or {})},
+        timeout=timeout,
+        text=text,
+    )
+
+
 class NewswatchProcesses:
     def __init__(self, workdir: Path, env: Mapping[str, str]):
         self.workdir = workdir
         self.env = {
-            **{
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith(("NEWSWATCH_", "REDIS_URL", "DATABASE_URL"))
-            },
+            **_clean_environ(),
             "PYTHONUNBUFFERED": "1",
             "NEWSWATCH_TICK_SECONDS": "0.5",
             "NEWSWATCH_SWEEP_SECONDS": "2",
@@ -73,6 +100,10 @@ class NewswatchProcesses:
         fh.close()
         self.procs[name] = proc
         return proc
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """A one-off command (status, health...) with these processes' settings."""
+        return run_cli(*args, env=self.env, cwd=self.workdir, timeout=timeout, text=True)
 
     def worker(
         self,
@@ -130,5 +161,37 @@ class NewswatchProcesses:
         for name in list(self.procs):
             self.stop(name)
 
+    def __enter__(self) -> NewswatchProcesses:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        """Stop every process; when the block failed, print their logs first (pytest shows
+        a failing test's output)."""
+        if exc_type is not None:
+            print(self.dump_logs())
+        self.stop_all()
+
     def dump_logs(self) -> str:
         return "\n".join(f"===== {n} =====\n{self.log(n)[-15000:]}" for n in self.logs)
+
+
+class ProcessScene:
+    """Newswatch processes on one database, with a look into it, for one fault test."""
+
+    def __init__(self, workdir: Path, db_url: str, env: Mapping[str, str]):
+        self.db_url = db_url
+        self.procs = NewswatchProcesses(workdir, {"DATABASE_URL": db_url, **env})
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:  # the processes create the schema
+            self._store = Store(self.db_url)
+        return self._store
+
+    def close(self, failed: bool) -> None:
+        if failed:
+            print(self.procs.dump_logs())
+        self.procs.stop_all()
+        if self._store is not None:
+            self._store.dispose()

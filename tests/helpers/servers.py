@@ -32,6 +32,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -46,6 +47,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def throwaway_database(admin_url: str, prefix: str = "nw_test") -> Iterator[str]:
+    """A fresh, empty PostgreSQL database on the server of `admin_url`, dropped afterwards
+    (its sessions cut first: a worker killed by the test may have left some)."""
+    from sqlalchemy import create_engine, text
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+                {"n": name},
+            )
+            # FORCE: a terminated backend may not have gone yet (pg_terminate_backend only
+            # signals it), and DROP refuses a database with a session in it
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def _wait_port(port: int, timeout: float, up: bool = True) -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.helpers.pipeline import Clock, make_runtime, rss, run_all
+from tests.helpers.processes import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = REPO / "tests" / "data" / "extract" / "seed-article.html"
@@ -30,15 +29,7 @@ watchlists:
 def newswatch(
     *args: str, env: dict | None = None, stdin: bytes | None = None
 ) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSWATCH_", "DATABASE_URL"))}
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        input=stdin,
-        capture_output=True,
-        cwd=REPO,
-        env={**base, **(env or {})},
-        timeout=120,
-    )
+    return run_cli(*args, env=env, input=stdin)
 
 
 def test_match_a_page_prints_the_article_and_its_hits(tmp_path):

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 from sqlalchemy import select
 
 from tests.helpers.pipeline import Clock, make_runtime, rss, run_all
+from tests.helpers.processes import run_cli
 from worker import outbox, pipeline
 from worker.adapters import models as m
 
@@ -63,12 +60,8 @@ def test_410_switches_the_endpoint_off_until_enabled(tmp_path, database_url, htt
 
     # the operator switches it on (the CLI) and retries the dead delivery
     answers["status"] = 204
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSWATCH_", "DATABASE_URL"))}
-    env.update(DATABASE_URL=database_url, NEWSWATCH_CONFIG=str(rt.config.path))
-    run = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "endpoints", "enable", "hook"],
-        capture_output=True, text=True, env=env, timeout=60,
-    )  # fmt: skip
+    env = {"DATABASE_URL": database_url, "NEWSWATCH_CONFIG": str(rt.config.path)}
+    run = run_cli("endpoints", "enable", "hook", env=env, timeout=60, text=True)
     assert run.returncode == 0, run.stderr
     assert outbox.disabled_endpoints(rt.store) == []
     assert outbox.retry(rt.store, rows[1].id, rt.now()) is not None

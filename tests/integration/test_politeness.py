@@ -9,9 +9,7 @@ errors disable a source with a notice, and `respect_robots` is per source.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
-import sys
 import time
 from datetime import timedelta
 from email.utils import formatdate
@@ -20,6 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.helpers.pipeline import Clock, make_runtime, rss
+from tests.helpers.processes import run_cli
 from worker import pipeline
 from worker.adapters import models as m
 
@@ -244,12 +243,8 @@ def test_jitter_spreads_sources_of_one_interval(tmp_path, database_url, http_ser
 
 
 def _cli(rt, database_url: str, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSWATCH_", "DATABASE_URL"))}
-    env.update(DATABASE_URL=database_url, NEWSWATCH_CONFIG=str(rt.config.path))
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        capture_output=True, text=True, env=env, timeout=60,
-    )  # fmt: skip
+    env = {"DATABASE_URL": database_url, "NEWSWATCH_CONFIG": str(rt.config.path)}
+    return run_cli(*args, env=env, timeout=60, text=True)
 
 
 def test_a_disabled_source_is_listed_and_enabled_again_by_the_cli(
