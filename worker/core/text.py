@@ -405,8 +405,7 @@ _UNSPACED = (
 )
 _UNSPACED_CHAR = re.compile(f"[{_UNSPACED}]")
 _HANGUL_CHAR = re.compile("[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
-# a place in a view where such a script meets a letter or digit of another one
-_GLUED = re.compile(f"(?<=[{_UNSPACED}])(?=[^ {_UNSPACED}])|(?<=[^ {_UNSPACED}])(?=[{_UNSPACED}])")
+_UNSPACED_RUN = re.compile(f"[{_UNSPACED}]+")
 
 
 def is_unspaced(ch: str) -> bool:
@@ -427,7 +426,15 @@ def spaced_view(view: str) -> tuple[str, list[int]] | None:
     """
     if view.isascii():
         return None
-    places = [m.start() for m in _GLUED.finditer(view)]
+    places = []
+    # the ends of each run of such letters that touch another word (a view starts and
+    # ends with a space, so both neighbours exist); runs are long, so this is quick
+    for m in _UNSPACED_RUN.finditer(view):
+        start, end = m.span()
+        if view[start - 1] != " ":
+            places.append(start)
+        if view[end] != " ":
+            places.append(end)
     if not places:
         return None
     pieces = []
