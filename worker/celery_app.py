@@ -7,8 +7,10 @@ queue if their worker dies, and store no results.
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_process_init
 from kombu import Queue
 
 from worker.settings import Settings
@@ -100,6 +102,23 @@ def _fresh_runtime_after_fork(**_: object) -> None:
     from worker import tasks
 
     tasks.reset_runtime()
+
+
+@setup_logging.connect
+def _keep_our_logging(loglevel: int | str | None = None, **_: object) -> None:
+    """A receiver here stops Celery from configuring logging itself: the root handler
+    (text or JSON lines, worker/observability.py) stays the only one, and billiard's
+    logger, which Celery would give a plain-text handler of its own, goes through it."""
+    from billiard.util import get_logger as multiprocessing_logger
+
+    from worker.observability import setup_logging as our_setup
+
+    if not logging.getLogger().handlers:  # started without the CLI (`celery -A ...`)
+        our_setup(logging.getLevelName(loglevel) if isinstance(loglevel, int) else "INFO")
+    mp = multiprocessing_logger()
+    mp.handlers.clear()
+    mp.propagate = True
+    mp.setLevel(logging.ERROR)
 
 
 app = create_app()
