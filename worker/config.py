@@ -382,8 +382,8 @@ class LoadedConfig:
 
 # --- reading YAML safely ------------------------------------------------------------
 # A config file is input too: a worker reloads whatever is written there. These bounds
-# keep a hostile or broken file from taking a worker's memory or time (docs: README,
-# "Config file limits").
+# keep a hostile or broken file from taking a worker's memory or time (documented in
+# docs/operations.md, "Bad config", and config/example.yaml).
 MAX_CONFIG_BYTES = 16 * 1024 * 1024  # per file
 MAX_DEPTH = 64  # nesting of lists and mappings; a real config uses about 6
 # An alias repeats its anchor's whole subtree wherever it appears: nested aliases grow
