@@ -235,7 +235,7 @@ def cmd_match(args: argparse.Namespace) -> int:
     from worker.live_config import compile_config
 
     try:
-        active = compile_config(settings.config_path)
+        active = compile_config(settings.config_path, watching=False)  # only its watchlists
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -386,7 +386,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
         print(f"newswatch: --since: {exc}", file=sys.stderr)
         return 2
     try:
-        active = compile_config(settings.config_path)
+        active = compile_config(settings.config_path, watching=False)  # only its watchlists
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

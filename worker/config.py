@@ -91,10 +91,13 @@ class SourceSpec(_Strict):
     @field_validator("follow")
     @classmethod
     def _regex(cls, v: str | None) -> str | None:
+        # the pattern meets links a stranger writes: RE2, linear time, or refused here
+        from worker.core.patterns import PatternError, compile_pattern
+
         if v is not None:
             try:
-                re.compile(v)
-            except re.error as exc:
+                compile_pattern(v)
+            except PatternError as exc:
                 raise ValueError(f"not a valid regular expression: {exc}") from None
         return v
 
@@ -293,12 +296,14 @@ class FetchSpec(_Strict):
 
 
 class NoticesSpec(_Strict):
-    """Operational notices (source failing, delivery dead, config rejected) to one channel."""
+    """Operational notices (source failing, delivery dead, config rejected or shrunk) to one
+    channel."""
 
     channel: str = Field(min_length=1)
     source_failing_after: int = 7200  # seconds without a successful fetch
     delivery_dead: bool = True
     config_rejected: bool = True
+    config_shrunk: bool = True  # a reload removed more than half of the sources or watchlists
 
     @field_validator("source_failing_after", mode="before")
     @classmethod
@@ -313,6 +318,9 @@ class Config(_Strict):
     smtp: SmtpSpec = SmtpSpec()
     fetch: FetchSpec = FetchSpec()
     notices: NoticesSpec | None = None
+    # A service with no source or no watchlist watches nothing: refused (check-config,
+    # start-up, reload) unless this says it is meant, e.g. a standby
+    allow_empty: bool = False
 
     @model_validator(mode="after")
     def _cross_refs(self) -> Config:
@@ -372,23 +380,184 @@ class LoadedConfig:
         return _origin_for(tuple(path), dict(self.origins), self.path)
 
 
-def _yaml_to_python(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> Any:
-    """Build Python values from a composed YAML node, remembering each key's line."""
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = _scalar(key_node)
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            out[key] = _yaml_to_python(value_node, (*path, key), lines)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_yaml_to_python(v, (*path, i), lines) for i, v in enumerate(node.value)]
-    return _scalar(node)
+# --- reading YAML safely ------------------------------------------------------------
+# A config file is input too: a worker reloads whatever is written there. These bounds
+# keep a hostile or broken file from taking a worker's memory or time (documented in
+# docs/operations.md, "Bad config", and config/example.yaml).
+MAX_CONFIG_BYTES = 16 * 1024 * 1024  # per file
+MAX_DEPTH = 64  # nesting of lists and mappings; a real config uses about 6
+# An alias repeats its anchor's whole subtree wherever it appears: nested aliases grow
+# exponentially ("billion laughs"). Bounded per file, counted while composing, before
+# anything is built.
+MAX_ALIAS_VALUES = 100_000
+MAX_ALIAS_CHARS = 10_000_000
 
 
-def _scalar(node: yaml.Node) -> Any:
-    return yaml.SafeLoader("").construct_object(node, deep=True)
+class _Refused(yaml.YAMLError):
+    """A file the loader will not build; `mark` says where."""
+
+    def __init__(self, mark: yaml.Mark, message: str):
+        super().__init__(message)
+        self.mark, self.message = mark, message
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader's composer with bounds on depth and on alias expansion, and a record of
+    duplicate keys (YAML keeps the last silently; we refuse the file)."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.depth = 0
+        self.open_anchors: set[str] = set()
+        self.alias_values = 0
+        self.alias_chars = 0
+        self.sizes: dict[int, tuple[int, int]] = {}
+        self.problems: list[tuple[int, str]] = []  # (line, message), the file goes on
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self.open_anchors:
+                raise _Refused(
+                    event.start_mark,
+                    f"alias *{event.anchor} is inside its own anchor: it would never end",
+                )
+            node = super().compose_node(parent, index)
+            values, chars = self._size(node)
+            self.alias_values += values
+            self.alias_chars += chars
+            if self.alias_values > MAX_ALIAS_VALUES or self.alias_chars > MAX_ALIAS_CHARS:
+                raise _Refused(
+                    event.start_mark,
+                    f"alias *{event.anchor} repeats {values:,} values ({chars:,} characters); "
+                    f"the aliases of one file may repeat at most {MAX_ALIAS_VALUES:,} values "
+                    f"and {MAX_ALIAS_CHARS:,} characters",
+                )
+            return node
+        if self.depth >= MAX_DEPTH:
+            raise _Refused(event.start_mark, f"nested deeper than {MAX_DEPTH} levels")
+        anchor = getattr(event, "anchor", None)
+        self.depth += 1
+        if anchor is not None:
+            self.open_anchors.add(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+            if anchor is not None:
+                self.open_anchors.discard(anchor)
+
+    def compose_mapping_node(self, anchor: str | None) -> yaml.MappingNode:
+        node = super().compose_mapping_node(anchor)
+        first: dict[tuple[str, str], int] = {}
+        for key, _ in node.value:
+            line = key.start_mark.line + 1
+            if not isinstance(key, yaml.ScalarNode):
+                self.problems.append((line, "a key must be a plain value, not a list or mapping"))
+                continue
+            ident = (key.tag, key.value)
+            if ident in first:
+                self.problems.append(
+                    (line, f"duplicate key {key.value!r} (first at line {first[ident]})")
+                )
+            else:
+                first[ident] = line
+        return node
+
+    def _size(self, node: yaml.Node) -> tuple[int, int]:
+        """(values, characters) the node stands for with every alias in it expanded;
+        memoized, so a shared subtree is measured once."""
+        known = self.sizes.get(id(node))
+        if known is not None:
+            return known
+        if isinstance(node, yaml.ScalarNode):
+            size = (1, len(node.value))
+        else:
+            children = (
+                [n for pair in node.value for n in pair]
+                if isinstance(node, yaml.MappingNode)
+                else node.value
+            )
+            values, chars = 1, 0
+            for child in children:
+                v, c = self._size(child)
+                values, chars = values + v, chars + c
+            size = (values, chars)
+        self.sizes[id(node)] = size
+        return size
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _Builder:
+    """Python values from a composed YAML node, remembering each key's line.
+
+    A value YAML cannot construct (`2024-13-45` read as a date, an unknown `!tag`) is a
+    problem at its line, not an exception."""
+
+    def __init__(self) -> None:
+        self.lines: dict[tuple, int] = {}
+        self.problems: list[tuple[int, str]] = []
+        self._constructor = yaml.SafeLoader("")
+
+    def build(self, node: yaml.Node, path: tuple = ()) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            merged: list[yaml.Node] = []
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    merged.append(value_node)
+                    continue
+                if not isinstance(key_node, yaml.ScalarNode):
+                    continue  # refused by the loader
+                key = self.scalar(key_node)
+                if isinstance(key, list | dict | set):
+                    continue
+                self.lines[(*path, key)] = key_node.start_mark.line + 1
+                out[key] = self.build(value_node, (*path, key))
+            for source in merged:  # `<<: *defaults`: keys written here win
+                self._merge(out, source, path)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(v, (*path, i)) for i, v in enumerate(node.value)]
+        return self.scalar(node)
+
+    def _merge(self, out: dict, source: yaml.Node, path: tuple) -> None:
+        sources = source.value if isinstance(source, yaml.SequenceNode) else [source]
+        for one in sources:
+            if not isinstance(one, yaml.MappingNode):
+                self.problems.append((one.start_mark.line + 1, "'<<' merges only mappings"))
+                continue
+            outer, self.lines = self.lines, {}
+            try:
+                values = self.build(one, path)
+            finally:
+                inner, self.lines = self.lines, outer
+            added = {key for key in values if key not in out}
+            for key in added:
+                out[key] = values[key]
+            depth = len(path)
+            for p, line in inner.items():  # lines of the merged keys: where they are written
+                if len(p) > depth and p[depth] in added:
+                    self.lines.setdefault(p, line)
+
+    def scalar(self, node: yaml.Node) -> Any:
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+            problem = getattr(exc, "problem", None) or str(exc)
+            self.problems.append((node.start_mark.line + 1, f"cannot read this value: {problem}"))
+            return node.value  # the problem is reported once, not again as a wrong type
+
+
+def _compose(text: str) -> tuple[yaml.Node | None, list[tuple[int, str]]]:
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_node(), loader.problems
+    finally:
+        loader.dispose()
 
 
 def _interpolate(value: Any, path: tuple, env: Mapping[str, str], missing: list[tuple]) -> Any:
@@ -463,15 +632,29 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     for file in _iter_yaml_files(root):
         fname = str(file)
         try:
-            raw = file.read_bytes()
+            with file.open("rb") as f:
+                raw = f.read(MAX_CONFIG_BYTES + 1)
         except OSError as exc:
             problems.append(ConfigProblem(fname, None, "", f"cannot read: {exc.strerror}"))
             continue
+        if len(raw) > MAX_CONFIG_BYTES:
+            problems.append(
+                ConfigProblem(
+                    fname, None, "", f"larger than {MAX_CONFIG_BYTES // 2**20} MiB; split it"
+                )
+            )
+            continue
         digest.update(fname.encode() + b"\0" + raw + b"\0")
         try:
-            node = yaml.compose(raw.decode("utf-8"), Loader=yaml.SafeLoader)
-        except UnicodeDecodeError:
-            problems.append(ConfigProblem(fname, None, "", "not UTF-8 text"))
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            problems.append(ConfigProblem(fname, line, "", "not UTF-8 text"))
+            continue
+        try:
+            node, yaml_problems = _compose(text)
+        except _Refused as exc:
+            problems.append(ConfigProblem(fname, exc.mark.line + 1, "", exc.message))
             continue
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
@@ -482,13 +665,21 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
             continue
         if node is None:
             continue
-        lines: dict[tuple, int] = {}
-        data = _yaml_to_python(node, (), lines)
+        builder = _Builder()
+        data = builder.build(node)
+        lines = builder.lines
+        problems.extend(
+            ConfigProblem(fname, line, "", message)
+            for line, message in sorted(yaml_problems + builder.problems)
+        )
         if not isinstance(data, dict):
             problems.append(
                 ConfigProblem(fname, 1, "", "the top level must be a mapping of sections")
             )
             continue
+        # `x-...` top-level keys are a place for anchors (`x-defaults: &defaults`), as in
+        # Compose files; they are not config sections
+        data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
         missing: list[tuple] = []
         data = _interpolate(data, (), env, missing)
         for p, name in missing:
@@ -515,6 +706,19 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
                     base.append(item)
                     for p, ln in by_item.get((section, i), ()):
                         origin[(section, idx, *p[2:])] = (fname, ln)
+            elif section in merged:
+                # a second file setting the same section would silently replace the first
+                first_file, first_line = origin.get((section,), (str(root), None))
+                first = f"{first_file}:{first_line}" if first_line else first_file
+                problems.append(
+                    ConfigProblem(
+                        fname,
+                        lines.get((section,)),
+                        "",
+                        f"section {section!r} is also set in {first}; set it in one file",
+                    )
+                )
+                continue
             else:
                 merged[section] = value
                 for p, ln in lines.items():
@@ -606,3 +810,56 @@ def _reference_problems(merged: dict, origin: dict, default: str) -> list[Config
             )
         )
     return problems
+
+
+# --- a config that would watch nothing, or much less than before -------------------------
+
+
+def watching_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
+    """A config with no enabled source or no watchlist monitors nothing: an emptied or
+    truncated file, a folder whose files moved. Refused unless `allow_empty: true`."""
+    cfg = loaded.config
+    if cfg.allow_empty:
+        return []
+    out = []
+    root = Path(loaded.path)
+    for section, count in (
+        ("sources", sum(1 for s in cfg.sources if s.enabled)),
+        ("watchlists", len(cfg.watchlists)),
+    ):
+        if count:
+            continue
+        file, line = loaded.where(section)
+        if line is None and not root.is_dir():
+            line = 1
+        what = "no enabled sources" if section == "sources" and cfg.sources else f"no {section}"
+        if root.is_dir() and not any(_iter_yaml_files(root)):
+            what += " (no .yaml or .yml file in this folder)"
+        out.append(
+            ConfigProblem(
+                file,
+                line,
+                "",
+                f"{what}: this config would watch nothing (set 'allow_empty: true' if meant)",
+            )
+        )
+    return out
+
+
+def shrink_warning(old: Config, new: Config) -> str | None:
+    """What a reload removes when it drops more than half of the enabled sources or of the
+    watchlists: applied (the edit may be meant), but never silently."""
+    parts = []
+    for section, before, after in (
+        (
+            "sources",
+            {s.name for s in old.sources if s.enabled},
+            {s.name for s in new.sources if s.enabled},
+        ),
+        ("watchlists", {w.name for w in old.watchlists}, {w.name for w in new.watchlists}),
+    ):
+        gone = sorted(before - after)
+        if before and len(gone) * 2 > len(before):
+            shown = ", ".join(gone[:10]) + (f" and {len(gone) - 10} more" if len(gone) > 10 else "")
+            parts.append(f"{len(gone)} of {len(before)} {section} ({shown})")
+    return "the reloaded config removes " + " and ".join(parts) if parts else None

@@ -11,12 +11,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from worker.config import ConfigError, ConfigProblem, LoadedConfig, WatchlistSpec, load_config
+from worker.config import (
+    ConfigError,
+    ConfigProblem,
+    LoadedConfig,
+    WatchlistSpec,
+    load_config,
+    shrink_warning,
+    watching_problems,
+)
 from worker.core.rules import Matcher, RuleError, compile_matcher
 
 log = logging.getLogger(__name__)
@@ -32,13 +41,20 @@ class ActiveConfig:
         return self.loaded.version
 
 
-def compile_config(path: str | Path) -> ActiveConfig:
-    """Load and compile; raises ConfigError (rules errors included) on any problem."""
+def compile_config(path: str | Path, *, watching: bool = True) -> ActiveConfig:
+    """Load and compile; raises ConfigError (rules errors included) on any problem.
+
+    `watching`: the config is to run the service, so one that watches nothing (no
+    source or no watchlist, config.watching_problems) is refused too. Tools that only
+    use the watchlists (`match`, `rules test`) pass False.
+    """
     loaded = load_config(path)
     try:
         matcher = compile_matcher(loaded.config.watchlists, version=loaded.version)
     except RuleError as exc:
         raise ConfigError([_rule_problem(loaded, exc)]) from exc
+    if watching and (problems := watching_problems(loaded)):  # once all else is valid
+        raise ConfigError(problems)
     return ActiveConfig(loaded, matcher)
 
 
@@ -101,6 +117,10 @@ class LiveConfig:
         self._signature = _signature(self.path)
         self._checked_at = clock()
         self.last_error: str | None = None
+        # (version, what it removed) for reloads that removed more than half of the sources
+        # or watchlists; outbox.check_notices raises one notice per version. Kept (the last
+        # few) until then: another edit soon after must not hide one.
+        self.shrinks: deque[tuple[str, str]] = deque(maxlen=8)
 
     def current(self) -> ActiveConfig:
         now = self._clock()
@@ -123,6 +143,18 @@ class LiveConfig:
             log.error("config change refused, keeping version %s:\n%s", self._active.version, exc)
             return
         if candidate.version != self._active.version:
-            log.info("config reloaded: version %s -> %s", self._active.version, candidate.version)
+            shrunk = shrink_warning(self._active.loaded.config, candidate.loaded.config)
+            if shrunk:
+                self.shrinks.append((candidate.version, shrunk))
+                log.warning(
+                    "config reloaded: version %s -> %s: %s",
+                    self._active.version,
+                    candidate.version,
+                    shrunk,
+                )
+            else:
+                log.info(
+                    "config reloaded: version %s -> %s", self._active.version, candidate.version
+                )
             self._active = candidate
         self.last_error = None

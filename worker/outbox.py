@@ -582,6 +582,14 @@ def check_notices(rt: Runtime) -> list[str]:
                 f"force.\n\n{error}",
                 now,
             ))  # fmt: skip
+        for version, removed in rt.config.shrinks if notices.config_shrunk else ():
+            _collect(out, raise_notice(
+                rt, session, f"config_shrunk:{version}", "config_shrunk",
+                "config reload removed most sources or watchlists",
+                f"Version {version} of {rt.config.path} is in force: {removed}. Monitoring of "
+                "what was removed has stopped; restore the file if this was not meant.",
+                now,
+            ))  # fmt: skip
     return out
 
 

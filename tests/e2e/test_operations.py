@@ -350,6 +350,7 @@ channels:
   - {{name: desk, email: [desk@example.org]}}
   - {{name: hook, webhook: "http://127.0.0.1:{closed}/hook?token=abc"}}
 smtp: {{host: 127.0.0.1, port: {closed}, password: "pw-not-shown"}}
+allow_empty: true  # only channels here: no source, no watchlist, on purpose
 """
     )
     assert cli(["check-config", "--config", str(good)]) == 0  # without --connect: fine

@@ -183,6 +183,7 @@ def test_a_bad_term_in_a_config_folder_is_reported_in_its_file(tmp_path, capsys)
 
 def test_empty_alias_list_works(tmp_path, capsys):
     text = (
+        "sources: [{name: s, feed: 'https://example.org/rss'}]\n"  # a config must watch something
         "watchlists:\n  - name: w\n    names:\n      - name: Hadi al-Ameri\n        aliases: []\n"
     )
     assert cli.main(["check-config", "--config", str(_write(tmp_path, text))]) == 0
@@ -210,7 +211,10 @@ def test_a_large_but_allowed_term_list_works():
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_a_worker_keeps_the_last_good_rules(tmp_path, case, caplog):
-    good = "watchlists:\n  - name: ok\n    keywords: [Iraq]\n"
+    good = (
+        "sources: [{name: s, feed: 'https://example.org/rss'}]\n"  # a config must watch something
+        "watchlists:\n  - name: ok\n    keywords: [Iraq]\n"
+    )
     config = _write(tmp_path, good)
     live = LiveConfig(config, check_seconds=0.0)
     version = live.current().version

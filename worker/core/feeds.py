@@ -23,6 +23,7 @@ import feedparser
 from dateutil import parser as dateparser
 
 from worker.core.model import FeedEntry, ParsedFeed
+from worker.core.patterns import PatternError, compile_pattern
 
 # Feeds are data, not documents: never let feedparser sanitize into our text or
 # resolve entities beyond the XML defaults.
@@ -208,21 +209,37 @@ def _paragraphs_html(text: str) -> str:
     return "".join(f"<p>{html.escape(p.strip())}</p>" for p in str(text).split("\n\n") if p.strip())
 
 
+# A listing page is hostile input: bound what one page can make us do (docs/config.md).
+MAX_LINK_CHARS = 2000  # longer hrefs are skipped: no article URL is that long
+MAX_PAGE_ANCHORS = 5000  # anchors examined per page; the rest of the page is ignored
+
+
 def page_links(html_text: str, base_url: str, follow: str | None, limit: int = 500) -> list[str]:
-    """Article links on a listing page: absolute http(s) URLs matching `follow`, in page order."""
+    """Article links on a listing page: absolute http(s) URLs matching `follow`, in page order.
+
+    `follow` runs with RE2 (worker.core.patterns), in time linear in the link, so a
+    hostile link cannot stall the worker; a pattern RE2 refuses raises FeedError.
+    """
     from lxml import html as lxml_html
 
+    try:
+        pattern = compile_pattern(follow) if follow else None
+    except PatternError as exc:  # check-config refuses it first; a source error, not a crash
+        raise FeedError(f"'follow' pattern refused: {exc}") from None
     try:
         doc = lxml_html.document_fromstring(html_text)
     except Exception:  # lxml raises several types on garbage; a listing with none has no links
         return []
-    pattern = re.compile(follow) if follow else None
     base_host = urlsplit(base_url).hostname
     seen: dict[str, None] = {}
-    for a in doc.iter("a"):
+    for n, a in enumerate(doc.iter("a")):
+        if n >= MAX_PAGE_ANCHORS:
+            break
         href = a.get("href")
-        url = _abs(href, base_url) if href else None
-        if not url:
+        if not href or len(href) > MAX_LINK_CHARS:
+            continue
+        url = _abs(href, base_url)
+        if not url or len(url) > MAX_LINK_CHARS:
             continue
         url = url.split("#", 1)[0]
         if pattern is None and urlsplit(url).hostname != base_host:
