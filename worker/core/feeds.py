@@ -40,9 +40,10 @@ from worker.core.clean import (
 )
 from worker.core.model import FeedEntry, ParsedFeed, RefusedEntry
 
-# Feeds are data, not documents: never let feedparser sanitize into our text or
-# resolve entities beyond the XML defaults.
-feedparser.SANITIZE_HTML = True
+# Feed HTML is never rendered, only reduced to text by html_to_text, which drops code
+# elements with a real parser. feedparser's sanitizer would remove tags it does not
+# know but keep their text (a <template>'s content would leak into the summary).
+feedparser.SANITIZE_HTML = False
 feedparser.RESOLVE_RELATIVE_URIS = True
 
 MAX_ENTRIES = 1000  # a feed is a recent window, not an archive

@@ -82,9 +82,10 @@ def feed_items(feed: ParsedFeed) -> list[dict[str, Any]]:
 
 def refused_data(r: RefusedEntry) -> dict[str, Any]:
     """What is stored for an entry that could not be read (item state `refused`)."""
+    url = bounded_url(r.url)
     return {
-        "entry_key": _short(f"refused {clean_text(r.entry_key).strip()}"),
-        "url": bounded_url(r.url),
+        "entry_key": _short(f"refused {clean_text(r.entry_key).strip()} {url or ''}".strip()),
+        "url": url,
         "refused": bounded(r.reason, 2000) or "refused",
     }
 
