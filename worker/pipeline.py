@@ -24,6 +24,7 @@ from worker.adapters import models as m
 from worker.adapters.store import claim
 from worker.config import SourceSpec
 from worker.core import dedupe, schedule
+from worker.core.clean import clean_text
 from worker.core.extract import ExtractionError, extract_page
 from worker.core.feeds import FeedError, page_links, parse_feed
 from worker.core.model import Article, Hit, MatchDocument, WatchlistMatch
@@ -199,7 +200,7 @@ def fetch_source(rt: Runtime, source_id: int, notices: list[str] | None = None) 
         return []
     except Exception as exc:  # a bug or an input no guard foresaw: on the row, never "healthy"
         log.exception("source %s: unexpected failure", name, extra=ids)
-        unexpected = UnexpectedSourceError(f"{type(exc).__name__}: {exc}")
+        unexpected = UnexpectedSourceError(clean_text(f"{type(exc).__name__}: {exc}")[:2000])
         _record_fetch_failure(
             rt, source_id, name, spec, unexpected, started, every, failures, notices
         )
