@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,10 +24,11 @@ from worker.adapters import models as m
 from worker.adapters.store import claim
 from worker.config import SourceSpec
 from worker.core import dedupe, schedule
+from worker.core.clean import clean_text
 from worker.core.extract import ExtractionError, extract_page
 from worker.core.feeds import FeedError, page_links, parse_feed
 from worker.core.model import Article, Hit, MatchDocument, WatchlistMatch
-from worker.core.normalize import build_article, entry_data
+from worker.core.normalize import build_article, feed_items, link_data
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -188,15 +189,22 @@ def fetch_source(rt: Runtime, source_id: int, notices: list[str] | None = None) 
             if feed.warning:
                 log.info("source %s: feed read with a warning: %s", name, feed.warning, extra=ids)
             hints.append(feed.ttl_seconds)
-            entries = [entry_data(e) for e in feed.entries]
+            entries = feed_items(feed)  # one entry that cannot be read is a refused item
         else:
             html = rt.decode_html(result.body, result.headers.get("content-type"))
             follow = spec.follow if spec else None
-            entries = [{"url": u, "entry_key": u} for u in page_links(html, result.url, follow)]
+            entries = [link_data(u) for u in page_links(html, result.url, follow)]
+        new_ids = _insert_items(rt, source_id, entries, started)
     except (FetchError, FeedError) as exc:
         _record_fetch_failure(rt, source_id, name, spec, exc, started, every, failures, notices)
         return []
-    new_ids = _insert_items(rt, source_id, entries, started)
+    except Exception as exc:  # a bug or an input no guard foresaw: on the row, never "healthy"
+        log.exception("source %s: unexpected failure", name, extra=ids)
+        unexpected = UnexpectedSourceError(clean_text(f"{type(exc).__name__}: {exc}")[:2000])
+        _record_fetch_failure(
+            rt, source_id, name, spec, unexpected, started, every, failures, notices
+        )
+        return []
     longest = spec.longest_interval if spec else 4 * every
     interval = schedule.poll_interval(
         every, longest, *hints, name=name, jitter=rt.settings.schedule_jitter
@@ -226,6 +234,12 @@ def fetch_source(rt: Runtime, source_id: int, notices: list[str] | None = None) 
         extra={**ids, "new_items": len(new_ids), "outcome": "ok"},
     )
     return new_ids
+
+
+class UnexpectedSourceError(Exception):
+    """Any other exception in a fetch, recorded on the source like a fetch error."""
+
+    kind = "internal"
 
 
 def _previous_interval(src: m.Source, jitter: float) -> float | None:
@@ -313,13 +327,16 @@ def _count_fetch(outcome: str) -> None:
 
 
 def _insert_items(rt: Runtime, source_id: int, entries: list[dict], now: datetime) -> list[int]:
-    """Insert entries not seen before; the (source_id, entry_key) constraint decides."""
+    """Insert entries not seen before; the (source_id, entry_key) constraint decides.
+    Entries the feed reader refused are kept as `refused` items (with the reason) and
+    not returned: there is nothing to parse."""
     if not entries:
         return []
     insert = rt.store.insert_ignore
     new_ids: list[int] = []
     with rt.store.session() as session:
         for data in entries:
+            refused = data.get("refused")
             row_id = session.execute(
                 insert(m.Item)
                 .values(
@@ -327,15 +344,18 @@ def _insert_items(rt: Runtime, source_id: int, entries: list[dict], now: datetim
                     entry_key=data["entry_key"],
                     url=data.get("url"),
                     data=data,
-                    state="pending",
+                    state="refused" if refused else "pending",
+                    error=refused,
                     attempts=0,
                     enqueued_at=now,
                     created_at=now,
                 )
                 .returning(m.Item.id)
             ).scalar()
-            if row_id is not None:
+            if row_id is not None and not refused:
                 new_ids.append(row_id)
+            elif row_id is not None:
+                log.warning("item %s refused: %s", row_id, refused, extra={"source_id": source_id})
     return new_ids
 
 
@@ -419,6 +439,9 @@ def _store_article(rt: Runtime, item_id: int, article: Article) -> int | None:
     with rt.store.session() as session:
         item = session.get(m.Item, item_id)
         assert item is not None
+        updated = _update_changed_article(session, item, article, fp, now)
+        if updated is not None:
+            return updated or None
         existing = session.scalar(
             select(m.Article.id).where(
                 or_(
@@ -468,6 +491,63 @@ def _store_article(rt: Runtime, item_id: int, article: Article) -> int | None:
                 session.add(m.FingerprintBand(band_key=key, article_id=row.id))
         item.state, item.article_id, item.claimed_until, item.error = "parsed", row.id, None, None
         return row.id
+
+
+def _update_changed_article(
+    session: Session, item: m.Item, article: Article, fp: int | None, now: datetime
+) -> int | None:
+    """A new version of an entry whose article (same canonical URL) now reads differently:
+    the article takes the new text and goes back to the rules, so a watchlist that matches
+    only the new text alerts; the (watchlist, article) constraint keeps the others from
+    alerting twice. Only a version of the same entry (same source, same identity) updates;
+    the same URL from another entry or source stays a duplicate. Returns the article id
+    to run rules on, 0 when the item is settled otherwise (an older version, or text
+    another article already has), None when this is not an update."""
+    identity = (item.data or {}).get("identity")
+    if not identity:
+        return None  # a listed link, or an item stored before versions existed
+    row = session.scalar(
+        select(m.Article).where(m.Article.canonical_url == article.url).with_for_update()
+    )
+    if row is None or row.content_hash == article.content_hash:
+        return None
+    earlier_version = session.scalar(
+        select(m.Item.id)
+        .where(
+            m.Item.source_id == item.source_id,
+            m.Item.article_id == row.id,
+            m.Item.id != item.id,
+            m.Item.entry_key.startswith(f"{identity} #", autoescape=True),
+        )
+        .limit(1)
+    )
+    if earlier_version is None:  # the same URL from another entry or source: a copy
+        return None
+    newer = session.scalar(
+        select(m.Item.id)
+        .where(m.Item.article_id == row.id, m.Item.state == "parsed", m.Item.id > item.id)
+        .limit(1)
+    )
+    other = session.scalar(
+        select(m.Article.id).where(m.Article.content_hash == article.content_hash)
+    )
+    if newer is not None or other is not None:  # a later version already won, or a copy
+        item.state, item.article_id, item.claimed_until = "duplicate", other or row.id, None
+        return 0
+    row.title, row.body, row.lead = article.title, article.body, article.lead
+    row.authors, row.tags = list(article.authors), list(article.tags)
+    row.content_hash, row.fingerprint = article.content_hash, fp
+    row.published_at = row.published_at or article.published
+    row.modified_at = article.modified or row.modified_at
+    row.language, row.image_url = article.language or row.language, article.image_url
+    row.rules_state, row.enqueued_at, row.claimed_until, row.error = "pending", now, None, None
+    session.execute(delete(m.FingerprintBand).where(m.FingerprintBand.article_id == row.id))
+    if fp is not None:
+        for key in dedupe.band_keys(fp):
+            session.add(m.FingerprintBand(band_key=key, article_id=row.id))
+    item.state, item.article_id, item.claimed_until, item.error = "parsed", row.id, None, None
+    log.info("article %s changed (item %s): rules run again", row.id, item.id)
+    return row.id
 
 
 def _find_story(session: Session, article_id: int, fp: int, now: datetime) -> int:
@@ -551,7 +631,8 @@ def apply_rules(rt: Runtime, article_id: int) -> list[str]:
             delivery_ids += outbox.plan_deliveries(
                 rt, session, config, match_row, wm, update_of_story=not first, now=now
             )
-        row.rules_state, row.claimed_until, row.error = "done", None, None
+        if row.content_hash == article.content_hash:  # else a new version came meanwhile
+            row.rules_state, row.claimed_until, row.error = "done", None, None
     if matches:
         log.info("article %s matched %s", article_id, ", ".join(w.watchlist for w in matches))
     return delivery_ids

@@ -3,34 +3,54 @@
 feedparser reads RSS 0.9x/1.0/2.0 and Atom from bytes we fetched ourselves;
 JSON Feed (which feedparser does not read) is parsed here. Bad input never
 raises anything but FeedError, and a feed that is only partly broken still
-yields what could be read, with the problem as a warning.
+yields what could be read, with the problem as a warning. One entry that cannot
+be converted (whatever the exception) is returned as refused, with the reason;
+the others are unaffected.
+
+Markup is stripped only from fields that are HTML (feedparser says so per field:
+`title_detail.type`, `summary_detail.type`, `content[].type`; JSON Feed's
+`content_html`), with lxml, so that "5 < 6 and 7 > 3" in a plain-text title
+keeps its words and the text of <script>/<style> never becomes article text.
+Dates are validated (`clean.bounded_date`): out of range or unreadable is None.
 """
 
 from __future__ import annotations
 
-import calendar
 import hashlib
+import html
 import io
 import json
 import re
 import xml.sax
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import feedparser
+import lxml.etree
+import lxml.html
 from dateutil import parser as dateparser
 
-from worker.core.model import FeedEntry, ParsedFeed
+from worker.core.clean import (
+    MAX_CONTENT_HTML,
+    bounded_date,
+    bounded_url,
+    clean_text,
+)
+from worker.core.model import FeedEntry, ParsedFeed, RefusedEntry
 from worker.core.patterns import PatternError, compile_pattern
 
-# Feeds are data, not documents: never let feedparser sanitize into our text or
-# resolve entities beyond the XML defaults.
-feedparser.SANITIZE_HTML = True
+# Feed HTML is never rendered, only reduced to text by html_to_text, which drops code
+# elements with a real parser. feedparser's sanitizer would remove tags it does not
+# know but keep their text (a <template>'s content would leak into the summary).
+feedparser.SANITIZE_HTML = False
 feedparser.RESOLVE_RELATIVE_URIS = True
 
 MAX_ENTRIES = 1000  # a feed is a recent window, not an archive
+MAX_KEY = 1000  # item.entry_key; a longer id is replaced by its hash, never cut
+
+_HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", "html", "xhtml"})
 
 
 class FeedError(ValueError):
@@ -56,43 +76,76 @@ def parse_feed(body: bytes, content_type: str | None = None, base_url: str = "")
     if not parsed.entries and isinstance(parsed.get("bozo_exception"), xml.sax.SAXException):
         # broken XML with nothing readable in it: a source error to show, not an empty feed
         raise FeedError(f"malformed XML, no entries: {parsed.get('bozo_exception')}")
-    entries = tuple(_entry(e, base_url) for e in parsed.entries[:MAX_ENTRIES])
+    entries, refused = _convert_all(parsed.entries[:MAX_ENTRIES], _entry, base_url)
     warning = str(parsed.get("bozo_exception")) if parsed.get("bozo") else None
     return ParsedFeed(
-        title=_text(parsed.feed.get("title")),
+        title=_field_text(parsed.feed, "title"),
         entries=entries,
         ttl_seconds=_ttl(parsed.feed),
         warning=warning,
+        refused=refused,
     )
+
+
+def _convert_all(
+    raws: list[Any], convert: Callable[[Any, str], FeedEntry], base: str
+) -> tuple[tuple[FeedEntry, ...], tuple[RefusedEntry, ...]]:
+    """Each raw entry converted on its own: one that raises anything is refused with
+    the reason, and never costs the others."""
+    entries: list[FeedEntry] = []
+    refused: list[RefusedEntry] = []
+    for raw in raws:
+        try:
+            entries.append(convert(raw, base))
+        except Exception as exc:  # any surprise in one entry stays in that entry
+            refused.append(_refused(raw, base, f"{type(exc).__name__}: {exc}"))
+    return tuple(entries), tuple(refused)
+
+
+def _refused(raw: Any, base: str, reason: str) -> RefusedEntry:
+    """What can safely be said about an entry that could not be converted."""
+    try:
+        get = raw.get if isinstance(raw, Mapping) else (lambda _key: None)
+        link = get("link") or get("url")
+        url = _abs(link, base)
+        ident = next(
+            (v for v in (get("id"), get("guid"), url) if isinstance(v, str | int) and v), None
+        )
+        key = _key(str(ident)) if ident is not None else _hash_key(repr(raw)[:100_000])
+    except Exception:  # the entry is beyond reading; its shape still identifies it
+        url, key = None, _hash_key(type(raw).__name__)
+    return RefusedEntry(entry_key=key, url=url, reason=clean_text(reason)[:2000])
 
 
 def _entry(e: Mapping[str, Any], base_url: str) -> FeedEntry:
     link = _abs(e.get("link"), base_url)
-    title = _text(e.get("title"))
-    summary_html = e.get("summary") or ""
+    title = _field_text(e, "title")
+    summary = _field_text(e, "summary")
     content_html = None
     for c in e.get("content") or ():
-        if c.get("value"):
-            content_html = c["value"]
+        if isinstance(c, Mapping) and isinstance(c.get("value"), str) and c["value"].strip():
+            content_html = c["value"] if _is_html(c.get("type")) else _paragraphs_html(c["value"])
             break
     authors = tuple(
-        a["name"].strip()
-        for a in e.get("authors") or ()
-        if isinstance(a, Mapping) and a.get("name")
-    ) or ((e["author"].strip(),) if e.get("author") else ())
-    key = e.get("id") or e.get("guid") or link or _hash_key(title, summary_html)
+        a["name"] for a in e.get("authors") or () if isinstance(a, Mapping) and a.get("name")
+    ) or ((e["author"],) if isinstance(e.get("author"), str) else ())
+    key = e.get("id") or e.get("guid") or link or _hash_key(title, summary)
     return FeedEntry(
-        entry_key=str(key)[:1000],
+        entry_key=_key(str(key)),
         url=link,
         title=title,
-        summary=html_to_text(summary_html),
+        summary=summary,
         content_html=content_html,
-        authors=authors,
+        authors=tuple(plain_text(a) for a in authors if isinstance(a, str)),
         # dict.get: FeedParserDict.get maps a missing key to another one, with a warning
         published=_struct_time(dict.get(e, "published_parsed"))
         or _struct_time(dict.get(e, "updated_parsed")),
         updated=_struct_time(dict.get(e, "updated_parsed")),
-        tags=tuple(t["term"] for t in e.get("tags") or () if t.get("term")),
+        tags=tuple(
+            plain_text(t["term"])
+            for t in e.get("tags") or ()
+            if isinstance(t, Mapping) and isinstance(t.get("term"), str)
+        ),
     )
 
 
@@ -106,39 +159,39 @@ def _parse_json_feed(body: bytes) -> ParsedFeed:
     ):
         raise FeedError("JSON without a jsonfeed.org version")
     base = doc.get("home_page_url") or doc.get("feed_url") or ""
-    entries = []
-    for item in doc.get("items") or []:
-        if not isinstance(item, dict):
-            continue
-        link = _abs(item.get("url") or item.get("external_url"), base)
-        title = _text(item.get("title"))
-        content_html = (
-            item.get("content_html") if isinstance(item.get("content_html"), str) else None
-        )
-        summary = item.get("summary") or item.get("content_text") or ""
-        authors = item.get("authors") or ([item["author"]] if item.get("author") else [])
-        key = item.get("id") or link or _hash_key(title, str(summary))
-        entries.append(
-            FeedEntry(
-                entry_key=str(key)[:1000],
-                url=link,
-                title=title,
-                summary=_text(summary) if isinstance(summary, str) else "",
-                content_html=content_html
-                or (_paragraphs_html(item["content_text"]) if item.get("content_text") else None),
-                authors=tuple(
-                    a["name"]
-                    for a in authors
-                    if isinstance(a, dict) and isinstance(a.get("name"), str)
-                ),
-                published=_iso(item.get("date_published")),
-                updated=_iso(item.get("date_modified")),
-                tags=tuple(t for t in item.get("tags") or () if isinstance(t, str)),
-            )
-        )
-        if len(entries) >= MAX_ENTRIES:
-            break
-    return ParsedFeed(title=_text(doc.get("title")), entries=tuple(entries))
+    items = doc.get("items")
+    raws = [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+    entries, refused = _convert_all(raws[:MAX_ENTRIES], _json_entry, str(base))
+    return ParsedFeed(title=_plain(doc.get("title")), entries=entries, refused=refused)
+
+
+def _json_entry(item: dict[str, Any], base: str) -> FeedEntry:
+    # JSON Feed: title, summary and content_text are plain text; content_html is HTML.
+    link = _abs(item.get("url") or item.get("external_url"), base)
+    title = _plain(item.get("title"))
+    content_html = item.get("content_html") if isinstance(item.get("content_html"), str) else None
+    content_text = item.get("content_text") if isinstance(item.get("content_text"), str) else ""
+    summary = _plain(item.get("summary")) or _plain(content_text)
+    authors = item.get("authors")
+    if not isinstance(authors, list):
+        authors = [item["author"]] if isinstance(item.get("author"), dict) else []
+    tags = item.get("tags") if isinstance(item.get("tags"), list) else []
+    key = item.get("id") or link or _hash_key(title, summary)
+    return FeedEntry(
+        entry_key=_key(str(key)),
+        url=link,
+        title=title,
+        summary=summary,
+        content_html=content_html or (_paragraphs_html(content_text) if content_text else None),
+        authors=tuple(
+            plain_text(a["name"])
+            for a in authors
+            if isinstance(a, dict) and isinstance(a.get("name"), str)
+        ),
+        published=_iso(item.get("date_published")),
+        updated=_iso(item.get("date_modified")),
+        tags=tuple(plain_text(t) for t in tags if isinstance(t, str)),
+    )
 
 
 def _ttl(feed: Mapping[str, Any]) -> int | None:
@@ -150,10 +203,11 @@ def _ttl(feed: Mapping[str, Any]) -> int | None:
 
 
 def _struct_time(value: Any) -> datetime | None:
+    """feedparser's UTC struct_time (its year can be 0 or 10000) as a bounded datetime."""
     if not value:
         return None
     try:
-        return datetime.fromtimestamp(calendar.timegm(value), UTC)
+        return bounded_date(datetime(*tuple(value)[:6], tzinfo=UTC))
     except (TypeError, ValueError, OverflowError):
         return None
 
@@ -162,50 +216,122 @@ def _iso(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        dt = dateparser.isoparse(value)
-    except (ValueError, OverflowError):
+        dt = dateparser.isoparse(value.strip())
+    except (ValueError, OverflowError, TypeError):
         return None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    return bounded_date(dt)
 
 
 def _abs(url: Any, base: str) -> str | None:
     if not isinstance(url, str) or not url.strip():
         return None
-    full = urljoin(base, url.strip()) if base else url.strip()
-    return full if urlsplit(full).scheme in ("http", "https") else None
+    url = clean_text(url).strip()
+    try:
+        full = urljoin(base, url) if base else url
+        scheme = urlsplit(full).scheme
+    except ValueError:  # e.g. "http://[::1" : not a URL we can use
+        return None
+    return bounded_url(full) if scheme in ("http", "https") else None
 
 
 def _hash_key(*parts: str) -> str:
     return "sha256:" + hashlib.sha256("\0".join(parts).encode("utf-8", "replace")).hexdigest()
 
 
-def _text(value: Any) -> str:
-    return html_to_text(value) if isinstance(value, str) else ""
+def _key(value: str) -> str:
+    """A feed's id as an item key: cleaned, and hashed rather than cut when too long
+    (two long ids sharing a prefix must stay two keys)."""
+    key = clean_text(value).strip()
+    return key if len(key) <= MAX_KEY else _hash_key(key)
 
 
-_BLOCK_TAGS = re.compile(
-    r"(?i)<\s*(?:/?(?:p|div|h[1-6]|li|ul|ol|blockquote|tr|section|article)\b[^>]*|br\s*/?)>"
-)
-_TAG = re.compile(r"<[^>]*>")
+def _is_html(content_type: Any) -> bool:
+    return isinstance(content_type, str) and content_type.strip().lower() in _HTML_TYPES
+
+
+def _field_text(obj: Mapping[str, Any], name: str) -> str:
+    """A feedparser text field as plain text: markup stripped only if the field is HTML."""
+    value = obj.get(name)
+    if not isinstance(value, str):
+        return ""
+    detail = obj.get(f"{name}_detail")
+    kind = detail.get("type") if isinstance(detail, Mapping) else "text/html"
+    return html_to_text(value) if _is_html(kind) else plain_text(value)
+
+
+def _plain(value: Any) -> str:
+    return plain_text(value) if isinstance(value, str) else ""
+
+
 _SPACES = re.compile(r"[ \t\r\f\v\u00a0]+")
 _BLANKS = re.compile(r"\n\s*\n+")
+# Text inside these is code or markup for a machine, never article text.
+_DROP_TAGS = ("script", "style", "template", "noscript")
+_BLOCK_TAGS = frozenset(
+    {"p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "li", "ul", "ol", "dl", "dt", "dd"}
+    | {"blockquote", "pre", "table", "tr", "section", "article", "header", "footer", "aside"}
+    | {"figure", "figcaption", "br", "hr"}
+)
 
 
-def html_to_text(fragment: str) -> str:
-    """A feed's HTML snippet as plain text, paragraphs kept. Tolerates any garbage."""
-    import html
-
-    if "<" not in fragment and "&" not in fragment:
-        return _SPACES.sub(" ", fragment).strip()
-    text = _BLOCK_TAGS.sub("\n\n", fragment)
-    text = html.unescape(_TAG.sub("", text))
+def plain_text(text: str) -> str:
+    """Plain text tidied: control characters gone, spaces collapsed, paragraphs kept.
+    `<`, `>` and `&` are characters here, not markup."""
+    text = clean_text(text[:MAX_CONTENT_HTML])
     lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
     return _BLANKS.sub("\n\n", "\n".join(lines)).strip()
 
 
-def _paragraphs_html(text: str) -> str:
-    import html
+def html_to_text(fragment: str) -> str:
+    """A feed's HTML snippet as plain text, paragraphs kept, entities decoded once.
+    Parsed by lxml; tolerates any garbage."""
+    fragment = clean_text(fragment[:MAX_CONTENT_HTML])  # lxml refuses control characters
+    if "<" not in fragment and "&" not in fragment:
+        return plain_text(fragment)
+    parser = lxml.html.HTMLParser(remove_comments=True, remove_pis=True)
+    try:
+        root = lxml.html.fragment_fromstring(fragment, create_parent="div", parser=parser)
+    except (lxml.etree.LxmlError, ValueError):
+        return _strip_markup(fragment)
+    if any(e.level_name == "FATAL" for e in parser.error_log):
+        # libxml2 stopped early (e.g. nesting over its depth limit) and dropped the rest:
+        # a hostile fragment must not hide its text that way
+        return _strip_markup(fragment)
+    for el in list(root.iter(*_DROP_TAGS)):
+        el.drop_tree()  # drops the element and its text; the text after it stays
+    for el in root.iter(*_BLOCK_TAGS):
+        el.tail = "\n\n" + (el.tail or "")
+        if el.tag != "br":
+            el.text = "\n\n" + (el.text or "")
+    return plain_text(root.text_content())
 
+
+# A start or end tag, a comment/doctype or a processing instruction. `[^<>]*` keeps the
+# scan linear; "5 < 6" is not a tag (a tag name starts right after the "<").
+_TAG = re.compile(r"<(/?)([A-Za-z][\w:.-]*)[^<>]*>|<[!?][^<>]*>")
+
+
+def _strip_markup(fragment: str) -> str:
+    """The fallback when the parser gives up: drop tags and the content of code
+    elements with a linear scan, keep every other character."""
+    out: list[str] = []
+    lower = fragment.lower()
+    pos = 0
+    while (m := _TAG.search(fragment, pos)) is not None:
+        out.append(html.unescape(fragment[pos : m.start()]))
+        name = (m.group(2) or "").lower()
+        pos = m.end()
+        if name in _BLOCK_TAGS:
+            out.append("\n\n")
+        if name in _DROP_TAGS and not m.group(1):
+            close = lower.find(f"</{name}", pos)
+            end = fragment.find(">", close) if close >= 0 else -1
+            pos = end + 1 if end >= 0 else len(fragment)
+    out.append(html.unescape(fragment[pos:]))
+    return plain_text("".join(out))
+
+
+def _paragraphs_html(text: str) -> str:
     return "".join(f"<p>{html.escape(p.strip())}</p>" for p in str(text).split("\n\n") if p.strip())
 
 

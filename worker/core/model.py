@@ -15,7 +15,7 @@ from datetime import datetime
 class FeedEntry:
     """One entry of a feed, as the feed states it (before any page fetch)."""
 
-    entry_key: str  # stable id: guid/id, else link, else a hash of title+summary
+    entry_key: str  # the feed's id: guid/id, else link, else a hash of title+summary
     url: str | None
     title: str
     summary: str  # plain text
@@ -32,6 +32,17 @@ class ParsedFeed:
     entries: tuple[FeedEntry, ...]
     ttl_seconds: int | None = None  # <ttl>, sy:updatePeriod, ...
     warning: str | None = None  # feedparser's bozo_exception, if it still read entries
+    refused: tuple[RefusedEntry, ...] = ()  # entries that could not be converted
+
+
+@dataclass(frozen=True)
+class RefusedEntry:
+    """An entry that could not be read: kept (as a `refused` item) so it is never lost
+    without a trace."""
+
+    entry_key: str
+    url: str | None
+    reason: str
 
 
 @dataclass(frozen=True)
