@@ -23,7 +23,6 @@ See docs/fetching.md.
 
 from __future__ import annotations
 
-import email.utils
 import socket
 import threading
 import time
@@ -42,6 +41,8 @@ from urllib3.util.retry import Retry
 
 from worker.adapters.netguard import AddressGuard, BlockedAddressError, GuardedAdapter, socket_hook
 from worker.config import FetchSpec
+from worker.core import httpdate
+from worker.core.httpdate import FETCH_RETRY_AFTER_CAP
 
 Expect = Literal["feed", "html", "any"]
 ErrorKind = Literal[
@@ -277,19 +278,9 @@ def _robots_parse(body: bytes) -> urllib.robotparser.RobotFileParser:
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Retry-After as seconds from now: either delta-seconds or an HTTP-date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    """Retry-After as seconds from now (delta-seconds or an HTTP-date), at most
+    FETCH_RETRY_AFTER_CAP (a day); None when absent or unreadable."""
+    return httpdate.retry_after(value, now or datetime.now(UTC), FETCH_RETRY_AFTER_CAP)
 
 
 def _media_type(content_type: str | None) -> str:
