@@ -250,7 +250,9 @@ def _record_fetch_failure(
 ) -> None:
     """Back off (exponentially, up to MAX_BACKOFF, never sooner than Retry-After or
     `every`); count permanent errors and disable the source after `disable_after`."""
-    kind_name = getattr(exc, "kind", "not_a_feed")
+    # the real cause (refused, dns, tls, timeout, http_503, robots_disallow...), as
+    # FetchError.outcome names it; a FeedError is a body that is not a feed
+    kind_name = str(getattr(exc, "outcome", None) or getattr(exc, "kind", None) or "not_a_feed")
     # bounded again here: a huge Retry-After must never overflow next_fetch_at
     retry_after = httpdate.bounded(getattr(exc, "retry_after", None), FETCH_RETRY_AFTER_CAP)
     permanent = bool(getattr(exc, "permanent", False))

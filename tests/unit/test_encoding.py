@@ -178,5 +178,18 @@ def test_feed_as_utf8_says_utf8() -> None:
 
 
 def test_undecodable_bytes_are_replaced_not_raised() -> None:
-    assert "\ufffd" in decode_feed(b"<rss>\xff\xfe\xfd</rss>", "text/xml; charset=utf-8")
+    assert decode_feed(b"<rss>\xff\xfe\xfd\x81</rss>", "text/xml; charset=utf-8").startswith(
+        "<rss>"
+    )
     assert "\ufffd" in decode_html(b"<p>\x81\x20</p>", "text/html; charset=shift_jis")
+
+
+def test_a_mislabelled_feed_is_guessed_not_garbled() -> None:
+    # declared UTF-8 (header and declaration), sent as Latin-1: feedparser read it, so do we
+    doc = rss("Café crème à la Müller", "utf-8").encode("latin-1")
+    assert parse_feed(doc, "text/xml; charset=utf-8").entries[0].title == "Café crème à la Müller"
+
+
+def test_a_feed_declaring_utf16_in_ascii_bytes_is_utf8() -> None:
+    doc = rss("Café crème", "utf-16").encode()
+    assert parse_feed(doc, "application/rss+xml").entries[0].title == "Café crème"

@@ -29,7 +29,8 @@ XML declaration (in the first 4 KB), then charset-normalizer's guess.
 Feeds are XML: a byte order mark, then the first of the HTTP charset, the XML
 declaration and UTF-8 (XML's default) that decodes without an error (servers
 often send a default charset that the feed itself contradicts, which is what
-feedparser allows for too), then charset-normalizer's guess. `feed_as_utf8`
+feedparser allows for too), then charset-normalizer's guess. A declaration of
+UTF-16 in ASCII-readable bytes cannot be true and is read as UTF-8. `feed_as_utf8`
 hands feedparser UTF-8 that says so, so feedparser never applies its own label
 mapping (which garbles shift_jis, euc-kr, big5 and x-gbk).
 
@@ -437,7 +438,8 @@ def decode_feed(body: bytes, content_type: str | None = None) -> str:
     for encoding in dict.fromkeys([*declared, "utf-8"]):
         if _decodes_cleanly(body, encoding):
             return decode(body, encoding)
-    return decode(body, declared[0] if declared else _detect(body))
+    # mislabelled (a UTF-8 label on Latin-1 text is common): guess, as feedparser does
+    return decode(body, _detect(body))
 
 
 _XML_DECL_ANY = re.compile(r"\A\s*<\?xml\b[^>]*>")
