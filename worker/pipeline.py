@@ -23,10 +23,11 @@ from sqlalchemy.orm import Session
 from worker.adapters import models as m
 from worker.adapters.store import claim
 from worker.config import SourceSpec
-from worker.core import dedupe, schedule
+from worker.core import dedupe, httpdate, schedule
 from worker.core.clean import clean_text
 from worker.core.extract import ExtractionError, extract_page
 from worker.core.feeds import FeedError, page_links, parse_feed
+from worker.core.httpdate import FETCH_RETRY_AFTER_CAP
 from worker.core.model import Article, Hit, MatchDocument, WatchlistMatch
 from worker.core.normalize import build_article, feed_items, link_data
 from worker.runtime import Runtime
@@ -263,8 +264,11 @@ def _record_fetch_failure(
 ) -> None:
     """Back off (exponentially, up to MAX_BACKOFF, never sooner than Retry-After or
     `every`); count permanent errors and disable the source after `disable_after`."""
-    kind_name = getattr(exc, "kind", "not_a_feed")
-    retry_after = getattr(exc, "retry_after", None)
+    # the real cause (refused, dns, tls, timeout, http_503, robots_disallow...), as
+    # FetchError.outcome names it; a FeedError is a body that is not a feed
+    kind_name = str(getattr(exc, "outcome", None) or getattr(exc, "kind", None) or "not_a_feed")
+    # bounded again here: a huge Retry-After must never overflow next_fetch_at
+    retry_after = httpdate.bounded(getattr(exc, "retry_after", None), FETCH_RETRY_AFTER_CAP)
     permanent = bool(getattr(exc, "permanent", False))
     delay = max(_backoff(every, failures + 1), timedelta(seconds=every))
     if retry_after:

@@ -149,7 +149,7 @@ fetch: {{allow_networks: [127.0.0.0/8], deadline: 10}}
             for s in fam.samples
         }
         assert samples[("newswatch_fetches_total", (("outcome", "ok"),))] >= 1
-        assert samples[("newswatch_fetches_total", (("outcome", "http_status"),))] >= 2
+        assert samples[("newswatch_fetches_total", (("outcome", "http_404"),))] >= 2
         assert samples[("newswatch_items", (("state", "parsed"),))] == 1
         assert samples[("newswatch_articles", (("state", "done"),))] == 1
         assert samples[("newswatch_matches", (("state", "alerted"),))] == 1

@@ -108,12 +108,11 @@ fetch:
     sources = {s["name"]: s for s in report["sources"]}
     assert sources["wire"]["items_seen"] == 1 and sources["wire"]["last_error"] is None
     assert (
-        sources["dead"]["last_error_kind"] == "http_status"
-        and "404" in sources["dead"]["last_error"]
+        sources["dead"]["last_error_kind"] == "http_404" and "404" in sources["dead"]["last_error"]
     )
     assert report["articles"] == {"done": 1}
     assert report["matches"] == {"alerted": 1}
     assert report["deliveries"]["sent"] == 1
     assert sum(report["deliveries"].values()) == 1
     text = newswatch("status", env=env).stdout.decode()
-    assert "wire" in text and "ERROR (http_status)" in text and "sent 1" in text
+    assert "wire" in text and "ERROR (http_404)" in text and "sent 1" in text

@@ -456,7 +456,7 @@ def test_connection_refused(fetcher: Fetcher) -> None:
     port = probe.getsockname()[1]
     probe.close()  # nothing listens there now
     error, _ = fetch_error(lambda: fetcher.get(f"http://127.0.0.1:{port}/"))
-    assert error.kind == "connection" and not error.permanent
+    assert error.kind == "refused" and error.outcome == "refused" and not error.permanent
 
 
 class _raw_server:
@@ -553,11 +553,11 @@ def test_robots_disallow_is_honoured_and_cached(
     http_server.add("/private/page", b"<html>secret</html>")
     http_server.add("/public", b"<html>ok</html>")
     error, _ = fetch_error(lambda: fetcher.get(http_server.url("/private/page")))
-    assert error.kind == "robots" and not error.permanent
+    assert error.kind == "robots_disallow" and not error.permanent
     assert fetcher.get(http_server.url("/public")).body == b"<html>ok</html>"
     assert fetcher.get(http_server.url("/public")).status == 200
     error, _ = fetch_error(lambda: fetcher.get(http_server.url("/private/page")))
-    assert error.kind == "robots"
+    assert error.kind == "robots_disallow"
     assert http_server.hits("/robots.txt") == 1  # cached
     assert http_server.hits("/private/page") == 0
 
@@ -572,7 +572,7 @@ def test_robots_group_for_our_product_token_wins(
     http_server.add("/nw-no", b"x")
     http_server.add("/news", b"n")
     error, _ = fetch_error(lambda: fetcher.get(http_server.url("/nw-no")))
-    assert error.kind == "robots"
+    assert error.kind == "robots_disallow"
     assert fetcher.get(http_server.url("/news")).body == b"n"
 
 
@@ -606,7 +606,9 @@ def test_robots_5xx_disallows_for_a_while(
     url = http_server.add("/page", b"p")
     for _ in range(2):
         error, _ = fetch_error(lambda: fetcher.get(url))
-        assert error.kind == "robots"
+        # named after the cause, robots.txt only where it was noticed
+        assert (error.kind, error.status, error.outcome) == ("http_status", 503, "http_503")
+        assert "robots.txt is unreachable" in error.message and not error.permanent
     assert http_server.hits("/robots.txt") == 1 and http_server.hits("/page") == 0
     http_server.add("/robots.txt", "User-agent: *\nAllow: /\n")
     time.sleep(0.4)
@@ -624,7 +626,7 @@ def test_robots_are_checked_on_every_redirect_hop(
     other.add("/target", b"t")
     url = http_server.add("/go", status=302, headers={"Location": other.url("/target")})
     error, _ = fetch_error(lambda: fetcher.get(url))
-    assert error.kind == "robots" and other.hits("/target") == 0
+    assert error.kind == "robots_disallow" and other.hits("/target") == 0
 
 
 def test_respect_robots_false_skips_robots(http_server: TestServer, fetcher: Fetcher) -> None:

@@ -222,12 +222,13 @@ def test_https_keeps_sni_host_and_certificate_checks(
         # the certificate is still checked against the name, not the address
         with pytest.raises(FetchError) as info:
             fetcher.get(server.url("/feed", host="wrong.example"))
-        assert info.value.kind == "robots"  # robots.txt was unreachable: nothing is fetched
+        # robots.txt was unreachable, so nothing is fetched; the cause is TLS all the same
+        assert info.value.kind == "tls" and "robots.txt" in info.value.message
         assert "certificate" in info.value.message.lower()
         plain = make(allow=("127.0.0.0/8",), session=session, respect_robots=False)
         with pytest.raises(FetchError) as info:
             plain.get(server.url("/feed", host="wrong.example"))
-        assert info.value.kind == "connection"
+        assert info.value.kind == "tls"
         assert "certificate" in info.value.message.lower()
 
         strict = make(session=requests.Session())

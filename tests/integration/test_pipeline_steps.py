@@ -276,7 +276,7 @@ def test_feed_failure_is_recorded_with_backoff(tmp_path, database_url, site, clo
     with rt.store.session() as s:
         src = s.get(m.Source, source_id)
     assert src.consecutive_failures == 1
-    assert src.last_error_kind == "http_status" and "503" in src.last_error
+    assert src.last_error_kind == "http_503" and "503" in src.last_error
     assert src.next_fetch_at >= clock.now + timedelta(seconds=900)  # Retry-After honoured
     assert src.claimed_until is None
 

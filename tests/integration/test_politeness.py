@@ -203,7 +203,7 @@ def test_respect_robots_is_a_per_source_option(tmp_path, database_url, http_serv
     http_server.add("/feed.xml", feed(), headers=RSS)
     rt = make_runtime(tmp_path, database_url, config(http_server), clock)
     src = poll(rt)
-    assert src.last_error_kind == "robots" and http_server.hits("/feed.xml") == 0
+    assert src.last_error_kind == "robots_disallow" and http_server.hits("/feed.xml") == 0
     # the operator owns this site (or has permission): robots.txt is not consulted at all
     (tmp_path / "newswatch.yaml").write_text(config(http_server, "    respect_robots: false"))
     robots_hits = http_server.hits("/robots.txt")

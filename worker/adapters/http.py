@@ -17,14 +17,18 @@ what a long-running crawler needs on top of requests:
 - robots.txt per host (RFC 9309), cached in-process;
 - per-host concurrency limit and minimum interval between requests.
 
-Errors are raised as `FetchError` with a `kind` the caller can act on.
-See docs/fetching.md.
+Errors are raised as `FetchError` with a `kind` the caller can act on, named
+after the real cause (refused, dns, tls, timeout, an HTTP status...), also when
+the failure happened while fetching robots.txt; `outcome` is the label that
+sources and metrics record. See docs/fetching.md.
 """
 
 from __future__ import annotations
 
-import email.utils
+import errno
+import http.client
 import socket
+import ssl
 import threading
 import time
 import urllib.robotparser
@@ -37,23 +41,33 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.structures import CaseInsensitiveDict
-from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
+from urllib3.exceptions import DecodeError, HTTPError, NameResolutionError, NewConnectionError
+from urllib3.exceptions import SSLError as Urllib3SSLError
+from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 from urllib3.util.retry import Retry
 
 from worker.adapters.netguard import AddressGuard, BlockedAddressError, GuardedAdapter, socket_hook
 from worker.config import FetchSpec
+from worker.core import httpdate
+from worker.core.httpdate import FETCH_RETRY_AFTER_CAP
 
 Expect = Literal["feed", "html", "any"]
 ErrorKind = Literal[
-    "timeout",
+    "refused",  # nothing listens on the port (or a firewall rejects)
+    "dns",  # the host name does not resolve
+    "tls",  # handshake or certificate failure
+    "timeout",  # connect or read timeout, or the deadline passed
+    "reset",  # the server closed or reset the connection mid-exchange
+    "unreachable",  # no route to the network or host
+    "connection",  # any other transport failure
+    "bad_encoding",  # a compressed body that does not decompress
     "too_large",
     "blocked_address",
-    "http_status",
-    "connection",
+    "http_status",  # outcome http_<status>
     "too_many_redirects",
     "bad_scheme",
     "content_type",
-    "robots",
+    "robots_disallow",
     "invalid_url",
 ]
 
@@ -115,6 +129,14 @@ class FetchError(Exception):
         self.retry_after = retry_after
         self.headers = headers  # the response's, for http_status errors
         self.permanent = kind in _PERMANENT_KINDS or status in _PERMANENT_STATUSES
+
+    @property
+    def outcome(self) -> str:
+        """The label a source records and metrics count: the kind, with the status for
+        HTTP errors (`http_503`); at most 900 distinct statuses, a bounded label set."""
+        if self.kind == "http_status" and self.status is not None and 100 <= self.status <= 999:
+            return f"http_{self.status}"
+        return self.kind
 
     def __repr__(self) -> str:
         return f"FetchError(kind={self.kind!r}, status={self.status!r}, message={self.message!r})"
@@ -233,7 +255,8 @@ class _HostLimiter:
 class _RobotsEntry:
     parser: urllib.robotparser.RobotFileParser
     expires: float
-    unreachable: str | None = None  # why everything is disallowed for now, if it is
+    # robots.txt was unreachable (RFC 9309: assume everything is disallowed for now): why
+    failure: FetchError | None = None
 
 
 @dataclass
@@ -277,19 +300,9 @@ def _robots_parse(body: bytes) -> urllib.robotparser.RobotFileParser:
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Retry-After as seconds from now: either delta-seconds or an HTTP-date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    """Retry-After as seconds from now (delta-seconds or an HTTP-date), at most
+    FETCH_RETRY_AFTER_CAP (a day); None when absent or unreadable."""
+    return httpdate.retry_after(value, now or datetime.now(UTC), FETCH_RETRY_AFTER_CAP)
 
 
 def _media_type(content_type: str | None) -> str:
@@ -683,16 +696,14 @@ class Fetcher:
             return self._timeout(url)
         if isinstance(exc, BlockedAddressError):
             return FetchError("blocked_address", str(exc), url=url)
-        if isinstance(exc, requests.Timeout | ReadTimeoutError | TimeoutError):
-            return FetchError("timeout", f"{url}: {_reason(exc)}", url=url)
         if isinstance(exc, requests.exceptions.InvalidSchema):
             return FetchError("bad_scheme", f"{url}: {exc}", url=url)
         if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
             return FetchError("invalid_url", f"{url}: {exc}", url=url)
         if isinstance(exc, requests.exceptions.ContentDecodingError | DecodeError):
-            return FetchError("connection", f"{url}: body could not be decoded: {exc}", url=url)
-        if isinstance(exc, requests.RequestException | ProtocolError | OSError):
-            return FetchError("connection", f"{url}: {_reason(exc)}", url=url)
+            return FetchError("bad_encoding", f"{url}: body could not be decoded: {exc}", url=url)
+        if isinstance(exc, requests.RequestException | HTTPError | OSError):
+            return FetchError(_transport_kind(exc), f"{url}: {_reason(exc)}", url=url)
         if isinstance(exc, UnicodeError | ValueError):
             # e.g. a host name IDNA cannot encode
             return FetchError("invalid_url", f"{url}: {exc}", url=url)
@@ -704,15 +715,23 @@ class Fetcher:
         """Refuse what robots.txt disallows; the Crawl-delay to keep (seconds, capped)."""
         origin = _origin(url)
         entry = self._robots.get(origin) or self._load_robots(origin, deadline)
-        if entry.unreachable is not None:
+        if entry.failure is not None:
+            # named after what went wrong (refused, dns, http_503...), not "robots": the
+            # server being down is the news, robots.txt only where it was noticed
+            failure = entry.failure
             raise FetchError(
-                "robots",
-                f"{url}: {origin}/robots.txt is unreachable ({entry.unreachable}); "
-                "RFC 9309 says to assume everything is disallowed for now",
+                failure.kind,
+                f"{url}: not fetched, {origin}/robots.txt is unreachable ({failure.message}); "
+                "RFC 9309 says to assume everything is disallowed until it answers",
                 url=url,
+                status=failure.status,
+                retry_after=failure.retry_after,
+                headers=failure.headers,
             )
         if not entry.parser.can_fetch(self.spec.user_agent, url):
-            raise FetchError("robots", f"{url}: disallowed by {origin}/robots.txt", url=url)
+            raise FetchError(
+                "robots_disallow", f"{url}: disallowed by {origin}/robots.txt", url=url
+            )
         delay = entry.parser.crawl_delay(self.spec.user_agent)
         return min(float(delay), MAX_CRAWL_DELAY) if delay else 0.0
 
@@ -739,12 +758,63 @@ class Fetcher:
             else:
                 # "unreachable" (5xx, 429, network errors): complete disallow, for a while
                 entry = _RobotsEntry(
-                    _robots_policy(allow_all=False), now + self._robots.error_ttl, exc.message
+                    _robots_policy(allow_all=False), now + self._robots.error_ttl, exc
                 )
         else:
             entry = _RobotsEntry(_robots_parse(result.body), now + self._robots.ttl)
         self._robots.put(origin, entry)
         return entry
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and everything it wraps (args, .reason, __cause__, __context__)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo and len(seen) < 32:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        inner = [*current.args[:1], getattr(current, "reason", None)]
+        inner += [current.__cause__, current.__context__]
+        todo.extend(e for e in inner if isinstance(e, BaseException))
+
+
+_UNREACHABLE = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN})
+
+
+def _transport_kind(exc: BaseException) -> ErrorKind:
+    """The real cause of a transport failure, from the innermost errors requests and
+    urllib3 wrap: a name that does not resolve, a refused connection, TLS, a timeout..."""
+    causes = list(_causes(exc))
+
+    def found(*types: type[BaseException]) -> bool:
+        return any(isinstance(c, types) for c in causes)
+
+    if found(NameResolutionError, socket.gaierror):
+        return "dns"
+    if found(ConnectionRefusedError):
+        return "refused"
+    # urllib3's NewConnectionError subclasses ConnectTimeoutError for history's sake:
+    # only a real timeout counts (checked before TLS: a handshake that times out)
+    if found(requests.Timeout, TimeoutError) or any(
+        isinstance(c, Urllib3TimeoutError) and not isinstance(c, NewConnectionError) for c in causes
+    ):
+        return "timeout"
+    if found(ssl.SSLError, ssl.CertificateError, Urllib3SSLError, requests.exceptions.SSLError):
+        return "tls"
+    if found(
+        ConnectionResetError,
+        ConnectionAbortedError,
+        BrokenPipeError,
+        http.client.RemoteDisconnected,
+        http.client.IncompleteRead,
+    ):
+        return "reset"
+    if any(isinstance(c, OSError) and c.errno in _UNREACHABLE for c in causes):
+        return "unreachable"
+    return "connection"
 
 
 def _reason(exc: BaseException) -> str:

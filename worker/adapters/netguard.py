@@ -303,7 +303,7 @@ class _GuardedConnectionMixin:
         raise NewConnectionError(
             self,  # type: ignore[arg-type]
             f"Failed to establish a new connection: {last_error}",
-        )
+        ) from last_error  # the fetcher names the cause (refused, unreachable) from it
 
     def _connect_to(self, family: int, socktype: int, proto: int, sockaddr: Any) -> socket.socket:
         sock = socket.socket(family, socktype, proto)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import email.utils
 import hashlib
 import hmac
 import json
@@ -24,10 +23,14 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
+from worker.core import httpdate
+
 SECRET_PREFIX = "whsec_"
-MAX_RETRY_AFTER = 24 * 3600.0  # a receiver cannot park a delivery for longer than a day
+# a receiver cannot park a delivery for longer than a day (worker.core.httpdate)
+MAX_RETRY_AFTER = httpdate.DELIVERY_RETRY_AFTER_CAP
 
 # (url, body, headers) -> (status, response headers). May raise on transport errors.
 PostFn = Callable[[str, bytes, Mapping[str, str]], tuple[int, Mapping[str, str]]]
@@ -117,17 +120,9 @@ class WebhookOutcome:
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Retry-After as seconds from `now`: delay-seconds or an HTTP date (RFC 9110)."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), MAX_RETRY_AFTER)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None  # unparseable: ignore it, the normal backoff applies
-    return min(max(0.0, when.timestamp() - now), MAX_RETRY_AFTER)
+    """Retry-After as seconds from `now` (Unix time): delay-seconds or an HTTP date
+    (RFC 9110), at most MAX_RETRY_AFTER; None when absent or unreadable."""
+    return httpdate.retry_after(value, datetime.fromtimestamp(now, UTC), MAX_RETRY_AFTER)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -157,9 +152,9 @@ def _outcome_for_exception(exc: Exception, now: float) -> WebhookOutcome:
     status = getattr(exc, "status", None)
     if isinstance(status, int):
         outcome = outcome_for_status(status, getattr(exc, "headers", None) or {}, now)
-        retry_after = getattr(exc, "retry_after", None)
-        if outcome.retry_after is None and isinstance(retry_after, int | float):
-            outcome = replace(outcome, retry_after=min(float(retry_after), MAX_RETRY_AFTER))
+        retry_after = httpdate.bounded(getattr(exc, "retry_after", None), MAX_RETRY_AFTER)
+        if outcome.retry_after is None and retry_after is not None:
+            outcome = replace(outcome, retry_after=retry_after)
         return replace(outcome, error=f"{outcome.error}: {exc}")
     permanent = getattr(exc, "permanent", False) is True
     kind = getattr(exc, "kind", None) or type(exc).__name__

@@ -38,6 +38,7 @@ from worker.core.clean import (
     bounded_url,
     clean_text,
 )
+from worker.core.encoding import feed_as_utf8
 from worker.core.model import FeedEntry, ParsedFeed, RefusedEntry
 from worker.core.patterns import PatternError, compile_pattern
 
@@ -63,6 +64,8 @@ def parse_feed(body: bytes, content_type: str | None = None, base_url: str = "")
         raise FeedError("empty response body")
     if stripped[:1] in (b"{", b"[") or (content_type and "json" in content_type.lower()):
         return _parse_json_feed(body)
+    # decoded here with the web's reading of charset labels (feedparser's garbles some)
+    body, content_type = feed_as_utf8(body, content_type)
     headers = {"content-location": base_url} if base_url else {}
     if content_type:
         headers["content-type"] = content_type

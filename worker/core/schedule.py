@@ -20,9 +20,12 @@ import hashlib
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from email.utils import parsedate_to_datetime
+
+from worker.core.httpdate import delay_seconds, parse_http_date, seconds_until
 
 JITTER_FRACTION = 0.1  # the default; NEWSWATCH_SCHEDULE_JITTER
+# a year: any longer freshness is the same hint (poll_interval bounds it much further)
+_HINT_CAP = 366 * 86400.0
 
 _MAX_AGE_RE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.I)
 _NO_HINT_RE = re.compile(r"(?:^|,)\s*(?:no-cache|no-store)\s*(?:,|$)", re.I)
@@ -53,13 +56,11 @@ def freshness_hint(headers: Mapping[str, str], now: datetime) -> float | None:
         return None
     m = _MAX_AGE_RE.search(cache_control)
     if m:
-        age = _int(headers.get("age")) or 0
-        return max(int(m.group(1)) - age, 0)
-    expires = _http_date(headers.get("expires"))
-    if expires is not None:
-        date = _http_date(headers.get("date")) or now
-        return max((expires - date).total_seconds(), 0.0)
-    return None
+        max_age = delay_seconds(m.group(1), _HINT_CAP) or 0.0
+        age = delay_seconds(headers.get("age"), _HINT_CAP) or 0.0
+        return max(max_age - age, 0.0)
+    date = parse_http_date(headers.get("date")) or now
+    return seconds_until(headers.get("expires"), date, _HINT_CAP)
 
 
 def poll_interval(
@@ -76,20 +77,3 @@ def poll_interval(
     """
     wanted = max([every, *(h for h in hints if h is not None)])
     return with_jitter(name, min(wanted, max(longest, every)), jitter)
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _http_date(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None  # "Expires: 0" and other junk mean "already stale": no hint
-    return parsed if parsed.tzinfo is not None else None
