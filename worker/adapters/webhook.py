@@ -26,6 +26,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from worker.core.redact import redact_text, redact_url
+
 SECRET_PREFIX = "whsec_"
 MAX_RETRY_AFTER = 24 * 3600.0  # a receiver cannot park a delivery for longer than a day
 
@@ -144,7 +146,9 @@ def outcome_for_status(status: int, headers: Mapping[str, str], now: float) -> W
         return WebhookOutcome(False, status, disable=True, permanent=True, error="410 Gone")
     if 300 <= status < 400:
         # Redirects are not followed for signed POSTs: the URL in the config is wrong.
-        where = _header(headers, "location") or "?"
+        # only the host: the target of a redirect may carry a token as much as the URL
+        location = _header(headers, "location") or ""
+        where = redact_url(location) if "://" in location else "a relative location"
         return WebhookOutcome(False, status, permanent=True, error=f"{status} redirect to {where}")
     if status in PERMANENT_STATUSES:
         return WebhookOutcome(False, status, permanent=True, error=f"HTTP {status}")
@@ -160,10 +164,11 @@ def _outcome_for_exception(exc: Exception, now: float) -> WebhookOutcome:
         retry_after = getattr(exc, "retry_after", None)
         if outcome.retry_after is None and isinstance(retry_after, int | float):
             outcome = replace(outcome, retry_after=min(float(retry_after), MAX_RETRY_AFTER))
-        return replace(outcome, error=f"{outcome.error}: {exc}")
+        return replace(outcome, error=redact_text(f"{outcome.error}: {exc}"))
     permanent = getattr(exc, "permanent", False) is True
     kind = getattr(exc, "kind", None) or type(exc).__name__
-    return WebhookOutcome(False, None, permanent=permanent, error=f"{kind}: {exc}")
+    # transport errors quote the URL (requests: "... with url: /services/T0/B0/X"): scrubbed
+    return WebhookOutcome(False, None, permanent=permanent, error=redact_text(f"{kind}: {exc}"))
 
 
 def deliver_webhook(
