@@ -57,15 +57,16 @@ class SendOutcome:
     error_class: str | None = None  # the exception class, when an exception was the failure
 
 
-def failure_outcome(stage: str, exc: BaseException) -> SendOutcome:
+def failure_outcome(stage: str, exc: BaseException, url: str | None = None) -> SendOutcome:
     """An exception that escaped a stage of one delivery, as a failed outcome.
 
-    The traceback is logged (URLs scrubbed) because an unexpected exception is a
-    bug to fix; the outcome carries the one-line reason the delivery row records.
+    The traceback is logged (URLs scrubbed; `url`, the channel's, also in pieces)
+    because an unexpected exception is a bug to fix; the outcome carries the
+    one-line reason the delivery row records.
     """
     name = type(exc).__name__
-    reason = redact_text(f"{stage}: {name}: {exc}")
-    trace = redact_text("".join(traceback.format_exception(exc)))
+    reason = redact_text(f"{stage}: {name}: {exc}", [url])
+    trace = redact_text("".join(traceback.format_exception(exc)), [url])
     log.error("%s\n%s", reason, trace.rstrip())
     return SendOutcome(False, error=reason, stage=stage, error_class=name)
 
@@ -125,13 +126,13 @@ def send_rendering(rt: Runtime, channel_name: str, rendering: Rendering) -> Send
     try:  # rendering first, on its own: a message that cannot be built is not a send failure
         send = render_check(rt, config, channel, rendering)
     except Exception as exc:
-        return failure_outcome("render", exc)
+        return failure_outcome("render", exc, channel.webhook)
     try:
         outcome = send()
     except Exception as exc:
-        return failure_outcome("send", exc)
+        return failure_outcome("send", exc, channel.webhook)
     if outcome.error:  # adapters' errors may quote the URL (a webhook's path is its secret)
-        outcome = replace(outcome, error=redact_text(outcome.error))
+        outcome = replace(outcome, error=redact_text(outcome.error, [channel.webhook]))
     return outcome
 
 

@@ -155,7 +155,7 @@ def outcome_for_status(status: int, headers: Mapping[str, str], now: float) -> W
     return WebhookOutcome(False, status, retry_after=retry_after, error=f"HTTP {status}")
 
 
-def _outcome_for_exception(exc: Exception, now: float) -> WebhookOutcome:
+def _outcome_for_exception(exc: Exception, now: float, url: str) -> WebhookOutcome:
     # newswatch's FetchError carries status / retry_after / permanent; read them
     # by name so this module needs no import of the HTTP adapter.
     status = getattr(exc, "status", None)
@@ -164,11 +164,12 @@ def _outcome_for_exception(exc: Exception, now: float) -> WebhookOutcome:
         retry_after = getattr(exc, "retry_after", None)
         if outcome.retry_after is None and isinstance(retry_after, int | float):
             outcome = replace(outcome, retry_after=min(float(retry_after), MAX_RETRY_AFTER))
-        return replace(outcome, error=redact_text(f"{outcome.error}: {exc}"))
+        return replace(outcome, error=redact_text(f"{outcome.error}: {exc}", [url]))
     permanent = getattr(exc, "permanent", False) is True
     kind = getattr(exc, "kind", None) or type(exc).__name__
     # transport errors quote the URL (requests: "... with url: /services/T0/B0/X"): scrubbed
-    return WebhookOutcome(False, None, permanent=permanent, error=redact_text(f"{kind}: {exc}"))
+    error = redact_text(f"{kind}: {exc}", [url])
+    return WebhookOutcome(False, None, permanent=permanent, error=error)
 
 
 def deliver_webhook(
@@ -189,7 +190,7 @@ def deliver_webhook(
     try:
         status, resp_headers = post(url, body, headers)
     except Exception as exc:  # classified and returned as data, not swallowed
-        return _outcome_for_exception(exc, clock)
+        return _outcome_for_exception(exc, clock, url)
     return outcome_for_status(status, resp_headers, clock)
 
 

@@ -12,6 +12,7 @@ Pure: no I/O. Scrubbing is idempotent, so a text may pass through it twice.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 __all__ = ["redact_text", "redact_url"]
 
@@ -43,9 +44,29 @@ def _redact_match(m: re.Match[str]) -> str:
     return redact_url(kept) + url[len(kept) :]
 
 
-def redact_text(text: str) -> str:
-    """Every URL inside `text` cut to scheme and host; bare request paths replaced."""
-    if "/" not in text:
-        return text
-    out = _URL_RE.sub(_redact_match, text)
-    return _PATH_RE.sub(r"\1(path)", out)
+def _secret_parts(url: str) -> list[str]:
+    """The pieces of `url` other than its host: credentials, path segments, query values
+    (longest first). Short ones ("api", "v1") are common words, not secrets."""
+    rest = url.partition("://")[2]
+    host = redact_url(url).partition("://")[2]
+    hosts = {host, host.rpartition(":")[0]}
+    parts = {p for p in re.split(r"[:/?#&=;@]+", rest) if p.lower() not in hosts}
+    return sorted((p for p in parts if len(p) >= _MIN_SECRET), key=len, reverse=True)
+
+
+_MIN_SECRET = 6
+
+
+def redact_text(text: str, known: Iterable[str | None] = ()) -> str:
+    """Every URL inside `text` cut to scheme and host; bare request paths replaced.
+
+    `known`: URLs the text may quote in pieces (a parser's message quotes one part of
+    a URL without its syntax, e.g. "Port could not be cast to integer value as 'pw'"):
+    their credentials, path segments and query values are replaced wherever they occur.
+    """
+    if "/" in text:
+        text = _PATH_RE.sub(r"\1(path)", _URL_RE.sub(_redact_match, text))
+    for url in known:
+        for part in _secret_parts(url or ""):
+            text = text.replace(part, "(redacted)")
+    return text
