@@ -33,6 +33,7 @@ from worker.adapters import models as m
 from worker.adapters.store import Store, claim
 from worker.config import AlertPolicySpec, ChannelSpec, Config
 from worker.core.digest import Notice
+from worker.core.display import neutralise
 from worker.core.model import Hit, WatchlistMatch
 from worker.core.policy import (
     THROTTLE_WINDOW,
@@ -853,7 +854,9 @@ def list_deliveries(
                     "sent_at": d.sent_at,
                     # scrubbed here too: rows written before URLs were redacted
                     "last_error": redact_text(d.last_error) if d.last_error else None,
-                    "title": title or (d.notice or {}).get("title"), "url": url,
+                    # no bidi override may reorder the operator's terminal either
+                    "title": neutralise(title or (d.notice or {}).get("title") or "") or None,
+                    "url": url,
                 }
             )  # fmt: skip
         return out

@@ -168,6 +168,7 @@ def test_one_poisoned_alert_among_twenty_fails_alone(
             .where(m.Article.title == poisoned_title)
         )
         s.execute(update(m.Match).where(m.Match.id == poisoned).values(hits=[{"bogus": 1}]))
+    failures_before = load_failures()
     deliver_all(rt, ids)
     settle(rt, clock, 180)  # the 13:00 digest, every retry and the notice
 
@@ -199,11 +200,19 @@ def test_one_poisoned_alert_among_twenty_fails_alone(
         assert d.attempts == 4  # NEWSWATCH_DELIVERY_ATTEMPTS in tests/helpers/pipeline.py
         errors = attempt_errors(rt, d.id)
         assert len(errors) == 4 and all(e and e.startswith("load: TypeError") for e in errors)
+    assert load_failures() - failures_before == 8  # counted: 2 deliveries x 4 attempts
     # exactly one notice, delivered, naming the reason
     assert count(rt, m.Delivery, m.Delivery.kind == "notice") == 1
     (notice,) = notice_lines(ops)
     assert notice["event"] == "delivery_dead"
     assert "TypeError" in notice["text"] and f"match {poisoned}" in notice["text"]
+
+
+def load_failures() -> float:
+    from prometheus_client import REGISTRY
+
+    labels = {"unit": "delivery", "stage": "load", "error": "TypeError"}
+    return REGISTRY.get_sample_value("newswatch_unit_failures_total", labels) or 0.0
 
 
 # --- an unexpected exception on every send; the tick's steps fail alone ---------------------
