@@ -224,7 +224,7 @@ def deliver(rt: Runtime, delivery_id: str, follow_ups: list[str] | None = None) 
     if (attempts or 0) > rt.settings.delivery_attempts:
         # earlier attempts never got as far as recording (the worker died in them)
         outcome = SendOutcome(
-            False, error=f"gave up: {attempts - 1} earlier attempt(s) never finished "
+            False, error=f"gave up after {attempts - 1} attempt(s): the last never finished "
             "(the worker died or was killed while sending)", permanent=True, stage="deliver",
         )  # fmt: skip
     else:
@@ -469,8 +469,9 @@ def _send_batch(rt: Runtime, batch_id: str, follow_ups: list[str] | None) -> boo
         if batch.attempts > rt.settings.delivery_attempts:
             # earlier attempts never got as far as recording (the worker died in them)
             gave_up = SendOutcome(
-                False, error=f"gave up: {batch.attempts - 1} earlier attempt(s) never finished "
-                "(the worker died or was killed while sending)", permanent=True, stage="digest",
+                False, error=f"gave up after {batch.attempts - 1} attempt(s): the last never "
+                "finished (the worker died or was killed while sending)", permanent=True,
+                stage="digest",
             )  # fmt: skip
             for d in rows:
                 d.last_error = gave_up.error
