@@ -4,16 +4,21 @@ A message is an alert, a story update, a digest or an operational notice; a
 `Rendering` says how it looks on each kind of channel.
 
 Every outcome comes back as data (`SendOutcome`): the pipeline records the
-attempt and decides about retries; nothing here touches the database.
+attempt and decides about retries; nothing here touches the database. That
+holds for exceptions too: whatever a renderer or a sender raises becomes a
+failed outcome that names the stage (`render`, `send`) and the exception class,
+with every URL in its text cut to scheme and host (`worker.core.redact`).
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
+import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,10 +36,13 @@ from worker.core.digest import (
     update_email,
     update_payload,
 )
+from worker.core.redact import redact_text
 from worker.core.render import Alert, chat_payload, render_email, webhook_payload
 
 if TYPE_CHECKING:
     from worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,22 @@ class SendOutcome:
     permanent: bool = False  # retrying cannot help (bad address, 410 Gone, channel removed)
     retry_after: float | None = None
     disable: bool = False  # the receiver asked us to stop (410 Gone): switch the endpoint off
+    stage: str | None = None  # where a failure happened: load | render | send | ...
+    error_class: str | None = None  # the exception class, when an exception was the failure
+
+
+def failure_outcome(stage: str, exc: BaseException, url: str | None = None) -> SendOutcome:
+    """An exception that escaped a stage of one delivery, as a failed outcome.
+
+    The traceback is logged (URLs scrubbed; `url`, the channel's, also in pieces)
+    because an unexpected exception is a bug to fix; the outcome carries the
+    one-line reason the delivery row records.
+    """
+    name = type(exc).__name__
+    reason = redact_text(f"{stage}: {name}: {exc}", [url])
+    trace = redact_text("".join(traceback.format_exception(exc)), [url])
+    log.error("%s\n%s", reason, trace.rstrip())
+    return SendOutcome(False, error=reason, stage=stage, error_class=name)
 
 
 @dataclass(frozen=True)
@@ -92,38 +116,63 @@ def notice_rendering(notice: Notice) -> Rendering:
 
 
 def send_rendering(rt: Runtime, channel_name: str, rendering: Rendering) -> SendOutcome:
+    """Render for the channel's kind, then send; never raises."""
     config = rt.config.current().loaded.config
     channel = next((c for c in config.channels if c.name == channel_name), None)
     if channel is None:
         return SendOutcome(
             False, error=f"channel {channel_name!r} is no longer configured", permanent=True
         )
+    try:  # rendering first, on its own: a message that cannot be built is not a send failure
+        send = render_check(rt, config, channel, rendering)
+    except Exception as exc:
+        return failure_outcome("render", exc, channel.webhook)
+    try:
+        outcome = send()
+    except Exception as exc:
+        return failure_outcome("send", exc, channel.webhook)
+    if outcome.error:  # adapters' errors may quote the URL (a webhook's path is its secret)
+        outcome = replace(outcome, error=redact_text(outcome.error, [channel.webhook]))
+    return outcome
+
+
+def render_check(
+    rt: Runtime, config: Config, channel: ChannelSpec, rendering: Rendering
+) -> Callable[[], SendOutcome]:
+    """Build the message for `channel` now (raising whatever rendering raises); the
+    returned function sends it."""
     if channel.kind == "email":
-        return _send_email(config, channel, rendering)
+        return _email(config, channel, rendering)
     if channel.kind == "webhook":
-        return _send_webhook(rt, channel, rendering)
-    return _append_file(channel, rendering)
+        return _webhook(rt, channel, rendering)
+    return _file(channel, rendering)
 
 
-def _send_email(config: Config, channel: ChannelSpec, rendering: Rendering) -> SendOutcome:
+def _email(config: Config, channel: ChannelSpec, rendering: Rendering) -> Callable[[], SendOutcome]:
     from worker.adapters.mail import MailError, SmtpSender
 
     smtp = channel.smtp or config.smtp
     message = rendering.email(channel, smtp.sender)
-    try:
-        with SmtpSender(smtp).session() as session:
-            session.send(message)
-    except MailError as exc:
-        return SendOutcome(
-            False, status=exc.code, error=f"{exc.kind}: {exc}", permanent=exc.permanent
-        )
-    return SendOutcome(True)
+
+    def send() -> SendOutcome:
+        try:
+            with SmtpSender(smtp).session() as session:
+                session.send(message)
+        except MailError as exc:
+            return SendOutcome(
+                False, status=exc.code, error=f"{exc.kind}: {exc}", permanent=exc.permanent,
+                stage="send",
+            )  # fmt: skip
+        return SendOutcome(True)
+
+    return send
 
 
-def _send_webhook(rt: Runtime, channel: ChannelSpec, rendering: Rendering) -> SendOutcome:
+def _webhook(rt: Runtime, channel: ChannelSpec, rendering: Rendering) -> Callable[[], SendOutcome]:
     from worker.adapters.webhook import build_request, deliver_webhook, post_via_fetcher
 
     assert channel.webhook is not None
+    url = channel.webhook
     if channel.format == "standard":
         payload = rendering.payload()
         secret = channel.secret.get_secret_value() if channel.secret else None
@@ -132,29 +181,36 @@ def _send_webhook(rt: Runtime, channel: ChannelSpec, rendering: Rendering) -> Se
         secret = None
     body, headers = build_request(payload, rendering.id, secret, int(rt.now().timestamp()))
 
-    # deliver_webhook turns transport errors (FetchError) into an outcome too
-    outcome = deliver_webhook(
-        post_via_fetcher(rt.fetcher()), channel.webhook, body, headers, now=rt.now().timestamp()
-    )
-    return SendOutcome(
-        outcome.ok, status=outcome.status, error=outcome.error or None,
-        permanent=outcome.permanent or outcome.disable, retry_after=outcome.retry_after,
-        disable=outcome.disable,
-    )  # fmt: skip
+    def send() -> SendOutcome:
+        # deliver_webhook turns transport errors (FetchError) into an outcome too
+        outcome = deliver_webhook(
+            post_via_fetcher(rt.fetcher()), url, body, headers, now=rt.now().timestamp()
+        )
+        return SendOutcome(
+            outcome.ok, status=outcome.status, error=outcome.error or None,
+            permanent=outcome.permanent or outcome.disable, retry_after=outcome.retry_after,
+            disable=outcome.disable, stage=None if outcome.ok else "send",
+        )  # fmt: skip
+
+    return send
 
 
-def _append_file(channel: ChannelSpec, rendering: Rendering) -> SendOutcome:
+def _file(channel: ChannelSpec, rendering: Rendering) -> Callable[[], SendOutcome]:
     """One JSON line per alert; the delivery id inside lets a reader drop a rare resend."""
     assert channel.file is not None
     path = Path(channel.file)
     line = json.dumps(rendering.payload(), ensure_ascii=False, sort_keys=True) + "\n"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)  # whole lines even with several worker processes
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except OSError as exc:
-        return SendOutcome(False, error=f"cannot write {path}: {exc.strerror}")
-    return SendOutcome(True)
+
+    def send() -> SendOutcome:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)  # whole lines even with several worker processes
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            return SendOutcome(False, error=f"cannot write {path}: {exc.strerror}", stage="send")
+        return SendOutcome(True)
+
+    return send

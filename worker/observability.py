@@ -169,6 +169,25 @@ def count_fetch(outcome: str) -> None:
     _fetches.labels(outcome=outcome).inc()
 
 
+_failures: Any = None
+
+
+def count_unit_failure(unit: str, stage: str, error: str) -> None:
+    """One unit of work failed alone (a delivery, a digest batch, a step of a tick):
+    `stage` says where (load, render, send, ...), `error` the exception class or kind."""
+    global _failures
+    if _failures is None:
+        with _fetches_lock:
+            if _failures is None:
+                from prometheus_client import Counter
+
+                _failures = Counter(
+                    "newswatch_unit_failures", "Units of work that failed, by stage and class",
+                    ["unit", "stage", "error"],
+                )  # fmt: skip
+    _failures.labels(unit=unit, stage=stage, error=error).inc()
+
+
 # --- metrics: state computed from the database at scrape time -------------------------
 
 

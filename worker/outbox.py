@@ -33,6 +33,7 @@ from worker.adapters import models as m
 from worker.adapters.store import Store, claim
 from worker.config import AlertPolicySpec, ChannelSpec, Config
 from worker.core.digest import Notice
+from worker.core.display import neutralise
 from worker.core.model import Hit, WatchlistMatch
 from worker.core.policy import (
     THROTTLE_WINDOW,
@@ -43,13 +44,16 @@ from worker.core.policy import (
     parse_schedule,
     route,
 )
+from worker.core.redact import redact_text
 from worker.core.render import Alert
 from worker.delivery import (
     Rendering,
     SendOutcome,
     alert_rendering,
     digest_rendering,
+    failure_outcome,
     notice_rendering,
+    render_check,
     send_rendering,
 )
 from worker.pipeline import _backoff, article_from_row
@@ -203,8 +207,11 @@ def _join_batch(
 def deliver(rt: Runtime, delivery_id: str, follow_ups: list[str] | None = None) -> bool:
     """Send one pending delivery if it is due and unclaimed; record the attempt.
 
-    True when sent. Notices raised on the way (this delivery is dead) are added
-    to `follow_ups` for the caller to enqueue.
+    True when sent. The claim (which counts the attempt) commits first, so an
+    attempt counts however it ends. Whatever goes wrong while loading, rendering
+    or sending (any exception type) is recorded on this delivery's row and in an
+    attempt row, and after the attempt limit the delivery is dead with a notice.
+    Notices raised on the way are added to `follow_ups` for the caller to enqueue.
     """
     now = rt.now()
     with rt.store.session() as session:
@@ -213,39 +220,77 @@ def deliver(rt: Runtime, delivery_id: str, follow_ups: list[str] | None = None) 
             m.Delivery.state.in_(("pending", "failed")), m.Delivery.next_attempt_at <= now,
         ):  # fmt: skip
             return False
-        d = session.get(m.Delivery, delivery_id)
-        assert d is not None
-        channel_name, attempts = d.channel, d.attempts
-        if d.kind == "notice":
-            rendering = notice_rendering(_notice(d))
-        else:
-            alert = _load_alert(session, d)
-            rendering = alert_rendering(alert, update=d.kind == "update")
-    outcome = _send(rt, channel_name, rendering)
+        attempts = session.scalar(select(m.Delivery.attempts).where(m.Delivery.id == delivery_id))
+    if (attempts or 0) > rt.settings.delivery_attempts:
+        # earlier attempts never got as far as recording (the worker died in them)
+        outcome = SendOutcome(
+            False, error=f"gave up after {attempts - 1} attempt(s): the last never finished "
+            "(the worker died or was killed while sending)", permanent=True, stage="deliver",
+        )  # fmt: skip
+    else:
+        try:
+            outcome = _attempt(rt, delivery_id)
+        except Exception as exc:  # the delivery boundary: nothing escapes one delivery
+            outcome = failure_outcome("deliver", exc)
     finished = rt.now()
     with rt.store.session() as session:
         d = session.get(m.Delivery, delivery_id)
         assert d is not None
-        _record_attempt(session, d, outcome, finished)
-        d.claimed_until = None
-        if outcome.ok:
-            d.state, d.sent_at, d.last_error = "sent", finished, None
-        else:
-            d.last_error = outcome.error
-            if outcome.permanent or attempts >= rt.settings.delivery_attempts:
-                d.state = "dead"
-                log.error("delivery %s to %s is dead: %s", delivery_id, channel_name, outcome.error)
-                if d.kind != "notice":  # a dead notice about a dead notice would never end
-                    _collect(follow_ups, _dead_notice(rt, session, d, finished))
-            else:
-                d.state = "failed"
-                d.next_attempt_at = finished + _retry_delay(rt, attempts, outcome)
-                retry_at = d.next_attempt_at.isoformat()
-                log.warning(
-                    "delivery %s to %s failed (attempt %d), retry at %s: %s",
-                    delivery_id, channel_name, attempts, retry_at, outcome.error,
-                )  # fmt: skip
+        _record_outcome(rt, session, d, outcome, finished, follow_ups)
     return outcome.ok
+
+
+def _attempt(rt: Runtime, delivery_id: str) -> SendOutcome:
+    """Load and send one claimed delivery; a failure comes back as an outcome."""
+    try:
+        with rt.store.session() as session:
+            d = session.get(m.Delivery, delivery_id)
+            assert d is not None
+            channel_name = d.channel
+            if d.kind == "notice":
+                rendering = notice_rendering(_notice(d))
+            else:
+                rendering = alert_rendering(_load_alert(session, d), update=d.kind == "update")
+    except Exception as exc:  # a row that cannot be read back as an alert (corrupt, missing)
+        return failure_outcome("load", exc)
+    return _send(rt, channel_name, rendering)
+
+
+def _record_outcome(
+    rt: Runtime,
+    session: Session,
+    d: m.Delivery,
+    outcome: SendOutcome,
+    at: datetime,
+    follow_ups: list[str] | None,
+) -> None:
+    """Write one attempt's outcome on the delivery: sent, failed (retry later) or dead."""
+    _record_attempt(session, d, outcome, at)
+    d.claimed_until = None
+    if outcome.ok:
+        d.state, d.sent_at, d.last_error = "sent", at, None
+        return
+    d.last_error = outcome.error
+    _count_failure("delivery", outcome)
+    if outcome.permanent or d.attempts >= rt.settings.delivery_attempts:
+        d.state = "dead"
+        log.error("delivery %s to %s is dead: %s", d.id, d.channel, outcome.error)
+        if d.kind != "notice":  # a dead notice about a dead notice would never end
+            _collect(follow_ups, _dead_notice(rt, session, d, at, stage=outcome.stage))
+    else:
+        d.state = "failed"
+        d.next_attempt_at = at + _retry_delay(rt, d.attempts, outcome)
+        log.warning(
+            "delivery %s to %s failed (attempt %d), retry at %s: %s",
+            d.id, d.channel, d.attempts, d.next_attempt_at.isoformat(), outcome.error,
+        )  # fmt: skip
+
+
+def _count_failure(unit: str, outcome: SendOutcome) -> None:
+    from worker import observability
+
+    kind = outcome.error_class or (f"http_{outcome.status}" if outcome.status else "refused")
+    observability.count_unit_failure(unit, outcome.stage or "send", kind)
 
 
 def _send(rt: Runtime, channel_name: str, rendering: Rendering) -> SendOutcome:
@@ -396,22 +441,53 @@ def claim_due_batches(rt: Runtime, limit: int = DIGEST_LIMIT) -> list[str]:
 
 
 def send_batch(rt: Runtime, batch_id: str, follow_ups: list[str] | None = None) -> bool:
-    """Send one claimed batch as one message; mark it and its deliveries in one go."""
+    """Send one claimed batch as one message; mark it and its deliveries in one go.
+
+    Fails alone: an alert of the batch that cannot be loaded or rendered is taken
+    out (its own delivery records why and is retried on its own), and anything
+    else that goes wrong is recorded on the batch row, counts toward its attempt
+    limit and ends, after the last attempt, in `dead` with a notice.
+    """
+    try:
+        return _send_batch(rt, batch_id, follow_ups)
+    except Exception as exc:  # the batch boundary: record it on the batch, never raise
+        _batch_failed(rt, batch_id, failure_outcome("digest", exc), follow_ups)
+        return False
+
+
+def _send_batch(rt: Runtime, batch_id: str, follow_ups: list[str] | None) -> bool:
     with rt.store.session() as session:
         batch = session.get(m.DigestBatch, batch_id)
         if batch is None or batch.state != "sending":
             return False
-        channel, attempts = batch.channel, batch.attempts
+        channel = batch.channel
         rows = session.scalars(
             select(m.Delivery)
             .where(m.Delivery.batch_id == batch_id, m.Delivery.state == "batched")
             .order_by(m.Delivery.created_at, m.Delivery.id)
         ).all()
-        ids = [d.id for d in rows]
+        if batch.attempts > rt.settings.delivery_attempts:
+            # earlier attempts never got as far as recording (the worker died in them)
+            gave_up = SendOutcome(
+                False, error=f"gave up after {batch.attempts - 1} attempt(s): the last never "
+                "finished (the worker died or was killed while sending)", permanent=True,
+                stage="digest",
+            )  # fmt: skip
+            for d in rows:
+                d.last_error = gave_up.error
+            _batch_outcome(rt, session, batch, gave_up, rt.now(), follow_ups, rows)
+            return False
+        alerts, poisoned = _digest_alerts(rt, session, channel, rows)
+        ids = [d.id for d in rows if d.id not in poisoned]
         batch.size = len(ids)
-        alerts = _digest_alerts(session, rows)
-        if not alerts:  # every delivery was retried on its own meanwhile
-            batch.state, batch.claimed_until, batch.sent_at = "sent", None, rt.now()
+        now = rt.now()
+        for d in rows:
+            if d.id in poisoned:  # out of the batch: it fails alone and retries on its own
+                d.attempts += 1
+                d.batch_id = None
+                _record_outcome(rt, session, d, poisoned[d.id], now, follow_ups)
+        if not alerts:  # every delivery was retried on its own meanwhile, or taken out
+            batch.state, batch.claimed_until, batch.sent_at = "sent", None, now
             return True
     outcome = _send(rt, channel, digest_rendering(batch_id, channel, alerts))
     finished = rt.now()
@@ -431,48 +507,119 @@ def send_batch(rt: Runtime, batch_id: str, follow_ups: list[str] | None = None) 
                 d.state, d.sent_at, d.last_error = "sent", finished, None
             log.info("digest %s to %s: %d alert(s) sent", batch_id, channel, len(ids))
             return True
-        batch.last_error = outcome.error
-        if outcome.permanent or attempts >= rt.settings.delivery_attempts:
-            batch.state = "dead"
-            for d in included:
-                d.state, d.last_error = "dead", outcome.error
-            log.error("digest %s to %s is dead: %s", batch_id, channel, outcome.error)
-            _collect(follow_ups, _dead_notice(rt, session, None, finished, batch=batch))
-        else:
-            batch.state = "failed"
-            batch.next_attempt_at = finished + _retry_delay(rt, attempts, outcome)
-            for d in included:
-                d.last_error = outcome.error
-            log.warning(
-                "digest %s to %s failed (attempt %d), retry at %s: %s",
-                batch_id, channel, attempts, batch.next_attempt_at.isoformat(), outcome.error,
-            )  # fmt: skip
+        for d in included:
+            d.last_error = outcome.error
+        _batch_outcome(rt, session, batch, outcome, finished, follow_ups, included)
         return False
 
 
-def _digest_alerts(session: Session, rows: Iterable[m.Delivery]) -> list[Alert]:
-    """One entry per (watchlist, story): a second source of the same story in the
-    same digest is not a second entry (its siblings are listed on the first)."""
+def _batch_outcome(
+    rt: Runtime,
+    session: Session,
+    batch: m.DigestBatch,
+    outcome: SendOutcome,
+    at: datetime,
+    follow_ups: list[str] | None,
+    included: Iterable[m.Delivery] = (),
+) -> None:
+    """A failed attempt of a whole batch: retry it later, or dead after the limit."""
+    batch.last_error, batch.claimed_until = outcome.error, None
+    _count_failure("digest", outcome)
+    if outcome.permanent or batch.attempts >= rt.settings.delivery_attempts:
+        batch.state = "dead"
+        for d in included:
+            d.state = "dead"
+        log.error("digest %s to %s is dead: %s", batch.id, batch.channel, outcome.error)
+        _collect(follow_ups, _dead_notice(rt, session, None, at, batch=batch))
+    else:
+        batch.state = "failed"
+        batch.next_attempt_at = at + _retry_delay(rt, batch.attempts, outcome)
+        log.warning(
+            "digest %s to %s failed (attempt %d), retry at %s: %s",
+            batch.id, batch.channel, batch.attempts, batch.next_attempt_at.isoformat(),
+            outcome.error,
+        )  # fmt: skip
+
+
+def _batch_failed(
+    rt: Runtime, batch_id: str, outcome: SendOutcome, follow_ups: list[str] | None
+) -> None:
+    """Record an exception that stopped a batch on its row (its claim counted the attempt)."""
+    with rt.store.session() as session:
+        batch = session.get(m.DigestBatch, batch_id)
+        if batch is None or batch.state != "sending":
+            return
+        included = session.scalars(
+            select(m.Delivery).where(m.Delivery.batch_id == batch_id, m.Delivery.state == "batched")
+        ).all()
+        for d in included:
+            d.last_error = outcome.error
+        _batch_outcome(rt, session, batch, outcome, rt.now(), follow_ups, included)
+
+
+def _digest_alerts(
+    rt: Runtime, session: Session, channel: str, rows: Iterable[m.Delivery]
+) -> tuple[list[Alert], dict[str, SendOutcome]]:
+    """The batch's alerts, one per (watchlist, story): a second source of the same story
+    in the same digest is not a second entry (its siblings are listed on the first).
+
+    Each alert is loaded and rendered for the channel on its own first; one that
+    fails is returned in the second value (delivery id -> failed outcome) instead of
+    stopping the whole digest.
+    """
+    config = rt.config.current().loaded.config
+    spec = next((c for c in config.channels if c.name == channel), None)
     seen: set[tuple[str, int]] = set()
-    alerts = []
+    alerts: list[Alert] = []
+    poisoned: dict[str, SendOutcome] = {}
     for d in rows:
-        match = session.get(m.Match, d.match_id)
-        if match is None:
+        try:
+            with session.begin_nested():  # a database error here stays with this alert
+                match = session.get(m.Match, d.match_id)
+                if match is None:
+                    continue
+                key = (match.watchlist, match.story_id or -match.article_id)
+                if key in seen:
+                    continue
+                alert = _load_alert(session, d)
+        except Exception as exc:
+            poisoned[d.id] = failure_outcome("load", exc)
             continue
-        key = (match.watchlist, match.story_id or -match.article_id)
-        if key in seen:
-            continue
+        if spec is not None:
+            try:
+                render_check(rt, config, spec, alert_rendering(alert))
+            except Exception as exc:
+                poisoned[d.id] = failure_outcome("render", exc)
+                continue
         seen.add(key)
-        alerts.append(_load_alert(session, d))
-    return alerts
+        alerts.append(alert)
+    return alerts, poisoned
 
 
 def send_due_digests(rt: Runtime, follow_ups: list[str] | None = None) -> int:
-    """Claim and send every due batch; returns how many were sent."""
+    """Claim and send every due batch; returns how many were sent. Each batch fails alone."""
+    try:
+        batch_ids = claim_due_batches(rt)
+    except Exception as exc:
+        _step_failed("digests", "claim", exc)
+        return 0
     sent = 0
-    for batch_id in claim_due_batches(rt):
-        sent += send_batch(rt, batch_id, follow_ups)
+    for batch_id in batch_ids:
+        try:
+            sent += send_batch(rt, batch_id, follow_ups)
+        except Exception as exc:  # could not even record the failure (database down?)
+            _step_failed("digests", f"batch {batch_id}", exc)
     return sent
+
+
+def _step_failed(step: str, what: str, exc: BaseException) -> None:
+    """One step of a periodic tick failed: log it with the reason and count it; the
+    tick goes on with the next step (and the next tick tries this one again)."""
+    from worker import observability
+
+    observability.count_unit_failure("tick", step, type(exc).__name__)
+    reason = redact_text(f"{type(exc).__name__}: {exc}")
+    log.error("outbox tick: %s (%s) failed, the other steps go on: %s", step, what, reason)
 
 
 # --- notices ------------------------------------------------------------------------
@@ -497,6 +644,8 @@ def raise_notice(
     notices = rt.config.current().loaded.config.notices
     if notices is None:
         return None
+    # notices quote errors and sources: no URL in them beyond its scheme and host
+    title, body = redact_text(title), redact_text(body)
     row_id = session.execute(
         rt.store.insert_ignore(m.Delivery)
         .values(
@@ -519,6 +668,7 @@ def _dead_notice(
     now: datetime,
     *,
     batch: m.DigestBatch | None = None,
+    stage: str | None = None,
 ) -> str | None:
     notices = rt.config.current().loaded.config.notices
     if notices is None or not notices.delivery_dead:
@@ -533,64 +683,127 @@ def _dead_notice(
             now,
         )  # fmt: skip
     assert d is not None
+    retry = f"Retry it with: newswatch deliveries retry {d.id}"
+    if stage in ("load", "render") and d.match_id is not None:
+        # The alert itself is broken, not the channel: one incident for the alert, however
+        # many channels it was going to (each of its deliveries records the same reason).
+        return raise_notice(
+            rt, session, f"delivery_dead:match:{d.match_id}", "delivery_dead",
+            f"an alert of {d.watchlist or 'a watchlist'} cannot be sent ({stage} failed)",
+            f"Delivery {d.id} (match {d.match_id}) to channel {d.channel} gave up after "
+            f"{d.attempts} attempt(s): {d.last_error}\nIts deliveries to other channels fail "
+            f"the same way: `newswatch deliveries --dead` lists them.\n{retry}",
+            now,
+        )  # fmt: skip
     return raise_notice(
         rt, session, f"delivery_dead:{d.id}", "delivery_dead",
         f"delivery to {d.channel} is dead ({d.watchlist or d.kind})",
         f"Delivery {d.id} to channel {d.channel} gave up after {d.attempts} attempt(s): "
-        f"{d.last_error}\nRetry it with: newswatch deliveries retry {d.id}",
+        f"{d.last_error}\n{retry}",
         now,
     )  # fmt: skip
 
 
 def check_notices(rt: Runtime) -> list[str]:
     """Raise notices for incidents the database and the live config show now:
-    sources failing for longer than `source_failing_after`, a refused config."""
+    sources failing for longer than `source_failing_after`, a refused config.
+
+    Each kind of incident is checked on its own (its own transaction): one that
+    fails is logged and counted, and the others are still checked.
+    """
     active = rt.config.current()
     notices = active.loaded.config.notices
     if notices is None:
         return []
-    now = rt.now()
     out: list[str] = []
-    after = timedelta(seconds=notices.source_failing_after)
-    with rt.store.session() as session:
-        failing = session.execute(
-            select(
-                m.Source.name, m.Source.last_success_at, m.Source.created_at,
-                m.Source.last_error, m.Source.consecutive_failures,
-            ).where(m.Source.enabled.is_(True), m.Source.consecutive_failures > 0)
-        ).all()  # fmt: skip
-        for name, last_ok, created, error, failures in failing:
-            since = last_ok or created
-            if since is None or now - since < after:
-                continue
-            hours = (now - since).total_seconds() / 3600
-            # the incident starts at the last success: a recovery and a new failure is a new one
-            _collect(out, raise_notice(
-                rt, session, f"source_failing:{name}:{since.isoformat()}", "source_failing",
-                f"source {name} failing for {hours:.0f} h",
-                f"Source {name} has not been fetched successfully since {since.isoformat()} "
-                f"({failures} failure(s) in a row). Last error: {error}",
-                now,
-            ))  # fmt: skip
-        error = rt.config.last_error
-        if error and notices.config_rejected:
-            digest = hashlib.sha256(error.encode()).hexdigest()[:16]
-            _collect(out, raise_notice(
-                rt, session, f"config_rejected:{active.version}:{digest}", "config_rejected",
-                "watchlist config rejected",
-                f"A change to {rt.config.path} was refused; version {active.version} stays in "
-                f"force.\n\n{error}",
-                now,
-            ))  # fmt: skip
-        for version, removed in rt.config.shrinks if notices.config_shrunk else ():
-            _collect(out, raise_notice(
-                rt, session, f"config_shrunk:{version}", "config_shrunk",
-                "config reload removed most sources or watchlists",
-                f"Version {version} of {rt.config.path} is in force: {removed}. Monitoring of "
-                "what was removed has stopped; restore the file if this was not meant.",
-                now,
-            ))  # fmt: skip
+    for kind, check in (
+        ("source_failing", _source_failing_notices),
+        ("config_rejected", _config_rejected_notices),
+        ("config_shrunk", _config_shrunk_notices),
+    ):
+        try:
+            with rt.store.session() as session:
+                out += check(rt, session, rt.now())
+        except Exception as exc:
+            _step_failed(f"notices:{kind}", "check", exc)
     return out
+
+
+def _source_failing_notices(rt: Runtime, session: Session, now: datetime) -> list[str]:
+    notices = rt.config.current().loaded.config.notices
+    assert notices is not None
+    after = timedelta(seconds=notices.source_failing_after)
+    out: list[str] = []
+    failing = session.execute(
+        select(
+            m.Source.name, m.Source.last_success_at, m.Source.created_at,
+            m.Source.last_error, m.Source.consecutive_failures,
+        ).where(m.Source.enabled.is_(True), m.Source.consecutive_failures > 0)
+    ).all()  # fmt: skip
+    for name, last_ok, created, error, failures in failing:
+        since = last_ok or created
+        if since is None or now - since < after:
+            continue
+        hours = (now - since).total_seconds() / 3600
+        # the incident starts at the last success: a recovery and a new failure is a new one
+        _collect(out, raise_notice(
+            rt, session, f"source_failing:{name}:{since.isoformat()}", "source_failing",
+            f"source {name} failing for {hours:.0f} h",
+            f"Source {name} has not been fetched successfully since {since.isoformat()} "
+            f"({failures} failure(s) in a row). Last error: {error}",
+            now,
+        ))  # fmt: skip
+    return out
+
+
+def _config_rejected_notices(rt: Runtime, session: Session, now: datetime) -> list[str]:
+    active = rt.config.current()
+    notices = active.loaded.config.notices
+    error = rt.config.last_error
+    if not error or notices is None or not notices.config_rejected:
+        return []
+    digest = hashlib.sha256(error.encode()).hexdigest()[:16]
+    out: list[str] = []
+    _collect(out, raise_notice(
+        rt, session, f"config_rejected:{active.version}:{digest}", "config_rejected",
+        "watchlist config rejected",
+        f"A change to {rt.config.path} was refused; version {active.version} stays in "
+        f"force.\n\n{error}",
+        now,
+    ))  # fmt: skip
+    return out
+
+
+def _config_shrunk_notices(rt: Runtime, session: Session, now: datetime) -> list[str]:
+    notices = rt.config.current().loaded.config.notices
+    if notices is None or not notices.config_shrunk:
+        return []
+    out: list[str] = []
+    for version, removed in rt.config.shrinks:
+        _collect(out, raise_notice(
+            rt, session, f"config_shrunk:{version}", "config_shrunk",
+            "config reload removed most sources or watchlists",
+            f"Version {version} of {rt.config.path} is in force: {removed}. Monitoring of "
+            "what was removed has stopped; restore the file if this was not meant.",
+            now,
+        ))  # fmt: skip
+    return out
+
+
+def tick(rt: Runtime) -> list[str]:
+    """The periodic outbox step: due digests out, new notices in. Returns the notice
+    deliveries to enqueue. Every step fails alone (see `send_due_digests`,
+    `check_notices`): a broken batch never keeps a notice from being raised."""
+    notices: list[str] = []
+    try:
+        send_due_digests(rt, notices)
+    except Exception as exc:  # send_due_digests guards each batch; this is the last net
+        _step_failed("digests", "all", exc)
+    try:
+        notices += check_notices(rt)
+    except Exception as exc:  # e.g. the live config could not be read
+        _step_failed("notices", "all", exc)
+    return notices
 
 
 # --- operator actions (CLI) -----------------------------------------------------------
@@ -656,8 +869,12 @@ def list_deliveries(
                     "watchlist": watchlist or d.watchlist, "route": d.route,
                     "batch": d.batch_id, "attempts": d.attempts, "created_at": d.created_at,
                     "next_attempt_at": d.next_attempt_at if d.state == "failed" else None,
-                    "sent_at": d.sent_at, "last_error": d.last_error,
-                    "title": title or (d.notice or {}).get("title"), "url": url,
+                    "sent_at": d.sent_at,
+                    # scrubbed here too: rows written before URLs were redacted
+                    "last_error": redact_text(d.last_error) if d.last_error else None,
+                    # no bidi override may reorder the operator's terminal either
+                    "title": neutralise(title or (d.notice or {}).get("title") or "") or None,
+                    "url": url,
                 }
             )  # fmt: skip
         return out

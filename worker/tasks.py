@@ -118,14 +118,10 @@ def canary(token: str, hop: int) -> None:
 
 @app.task(name="newswatch.outbox_tick")
 def outbox_tick() -> None:
-    """Due digests out, new operational notices in (and on their way)."""
+    """Due digests out, new operational notices in (and on their way); each step fails alone."""
     from worker import outbox
 
-    rt = runtime()
-    notices: list[str] = []
-    outbox.send_due_digests(rt, notices)
-    notices += outbox.check_notices(rt)
-    _enqueue(deliver, notices)
+    _enqueue(deliver, outbox.tick(runtime()))
 
 
 @app.task(name="newswatch.sweep")

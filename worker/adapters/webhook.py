@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.core import httpdate
+from worker.core.redact import redact_text, redact_url
 
 SECRET_PREFIX = "whsec_"
 # a receiver cannot park a delivery for longer than a day (worker.core.httpdate)
@@ -139,14 +140,16 @@ def outcome_for_status(status: int, headers: Mapping[str, str], now: float) -> W
         return WebhookOutcome(False, status, disable=True, permanent=True, error="410 Gone")
     if 300 <= status < 400:
         # Redirects are not followed for signed POSTs: the URL in the config is wrong.
-        where = _header(headers, "location") or "?"
+        # only the host: the target of a redirect may carry a token as much as the URL
+        location = _header(headers, "location") or ""
+        where = redact_url(location) if "://" in location else "a relative location"
         return WebhookOutcome(False, status, permanent=True, error=f"{status} redirect to {where}")
     if status in PERMANENT_STATUSES:
         return WebhookOutcome(False, status, permanent=True, error=f"HTTP {status}")
     return WebhookOutcome(False, status, retry_after=retry_after, error=f"HTTP {status}")
 
 
-def _outcome_for_exception(exc: Exception, now: float) -> WebhookOutcome:
+def _outcome_for_exception(exc: Exception, now: float, url: str) -> WebhookOutcome:
     # newswatch's FetchError carries status / retry_after / permanent; read them
     # by name so this module needs no import of the HTTP adapter.
     status = getattr(exc, "status", None)
@@ -155,10 +158,12 @@ def _outcome_for_exception(exc: Exception, now: float) -> WebhookOutcome:
         retry_after = httpdate.bounded(getattr(exc, "retry_after", None), MAX_RETRY_AFTER)
         if outcome.retry_after is None and retry_after is not None:
             outcome = replace(outcome, retry_after=retry_after)
-        return replace(outcome, error=f"{outcome.error}: {exc}")
+        return replace(outcome, error=redact_text(f"{outcome.error}: {exc}", [url]))
     permanent = getattr(exc, "permanent", False) is True
     kind = getattr(exc, "kind", None) or type(exc).__name__
-    return WebhookOutcome(False, None, permanent=permanent, error=f"{kind}: {exc}")
+    # transport errors quote the URL (requests: "... with url: /services/T0/B0/X"): scrubbed
+    error = redact_text(f"{kind}: {exc}", [url])
+    return WebhookOutcome(False, None, permanent=permanent, error=error)
 
 
 def deliver_webhook(
@@ -179,7 +184,7 @@ def deliver_webhook(
     try:
         status, resp_headers = post(url, body, headers)
     except Exception as exc:  # classified and returned as data, not swallowed
-        return _outcome_for_exception(exc, clock)
+        return _outcome_for_exception(exc, clock, url)
     return outcome_for_status(status, resp_headers, clock)
 
 

@@ -19,6 +19,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from worker.config import ChannelSpec
+from worker.core.display import neutralise
 from worker.core.render import (
     DISCORD_CONTENT_MAX,
     DISCORD_DESCRIPTION_MAX,
@@ -30,6 +31,7 @@ from worker.core.render import (
     _teams_escape,
     chat_payload,
     discord_escape,
+    displayable,
     iso_time,
     one_line,
     render_email,
@@ -130,7 +132,7 @@ def _lines(alerts: Sequence[Alert], link: Any, escape: Any, limit: int, sep: str
 
 def digest_chat(alerts: Sequence[Alert], fmt: str) -> dict[str, Any]:
     """One chat message listing the batch's stories, grouped by watchlist."""
-    groups = _by_watchlist(alerts)
+    groups = _by_watchlist([displayable(a) for a in alerts])
     title = f"newswatch digest: {len(alerts)} alert(s)"
     if fmt == "slack":
         blocks: list[dict[str, Any]] = [
@@ -202,7 +204,13 @@ class Notice:
     at: datetime
 
 
+def _displayable(n: Notice) -> Notice:
+    # notice texts quote source names and server answers: no invisible format characters
+    return Notice(n.id, n.event, neutralise(n.title), neutralise(n.text), n.at)
+
+
 def notice_email(n: Notice, channel: ChannelSpec, sender: str) -> EmailMessage:
+    n = _displayable(n)
     msg = EmailMessage()
     msg["Subject"] = truncate(one_line(f"[newswatch] {n.title}"), 200)
     msg["From"] = sender
@@ -216,6 +224,7 @@ def notice_email(n: Notice, channel: ChannelSpec, sender: str) -> EmailMessage:
 
 
 def notice_payload(n: Notice) -> dict[str, Any]:
+    n = _displayable(n)
     return {
         "type": NOTICE_TYPE,
         "version": PAYLOAD_VERSION,
@@ -228,6 +237,7 @@ def notice_payload(n: Notice) -> dict[str, Any]:
 
 
 def notice_chat(n: Notice, fmt: str) -> dict[str, Any]:
+    n = _displayable(n)
     if fmt == "slack":
         text = truncate(slack_escape(f"newswatch: {n.title}\n{n.text}"), SLACK_TEXT_MAX)
         section = {"type": "section", "text": {"type": "mrkdwn", "text": text}}

@@ -13,6 +13,12 @@ own escaping rule:
 - HTML: Jinja2 autoescaping, and only http(s) links become `href`s;
 - chat markup (Slack mrkdwn, Discord markdown): escaped per platform, and
   Discord mentions are switched off so a title cannot ping `@everyone`.
+
+Before any of that, every text field of the alert loses its invisible format
+characters (bidi overrides, zero-width characters: `worker.core.display`), so no
+output can show a reader something other than what the text says. Dates render
+for every representable datetime in every zone: at the ends of the calendar
+they are clamped, or shown in UTC, never an exception.
 """
 
 from __future__ import annotations
@@ -21,18 +27,19 @@ import email.utils
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 import jinja2.sandbox
 
 from worker.config import ChannelSpec
+from worker.core.display import neutralise, neutralise_spans, percent_encode_format
 from worker.core.model import Article, Hit, WatchlistMatch
 
 PAYLOAD_TYPE = "newswatch.match"
@@ -73,8 +80,9 @@ _CTRL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def one_line(text: str) -> str:
-    """Collapse all whitespace (CR, LF, tabs, Unicode separators) to single spaces."""
-    return _WS_RE.sub(" ", _CTRL_RE.sub("", text)).strip()
+    """Collapse all whitespace (CR, LF, tabs, Unicode separators) to single spaces;
+    no control or invisible format characters."""
+    return _WS_RE.sub(" ", _CTRL_RE.sub("", neutralise(text))).strip()
 
 
 def truncate(text: str, limit: int, ellipsis: str = "…") -> str:
@@ -89,7 +97,7 @@ def truncate(text: str, limit: int, ellipsis: str = "…") -> str:
 def safe_url(url: str | None) -> str | None:
     """Only http(s) URLs become links; anything else (javascript:, data:) is dropped."""
     if url and re.match(r"^https?://[^\s]+$", url.strip(), re.I):
-        return url.strip()
+        return percent_encode_format(url.strip())
     return None
 
 
@@ -183,15 +191,40 @@ def snippet_segments(match: WatchlistMatch, article: Article) -> tuple[Segment, 
 
 def _as_utc(moment: datetime) -> datetime:
     # Articles carry timezone-aware UTC; a naive value is taken to be UTC, not local time.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        # e.g. 0001-01-01 00:00+14:00 is before datetime.min in UTC: the nearest instant
+        return (datetime.max if moment.year > 5000 else datetime.min).replace(tzinfo=UTC)
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):  # the config validates zones; never fail here
+        return ZoneInfo("UTC")
 
 
 def format_time(moment: datetime | None, timezone: str) -> str:
-    """'2024-05-01 16:03 CEST' in the channel's zone, or '' when unknown."""
+    """'2024-05-01 16:03 CEST' in the channel's zone, or '' when unknown.
+
+    A moment that the zone's offset would push past year 9999 (or before year 1)
+    is shown in UTC instead: still the true time, and no OverflowError.
+    """
     if moment is None:
         return ""
-    local = _as_utc(moment).astimezone(ZoneInfo(timezone))
-    return local.strftime("%Y-%m-%d %H:%M %Z")
+    utc = _as_utc(moment)
+    try:
+        local = utc.astimezone(_zone(timezone))
+    except OverflowError:
+        local = utc
+    # by hand, not strftime: glibc's %Y does not pad years before 1000
+    return (
+        f"{local.year:04d}-{local.month:02d}-{local.day:02d} "
+        f"{local.hour:02d}:{local.minute:02d} {local.tzname() or 'UTC'}"
+    )
 
 
 def iso_time(moment: datetime | None) -> str | None:
@@ -199,6 +232,41 @@ def iso_time(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return _as_utc(moment).isoformat().replace("+00:00", "Z")
+
+
+_TEXT_FIELDS = ("title", "lead", "body")
+
+
+def displayable(alert: Alert) -> Alert:
+    """The alert with no invisible format characters in any text field (the one place
+    that does it: every renderer starts here). Hit and highlight offsets move with the
+    text they point into; links keep working, their format characters percent-encoded."""
+    a, m = alert.article, alert.match
+    texts: dict[str, str] = {}
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for name in _TEXT_FIELDS:
+        own = [(h.start, h.end) for h in m.hits if h.field == name]
+        texts[name], moved = neutralise_spans(getattr(a, name), own)
+        spans[name] = list(moved)
+    hits = []
+    for h in m.hits:
+        start, end = spans[h.field].pop(0) if h.field in spans else (h.start, h.end)
+        entity = neutralise(h.entity) if h.entity is not None else None
+        text, term = neutralise(h.text), neutralise(h.term)
+        hits.append(replace(h, start=start, end=end, text=text, term=term, entity=entity))
+    snippet, highlights = neutralise_spans(m.snippet, m.highlights)
+    link = lambda u: percent_encode_format(u) if u else u  # noqa: E731
+    article = replace(
+        a, **texts, url=link(a.url) or "", image_url=link(a.image_url),
+        authors=tuple(neutralise(x) for x in a.authors), tags=tuple(neutralise(x) for x in a.tags),
+        source=neutralise(a.source), language=neutralise(a.language) if a.language else a.language,
+    )  # fmt: skip
+    match = replace(
+        m, watchlist=neutralise(m.watchlist), hits=tuple(hits), snippet=snippet,
+        highlights=highlights, names=tuple(neutralise(x) for x in m.names),
+    )  # fmt: skip
+    others = tuple((neutralise(n), link(u) or "") for n, u in alert.other_sources)
+    return Alert(alert.delivery_id, neutralise(alert.watchlist), article, match, others)
 
 
 @dataclass(frozen=True)
@@ -329,7 +397,7 @@ def render_email(
         raise ValueError("render_email needs at least one alert")
     # Every delivery in the email is named in its ids, merged repeats included.
     ids = sorted({a.delivery_id for a in alerts})
-    alerts = _merge_same_story(alerts)
+    alerts = _merge_same_story([displayable(a) for a in alerts])
     stories = [story(a, channel.timezone) for a in alerts]
     context: dict[str, Any] = {
         "groups": _group(stories),
@@ -374,6 +442,7 @@ def webhook_payload(alert: Alert) -> dict[str, Any]:
     Version 1. Adding optional keys is not a version change; renaming, removing or
     changing the meaning of one is.
     """
+    alert = displayable(alert)
     a, m = alert.article, alert.match
     return {
         "type": PAYLOAD_TYPE,
@@ -724,4 +793,4 @@ def chat_payload(alert: Alert, fmt: ChatFormat) -> dict[str, Any]:
         render = _CHAT_RENDERERS[fmt]
     except KeyError:
         raise ValueError(f"unknown chat format {fmt!r} (slack, teams, discord)") from None
-    return render(alert)
+    return render(displayable(alert))
