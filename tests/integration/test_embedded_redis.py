@@ -83,7 +83,7 @@ def test_server_dies_with_an_owner_killed_by_sigkill(tmp_path):
 
 def test_newswatch_run_stops_its_redis_on_sigterm(tmp_path):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("watchlists:\n  - name: w\n    keywords: [x]\n")
+    cfg.write_text("allow_empty: true\nwatchlists:\n  - name: w\n    keywords: [x]\n")
     env = {
         k: v
         for k, v in os.environ.items()
