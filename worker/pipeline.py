@@ -603,9 +603,8 @@ def apply_rules(rt: Runtime, article_id: int) -> list[str]:
         source_name = (
             session.scalar(select(m.Source.name).where(m.Source.id == row.source_id)) or ""
         )
-        article = article_from_row(row, source_name)
     try:
-        return _apply_rules(rt, article_id, article, active, now)
+        return _apply_rules(rt, article_id, article_from_row(row, source_name), active, now)
     except Exception as exc:  # any class: a bug (`internal`) fails this article alone too
         return _rules_failed(rt, article_id, exc)
 
