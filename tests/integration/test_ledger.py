@@ -20,7 +20,7 @@ from sqlalchemy import select
 from tests.helpers.pipeline import Clock, make_runtime, run_all
 from tests.helpers.processes import run_cli
 from tests.helpers.schemas import webhook_validator
-from worker import pipeline
+from worker import cli, pipeline
 from worker.adapters import models as m
 from worker.adapters.store import claim
 from worker.core.model import MatchDocument
@@ -118,10 +118,25 @@ def cli_env(rt: Runtime) -> dict[str, str]:
     return {"DATABASE_URL": rt.settings.database_url, "NEWSWATCH_CONFIG": str(rt.config.path)}
 
 
+@pytest.fixture
+def newswatch(monkeypatch, capsys):
+    """`newswatch ARGS` in this process (fast); returns (exit code, stdout, stderr)."""
+
+    def run(rt: Runtime, *args: str) -> tuple[int, str, str]:
+        for key, value in cli_env(rt).items():
+            monkeypatch.setenv(key, value)
+        capsys.readouterr()
+        code = cli.main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
 # --- every item has an outcome ------------------------------------------------------------
 
 
-def test_every_item_that_does_not_alert_says_why(tmp_path, database_url, site, clock):
+def test_every_item_that_does_not_alert_says_why(tmp_path, database_url, site, clock, newswatch):
     a = site.url("/a/pmf")
     serve(
         site, "/wire.xml",
@@ -160,43 +175,57 @@ def test_every_item_that_does_not_alert_says_why(tmp_path, database_url, site, c
     )
     assert items["D"].article_id == art_a and items["E"].article_id == art_c
 
+    # the metric, from the rows at scrape time
+    from worker.observability import DatabaseCollector
+
+    families = {f.name: f for f in DatabaseCollector(rt.store).collect()}
+    gauge = {s.labels["outcome"]: s.value for s in families["newswatch_item_outcomes"].samples}
+    assert gauge == {
+        "matched": 1,
+        "story_duplicate": 1,
+        "excluded": 2,
+        "no_match": 1,
+        "duplicate": 2,
+    }
+
     # `newswatch status` counts them, every outcome shown
-    env = cli_env(rt)
-    run = run_cli("status", "--json", env=env)
-    assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout)["outcomes"] == {
+    code, out, _ = newswatch(rt, "status", "--json")
+    assert code == 0
+    assert json.loads(out)["outcomes"] == {
         "matched": 1, "story_duplicate": 1, "excluded": 2, "no_match": 1, "duplicate": 2,
         "refused": 0, "quarantined": 0, "pending": 0,
     }  # fmt: skip
-    text = run_cli("status", env=env, text=True).stdout
+    text = newswatch(rt, "status")[1]
     assert "item outcomes: matched 1, story_duplicate 1, excluded 2, no_match 1" in text
 
     # `newswatch why` for the story duplicate: the story, its evidence, the first alert
-    run = run_cli("why", str(items["F"].id), "--json", env=env, text=True)
-    assert run.returncode == 0, run.stderr
-    (f,) = json.loads(run.stdout)["items"]
+    code, out, _ = newswatch(rt, "why", str(items["F"].id), "--json")
+    assert code == 0
+    (f,) = json.loads(out)["items"]
     assert (f["source"], f["entry_key"], f["outcome"]) == ("wire", "F", "story_duplicate")
     assert f["story"]["id"] == art_a and f["story"]["first_article"] == art_a
     assert f["story"]["near_duplicate"] is not None  # the hook: why it joined the story
     (match,) = f["matches"]
     assert match["watchlist"] == "pmf" and match["state"] == "duplicate"
     assert match["first_alert"]["article_id"] == art_a and match["deliveries"] == []
-    text = run_cli("why", str(items["F"].id), env=env, text=True).stdout
+    text = newswatch(rt, "why", str(items["F"].id))[1]
     assert "OUTCOME:   story_duplicate: story" in text
     assert f"story alerted by article {art_a}" in text
 
     # by URL: both items of that link, the copy pointing at the article that alerted
-    run = run_cli("why", a, "--json", env=env, text=True)
+    # (once as a user runs it: the installed command in its own process)
+    run = run_cli("why", a, "--json", env=cli_env(rt), text=True)
+    assert run.returncode == 0, run.stderr
     found = {i["entry_key"]: i for i in json.loads(run.stdout)["items"]}
     assert set(found) == {"A", "D"}
     assert found["D"]["article"]["role"] == "copy of" and found["D"]["article"]["id"] == art_a
     (alert,) = found["A"]["matches"]
     assert [(d["channel"], d["state"]) for d in alert["deliveries"]] == [("hook", "sent")]
-    text = run_cli("why", a, env=env, text=True).stdout
+    text = newswatch(rt, "why", a)[1]
     assert "-> hook: sent (alert, immediate)" in text and "OUTCOME:   duplicate: same" in text
 
-    missing = run_cli("why", "999999", env=env, text=True)
-    assert missing.returncode == 1 and "no item" in missing.stderr
+    code, _, err = newswatch(rt, "why", "999999")
+    assert code == 1 and "no item" in err
 
 
 # --- terminal states, whatever the exception ----------------------------------------------
@@ -224,7 +253,7 @@ def parse_until_settled(rt: Runtime, clock: Clock, item_ids: list[int]) -> tuple
 
 
 def test_a_parse_bug_fails_its_items_alone_then_quarantines_them_with_one_notice(
-    tmp_path, database_url, site, clock, monkeypatch
+    tmp_path, database_url, site, clock, monkeypatch, newswatch
 ):
     serve(
         site, "/wire.xml",
@@ -281,13 +310,12 @@ def test_a_parse_bug_fails_its_items_alone_then_quarantines_them_with_one_notice
     assert counter("newswatch_quarantined_total", unit="item", kind="internal") == (
         quarantined_before + 2
     )
-    run = run_cli("status", "--json", env=cli_env(rt))
-    outcomes = json.loads(run.stdout)["outcomes"]
+    outcomes = json.loads(newswatch(rt, "status", "--json")[1])["outcomes"]
     assert (outcomes["quarantined"], outcomes["matched"], outcomes["pending"]) == (2, 1, 0)
 
 
 def test_rules_that_raise_end_in_a_terminal_state_with_the_error_and_a_notice(
-    tmp_path, database_url, site, clock, monkeypatch
+    tmp_path, database_url, site, clock, monkeypatch, newswatch
 ):
     serve(site, "/wire.xml", ("X", "Poison for the rules", site.url("/a/x"), STORY + " X."))
     serve(site, "/other.xml", ("OK", "Parliament debates a bill", site.url("/a/ok"), STORY))
@@ -323,7 +351,7 @@ def test_rules_that_raise_end_in_a_terminal_state_with_the_error_and_a_notice(
     assert line["event"] == "rules_failed" and "KeyError: 'lead'" in line["text"]
     assert pipeline.sweep(rt).articles == []  # nothing left to retry
 
-    why = json.loads(run_cli("why", str(x.id), "--json", env=cli_env(rt), text=True).stdout)
+    why = json.loads(newswatch(rt, "why", str(x.id), "--json")[1])
     (it,) = why["items"]
     assert it["article"]["rules_state"] == "failed" and it["article"]["error_kind"] == "internal"
 
@@ -352,7 +380,7 @@ def test_a_rules_attempt_that_never_comes_back_is_quarantined_too(
 
 
 def test_a_fetch_that_raises_anything_is_recorded_on_its_source_and_loses_nothing(
-    tmp_path, database_url, site, clock, monkeypatch
+    tmp_path, database_url, site, clock, monkeypatch, newswatch
 ):
     from worker.core import schedule
 
@@ -379,7 +407,7 @@ def test_a_fetch_that_raises_anything_is_recorded_on_its_source_and_loses_nothin
     assert wire.consecutive_failures == 1 and wire.claimed_until is None
     assert wire.next_fetch_at > clock.now  # backed off, polled again later
     assert other.last_error is None and len(by_source["other"]) == 1  # the other one flowed
-    text = run_cli("status", env=cli_env(rt), text=True).stdout
+    text = newswatch(rt, "status")[1]
     assert "ERROR (internal): KeyError: 'ttl'" in text
     # the entry stored before the failure is not lost: the sweep sends it on, and it alerts
     assert by_source["wire"] == []
