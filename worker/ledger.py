@@ -17,7 +17,8 @@ written in the same transaction as the state change it follows from:
 
 Failures. A parse or rules attempt that raises anything is recorded on its row with
 its class and a kind (`error_kind`: a fetch error kind, `extraction`, `time_limit`,
-or `internal` for anything unforeseen, i.e. a bug), retried with backoff up to
+`internal` for anything unforeseen, i.e. a bug, or `killed` when no attempt came back
+at all), retried with backoff up to
 `NEWSWATCH_MAX_ATTEMPTS`, then quarantined: counted (`newswatch_quarantined_total`)
 and announced by an operational notice, one per source and hour for items and one
 per error kind and hour for articles, so that a bug that fails every row sends one
@@ -110,18 +111,21 @@ def _hour(now: datetime) -> str:
 def record_rules_outcome(
     session: Session,
     article: m.Article,
+    matched: Sequence[str],
     rejected: Sequence[Rejection],
     watchlists: int,
     version: str,
 ) -> tuple[str, str]:
     """Write the rules step's outcome on every item parsed into `article`, from the
-    matches stored for it (so a redelivered task that found them already written
-    gives the same answer). Returns (outcome, detail)."""
-    rows = session.execute(
-        select(m.Match.watchlist, m.Match.state)
-        .where(m.Match.article_id == article.id)
-        .order_by(m.Match.watchlist)
-    ).all()
+    match rows stored for the `matched` watchlists (so a redelivered task that found
+    them already written gives the same answer). Returns (outcome, detail)."""
+    rows = []
+    if matched:  # by (watchlist, article_id): the unique constraint's index
+        rows = session.execute(
+            select(m.Match.watchlist, m.Match.state)
+            .where(m.Match.watchlist.in_(matched), m.Match.article_id == article.id)
+            .order_by(m.Match.watchlist)
+        ).all()
     alerted = [w for w, state in rows if state == "alerted"]
     repeats = [w for w, state in rows if state != "alerted"]
     story = article.story_id or article.id
@@ -185,7 +189,8 @@ def quarantine_item(
     item.state, item.claimed_until = "failed", None
     item.outcome, item.outcome_detail = "quarantined", reason[:MAX_DETAIL]
     source = session.scalar(select(m.Source.name).where(m.Source.id == item.source_id)) or "?"
-    observability.count_quarantined("item", item.error_kind or "unknown")
+    item.error_kind = item.error_kind or "killed"  # no attempt came back to say
+    observability.count_quarantined("item", item.error_kind)
     log.error(
         "item %s quarantined: %s",
         item.id,
@@ -213,7 +218,7 @@ def quarantine_article(
     from worker import observability, outbox
 
     article.rules_state, article.claimed_until = "failed", None
-    kind = article.error_kind or "unknown"
+    kind = article.error_kind = article.error_kind or "killed"  # no attempt came back to say
     set_article_outcome(session, article.id, "quarantined", f"rules failed: {reason}")
     observability.count_quarantined("article", kind)
     log.error(

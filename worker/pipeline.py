@@ -635,7 +635,12 @@ def _apply_rules(
             )
         row.rules_state, row.claimed_until, row.error, row.error_kind = "done", None, None, None
         ledger.record_rules_outcome(
-            session, row, result.rejected, len(config.watchlists), active.version
+            session,
+            row,
+            [wm.watchlist for wm in matches],
+            result.rejected,
+            len(config.watchlists),
+            active.version,
         )
     if matches:
         log.info("article %s matched %s", article_id, ", ".join(w.watchlist for w in matches))

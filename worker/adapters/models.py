@@ -162,7 +162,10 @@ class FingerprintBand(Base):
 
 class Match(Base):
     __tablename__ = "match"
-    __table_args__ = (UniqueConstraint("watchlist", "article_id"),)
+    __table_args__ = (
+        UniqueConstraint("watchlist", "article_id"),
+        Index("ix_match_article_id", "article_id"),  # an article's matches (newswatch why)
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     watchlist: Mapped[str] = mapped_column(String(200))

@@ -3,8 +3,9 @@
 Items gain `outcome` (no_match, excluded, duplicate, story_duplicate, refused,
 quarantined, matched) with `outcome_detail` (the reason and its evidence), and
 `error_kind` (what the last error was: a fetch error kind, extraction,
-time_limit, internal); articles gain `error_kind`. An index on item.article_id
-lets the rules step write its outcome to every item of an article without a scan.
+time_limit, internal, killed); articles gain `error_kind`. An index on
+item.article_id lets the rules step write its outcome to every item of an article
+without a scan; one on match.article_id finds an article's matches (newswatch why).
 
 Rows stored before this revision get the outcome their states already tell:
 duplicates, quarantined items and articles, and the items of articles whose rules
@@ -37,6 +38,8 @@ def upgrade() -> None:
         batch_op.create_index("ix_item_outcome", ["outcome"], unique=False)
     with op.batch_alter_table("article", schema=None) as batch_op:
         batch_op.add_column(sa.Column("error_kind", sa.String(length=40), nullable=True))
+    with op.batch_alter_table("match", schema=None) as batch_op:
+        batch_op.create_index("ix_match_article_id", ["article_id"], unique=False)
 
     # the outcomes the old rows already tell (|| concatenates on SQLite and PostgreSQL)
     for sql in (
@@ -69,6 +72,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("match", schema=None) as batch_op:
+        batch_op.drop_index("ix_match_article_id")
     with op.batch_alter_table("article", schema=None) as batch_op:
         batch_op.drop_column("error_kind")
     with op.batch_alter_table("item", schema=None) as batch_op:
