@@ -71,7 +71,7 @@ class InternalError(Exception):
 
 def describe(exc: BaseException) -> str:
     """The error as recorded on a row: its class and message."""
-    text = str(exc) or ("over the soft time limit" if error_kind(exc) == "time_limit" else "")
+    text = "over the soft time limit" if error_kind(exc) == "time_limit" else str(exc)
     return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:MAX_DETAIL]
 
 
