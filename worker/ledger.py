@@ -22,7 +22,9 @@ at all), retried with backoff up to
 `NEWSWATCH_MAX_ATTEMPTS`, then quarantined: counted (`newswatch_quarantined_total`)
 and announced by an operational notice, one per source and hour for items and one
 per error kind and hour for articles, so that a bug that fails every row sends one
-notice an hour, not thousands (`newswatch status` has the counts).
+notice an hour, not thousands (`newswatch status` has the counts). An input error
+that cannot go away (a page without an article, a 404) quarantines its item at the
+first attempt, counted but without a notice: that is the feed's content, not a fault.
 """
 
 from __future__ import annotations
@@ -180,10 +182,11 @@ def duplicate_detail(session: Session, article_id: int, url: str, content_hash: 
 
 
 def quarantine_item(
-    rt: Runtime, session: Session, item: m.Item, reason: str, now: datetime
+    rt: Runtime, session: Session, item: m.Item, reason: str, now: datetime, *, notify: bool = True
 ) -> str | None:
-    """Put an item in its terminal failed state, on its row, counted and announced.
-    Returns the notice delivery's id (to enqueue after the commit) when one is new."""
+    """Put an item in its terminal failed state, on its row, counted and (unless
+    `notify` is false) announced. Returns the notice delivery's id (to enqueue after
+    the commit) when one is new."""
     from worker import observability, outbox
 
     item.state, item.claimed_until = "failed", None
@@ -197,6 +200,8 @@ def quarantine_item(
         reason,
         extra={"item_id": item.id, "source_id": item.source_id, "event": "item_quarantined"},
     )
+    if not notify:
+        return None
     return outbox.raise_notice(
         rt,
         session,

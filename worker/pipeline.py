@@ -425,7 +425,9 @@ def _item_failed(
         if permanent or item.attempts >= rt.settings.max_attempts:
             why = "permanent error" if permanent else f"after {item.attempts} attempts"
             reason = f"{why}: {item.error}"
-            _collect(notices, ledger.quarantine_item(rt, session, item, reason, now))
+            # an input error that cannot go away is the feed's content, not an incident
+            notice = ledger.quarantine_item(rt, session, item, reason, now, notify=not permanent)
+            _collect(notices, notice)
         else:  # try again after a backoff; the sweep picks it up
             item.claimed_until = now + _backoff(60, item.attempts)
     _count_failure("item", kind)

@@ -491,3 +491,24 @@ def test_item_backoff_is_cleared_and_outcome_written_when_a_retry_succeeds(
     assert item.attempts == 2 and item.state == "parsed" and item.outcome == "matched"
     assert item.error is None and item.error_kind is None and notices == []
     assert len(sent) == 1 and len(hook_posts(site)) == 1
+
+
+def test_an_input_error_that_cannot_go_away_is_quarantined_at_once_without_a_notice(
+    tmp_path, database_url, site, clock
+):
+    serve(site, "/wire.xml", ("G", "Gone", site.url("/a/gone"), "A teaser."))
+    site.add("/a/gone", b"gone", status=404)
+    ops = tmp_path / "ops.jsonl"
+    full_text = config(site, ops).replace(
+        "    every: 5m\n  - name: other", "    every: 5m\n    full_text: true\n  - name: other"
+    )
+    rt = make_runtime(tmp_path, database_url, full_text, clock)
+    (item_id,) = [i for s in pipeline.dispatch_due(rt) for i in pipeline.fetch_source(rt, s)]
+    notices: list[str] = []
+    assert pipeline.parse_item(rt, item_id, notices) is None
+    (item,) = items_by_key(rt).values()
+    assert (item.state, item.attempts, item.error_kind) == ("failed", 1, "http_status")
+    assert item.outcome == "quarantined"
+    assert item.outcome_detail.startswith("permanent error: FetchError: ")
+    assert "404" in item.outcome_detail
+    assert notices == [] and not ops.exists()  # the feed's content, not an incident
