@@ -275,10 +275,78 @@ def _format_status(report: dict[str, Any]) -> str:
             f"  {s['name']:<24} last fetch {s['last_fetch_at'] or 'never':<32} "
             f"items {s['items_seen']:<6} failures {s['consecutive_failures']:<3} {state}"
         )
+    outcomes = ", ".join(f"{k} {v}" for k, v in report["outcomes"].items())
+    lines.append(f"item outcomes: {outcomes}")
     for key in ("items", "articles", "matches", "deliveries"):
         counts = ", ".join(f"{k} {v}" for k, v in sorted(report[key].items())) or "none"
         lines.append(f"{key}: {counts}")
     return "\n".join(lines)
+
+
+def cmd_why(args: argparse.Namespace) -> int:
+    """What happened to one item (or every item of a URL), and why."""
+    from worker.inspect import why_report
+
+    _, store = _open_store(args)  # no config needed: this works on the rows alone
+    try:
+        report = why_report(store, args.item)
+    finally:
+        store.dispose()
+    if args.json:
+        json.dump(report, sys.stdout, ensure_ascii=False, indent=2, default=str)
+        print()
+    else:
+        print(_format_why(report))
+    if not report["items"]:
+        print(f"newswatch: no item with id or URL {args.item!r}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _format_why(report: dict[str, Any]) -> str:
+    lines: list[str] = []
+    for it in report["items"]:
+        lines.append(f"item {it['id']} from source {it['source']} ({it['source_url']})")
+        lines.append(f"  entry key: {it['entry_key']}")
+        if it["url"] and it["url"] != it["entry_key"]:
+            lines.append(f"  url:       {it['url']}")
+        lines.append(f"  state:     {it['state']} after {it['attempts']} attempt(s)")
+        lines.append(f"  OUTCOME:   {it['outcome']}: {it['outcome_detail'] or ''}")
+        if it["error"]:
+            lines.append(f"  error:     ({it['error_kind'] or '?'}) {it['error']}")
+        art = it["article"]
+        if art is not None:
+            lines.append(f"  article {art['id']} ({art['role']}): {art['title'][:100]}")
+            lines.append(f"    {art['canonical_url']}")
+            rules = f"    rules: {art['rules_state']} after {art['attempts']} attempt(s)"
+            if art["error"]:
+                rules += f"; error ({art['error_kind'] or '?'}): {art['error']}"
+            lines.append(rules)
+            story = it["story"]
+            others = [a["id"] for a in story["articles"] if a["id"] != art["id"]]
+            lines.append(
+                f"  story {story['id']} (first article {story['first_article']}), "
+                f"other articles: {', '.join(map(str, others)) or 'none'}"
+            )
+            if story["near_duplicate"]:
+                evidence = ", ".join(f"{k} {v}" for k, v in story["near_duplicate"].items())
+                lines.append(f"    near-duplicate evidence: {evidence}")
+        for mt in it["matches"]:
+            line = f"  watchlist {mt['watchlist']}: {mt['state']}"
+            if mt["first_alert"]:
+                fa = mt["first_alert"]
+                line += f" (story alerted by article {fa['article_id']}, match {fa['match_id']})"
+            lines.append(line)
+            for d in mt["deliveries"]:
+                text = (
+                    f"    -> {d['channel']}: {d['state']} ({d['kind']}, {d['route']}), "
+                    f"{d['attempts']} attempt(s)"
+                )
+                if d["last_error"] and d["state"] != "sent":
+                    text += f", last error: {d['last_error'][:200]}"
+                lines.append(text)
+        lines.append("")
+    return "\n".join(lines).rstrip()
 
 
 def cmd_endpoints(args: argparse.Namespace) -> int:
@@ -472,7 +540,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("match", cmd_match, "parse one page or feed and show articles and watchlist hits")
     p.add_argument("input", nargs="?", default="-", help="file path, http(s) URL, or - for stdin")
     p.add_argument("--explain", action="store_true", help="show near misses and why")
-    p = add("status", cmd_status, "sources, and counts of items, articles, matches, deliveries")
+    p = add(
+        "status", cmd_status,
+        "sources, items by outcome, and counts of items, articles, matches, deliveries",
+    )  # fmt: skip
+    p.add_argument("--json", action="store_true")
+    p = add("why", cmd_why, "what happened to one item (or the items of a URL), and why")
+    p.add_argument("item", help="an item id, or a URL (as in the feed, or canonical)")
     p.add_argument("--json", action="store_true")
     p = add("deliveries", cmd_deliveries, "list deliveries; `deliveries retry ID` sends one again")
     p.add_argument("--dead", action="store_true", help="only dead deliveries")

@@ -15,8 +15,8 @@ Metrics. Two sources, chosen by what each number is:
   (built from the stored timestamps, so it is cumulative by construction).
   The database is the source of truth: one exporter anywhere sees the work of
   every worker on every machine, and a restarted worker loses nothing.
-- Events that leave no row (fetches by outcome) are counted in the worker
-  processes with prometheus_client's multiprocess mode, in files under
+- Events that leave no row (fetches by outcome, failed attempts, quarantines) are
+  counted in the worker processes with prometheus_client's multiprocess mode, in files under
   `<data dir>/metrics`, which the exporter on the same host sums. A Celery pool
   child that is replaced leaves its file behind, so its counts stay in the sum.
 """
@@ -169,23 +169,44 @@ def count_fetch(outcome: str) -> None:
     _fetches.labels(outcome=outcome).inc()
 
 
-_failures: Any = None
+_counters: dict[str, Any] = {}
+
+
+def _counter(name: str, doc: str, labels: tuple[str, ...]) -> Any:
+    counter = _counters.get(name)
+    if counter is None:
+        with _fetches_lock:
+            counter = _counters.get(name)
+            if counter is None:
+                from prometheus_client import Counter
+
+                counter = _counters[name] = Counter(name, doc, list(labels))
+    return counter
+
+
+def count_failure(unit: str, kind: str) -> None:
+    """One failed attempt of a unit of work (`item` parse, `article` rules), by error kind."""
+    _counter(
+        "newswatch_failures", "Failed attempts by unit (item, article) and error kind",
+        ("unit", "kind"),
+    ).labels(unit=unit, kind=kind).inc()  # fmt: skip
+
+
+def count_quarantined(unit: str, kind: str) -> None:
+    """A unit of work given up after its attempt limit (or a permanent error)."""
+    _counter(
+        "newswatch_quarantined", "Units quarantined (terminal failed state) by unit and kind",
+        ("unit", "kind"),
+    ).labels(unit=unit, kind=kind).inc()  # fmt: skip
 
 
 def count_unit_failure(unit: str, stage: str, error: str) -> None:
     """One unit of work failed alone (a delivery, a digest batch, a step of a tick):
     `stage` says where (load, render, send, ...), `error` the exception class or kind."""
-    global _failures
-    if _failures is None:
-        with _fetches_lock:
-            if _failures is None:
-                from prometheus_client import Counter
-
-                _failures = Counter(
-                    "newswatch_unit_failures", "Units of work that failed, by stage and class",
-                    ["unit", "stage", "error"],
-                )  # fmt: skip
-    _failures.labels(unit=unit, stage=stage, error=error).inc()
+    _counter(
+        "newswatch_unit_failures", "Units of work that failed, by stage and class",
+        ("unit", "stage", "error"),
+    ).labels(unit=unit, stage=stage, error=error).inc()  # fmt: skip
 
 
 # --- metrics: state computed from the database at scrape time -------------------------
@@ -233,6 +254,18 @@ class DatabaseCollector:
                 for state, n in s.execute(select(column, func.count()).group_by(column)):
                     fam.add_metric([state], n)
                 families.append(fam)
+            from worker.ledger import outcome_of
+
+            fam = GaugeMetricFamily(
+                "newswatch_item_outcomes",
+                "Items by outcome (the drop ledger): matched, no_match, excluded, duplicate, "
+                "story_duplicate, refused, quarantined, pending",
+                labels=["outcome"],
+            )
+            outcome = outcome_of()
+            for value, n in s.execute(select(outcome, func.count()).group_by(outcome)):
+                fam.add_metric([value], n)
+            families.append(fam)
             fam = GaugeMetricFamily(
                 "newswatch_deliveries", "Deliveries by state and kind", labels=["state", "kind"]
             )

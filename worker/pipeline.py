@@ -14,23 +14,26 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from worker import ledger
 from worker.adapters import models as m
 from worker.adapters.store import claim
 from worker.config import SourceSpec
 from worker.core import dedupe, httpdate, schedule
-from worker.core.clean import clean_text
-from worker.core.extract import ExtractionError, extract_page
+from worker.core.extract import extract_page
 from worker.core.feeds import FeedError, page_links, parse_feed
 from worker.core.httpdate import FETCH_RETRY_AFTER_CAP
 from worker.core.model import Article, Hit, MatchDocument, WatchlistMatch
 from worker.core.normalize import build_article, feed_items, link_data
 from worker.runtime import Runtime
+
+if TYPE_CHECKING:
+    from worker.live_config import ActiveConfig
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +160,34 @@ def fetch_source(rt: Runtime, source_id: int, notices: list[str] | None = None) 
     """Poll one source; store every new entry as an item. Returns the new item ids.
 
     Ids of operational notices raised on the way (source disabled) are appended to
-    `notices` for the caller to enqueue after the commit.
+    `notices` for the caller to enqueue after the commit. Whatever the poll raises, the
+    source fails alone: the error is recorded on its row and the claim released.
     """
+    started = rt.now()
+    try:
+        return _poll_source(rt, source_id, started, notices)
+    except Exception as exc:  # a bug or an input nobody foresaw (FetchError is handled inside)
+        _record_internal_fetch_failure(rt, source_id, exc, started, notices)
+        return []
+
+
+def _record_internal_fetch_failure(
+    rt: Runtime, source_id: int, exc: Exception, started: datetime, notices: list[str] | None
+) -> None:
+    log.error("source %s: internal error while polling", source_id, exc_info=exc)
+    with rt.store.session() as session:
+        src = session.get(m.Source, source_id)
+        if src is None or src.claimed_until is None:
+            return  # the poll had already recorded its result and released the claim
+        name, every, failures = src.name, src.every_seconds, src.consecutive_failures
+    spec = rt.config.current().loaded.config.source(name)
+    err = ledger.InternalError(exc)
+    _record_fetch_failure(rt, source_id, name, spec, err, started, every, failures, notices)
+
+
+def _poll_source(
+    rt: Runtime, source_id: int, started: datetime, notices: list[str] | None
+) -> list[int]:
     from worker.adapters.http import FetchError
 
     with rt.store.session() as session:
@@ -170,7 +199,6 @@ def fetch_source(rt: Runtime, source_id: int, notices: list[str] | None = None) 
         previous = _previous_interval(src, rt.settings.schedule_jitter)
     spec = rt.config.current().loaded.config.source(name)
     ids = {"source_id": source_id}
-    started = rt.now()
     hints: list[float | None] = []
     try:
         result = rt.fetcher().get(
@@ -198,13 +226,6 @@ def fetch_source(rt: Runtime, source_id: int, notices: list[str] | None = None) 
         new_ids = _insert_items(rt, source_id, entries, started)
     except (FetchError, FeedError) as exc:
         _record_fetch_failure(rt, source_id, name, spec, exc, started, every, failures, notices)
-        return []
-    except Exception as exc:  # a bug or an input no guard foresaw: on the row, never "healthy"
-        log.exception("source %s: unexpected failure", name, extra=ids)
-        unexpected = UnexpectedSourceError(clean_text(f"{type(exc).__name__}: {exc}")[:2000])
-        _record_fetch_failure(
-            rt, source_id, name, spec, unexpected, started, every, failures, notices
-        )
         return []
     longest = spec.longest_interval if spec else 4 * every
     interval = schedule.poll_interval(
@@ -235,12 +256,6 @@ def fetch_source(rt: Runtime, source_id: int, notices: list[str] | None = None) 
         extra={**ids, "new_items": len(new_ids), "outcome": "ok"},
     )
     return new_ids
-
-
-class UnexpectedSourceError(Exception):
-    """Any other exception in a fetch, recorded on the source like a fetch error."""
-
-    kind = "internal"
 
 
 def _previous_interval(src: m.Source, jitter: float) -> float | None:
@@ -350,6 +365,8 @@ def _insert_items(rt: Runtime, source_id: int, entries: list[dict], now: datetim
                     data=data,
                     state="refused" if refused else "pending",
                     error=refused,
+                    outcome="refused" if refused else None,
+                    outcome_detail=refused,
                     attempts=0,
                     enqueued_at=now,
                     created_at=now,
@@ -366,11 +383,14 @@ def _insert_items(rt: Runtime, source_id: int, entries: list[dict], now: datetim
 # --- parse -------------------------------------------------------------------
 
 
-def parse_item(rt: Runtime, item_id: int) -> int | None:
+def parse_item(rt: Runtime, item_id: int, notices: list[str] | None = None) -> int | None:
     """Turn one item into an article (or find it is a copy of one). Returns the new
-    article's id when rules should run on it."""
-    from worker.adapters.http import FetchError
+    article's id when rules should run on it.
 
+    Whatever an attempt raises, the item fails alone: the error and its kind go on its
+    row, it is retried with backoff, and after `max_attempts` (or at once, for an error
+    that cannot go away) it is quarantined; the ids of notices raised are appended to
+    `notices`."""
     now = rt.now()
     with rt.store.session() as session:
         if not claim(
@@ -380,16 +400,10 @@ def parse_item(rt: Runtime, item_id: int) -> int | None:
         item = session.get(m.Item, item_id)
         assert item is not None
         if item.attempts > rt.settings.max_attempts:
-            item.state, item.claimed_until = "failed", None
             # no error recorded: no attempt came back at all (worker killed, hard time limit)
             last = item.error or "no attempt finished (worker killed or over its time limit)"
             item.error = f"quarantined after {item.attempts - 1} attempts: {last}"[:2000]
-            log.error(
-                "item %s quarantined: %s",
-                item_id,
-                item.error,
-                extra={"item_id": item_id, "source_id": item.source_id},
-            )
+            _collect(notices, ledger.quarantine_item(rt, session, item, item.error, now))
             return None
         src = session.get(m.Source, item.source_id)
         assert src is not None
@@ -399,19 +413,52 @@ def parse_item(rt: Runtime, item_id: int) -> int | None:
     robots = spec.respect_robots if spec else True
     try:
         article = _build_article(rt, data, source_name, full_text, robots)
-    except (FetchError, ExtractionError, ValueError) as exc:
-        permanent = isinstance(exc, ExtractionError) or getattr(exc, "permanent", False)
-        with rt.store.session() as session:
-            item = session.get(m.Item, item_id)
-            assert item is not None
-            item.error = f"{type(exc).__name__}: {exc}"[:2000]
-            if permanent or item.attempts >= rt.settings.max_attempts:
-                item.state, item.claimed_until = "failed", None
-            else:  # try again after a backoff; the sweep picks it up
-                item.claimed_until = rt.now() + _backoff(60, item.attempts)
-        log.warning("item %s (%s): %s", item_id, data.get("url"), exc, extra={"item_id": item_id})
+        return _store_article(rt, item_id, article)
+    except Exception as exc:  # any class: a bug (`internal`) fails this item alone too
+        if ledger.error_kind(exc) == "time_limit":
+            raise  # the task records it and keeps the lease (docs/operations.md)
+        _item_failed(rt, item_id, data.get("url"), exc, notices)
         return None
-    return _store_article(rt, item_id, article)
+
+
+def _item_failed(
+    rt: Runtime, item_id: int, url: str | None, exc: Exception, notices: list[str] | None
+) -> None:
+    """Record a failed attempt on the item; back off, or quarantine it when the error
+    cannot go away (an extraction error, a permanent fetch error) or attempts are spent."""
+    kind = ledger.error_kind(exc)
+    permanent = kind == "extraction" or bool(getattr(exc, "permanent", False))
+    now = rt.now()
+    with rt.store.session() as session:
+        item = session.get(m.Item, item_id)
+        if item is None or item.state != "pending":
+            return
+        item.error, item.error_kind = ledger.describe(exc), kind
+        if permanent or item.attempts >= rt.settings.max_attempts:
+            why = "permanent error" if permanent else f"after {item.attempts} attempts"
+            reason = f"{why}: {item.error}"
+            # an input error that cannot go away is the feed's content, not an incident
+            notice = ledger.quarantine_item(rt, session, item, reason, now, notify=not permanent)
+            _collect(notices, notice)
+        else:  # try again after a backoff; the sweep picks it up
+            item.claimed_until = now + _backoff(60, item.attempts)
+    _count_failure("item", kind)
+    extra = {"item_id": item_id, "error_kind": kind}
+    if kind == "internal":  # a bug: the traceback is what a developer needs
+        log.error("item %s (%s): internal error", item_id, url, exc_info=exc, extra=extra)
+    else:
+        log.warning("item %s (%s): %s", item_id, url, exc, extra=extra)
+
+
+def _collect(out: list[str] | None, notice_id: str | None) -> None:
+    if out is not None and notice_id is not None:
+        out.append(notice_id)
+
+
+def _count_failure(unit: str, kind: str) -> None:
+    from worker import observability
+
+    observability.count_failure(unit, kind)
 
 
 def record_item_error(rt: Runtime, item_id: int, error: str) -> None:
@@ -421,7 +468,7 @@ def record_item_error(rt: Runtime, item_id: int, error: str) -> None:
         session.execute(
             update(m.Item)
             .where(m.Item.id == item_id, m.Item.state == "pending")
-            .values(error=error[:2000])
+            .values(error=error[:2000], error_kind="time_limit")
         )
     log.warning("item %s: %s", item_id, error, extra={"item_id": item_id})
 
@@ -488,12 +535,17 @@ def _store_article(rt: Runtime, item_id: int, article: Article) -> int | None:
                 )
         if existing is not None:
             item.state, item.article_id, item.claimed_until = "duplicate", existing, None
+            item.outcome = "duplicate"
+            item.outcome_detail = ledger.duplicate_detail(
+                session, existing, article.url, article.content_hash
+            )
             return None
         row.story_id = _find_story(session, row.id, fp, now) if fp is not None else row.id
         if fp is not None:
             for key in dedupe.band_keys(fp):
                 session.add(m.FingerprintBand(band_key=key, article_id=row.id))
         item.state, item.article_id, item.claimed_until, item.error = "parsed", row.id, None, None
+        item.error_kind = None  # the outcome follows when the rules have run
         return row.id
 
 
@@ -595,11 +647,15 @@ def article_from_row(row: m.Article, source_name: str) -> Article:
 
 
 def apply_rules(rt: Runtime, article_id: int) -> list[str]:
-    """Match one article against the current watchlists; write matches and their
-    deliveries in one transaction. Returns the delivery ids to send."""
+    """Match one article against the current watchlists; write matches, their
+    deliveries and the items' outcome in one transaction. Returns the delivery ids
+    to send (and of notices raised).
+
+    Whatever an attempt raises, the article fails alone: the error goes on its row, it
+    is retried with backoff and, after `max_attempts`, quarantined (`rules_state`
+    failed) with a notice."""
     now = rt.now()
     active = rt.config.current()
-    config = active.loaded.config
     with rt.store.session() as session:
         if not claim(
             session,
@@ -612,13 +668,29 @@ def apply_rules(rt: Runtime, article_id: int) -> list[str]:
             return []
         row = session.get(m.Article, article_id)
         assert row is not None
+        if row.attempts > rt.settings.max_attempts:
+            # no error recorded: no attempt came back at all (worker killed, hard time limit)
+            last = row.error or "no attempt finished (worker killed or over its time limit)"
+            row.error = f"quarantined after {row.attempts - 1} attempts: {last}"[:2000]
+            notice = ledger.quarantine_article(rt, session, row, row.error, now)
+            return [notice] if notice else []
         source_name = (
             session.scalar(select(m.Source.name).where(m.Source.id == row.source_id)) or ""
         )
-        article = article_from_row(row, source_name)
+    try:
+        return _apply_rules(rt, article_id, article_from_row(row, source_name), active, now)
+    except Exception as exc:  # any class: a bug (`internal`) fails this article alone too
+        return _rules_failed(rt, article_id, exc)
+
+
+def _apply_rules(
+    rt: Runtime, article_id: int, article: Article, active: ActiveConfig, now: datetime
+) -> list[str]:
     from worker import outbox  # late: the outbox builds on this module
 
-    matches = active.matcher.match(MatchDocument.from_article(article))
+    config = active.loaded.config
+    result = active.matcher.match_outcome(MatchDocument.from_article(article))
+    matches = result.matches
     delivery_ids: list[str] = []
     with rt.store.session() as session:
         row = session.get(m.Article, article_id)
@@ -636,10 +708,44 @@ def apply_rules(rt: Runtime, article_id: int) -> list[str]:
                 rt, session, config, match_row, wm, update_of_story=not first, now=now
             )
         if row.content_hash == article.content_hash:  # else a new version came meanwhile
-            row.rules_state, row.claimed_until, row.error = "done", None, None
+            row.rules_state, row.claimed_until, row.error, row.error_kind = "done", None, None, None
+            ledger.record_rules_outcome(
+                session,
+                row,
+                [wm.watchlist for wm in matches],
+                result.rejected,
+                len(config.watchlists),
+                active.version,
+            )
     if matches:
         log.info("article %s matched %s", article_id, ", ".join(w.watchlist for w in matches))
     return delivery_ids
+
+
+def _rules_failed(rt: Runtime, article_id: int, exc: Exception) -> list[str]:
+    """Record a failed rules attempt on the article; back off, or quarantine it."""
+    kind = ledger.error_kind(exc)
+    now = rt.now()
+    notices: list[str] = []
+    with rt.store.session() as session:
+        row = session.get(m.Article, article_id)
+        if row is None or row.rules_state != "pending":
+            return []
+        row.error, row.error_kind = ledger.describe(exc), kind
+        if row.attempts >= rt.settings.max_attempts:
+            reason = f"after {row.attempts} attempts: {row.error}"
+            _collect(notices, ledger.quarantine_article(rt, session, row, reason, now))
+        else:  # try again after a backoff; the sweep picks it up
+            row.claimed_until = now + _backoff(60, row.attempts)
+    _count_failure("article", kind)
+    log.error(
+        "article %s: rules failed (%s)",
+        article_id,
+        kind,
+        exc_info=exc,
+        extra={"article_id": article_id, "error_kind": kind},
+    )
+    return notices
 
 
 def hits_to_json(hits: Iterable[Hit]) -> list[dict[str, Any]]:

@@ -69,14 +69,16 @@ def fetch_source(source_id: int) -> None:
 
 @app.task(name="newswatch.parse_item")
 def parse_item(item_id: int) -> None:
+    notices: list[str] = []
     with log_context(item_id=item_id):
         try:
-            article_id = pipeline.parse_item(runtime(), item_id)
+            article_id = pipeline.parse_item(runtime(), item_id, notices)
         except SoftTimeLimitExceeded:
             # the lease stays, so the sweep retries it later; the claim counts attempts
             limit = parse_item.soft_time_limit
             pipeline.record_item_error(runtime(), item_id, f"over the parse time limit ({limit}s)")
             return
+        _enqueue(deliver, notices)  # an item quarantined on the way
         if article_id is not None:
             _enqueue(apply_rules, [article_id])
 

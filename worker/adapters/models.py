@@ -95,6 +95,8 @@ class Item(Base):
     __table_args__ = (
         UniqueConstraint("source_id", "entry_key"),
         Index("ix_item_state_enqueued", "state", "enqueued_at"),
+        Index("ix_item_article_id", "article_id"),  # the rules outcome goes to every item
+        Index("ix_item_outcome", "outcome"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -102,13 +104,19 @@ class Item(Base):
     entry_key: Mapped[str] = mapped_column(String(1000))
     url: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict] = mapped_column(JSON)  # what the feed said, for the parser
-    # pending -> parsed | duplicate | failed (quarantined after max attempts)
+    # pending -> parsed | duplicate | failed (quarantined after max attempts) | refused
     state: Mapped[str] = mapped_column(String(12), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     enqueued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)
+    # what the last error was: a fetch error kind, `extraction`, `time_limit`, `internal`
+    error_kind: Mapped[str | None] = mapped_column(String(40))
     article_id: Mapped[int | None] = mapped_column(ForeignKey("article.id"))
+    # The drop ledger (worker/ledger.py): what became of the item, and why. None while
+    # it is still on its way (pending, or parsed and waiting for the rules).
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    outcome_detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -133,12 +141,13 @@ class Article(Base):
     story_id: Mapped[int | None] = mapped_column(
         Integer, index=True
     )  # id of the story's first article
-    # pending -> done | failed
+    # pending -> done | failed (quarantined after max attempts)
     rules_state: Mapped[str] = mapped_column(String(12), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     enqueued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)
+    error_kind: Mapped[str | None] = mapped_column(String(40))  # `internal`, `time_limit`
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
@@ -153,7 +162,10 @@ class FingerprintBand(Base):
 
 class Match(Base):
     __tablename__ = "match"
-    __table_args__ = (UniqueConstraint("watchlist", "article_id"),)
+    __table_args__ = (
+        UniqueConstraint("watchlist", "article_id"),
+        Index("ix_match_article_id", "article_id"),  # an article's matches (newswatch why)
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     watchlist: Mapped[str] = mapped_column(String(200))

@@ -58,7 +58,7 @@ from worker.core.text import (
     spaced_view,
 )
 
-__all__ = ["Explanation", "Matcher", "RuleError", "compile_matcher"]
+__all__ = ["Explanation", "MatchOutcome", "Matcher", "Rejection", "RuleError", "compile_matcher"]
 
 # Refuse inputs that would build an automaton too large for a worker, instead
 # of running it out of memory. 100,000 ordinary terms are about 2 M characters.
@@ -121,6 +121,22 @@ class Explanation:
     matched: bool
     reasons: list[str]
     hits: tuple[Hit, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A watchlist with a trigger term in the document that still did not match."""
+
+    watchlist: str
+    reasons: tuple[str, ...]  # the first reason that stopped it (source, exclude, rule, ...)
+
+
+@dataclass(frozen=True)
+class MatchOutcome:
+    """`match` plus the watchlists it judged and turned down (the drop ledger's evidence)."""
+
+    matches: list[WatchlistMatch]
+    rejected: list[Rejection]
 
 
 # --- compiled data -------------------------------------------------------------
@@ -874,6 +890,15 @@ class Matcher:
 
     def match(self, doc: MatchDocument) -> list[WatchlistMatch]:
         """The watchlists that match `doc`, in config order, with hits and a snippet."""
+        return self._match(doc, None)
+
+    def match_outcome(self, doc: MatchDocument) -> MatchOutcome:
+        """`match`, and the watchlists judged and turned down on the way, with the reason
+        each one stopped at: no more work than `match` (only the candidates are judged)."""
+        rejected: list[Rejection] = []
+        return MatchOutcome(self._match(doc, rejected), rejected)
+
+    def _match(self, doc: MatchDocument, rejected: list[Rejection] | None) -> list[WatchlistMatch]:
         hits = self._hits(doc)
         if not hits:
             return []
@@ -904,6 +929,10 @@ class Matcher:
             verdict = _judge(self._watchlists[wl_index], found[wl_index], doc, explain=False)
             if verdict.matched:
                 out.append(_to_match(self._watchlists[wl_index], verdict.hits))
+            elif rejected is not None:  # a false rule returns early, without a reason
+                spec = self._watchlists[wl_index].spec
+                reasons = tuple(verdict.reasons) or (f"rule not satisfied: {spec.rule}",)
+                rejected.append(Rejection(spec.name, reasons))
         return out
 
     def explain(self, doc: MatchDocument) -> list[Explanation]:
