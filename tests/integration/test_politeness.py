@@ -226,7 +226,9 @@ def test_jitter_spreads_sources_of_one_interval(tmp_path, database_url, http_ser
         for i in range(20)
     )
     path = tmp_path / "cfg.yaml"
-    path.write_text(f"sources:\n{sources}\nfetch:\n  allow_networks: [127.0.0.0/8]\n")
+    path.write_text(
+        f"allow_empty: true\nsources:\n{sources}\nfetch:\n  allow_networks: [127.0.0.0/8]\n"
+    )
     settings = Settings.from_env({"DATABASE_URL": database_url, "NEWSWATCH_CONFIG": str(path)})
     assert settings.schedule_jitter == 0.1  # the default
     store = Store(database_url)
