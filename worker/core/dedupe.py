@@ -16,10 +16,11 @@ Fingerprints are returned as *signed* 64-bit ints so that they fit a SQL
 BIGINT column; `to_unsigned` gives the raw bit pattern back.
 
 Candidate lookup without a full scan: the 64 bits are cut into BANDS bands of
-8 bits; the store indexes "band:value" keys and checks candidates with
-`candidate`, then `compare`. A pigeonhole guarantee would need 13 bands of <5 bits (a third of
-all rows as candidates), so this is probabilistic: measured, 97% of merged same-story
-pairs share a band while ~4% of unrelated articles do (the candidates to check).
+8 bits, and again at an offset of 4 bits; the store indexes the 16 "band:value"
+keys and checks the articles sharing one with `candidate`, then `compare`. A
+pigeonhole guarantee at 16 bits would need 17 bands of under 4 bits (most rows as
+candidates), so this is probabilistic: docs/extraction.md has the share of merged
+same-story pairs it finds and of unrelated pairs it nominates.
 """
 
 from __future__ import annotations
@@ -109,9 +110,17 @@ _EDGES = _band_edges()
 
 
 def band_keys(fp: int) -> list[str]:
-    """Index keys ("band:value" hex); a pair within the threshold shares one."""
+    """Index keys ("band:value" hex): the BANDS aligned bands, then BANDS more of the
+    fingerprint rotated by half a band (keys BANDS..2*BANDS-1), so that differing bits
+    that straddle band edges leave a clean window more often."""
     u = to_unsigned(fp)
-    return [f"{i}:{(u >> start) & ((1 << width) - 1):x}" for i, (start, width) in enumerate(_EDGES)]
+    half = _EDGES[0][1] // 2
+    rotated = ((u >> half) | (u << (BITS - half))) & _MASK
+    return [
+        f"{i + k * BANDS}:{(v >> start) & ((1 << width) - 1):x}"
+        for k, v in enumerate((u, rotated))
+        for i, (start, width) in enumerate(_EDGES)
+    ]
 
 
 def article_text(title: str, body: str) -> str:
