@@ -39,8 +39,8 @@ SHINGLE_WORDS = 2
 CANDIDATE_MAX_BITS = 16
 BANDS = 8
 # Verification: word 4-shingles (3 let stopword runs like "one of the" count;
-# 5 lose more to each edited word). Same-story pairs share 0.6 or more of the
-# shorter text's shingles, unrelated ones under 0.3 (docs/extraction.md).
+# 5 lose more to each edited word). Same-story candidates shared more than 0.5 of the
+# shorter text's shingles, unrelated ones at most 0.31 (docs/extraction.md).
 OVERLAP_SHINGLE_WORDS = 4
 MIN_SHINGLE_OVERLAP = 0.5
 
