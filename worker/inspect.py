@@ -229,42 +229,20 @@ def _story(session: Any, article: m.Article) -> dict[str, Any]:
         "near_duplicate": None,
     }
     if story_id != article.id:
-        first = session.get(m.Article, story_id)
-        if first is not None:
-            out["near_duplicate"] = near_duplicate_evidence(first, article)
+        out["near_duplicate"] = near_duplicate_evidence(session, article)
     return out
 
 
-def near_duplicate_evidence(first: m.Article, other: m.Article) -> dict[str, Any]:
-    """Why `other` was put in the story of `first`.
+def near_duplicate_evidence(session: Any, article: m.Article) -> dict[str, Any] | None:
+    """Why `article` was put in an earlier story: the closest earlier article of that story
+    and the verified comparison (fingerprint distance, shared 4-shingles, titles)."""
+    from worker.pipeline import story_evidence
 
-    The hook for the verified near-duplicate check: when `worker.core.dedupe.compare`
-    exists it gives the evidence (distance, overlap); else the fingerprints' distance,
-    which is all the old check looked at.
-    """
-    from worker.core import dedupe
-
-    compare = getattr(dedupe, "compare", None)
-    if compare is not None:
-        evidence = compare(f"{first.title}\n{first.body}", f"{other.title}\n{other.body}")
-        return _plain(evidence)
-    if first.fingerprint is None or other.fingerprint is None:
-        return {"method": "fingerprint", "distance": None, "note": "no fingerprint stored"}
-    return {
-        "method": "fingerprint",
-        "distance": dedupe.distance(first.fingerprint, other.fingerprint),
-        "max_same_story": dedupe.SAME_STORY_MAX_BITS,
-    }
-
-
-def _plain(value: Any) -> dict[str, Any]:
-    from dataclasses import is_dataclass
-
-    if is_dataclass(value) and not isinstance(value, type):
-        return asdict(value)
-    if isinstance(value, dict):
-        return value
-    return {"evidence": str(value)}
+    found = story_evidence(session, article.id)
+    if found is None:
+        return None
+    other_id, evidence = found
+    return {"article_id": other_id, **asdict(evidence), "summary": str(evidence)}
 
 
 def _matches(session: Any, article_id: int) -> list[m.Match]:

@@ -540,7 +540,11 @@ def _store_article(rt: Runtime, item_id: int, article: Article) -> int | None:
                 session, existing, article.url, article.content_hash
             )
             return None
-        row.story_id = _find_story(session, row.id, fp, now) if fp is not None else row.id
+        row.story_id = (
+            _find_story(session, row.id, fp, article.title, article.body, now)
+            if fp is not None
+            else row.id
+        )
         if fp is not None:
             for key in dedupe.band_keys(fp):
                 session.add(m.FingerprintBand(band_key=key, article_id=row.id))
@@ -589,6 +593,10 @@ def _update_changed_article(
     )
     if newer is not None or other is not None:  # a later version already won, or a copy
         item.state, item.article_id, item.claimed_until = "duplicate", other or row.id, None
+        item.outcome = "duplicate"
+        item.outcome_detail = ledger.duplicate_detail(
+            session, other or row.id, article.url, article.content_hash
+        )
         return 0
     row.title, row.body, row.lead = article.title, article.body, article.lead
     row.authors, row.tags = list(article.authors), list(article.tags)
@@ -606,8 +614,12 @@ def _update_changed_article(
     return row.id
 
 
-def _find_story(session: Session, article_id: int, fp: int, now: datetime) -> int:
-    """The story of the closest earlier near-duplicate, or a new story (this article's id)."""
+def _find_story(
+    session: Session, article_id: int, fp: int, title: str, body: str, now: datetime
+) -> int:
+    """The story of the closest earlier article verified as the same story, or a new story
+    (this article's id). Close fingerprints only nominate: a merge hides this article's
+    alerts, so `dedupe.compare` reads both texts (of the few close candidates) first."""
     keys = dedupe.band_keys(fp)
     candidates = session.execute(
         select(m.Article.id, m.Article.fingerprint, m.Article.story_id)
@@ -617,13 +629,51 @@ def _find_story(session: Session, article_id: int, fp: int, now: datetime) -> in
             m.Article.id != article_id,
             m.Article.created_at >= now - NEAR_DUP_WINDOW,
         )
-        .order_by(m.Article.id)
-        .limit(200)
+        # newest first: a copy of a story comes soon after it; bounded, since about one
+        # unrelated article in fifteen shares a band key
+        .order_by(m.Article.id.desc())
+        .limit(2000)
     ).all()
-    for cand_id, cand_fp, story_id in candidates:
-        if cand_fp is not None and dedupe.same_story(fp, cand_fp):
+    close = sorted(
+        (dedupe.distance(fp, cand_fp), cand_id, story_id)
+        for cand_id, cand_fp, story_id in dict.fromkeys(candidates)
+        if cand_fp is not None and dedupe.candidate(fp, cand_fp)
+    )
+    for _bits, cand_id, story_id in close:
+        cand = session.execute(
+            select(m.Article.title, m.Article.body, m.Article.fingerprint).where(
+                m.Article.id == cand_id
+            )
+        ).one()
+        evidence = dedupe.compare(title, body, cand.title, cand.body, fp, cand.fingerprint)
+        if evidence.same_story:
+            log.info("article %s joins story of article %s: %s", article_id, cand_id, evidence)
             return story_id or cand_id
     return article_id
+
+
+def story_evidence(session: Session, article_id: int) -> tuple[int, dedupe.Evidence] | None:
+    """For an article filed under an earlier article's story: the earlier article of that
+    story closest to it and the evidence of the decision (for "why" output); None when the
+    article started its own story."""
+    row = session.get(m.Article, article_id)
+    if row is None or row.story_id in (None, row.id):
+        return None
+    best: tuple[int, dedupe.Evidence] | None = None
+    for other in session.scalars(
+        select(m.Article)
+        .where(m.Article.story_id == row.story_id, m.Article.id < row.id)
+        .order_by(m.Article.id)
+    ):
+        ev = dedupe.compare(
+            row.title, row.body, other.title, other.body, row.fingerprint, other.fingerprint
+        )
+        if best is None or (ev.same_story, ev.shingle_overlap) > (
+            best[1].same_story,
+            best[1].shingle_overlap,
+        ):
+            best = (other.id, ev)
+    return best
 
 
 # --- rules -------------------------------------------------------------------

@@ -1,12 +1,24 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from worker.core.dedupe import (
-    SAME_STORY_MAX_BITS,
+    CANDIDATE_MAX_BITS,
+    MIN_SHINGLE_OVERLAP,
+    article_text,
     band_keys,
+    candidate,
+    compare,
     distance,
     fingerprint,
-    same_story,
     to_unsigned,
+)
+
+# Two unrelated articles whose fingerprints are within CANDIDATE_MAX_BITS: found by
+# `bench/dedupe.py --close-pair` (fixed seed), kept as data.
+CLOSE_UNRELATED = json.loads(
+    (Path(__file__).parent.parent / "data" / "dedupe_close_unrelated.json").read_text()
 )
 
 STORY = [
@@ -60,13 +72,18 @@ def test_same_story_on_three_sites_merges_pairwise() -> None:
     fps = [fingerprint(t()) for t in (source_a, source_b, source_c)]
     for i in range(3):
         for j in range(i + 1, 3):
-            assert same_story(fps[i], fps[j]), (i, j, distance(fps[i], fps[j]))
+            assert candidate(fps[i], fps[j]), (i, j, distance(fps[i], fps[j]))
+    texts = [t() for t in (source_a, source_b, source_c)]
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert compare("", texts[i], "", texts[j]).same_story, (i, j)
 
 
 def test_different_story_on_same_topic_does_not_merge() -> None:
     other = fingerprint("\n\n".join(OTHER))
     for text in (source_a(), source_b(), source_c()):
-        assert not same_story(fingerprint(text), other), distance(fingerprint(text), other)
+        assert not candidate(fingerprint(text), other), distance(fingerprint(text), other)
+        assert not compare("", text, "", "\n\n".join(OTHER)).same_story
 
 
 def test_fingerprint_is_deterministic_signed_64_bit() -> None:
@@ -80,7 +97,8 @@ def test_fingerprint_is_deterministic_signed_64_bit() -> None:
 def test_empty_text_is_nobodys_duplicate() -> None:
     assert fingerprint("") == 0
     assert fingerprint("  ... !!! ") == 0
-    assert not same_story(0, 0)
+    assert not candidate(0, 0)
+    assert not compare("", "", "", "").same_story
 
 
 def test_band_keys_shared_by_close_fingerprints() -> None:
@@ -89,6 +107,66 @@ def test_band_keys_shared_by_close_fingerprints() -> None:
     keys = band_keys(fp)
     assert len(keys) == len(set(keys)) and all(isinstance(k, str) for k in keys)
     assert set(keys) & set(band_keys(near))
-    assert same_story(fp, near - 2**64 if near >= 2**63 else near)
-    flipped = to_unsigned(fp) ^ ((1 << (SAME_STORY_MAX_BITS + 1)) - 1)
-    assert not same_story(fp, flipped)
+    assert candidate(fp, near - 2**64 if near >= 2**63 else near)
+    flipped = to_unsigned(fp) ^ ((1 << (CANDIDATE_MAX_BITS + 1)) - 1)
+    assert not candidate(fp, flipped)
+
+
+def test_close_fingerprints_of_unrelated_articles_are_not_the_same_story() -> None:
+    """Case 7: 64-bit fingerprints collide by chance; the shared shingles decide."""
+    a, b = CLOSE_UNRELATED["a"], CLOSE_UNRELATED["b"]
+    fp_a = fingerprint(article_text(a["title"], a["body"]))
+    fp_b = fingerprint(article_text(b["title"], b["body"]))
+    assert candidate(fp_a, fp_b), distance(fp_a, fp_b)  # the old code merged these
+    ev = compare(a["title"], a["body"], b["title"], b["body"])
+    assert ev.distance_bits == distance(fp_a, fp_b) <= CANDIDATE_MAX_BITS
+    assert ev.shingle_overlap < 0.1 and ev.title_similarity < 0.5
+    assert not ev.same_story
+    assert "different stories" in str(ev) and f"{ev.distance_bits} bits" in str(ev)
+
+
+TITLE = "Dock workers strike at Rotterdam port"
+
+
+def story() -> str:
+    return "\n\n".join(STORY)
+
+
+def test_wire_edits_stay_the_same_story() -> None:
+    """A changed headline, an added paragraph, a different lead, a trimmed ending."""
+    edits = {
+        "changed headline": ("Strike halts Europe's largest port", story()),
+        "added paragraph": (
+            TITLE,
+            "\n\n".join(
+                [
+                    *STORY[:3],
+                    "Local shops near the harbour said business had dropped sharply since "
+                    "the morning, as trucks stood idle along the access roads.",
+                    *STORY[3:],
+                ]
+            ),
+        ),
+        "different lead": (
+            TITLE,
+            "\n\n".join(
+                [
+                    "Europe's busiest container port came to a standstill this week as a "
+                    "long-running row over automation finally boiled over.",
+                    *STORY[1:],
+                ]
+            ),
+        ),
+        "trimmed ending": (TITLE, "\n\n".join(STORY[:4])),
+    }
+    for kind, (title, body) in edits.items():
+        ev = compare(TITLE, story(), title, body)
+        assert ev.same_story, (kind, ev)
+        assert ev.shingle_overlap >= MIN_SHINGLE_OVERLAP, (kind, ev)
+    assert compare(TITLE, story(), *edits["changed headline"]).title_similarity < 0.5
+
+
+def test_evidence_of_a_merge_reads_as_a_reason() -> None:
+    ev = compare(TITLE, source_a(), "Rotterdam dockers walk out", source_b())
+    assert ev.same_story and ev.shingle_overlap >= MIN_SHINGLE_OVERLAP
+    assert str(ev).startswith("same story: fingerprints ")

@@ -1,18 +1,26 @@
 """Near-duplicate detection: the same wire story lightly edited on several sites.
 
-SimHash (Charikar) over word 2-shingles, 64 bits. Two texts are the same story
-when their fingerprints differ in at most SAME_STORY_MAX_BITS bits; the figure
-comes from the measurements in docs/extraction.md (bench/dedupe.py): 2-shingles
-beat 1-, 3- and 4-shingles and a 1-bit MinHash of the same size.
+Two steps, because a merge hides an article from the alerts:
+
+1. Candidates: SimHash (Charikar) over word 2-shingles, 64 bits. Fingerprints at
+   most CANDIDATE_MAX_BITS bits apart may be the same story (`candidate`).
+   Alone this merged unrelated articles (about 1e-6 per pair: 64 bits leave
+   room for chance), so it only picks which stored articles to read.
+2. Verification (`compare`): the share of the shorter text's word 4-shingles
+   found in the other text, an exact measure on the two texts. Only a candidate
+   that also shares at least MIN_SHINGLE_OVERLAP is the same story.
+
+The figures behind both thresholds are in docs/extraction.md (bench/dedupe.py).
 
 Fingerprints are returned as *signed* 64-bit ints so that they fit a SQL
 BIGINT column; `to_unsigned` gives the raw bit pattern back.
 
 Candidate lookup without a full scan: the 64 bits are cut into BANDS bands of
-8 bits; the store indexes "band:value" keys and confirms candidates with
-`same_story`. A pigeonhole guarantee would need 13 bands of <5 bits (a third of
-all rows as candidates), so this is probabilistic: measured, 97% of merged same-story
-pairs share a band while ~4% of unrelated articles do (the candidates to check).
+8 bits, and again at an offset of 4 bits; the store indexes the 16 "band:value"
+keys and checks the articles sharing one with `candidate`, then `compare`. A
+pigeonhole guarantee at 16 bits would need 17 bands of under 4 bits (most rows as
+candidates), so this is probabilistic: docs/extraction.md has the share of merged
+same-story pairs it finds and of unrelated pairs it nominates.
 """
 
 from __future__ import annotations
@@ -21,13 +29,20 @@ import hashlib
 import re
 import unicodedata
 from collections import Counter
+from dataclasses import dataclass
 
 BITS = 64
 SHINGLE_WORDS = 2
-# Hamming distance at or under which two fingerprints are the same story:
-# no unrelated pair in the measurement came closer than 14 bits.
-SAME_STORY_MAX_BITS = 12
+# Hamming distance at or under which two fingerprints are a candidate pair, to verify.
+# 12 bits when the fingerprint decided alone; with the verification, 16 finds more
+# edited copies (a rewritten lead, a trimmed ending) and still merges no unrelated pair.
+CANDIDATE_MAX_BITS = 16
 BANDS = 8
+# Verification: word 4-shingles (3 let stopword runs like "one of the" count;
+# 5 lose more to each edited word). Same-story candidates shared more than 0.5 of the
+# shorter text's shingles, unrelated ones at most 0.31 (docs/extraction.md).
+OVERLAP_SHINGLE_WORDS = 4
+MIN_SHINGLE_OVERLAP = 0.5
 
 _WORD = re.compile(r"\w+")
 _MASK = (1 << BITS) - 1
@@ -74,10 +89,11 @@ def distance(fp_a: int, fp_b: int) -> int:
     return (to_unsigned(fp_a) ^ to_unsigned(fp_b)).bit_count()
 
 
-def same_story(fp_a: int, fp_b: int) -> bool:
+def candidate(fp_a: int, fp_b: int) -> bool:
+    """Close enough fingerprints to read both texts (`compare`); not a decision alone."""
     if fp_a == 0 or fp_b == 0:  # an empty text is nobody's duplicate
         return False
-    return distance(fp_a, fp_b) <= SAME_STORY_MAX_BITS
+    return distance(fp_a, fp_b) <= CANDIDATE_MAX_BITS
 
 
 def _band_edges() -> list[tuple[int, int]]:
@@ -94,6 +110,87 @@ _EDGES = _band_edges()
 
 
 def band_keys(fp: int) -> list[str]:
-    """Index keys ("band:value" hex); a pair within the threshold shares one."""
+    """Index keys ("band:value" hex): the BANDS aligned bands, then BANDS more of the
+    fingerprint rotated by half a band (keys BANDS..2*BANDS-1), so that differing bits
+    that straddle band edges leave a clean window more often."""
     u = to_unsigned(fp)
-    return [f"{i}:{(u >> start) & ((1 << width) - 1):x}" for i, (start, width) in enumerate(_EDGES)]
+    half = _EDGES[0][1] // 2
+    rotated = ((u >> half) | (u << (BITS - half))) & _MASK
+    return [
+        f"{i + k * BANDS}:{(v >> start) & ((1 << width) - 1):x}"
+        for k, v in enumerate((u, rotated))
+        for i, (start, width) in enumerate(_EDGES)
+    ]
+
+
+def article_text(title: str, body: str) -> str:
+    """The text an article is fingerprinted and compared on."""
+    return f"{title}\n{body}"
+
+
+def shingles(text: str, n: int = OVERLAP_SHINGLE_WORDS) -> set[str]:
+    """The distinct word n-shingles of `text` (one shingle if it has fewer than n words)."""
+    words = _words(text)
+    if len(words) <= n:
+        return {" ".join(words)} if words else set()
+    return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def shingle_overlap(a: set[str], b: set[str]) -> float:
+    """Share of the smaller set found in the other: a trimmed or padded copy stays high."""
+    if not a or not b:
+        return 0.0
+    small, large = (a, b) if len(a) <= len(b) else (b, a)
+    return len(small & large) / len(small)
+
+
+def _title_similarity(title_a: str, title_b: str) -> float:
+    a, b = set(_words(title_a)), set(_words(title_b))
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Why two articles are, or are not, the same story."""
+
+    distance_bits: int
+    shingle_overlap: float
+    title_similarity: float  # shown, not decisive: sites rewrite the headlines of wire copy
+    same_story: bool
+
+    def __str__(self) -> str:
+        verdict = "same story" if self.same_story else "different stories"
+        return (
+            f"{verdict}: fingerprints {self.distance_bits} bits apart "
+            f"(candidate at <= {CANDIDATE_MAX_BITS}), {self.shingle_overlap:.2f} of word "
+            f"{OVERLAP_SHINGLE_WORDS}-shingles shared (same at >= {MIN_SHINGLE_OVERLAP}), "
+            f"titles {self.title_similarity:.2f} alike"
+        )
+
+
+def compare(
+    title_a: str,
+    body_a: str,
+    title_b: str,
+    body_b: str,
+    fp_a: int | None = None,
+    fp_b: int | None = None,
+) -> Evidence:
+    """Decide whether two articles are the same story, with the evidence.
+
+    `fp_a`/`fp_b` are the stored fingerprints of `article_text(title, body)`, computed
+    when not given. Both tests must pass: close fingerprints and shared shingles.
+    """
+    if fp_a is None:
+        fp_a = fingerprint(article_text(title_a, body_a))
+    if fp_b is None:
+        fp_b = fingerprint(article_text(title_b, body_b))
+    overlap = shingle_overlap(
+        shingles(article_text(title_a, body_a)), shingles(article_text(title_b, body_b))
+    )
+    return Evidence(
+        distance_bits=distance(fp_a, fp_b),
+        shingle_overlap=round(overlap, 4),
+        title_similarity=round(_title_similarity(title_a, title_b), 4),
+        same_story=candidate(fp_a, fp_b) and overlap >= MIN_SHINGLE_OVERLAP,
+    )
