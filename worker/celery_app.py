@@ -7,8 +7,11 @@ queue if their worker dies, and store no results.
 
 from __future__ import annotations
 
+import os
+import signal
+
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 from kombu import Queue
 
 from worker.settings import Settings
@@ -19,8 +22,10 @@ QUEUES = ("control", "fetch", "parse", "rules", "alerts")
 def broker_url_for(settings: Settings) -> str:
     if settings.broker_url:
         return settings.broker_url
-    # the embedded Redis that `newswatch run` starts under the data dir
-    return f"redis+socket://{settings.data_dir / 'redis' / 'redis.sock'}"
+    # the embedded Redis that `newswatch run` starts for the data dir
+    from worker.adapters.embedded_redis import socket_path
+
+    return f"redis+socket://{socket_path(settings.data_dir)}"
 
 
 def create_app(settings: Settings | None = None) -> Celery:
@@ -94,8 +99,24 @@ _TIME_LIMITED = {
 }
 
 
+_worker_main_pid: int | None = None
+
+
+@worker_init.connect
+def _remember_main_process(**_: object) -> None:
+    global _worker_main_pid
+    _worker_main_pid = os.getpid()  # in the main process, before the pool forks
+
+
 @worker_process_init.connect
 def _fresh_runtime_after_fork(**_: object) -> None:
+    # A pool child dies with the worker's main process, even when that one is SIGKILLed:
+    # an orphan keeps its memory and database connections and nobody will take its result.
+    # SIGKILL, because the task in hand is redelivered anyway (acks_late), the DB decides.
+    from worker.supervise import ensure_dies_with_parent
+
+    if _worker_main_pid is not None:
+        ensure_dies_with_parent(signal.SIGKILL, _worker_main_pid)
     # connections and pools must never cross a fork
     from worker import tasks
 

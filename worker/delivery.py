@@ -102,7 +102,7 @@ def send_rendering(rt: Runtime, channel_name: str, rendering: Rendering) -> Send
         return _send_email(config, channel, rendering)
     if channel.kind == "webhook":
         return _send_webhook(rt, channel, rendering)
-    return _append_file(channel, rendering)
+    return _append_file(channel, rendering, rt.settings.data_dir)
 
 
 def _send_email(config: Config, channel: ChannelSpec, rendering: Rendering) -> SendOutcome:
@@ -143,10 +143,12 @@ def _send_webhook(rt: Runtime, channel: ChannelSpec, rendering: Rendering) -> Se
     )  # fmt: skip
 
 
-def _append_file(channel: ChannelSpec, rendering: Rendering) -> SendOutcome:
-    """One JSON line per alert; the delivery id inside lets a reader drop a rare resend."""
+def _append_file(channel: ChannelSpec, rendering: Rendering, data_dir: Path) -> SendOutcome:
+    """One JSON line per alert; the delivery id inside lets a reader drop a rare resend.
+    A relative path is taken from the data folder, never from the worker's current folder
+    (which differs between `run` from a checkout, a systemd unit and a container)."""
     assert channel.file is not None
-    path = Path(channel.file)
+    path = data_dir / Path(channel.file).expanduser()
     line = json.dumps(rendering.payload(), ensure_ascii=False, sort_keys=True) + "\n"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
