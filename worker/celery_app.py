@@ -11,7 +11,7 @@ import os
 import signal
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init
+from celery.signals import beat_init, worker_init, worker_process_init
 from kombu import Queue
 
 from worker.settings import Settings
@@ -112,7 +112,8 @@ def _remember_main_process(**_: object) -> None:
 def _fresh_runtime_after_fork(**_: object) -> None:
     # A pool child dies with the worker's main process, even when that one is SIGKILLed:
     # an orphan keeps its memory and database connections and nobody will take its result.
-    # SIGKILL, because the task in hand is redelivered anyway (acks_late), the DB decides.
+    # Celery asks the kernel for that too (SIGKILL, on Linux), but only after the fork: a
+    # parent killed in between leaves an orphan, which the parent check here ends.
     from worker.supervise import ensure_dies_with_parent
 
     if _worker_main_pid is not None:
@@ -121,6 +122,17 @@ def _fresh_runtime_after_fork(**_: object) -> None:
     from worker import tasks
 
     tasks.reset_runtime()
+
+
+@beat_init.connect
+def _embedded_beat_dies_with_its_worker(**_: object) -> None:
+    # `worker --beat` (as `run` starts it) forks beat as a process of its own, which Celery
+    # does not tie to the worker: after a SIGKILL of the worker it would tick forever. A
+    # standalone `newswatch beat` has no worker main process and is left alone.
+    from worker.supervise import ensure_dies_with_parent
+
+    if _worker_main_pid is not None and os.getpid() != _worker_main_pid:
+        ensure_dies_with_parent(signal.SIGTERM, _worker_main_pid)
 
 
 app = create_app()
