@@ -8,9 +8,11 @@ queue if their worker dies, and store no results.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 
 from celery import Celery
-from celery.signals import setup_logging, worker_process_init
+from celery.signals import beat_init, setup_logging, worker_init, worker_process_init
 from kombu import Queue
 
 from worker.settings import Settings
@@ -21,8 +23,10 @@ QUEUES = ("control", "fetch", "parse", "rules", "alerts")
 def broker_url_for(settings: Settings) -> str:
     if settings.broker_url:
         return settings.broker_url
-    # the embedded Redis that `newswatch run` starts under the data dir
-    return f"redis+socket://{settings.data_dir / 'redis' / 'redis.sock'}"
+    # the embedded Redis that `newswatch run` starts for the data dir
+    from worker.adapters.embedded_redis import socket_path
+
+    return f"redis+socket://{socket_path(settings.data_dir)}"
 
 
 def create_app(settings: Settings | None = None) -> Celery:
@@ -96,8 +100,25 @@ _TIME_LIMITED = {
 }
 
 
+_worker_main_pid: int | None = None
+
+
+@worker_init.connect
+def _remember_main_process(**_: object) -> None:
+    global _worker_main_pid
+    _worker_main_pid = os.getpid()  # in the main process, before the pool forks
+
+
 @worker_process_init.connect
 def _fresh_runtime_after_fork(**_: object) -> None:
+    # A pool child dies with the worker's main process, even when that one is SIGKILLed:
+    # an orphan keeps its memory and database connections and nobody will take its result.
+    # Celery asks the kernel for that too (SIGKILL, on Linux), but only after the fork: a
+    # parent killed in between leaves an orphan, which the parent check here ends.
+    from worker.supervise import ensure_dies_with_parent
+
+    if _worker_main_pid is not None:
+        ensure_dies_with_parent(signal.SIGKILL, _worker_main_pid)
     # connections and pools must never cross a fork
     from worker import tasks
 
@@ -119,6 +140,17 @@ def _keep_our_logging(loglevel: int | str | None = None, **_: object) -> None:
     mp.handlers.clear()
     mp.propagate = True
     mp.setLevel(logging.ERROR)
+
+
+@beat_init.connect
+def _embedded_beat_dies_with_its_worker(**_: object) -> None:
+    # `worker --beat` (as `run` starts it) forks beat as a process of its own, which Celery
+    # does not tie to the worker: after a SIGKILL of the worker it would tick forever. A
+    # standalone `newswatch beat` has no worker main process and is left alone.
+    from worker.supervise import ensure_dies_with_parent
+
+    if _worker_main_pid is not None and os.getpid() != _worker_main_pid:
+        ensure_dies_with_parent(signal.SIGTERM, _worker_main_pid)
 
 
 app = create_app()

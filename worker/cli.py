@@ -38,9 +38,42 @@ def _open_store(args: argparse.Namespace) -> tuple[Settings, Store]:
     from worker.adapters.store import Store
 
     settings = _settings(args)
+    _require_database(settings)
     store = Store(settings.database_url)
     store.upgrade()
     return settings, store
+
+
+def _paths(settings: Settings) -> str:
+    """Where this command looks: printed at start and by `status`, so that a command run
+    from the wrong folder shows it at once."""
+    text = (
+        f"config {settings.config_path}, database {_redact(settings.database_url)}, "
+        f"data folder {settings.data_dir}"
+    )
+    return text + _defaulted_note(settings)
+
+
+def _defaulted_note(settings: Settings) -> str:
+    if not settings.defaulted:
+        return ""
+    names = " and ".join(settings.defaulted)
+    return f" ({names}: the default, relative to the current folder {Path.cwd()})"
+
+
+def _require_database(settings: Settings) -> None:
+    """A read command must not create an empty SQLite database where there was none (and
+    then report "no sources"): it names the path it looked at and exits 1."""
+    path = settings.sqlite_path
+    if path is None or path.exists():
+        return
+    print(f"newswatch: no database at {path}{_defaulted_note(settings)}", file=sys.stderr)
+    print(
+        "  run this from the folder where `newswatch run` runs, or set NEWSWATCH_DATA_DIR "
+        "(or DATABASE_URL) to its data folder",
+        file=sys.stderr,
+    )
+    raise SystemExit(1)
 
 
 def _check_config_or_exit(settings: Settings) -> None:
@@ -52,7 +85,25 @@ def _check_config_or_exit(settings: Settings) -> None:
         print(f"newswatch: config {settings.config_path} is not valid:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
+        if "config" in settings.defaulted:
+            print(
+                f"  (the default config path, relative to the current folder {Path.cwd()}; "
+                "pass --config or set NEWSWATCH_CONFIG)",
+                file=sys.stderr,
+            )
         raise SystemExit(1) from None
+
+
+def _exit_without_broker(command: str) -> None:
+    """A worker or beat with no broker setting would retry a socket that nobody serves,
+    forever: only `newswatch run` starts the embedded Redis."""
+    print(
+        f"newswatch {command}: no broker. Set REDIS_URL (e.g. redis://127.0.0.1:6379/0) to "
+        "the Redis your workers and beat share, or use `newswatch run`, which starts an "
+        "embedded Redis for a single machine",
+        file=sys.stderr,
+    )
+    raise SystemExit(2)
 
 
 def _prepare(settings: Settings) -> None:
@@ -108,27 +159,43 @@ RUN_CPU_QUEUES = "control,parse,rules"
 def cmd_run(args: argparse.Namespace) -> int:
     """Beat and two workers in one process tree, on the embedded defaults unless told
     otherwise: a threads pool for fetch and alerts, a prefork pool for the rest."""
+    from worker.supervise import AlreadyRunning, InstanceLock
+
     settings = _settings(args)
     _setup_logging(settings.log_level, settings.log_format)
+    _check_config_or_exit(settings)  # before anything is created in a wrong folder
+    # one `run` per data folder, held until this process ends (however it ends)
+    lock = InstanceLock(settings.data_dir / "newswatch.lock")
+    try:
+        lock.acquire()
+    except AlreadyRunning as exc:
+        print(
+            f"newswatch run is already running here (pid {exc.pid or 'unknown'}, "
+            f"data folder {settings.data_dir})",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        return _run_locked(args, settings)
+    finally:
+        lock.release()
+
+
+def _run_locked(args: argparse.Namespace, settings: Settings) -> int:
     _prepare(settings)
     _warn_unreachable(settings)
     embedded = None
     if settings.embedded_broker:
         from worker.adapters.embedded_redis import EmbeddedRedis
 
-        embedded = EmbeddedRedis(settings.data_dir)
+        embedded = EmbeddedRedis(settings.data_dir)  # may stop a stale one: we hold the lock
         os.environ["NEWSWATCH_BROKER_URL"] = embedded.start()
         settings = Settings.from_env()
-    log.info(
-        "newswatch run: config %s, database %s, broker %s",
-        settings.config_path,
-        _redact(settings.database_url),
-        _redact(settings.broker_url or ""),
-    )
+    log.info("newswatch run: %s, broker %s", _paths(settings), _redact(settings.broker_url or ""))
     from worker.supervise import Supervisor
 
     name = args.hostname or f"newswatch-run-{os.getpid()}@%h"
-    common = ["worker", "--skip-checks"]
+    common = ["worker", "--skip-checks", f"--supervisor-pid={os.getpid()}"]
     children = {
         "io": [*common, "--pool=threads", f"--concurrency={args.fetch_concurrency}",
                f"--queues={RUN_IO_QUEUES}", f"--hostname=io.{name}"],
@@ -147,8 +214,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    if settings.embedded_broker:
+        _exit_without_broker("worker")
     _setup_logging(settings.log_level, settings.log_format)
+    if args.supervisor_pid:  # started by `run`: end with it, even if it is SIGKILLed
+        import signal
+
+        from worker.supervise import ensure_dies_with_parent
+
+        ensure_dies_with_parent(signal.SIGTERM, args.supervisor_pid)
     if not args.skip_checks:  # `run` did them once for both of its workers
+        log.info("newswatch worker: %s", _paths(settings))
         _prepare(settings)
         _warn_unreachable(settings)
     _celery_worker(settings, args, beat=args.beat)
@@ -157,7 +233,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_beat(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    if settings.embedded_broker:
+        _exit_without_broker("beat")
     _setup_logging(settings.log_level, settings.log_format)
+    log.info("newswatch beat: %s", _paths(settings))
     _prepare(settings)
     from worker.celery_app import app
 
@@ -249,8 +328,13 @@ def cmd_match(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from worker.inspect import status_report
 
-    _, store = _open_store(args)
+    settings, store = _open_store(args)
     report = status_report(store)
+    report["paths"] = {
+        "config": str(settings.config_path),
+        "database": _redact(settings.database_url),
+        "data_folder": str(settings.data_dir),
+    }
     from worker.outbox import STATES
 
     # every delivery state shows, zero or not: "0 dead" is an answer too
@@ -259,6 +343,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         json.dump(report, sys.stdout, indent=2, default=str)
         print()
     else:
+        print(_paths(settings))
         print(_format_status(report))
     return 0
 
@@ -459,6 +544,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
+    _require_database(settings)
     store = Store(settings.database_url)
     try:
         report = replay(store, active.matcher, since)
@@ -485,7 +571,7 @@ def _redact(url: str) -> str:
     """Never print a password from a URL."""
     import re
 
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)  # redis://:PASSWORD@ too
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -522,6 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
     # used by `run` for its two workers; not for operators
     p.add_argument("--beat", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--skip-checks", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
     add(
         "beat",
         cmd_beat,

@@ -145,7 +145,7 @@ def render_check(
         return _email(config, channel, rendering)
     if channel.kind == "webhook":
         return _webhook(rt, channel, rendering)
-    return _file(channel, rendering)
+    return _file(channel, rendering, rt.settings.data_dir)
 
 
 def _email(config: Config, channel: ChannelSpec, rendering: Rendering) -> Callable[[], SendOutcome]:
@@ -195,10 +195,12 @@ def _webhook(rt: Runtime, channel: ChannelSpec, rendering: Rendering) -> Callabl
     return send
 
 
-def _file(channel: ChannelSpec, rendering: Rendering) -> Callable[[], SendOutcome]:
-    """One JSON line per alert; the delivery id inside lets a reader drop a rare resend."""
+def _file(channel: ChannelSpec, rendering: Rendering, data_dir: Path) -> Callable[[], SendOutcome]:
+    """One JSON line per alert; the delivery id inside lets a reader drop a rare resend.
+    A relative path is taken from the data folder, never from the worker's current folder
+    (which differs between `run` from a checkout, a systemd unit and a container)."""
     assert channel.file is not None
-    path = Path(channel.file)
+    path = data_dir / Path(channel.file).expanduser()
     line = json.dumps(rendering.payload(), ensure_ascii=False, sort_keys=True) + "\n"
 
     def send() -> SendOutcome:

