@@ -67,6 +67,7 @@ class Settings:
     # database connections per process (+ as many again on overflow): a threads pool runs
     # that many tasks at once in one process, so `newswatch worker --pool threads` raises it
     db_pool_size: int = 5
+    prune_seconds: float = 3600  # how often beat prunes rows past retention (worker/retention.py)
 
     @property
     def embedded_broker(self) -> bool:
@@ -100,6 +101,7 @@ class Settings:
             schedule_jitter=_fraction(env, "NEWSWATCH_SCHEDULE_JITTER", 0.1),
             time_limits=tuple(_time_limits(env)),
             db_pool_size=int(_positive(env, "NEWSWATCH_DB_POOL_SIZE", 5)),
+            prune_seconds=_positive(env, "NEWSWATCH_PRUNE_SECONDS", 3600),
         )
 
 
