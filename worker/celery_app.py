@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_routes={
             "newswatch.dispatch_due": {"queue": "control"},
             "newswatch.sweep": {"queue": "control"},
+            "newswatch.prune": {"queue": "control"},
             "newswatch.fetch_source": {"queue": "fetch"},
             "newswatch.parse_item": {"queue": "parse"},
             "newswatch.apply_rules": {"queue": "rules"},
@@ -77,6 +78,11 @@ def create_app(settings: Settings | None = None) -> Celery:
                 "task": "newswatch.sweep",
                 "schedule": settings.sweep_seconds,
                 "options": {"expires": settings.sweep_seconds * 2},
+            },
+            "retention": {  # rows past their retention, in small batches
+                "task": "newswatch.prune",
+                "schedule": settings.prune_seconds,
+                "options": {"expires": settings.prune_seconds},
             },
         },
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),

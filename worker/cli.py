@@ -339,12 +339,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     # every delivery state shows, zero or not: "0 dead" is an answer too
     report["deliveries"] = {state: 0 for state in STATES} | report["deliveries"]
+    from worker.retention import format_storage, storage_report
+
+    report["storage"] = storage_report(store)
     if args.json:
         json.dump(report, sys.stdout, indent=2, default=str)
         print()
     else:
         print(_paths(settings))
         print(_format_status(report))
+        print(format_storage(report["storage"]))
     return 0
 
 

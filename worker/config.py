@@ -311,6 +311,42 @@ class NoticesSpec(_Strict):
         return parse_interval(v)
 
 
+class RetentionSpec(_Strict):
+    """How long each kind of row is kept (docs/operations.md, "Retention").
+
+    Pruning (worker/retention.py) deletes in small batches and never touches work in
+    flight. `entries` is the memory behind "never twice": an entry seen (or an article
+    alerted) within it never alerts again, so it is the longest.
+    """
+
+    # body and lead of an article (title, link, hash and dates stay), with its
+    # near-duplicate fingerprints: at least the 3-day near-duplicate window
+    article_text: int = 30 * 86400
+    attempts: int = 30 * 86400  # the log of delivery attempts
+    deliveries: int = 365 * 86400  # sent or dead deliveries, digest batches and notices
+    entries: int = 400 * 86400  # items (seen entry keys), article stubs and matches
+    batch: int = Field(default=500, ge=10, le=10000)  # rows per statement, each committed
+
+    @field_validator("article_text", "attempts", "deliveries", "entries", mode="before")
+    @classmethod
+    def _interval(cls, v: Any) -> int:
+        return parse_interval(v)
+
+    @field_validator("article_text")
+    @classmethod
+    def _near_dup_window(cls, v: int) -> int:
+        if v < 3 * 86400:  # worker.pipeline.NEAR_DUP_WINDOW reads the text of recent articles
+            raise ValueError("article_text must be at least 3d (the near-duplicate window)")
+        return v
+
+    @field_validator("attempts", "deliveries", "entries")
+    @classmethod
+    def _a_day(cls, v: int) -> int:
+        if v < 86400:
+            raise ValueError("must be at least 1d")
+        return v
+
+
 class Config(_Strict):
     sources: tuple[SourceSpec, ...] = ()
     watchlists: tuple[WatchlistSpec, ...] = ()
@@ -321,6 +357,7 @@ class Config(_Strict):
     # A service with no source or no watchlist watches nothing: refused (check-config,
     # start-up, reload) unless this says it is meant, e.g. a standby
     allow_empty: bool = False
+    retention: RetentionSpec = RetentionSpec()
 
     @model_validator(mode="after")
     def _cross_refs(self) -> Config:

@@ -30,6 +30,7 @@ from worker.core.feeds import FeedError, page_links, parse_feed
 from worker.core.httpdate import FETCH_RETRY_AFTER_CAP
 from worker.core.model import Article, Hit, MatchDocument, WatchlistMatch
 from worker.core.normalize import build_article, feed_items, link_data
+from worker.core.retention import item_identification
 from worker.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -490,6 +491,7 @@ def _store_article(rt: Runtime, item_id: int, article: Article) -> int | None:
     with rt.store.session() as session:
         item = session.get(m.Item, item_id)
         assert item is not None
+        item.data = item_identification(item.data)  # its article keeps the text, once
         updated = _update_changed_article(session, item, article, fp, now)
         if updated is not None:
             return updated or None

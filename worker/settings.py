@@ -71,6 +71,7 @@ class Settings:
     # current folder: the commands say so, since a command run from the wrong folder would
     # otherwise quietly find no config or a new empty data folder
     defaulted: tuple[str, ...] = ()
+    prune_seconds: float = 3600  # how often beat prunes rows past retention (worker/retention.py)
 
     @property
     def embedded_broker(self) -> bool:
@@ -122,6 +123,7 @@ class Settings:
             time_limits=tuple(_time_limits(env)),
             db_pool_size=int(_positive(env, "NEWSWATCH_DB_POOL_SIZE", 5)),
             defaulted=defaulted,
+            prune_seconds=_positive(env, "NEWSWATCH_PRUNE_SECONDS", 3600),
         )
 
 

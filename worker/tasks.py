@@ -126,6 +126,15 @@ def outbox_tick() -> None:
     _enqueue(deliver, outbox.tick(runtime()))
 
 
+@app.task(name="newswatch.prune")
+def prune() -> None:
+    """Rows past their retention (worker/retention.py); each batch commits on its own, so
+    a run cut short loses nothing and the next one goes on."""
+    from worker import retention
+
+    retention.prune(runtime())
+
+
 @app.task(name="newswatch.sweep")
 def sweep() -> None:
     found = pipeline.sweep(runtime())

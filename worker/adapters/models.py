@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -97,6 +98,7 @@ class Item(Base):
         Index("ix_item_state_enqueued", "state", "enqueued_at"),
         Index("ix_item_article_id", "article_id"),  # the rules outcome goes to every item
         Index("ix_item_outcome", "outcome"),
+        Index("ix_item_created_at", "created_at"),  # retention: seen entries by age
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -122,7 +124,17 @@ class Item(Base):
 
 class Article(Base):
     __tablename__ = "article"
-    __table_args__ = (Index("ix_article_rules_state", "rules_state", "enqueued_at"),)
+    __table_args__ = (
+        Index("ix_article_rules_state", "rules_state", "enqueued_at"),
+        # retention: only the articles whose text is still kept, by age (a partial index,
+        # so that the stubs of months of cleared articles are never walked again)
+        Index(
+            "ix_article_text_kept",
+            "created_at",
+            sqlite_where=text("body <> ''"),
+            postgresql_where=text("body <> ''"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     source_id: Mapped[int] = mapped_column(ForeignKey("source.id"))
@@ -155,6 +167,7 @@ class FingerprintBand(Base):
     """LSH band keys of article fingerprints: near-duplicate candidates without a scan."""
 
     __tablename__ = "fingerprint_band"
+    __table_args__ = (Index("ix_fingerprint_band_article_id", "article_id"),)  # pruned by article
 
     band_key: Mapped[str] = mapped_column(String(40), primary_key=True)
     article_id: Mapped[int] = mapped_column(ForeignKey("article.id"), primary_key=True)
@@ -164,7 +177,7 @@ class Match(Base):
     __tablename__ = "match"
     __table_args__ = (
         UniqueConstraint("watchlist", "article_id"),
-        Index("ix_match_article_id", "article_id"),  # an article's matches (newswatch why)
+        Index("ix_match_article_id", "article_id"),  # an article's matches (why, pruning)
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -185,6 +198,7 @@ class StoryAlert(Base):
     """One row per (watchlist, story) that has alerted: the constraint that makes it once."""
 
     __tablename__ = "story_alert"
+    __table_args__ = (Index("ix_story_alert_match_id", "match_id"),)  # pruned with its match
 
     watchlist: Mapped[str] = mapped_column(String(200), primary_key=True)
     story_id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -201,6 +215,7 @@ class Delivery(Base):
         UniqueConstraint("notice_key", "channel"),  # once per incident
         Index("ix_delivery_state_next", "state", "next_attempt_at"),
         Index("ix_delivery_throttle", "channel", "watchlist", "created_at"),
+        Index("ix_delivery_created_at", "created_at"),  # retention
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)  # uuid: the idempotency key
@@ -226,6 +241,7 @@ class Delivery(Base):
 
 class DeliveryAttempt(Base):
     __tablename__ = "delivery_attempt"
+    __table_args__ = (Index("ix_delivery_attempt_at", "at"),)  # retention
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     delivery_id: Mapped[str] = mapped_column(ForeignKey("delivery.id"), index=True)

@@ -39,6 +39,9 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cur = dbapi_conn.cursor()
+            # takes effect only on a new, empty file (before WAL writes its header): lets
+            # retention give pages back without a full VACUUM (worker/retention.py)
+            cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
