@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 
 from worker.adapters import models as m
 from worker.core.clean import clean_text
+from worker.core.redact import redact_text
 
 if TYPE_CHECKING:
     from worker.core.rules import Rejection
@@ -75,8 +76,10 @@ class InternalError(Exception):
 def describe(exc: BaseException) -> str:
     """The error as recorded on a row: its class and message."""
     text = "over the soft time limit" if error_kind(exc) == "time_limit" else str(exc)
-    # an exception's text may quote the input (NUL, controls): cleaned like every stored text
-    return clean_text(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:MAX_DETAIL]
+    # an exception's text may quote the input (NUL, controls): cleaned like every stored
+    # text, and any URL in it cut to scheme and host (a URL may carry a token)
+    text = redact_text(clean_text(text))
+    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:MAX_DETAIL]
 
 
 def error_kind(exc: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""bench/load.py must keep working: a tiny run (20 sources, a few seconds, SQLite and a
+"""bench/load.py must keep working: a tiny run (20 sources, 15 seconds, SQLite and a
 private Redis) through the real worker and beat, checked for sane figures."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def test_load_harness_smoke() -> None:
     out = subprocess.run(
         [
             sys.executable, str(REPO / "bench" / "load.py"),
-            "--sources", "20", "--interval", "3", "--duration", "10", "--item-every", "6",
+            "--sources", "20", "--interval", "3", "--duration", "15", "--item-every", "6",
             "--hit-percent", "50", "--database", "sqlite", "--concurrency", "2", "--json",
         ],
         cwd=REPO, capture_output=True, text=True, timeout=120,

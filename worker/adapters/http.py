@@ -721,7 +721,7 @@ class Fetcher:
             failure = entry.failure
             raise FetchError(
                 failure.kind,
-                f"{url}: not fetched, {origin}/robots.txt is unreachable ({failure.message}); "
+                f"{url}: not fetched, robots.txt is unreachable at {origin} ({failure.message}); "
                 "RFC 9309 says to assume everything is disallowed until it answers",
                 url=url,
                 status=failure.status,
