@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -352,6 +353,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _when(at: datetime | str | None) -> str:
+    """A stored time as one column ("2026-12-06 21:05:03 UTC"); `format(datetime, "<25")`
+    would give the spec to strftime and print "<25"."""
+    if at is None:
+        return "never"
+    if isinstance(at, str):
+        return at
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def _format_status(report: dict[str, Any]) -> str:
     lines = ["sources:"]
     for s in report["sources"]:
@@ -361,7 +372,7 @@ def _format_status(report: dict[str, Any]) -> str:
         if not s["enabled"]:
             state = "disabled"
         lines.append(
-            f"  {s['name']:<24} last fetch {s['last_fetch_at'] or 'never':<32} "
+            f"  {s['name']:<24} last fetch {_when(s['last_fetch_at']):<25} "
             f"items {s['items_seen']:<6} failures {s['consecutive_failures']:<3} {state}"
         )
     outcomes = ", ".join(f"{k} {v}" for k, v in report["outcomes"].items())

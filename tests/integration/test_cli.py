@@ -116,3 +116,5 @@ fetch:
     assert sum(report["deliveries"].values()) == 1
     text = newswatch("status", env=env).stdout.decode()
     assert "wire" in text and "ERROR (http_404)" in text and "sent 1" in text
+    # the fetch time as a time (Clock starts 2026-01-01 12:00 UTC), not a format spec
+    assert "last fetch 2026-01-01 12:00:00 UTC" in text and "<" not in text
