@@ -58,8 +58,9 @@ _RUNTIME_ROOT = Path("/tmp")
 PERSISTENCE = (
     "--appendonly",
     "no",
-    "--save",
-    "10 1",  # a snapshot at most every 10 s when anything changed
+    "--save",  # a snapshot at most every 10 s when anything changed (two arguments: one
+    "10",  # "10 1" would be read as no save point at all)
+    "1",
     "--stop-writes-on-bgsave-error",
     "no",
     "--dbfilename",
