@@ -171,17 +171,19 @@ def _existing(path: Path) -> Path:
 
 
 class DiskNotices:
-    """The supervisor's periodic check: `DiskWatch` plus one `disk_full` notice per outage.
+    """The supervisor's periodic check: `DiskWatch` plus `disk_full` notices.
 
-    The notice is a database row, so on SQLite it can only be written once there is room
-    again; it then names the outage's span. On a database elsewhere (PostgreSQL) it is
-    written while the outage lasts. Until it is written, the outage is kept here (a
-    restart of `run` in between loses it; the log lines stay)."""
+    A notice is a database row. While the outage lasts, one saying "disk full at PATH"
+    is written if the database lets it (PostgreSQL elsewhere; SQLite sometimes, into
+    room its write-ahead log already has). Once space returns, one naming the outage's
+    span is written in any case: on SQLite that is often the first that can be. Each is
+    keyed by path and start, so each is raised once. Until it is written, an ended
+    outage is kept here (a restart of `run` in between loses it; the log lines stay)."""
 
     def __init__(self, settings: Settings, watch: DiskWatch):
         self.settings, self.watch = settings, watch
         self._rt: Runtime | None = None
-        self._noticed: set[tuple[Path, datetime]] = set()
+        self._noticed: set[tuple[Path, datetime]] = set()  # outages whose start is told
 
     def __call__(self) -> None:
         from datetime import UTC
@@ -191,38 +193,43 @@ class DiskNotices:
             if (outage.path, outage.since) not in self._noticed and self._raise(outage):
                 self._noticed.add((outage.path, outage.since))
         for outage in list(self.watch.ended):
-            key = (outage.path, outage.since)
-            if key in self._noticed or self._raise(outage):
+            if self._raise(outage):
                 self.watch.ended.remove(outage)
-                self._noticed.discard(key)
+                self._noticed.discard((outage.path, outage.since))
 
     def _raise(self, outage: Outage) -> bool:
         from worker import outbox, tasks
         from worker.runtime import Runtime
 
         since = outage.since.isoformat(timespec="seconds")
+        limit = f"less than {self.watch.min_free} bytes free"
         if outage.until is None:
+            key = f"disk_full:{outage.path}:{since}"
             title = f"disk full at {outage.path}"
-            span = f"since {since}; newswatch resumes by itself when space is freed"
+            body = (
+                f"The filesystem of {outage.path} has had {limit} since {since}. Sources "
+                "are not polled and queued work waits; nothing accepted is lost. newswatch "
+                "resumes by itself when space is freed."
+            )
         else:
+            key = f"disk_full:{outage.path}:{since}:over"
             secs = (outage.until - outage.since).total_seconds()
             took = f"{secs:.0f} s" if secs < 120 else f"{secs / 60:.0f} min"
             title = f"disk was full at {outage.path} for {took}"
-            span = f"from {since} to {outage.until.isoformat(timespec='seconds')}"
-        body = (
-            f"The filesystem of {outage.path} had less than {self.watch.min_free} bytes free "
-            f"{span}. Meanwhile no source was polled and queued work waited (nothing "
-            "accepted before was lost; it went on once space returned). Items that left a "
-            "feed's window during the outage may have been missed."
-        )
+            body = (
+                f"The filesystem of {outage.path} had {limit} from {since} to "
+                f"{outage.until.isoformat(timespec='seconds')}. Meanwhile no source was "
+                "polled and queued work waited; nothing accepted before was lost, and it "
+                "went on once space returned. Items that left a feed's window during the "
+                "outage may have been missed."
+            )
         try:
             if self._rt is None:
                 self._rt = Runtime.build(self.settings)
             with self._rt.store.session() as session:
                 row = outbox.raise_notice(
-                    self._rt, session, f"disk_full:{outage.path}:{since}", "disk_full",
-                    title, body, self._rt.now(),
-                )  # fmt: skip
+                    self._rt, session, key, "disk_full", title, body, self._rt.now()
+                )
         except Exception as exc:  # on a full disk this is expected: tried again next time
             log.debug("disk_full notice not written yet: %s", exc)
             return False
