@@ -206,8 +206,12 @@ def _run_locked(args: argparse.Namespace, settings: Settings) -> int:
     commands = {
         kind: [sys.executable, "-m", "worker.cli", *argv] for kind, argv in children.items()
     }
+    from worker.diskspace import DiskNotices, DiskWatch
+
+    db = settings.sqlite_path
+    watch = DiskWatch([settings.data_dir, *([db.parent] if db else [])], settings.min_free_bytes)
     try:
-        return Supervisor(commands).run()
+        return Supervisor(commands, on_tick=DiskNotices(settings, watch)).run()
     finally:
         if embedded is not None:
             embedded.stop()

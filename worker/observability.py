@@ -392,6 +392,9 @@ def build_registry(settings: Any, store: Any) -> Any:
     mp_dir.mkdir(parents=True, exist_ok=True)
     MultiProcessCollector(registry, path=str(mp_dir))
     registry.register(DatabaseCollector(store, broker_redis(settings)))
+    from worker.diskspace import DiskCollector
+
+    registry.register(DiskCollector(settings))
     return registry
 
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from worker import ledger
+from worker import diskspace, ledger
 from worker.adapters import models as m
 from worker.adapters.store import claim
 from worker.config import SourceSpec
@@ -170,6 +170,9 @@ def fetch_source(rt: Runtime, source_id: int, notices: list[str] | None = None) 
     try:
         return _poll_source(rt, source_id, started, notices)
     except Exception as exc:  # a bug or an input nobody foresaw (FetchError is handled inside)
+        if diskspace.is_disk_full(exc):  # not the source's failure: poll again later
+            _wait_for_disk(rt, m.Source, source_id, "source", exc, attempts=False)
+            return []
         _record_internal_fetch_failure(rt, source_id, exc, started, notices)
         return []
 
@@ -422,6 +425,9 @@ def parse_item(rt: Runtime, item_id: int, notices: list[str] | None = None) -> i
     except Exception as exc:  # any class: a bug (`internal`) fails this item alone too
         if ledger.error_kind(exc) == "time_limit":
             raise  # the task records it and keeps the lease (docs/operations.md)
+        if diskspace.is_disk_full(exc):
+            _wait_for_disk(rt, m.Item, item_id, "item", exc, m.Item.state == "pending")
+            return None
         _item_failed(rt, item_id, data.get("url"), exc, notices)
         return None
 
@@ -453,6 +459,31 @@ def _item_failed(
         log.error("item %s (%s): internal error", item_id, url, exc_info=exc, extra=extra)
     else:
         log.warning("item %s (%s): %s", item_id, url, exc, extra=extra)
+
+
+def _wait_for_disk(
+    rt: Runtime,
+    model: Any,
+    row_id: int,
+    unit: str,
+    exc: Exception,
+    *where: Any,
+    attempts: bool = True,
+) -> None:
+    """A full disk is an outage, not this row's fault: the row stays pending, the attempt
+    its claim counted is given back (a long outage never quarantines anything), and the
+    sweep tries it again after `requeue_after`. Should this write fail too, the error
+    goes up to the task (worker/tasks.py) and the lease runs out as for a killed task."""
+    now = rt.now()
+    values: dict[str, Any] = {
+        "claimed_until": now + timedelta(seconds=rt.settings.requeue_after_seconds)
+    }
+    if attempts:
+        values["attempts"] = case((model.attempts > 0, model.attempts - 1), else_=0)
+    with rt.store.session() as session:
+        session.execute(update(model).where(model.id == row_id, *where).values(**values))
+    _count_failure(unit, "disk_full")
+    log.warning("%s %s: disk full, tried again later (no attempt spent): %s", unit, row_id, exc)
 
 
 def _collect(out: list[str] | None, notice_id: str | None) -> None:
@@ -736,6 +767,11 @@ def apply_rules(rt: Runtime, article_id: int) -> list[str]:
     try:
         return _apply_rules(rt, article_id, article_from_row(row, source_name), active, now)
     except Exception as exc:  # any class: a bug (`internal`) fails this article alone too
+        if diskspace.is_disk_full(exc):
+            _wait_for_disk(
+                rt, m.Article, article_id, "article", exc, m.Article.rules_state == "pending"
+            )
+            return []
         return _rules_failed(rt, article_id, exc)
 
 

@@ -72,6 +72,9 @@ class Settings:
     # otherwise quietly find no config or a new empty data folder
     defaulted: tuple[str, ...] = ()
     prune_seconds: float = 3600  # how often beat prunes rows past retention (worker/retention.py)
+    # below this much free space the SQLite database's disk counts as full: work waits
+    # (worker/diskspace.py)
+    min_free_bytes: int = 8 * 1024 * 1024
 
     @property
     def embedded_broker(self) -> bool:
@@ -124,6 +127,7 @@ class Settings:
             db_pool_size=int(_positive(env, "NEWSWATCH_DB_POOL_SIZE", 5)),
             defaulted=defaulted,
             prune_seconds=_positive(env, "NEWSWATCH_PRUNE_SECONDS", 3600),
+            min_free_bytes=int(_number(env, "NEWSWATCH_MIN_FREE_MB", 8, 0, 1 << 20) * 1024 * 1024),
         )
 
 

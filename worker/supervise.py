@@ -7,8 +7,9 @@ a child process and supervises them:
 
 - SIGTERM or SIGINT to `run` is passed on as SIGTERM to each worker's main process:
   Celery's warm shutdown (tasks in hand finish, reserved messages go back).
-- A worker that exits on its own stops the others, and `run` exits non-zero: a
-  half-running `run` that looks alive would be worse than a stopped one.
+- A worker that exits on its own (a broker that refused writes on a full disk, the OOM
+  killer, a crash) is started again, with a backoff, and the log says so: `run` mends
+  itself. Only a worker that cannot start at all stops `run`, with a fatal message.
 - The children sit in their own process group, so Ctrl-C in a terminal reaches only
   `run`, which drains them in order; and they get SIGTERM from the kernel if `run` dies
   without a word (SIGKILL), so no worker outlives it.
@@ -29,6 +30,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -129,12 +131,52 @@ class InstanceLock:
         self.release()
 
 
+@dataclass
+class _Child:
+    argv: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0  # monotonic
+    starts: int = 0
+    quick_exits: int = 0  # exits in a row, each within `stable_after` of its start
+    ever_stable: bool = False  # it once ran for `stable_after`: it can start
+    restart_at: float | None = None  # monotonic; while it is waiting to be restarted
+
+
 class Supervisor:
-    def __init__(self, commands: Mapping[str, Sequence[str]], grace: float = 90.0):
+    """Starts the commands and keeps them running until a signal asks it to stop.
+
+    A child that exits without being asked (Celery's "Unrecoverable error" when its
+    broker refuses writes, the OOM killer, a crash) is started again after a backoff
+    that doubles per quick exit (`restart_delay` up to `max_restart_delay`), and the log
+    says so each time: a service that must keep watching for months mends itself rather
+    than wait for a person. Only a child that cannot start at all (it never stayed up
+    for `stable_after` seconds, `start_attempts` times in a row) stops everything, with
+    a fatal message: that is a broken install or config, which no waiting mends.
+    `on_tick`, if given, is called about every `tick` seconds (the disk watch)."""
+
+    def __init__(
+        self,
+        commands: Mapping[str, Sequence[str]],
+        grace: float = 90.0,
+        *,
+        restart_delay: float = 1.0,
+        max_restart_delay: float = 60.0,
+        stable_after: float = 30.0,
+        start_attempts: int = 5,
+        on_tick: Callable[[], None] | None = None,
+        tick: float = 2.0,
+    ):
         self.commands = commands
         self.grace = grace  # after SIGTERM, how long a worker may take to finish its tasks
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.restart_delay, self.max_restart_delay = restart_delay, max_restart_delay
+        self.stable_after, self.start_attempts = stable_after, start_attempts
+        self.on_tick, self.tick = on_tick, tick
+        self.children = {name: _Child(list(argv)) for name, argv in commands.items()}
         self._stop_requested: int | None = None
+
+    @property
+    def procs(self) -> dict[str, subprocess.Popen[bytes]]:
+        return {n: c.proc for n, c in self.children.items() if c.proc is not None}
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if self._stop_requested is None:
@@ -145,43 +187,92 @@ class Supervisor:
                     proc.kill()
 
     def run(self) -> int:
-        """Start every command, wait until a signal or one exits, stop the rest; the exit
-        code is 0 after a requested stop, else the first child's."""
+        """Start every command and keep them up until a signal, then stop them all; the
+        exit code is 0 after a requested stop, 1 when a child could not start at all."""
         previous = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
         }
         try:
-            setup = child_setup(os.getpid())
-            for name, argv in self.commands.items():
-                self.procs[name] = subprocess.Popen(list(argv), preexec_fn=setup)
-                log.info("newswatch run: %s worker started (pid %d)", name, self.procs[name].pid)
-            failed = self._wait_for_stop_or_exit()
+            self._setup = child_setup(os.getpid())
+            for name in self.children:
+                self._start(name)
+            fatal = self._supervise()
             self._stop_all()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        if failed is not None:
-            name, code = failed
-            log.error("newswatch run: the %s worker exited with %s; stopped the others", name, code)
-            return code or 1
+        if fatal is not None:
+            log.critical("%s", fatal)
+            return 1
         return 0
 
-    def _wait_for_stop_or_exit(self) -> tuple[str, int] | None:
+    def _start(self, name: str) -> None:
+        child = self.children[name]
+        child.proc = subprocess.Popen(child.argv, preexec_fn=self._setup)
+        child.started, child.restart_at = time.monotonic(), None
+        child.starts += 1
+        verb = "started" if child.starts == 1 else f"restarted (start {child.starts})"
+        log.info("newswatch run: %s worker %s (pid %d)", name, verb, child.proc.pid)
+
+    def _supervise(self) -> str | None:
+        """Until a stop is requested: restart children that exit; returns a fatal message
+        when one cannot start at all."""
+        next_tick = time.monotonic()
         while self._stop_requested is None:
-            for name, proc in self.procs.items():
-                if proc.poll() is not None:
-                    return name, proc.returncode
+            now = time.monotonic()
+            for name, child in self.children.items():
+                if child.restart_at is not None:
+                    if now >= child.restart_at:
+                        self._start(name)
+                    continue
+                assert child.proc is not None
+                code = child.proc.poll()
+                if code is None:
+                    if not child.ever_stable and now - child.started >= self.stable_after:
+                        child.ever_stable = True
+                    continue
+                fatal = self._exited(name, child, code, now)
+                if fatal is not None:
+                    return fatal
+            if self.on_tick is not None and now >= next_tick:
+                next_tick = now + self.tick
+                try:
+                    self.on_tick()
+                except Exception:  # the watch must never stop the supervision
+                    log.exception("newswatch run: periodic check failed")
             time.sleep(0.2)
         log.info("newswatch run: signal %d, stopping the workers", self._stop_requested)
         return None
 
+    def _exited(self, name: str, child: _Child, code: int, now: float) -> str | None:
+        ran = now - child.started
+        if ran >= self.stable_after:
+            child.ever_stable, child.quick_exits = True, 0
+        child.quick_exits += 1
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        if not child.ever_stable and child.quick_exits >= self.start_attempts:
+            return (
+                f"newswatch run: the {name} worker cannot start: it {how} after {ran:.1f} s, "
+                f"{child.quick_exits} times in a row; see its messages above. Stopped."
+            )
+        delay = min(self.max_restart_delay, self.restart_delay * 2 ** (child.quick_exits - 1))
+        log.error(
+            "newswatch run: the %s worker %s unexpectedly after %.0f s; restarting it in %s s",
+            name, how, ran, f"{delay:g}",
+        )  # fmt: skip
+        child.restart_at = now + delay
+        return None
+
     def _stop_all(self) -> None:
-        for proc in self.procs.values():
+        for child in self.children.values():
+            child.restart_at = None
+        procs = self.procs
+        for proc in procs.values():
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.grace
-        for name, proc in self.procs.items():
+        for name, proc in procs.items():
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:

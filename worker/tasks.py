@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from worker import pipeline
+from worker import diskspace, pipeline
 from worker.celery_app import app
 from worker.observability import log_context
 from worker.runtime import Runtime
@@ -37,10 +39,52 @@ def runtime() -> Runtime:
 
 
 def reset_runtime() -> None:
-    global _runtime, _runtime_lock
-    _runtime = None
+    global _runtime, _runtime_lock, _space
+    _runtime, _space = None, None
     # after a fork the lock may have been copied held by a thread that no longer exists
     _runtime_lock = threading.Lock()
+
+
+_space: diskspace.SpaceCheck | None = None
+
+
+def _disk_full(rt: Runtime) -> list[Path]:
+    """The SQLite database's folder when its disk is full (checked at most once a second
+    per process). A server database's disk is its server's: its errors say so instead."""
+    global _space
+    if _space is None:
+        db = rt.settings.sqlite_path
+        _space = diskspace.SpaceCheck([db.parent] if db else [], rt.settings.min_free_bytes)
+    return _space.full()
+
+
+def _waits_for_disk(fn: Callable[..., None]) -> Callable[..., None]:
+    """A task that writes to the database does nothing while its disk is full: its rows
+    stay pending (no claim, no attempt spent) and the sweep sends them again once there
+    is room. A full-disk error met anyway (a server database, a write bigger than the
+    room left) ends the task with one line and a count, not a traceback per message:
+    the steps record what they can and leave the row for later."""
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    def run(*args: Any) -> None:
+        from worker import observability
+
+        rt = runtime()
+        if _disk_full(rt):
+            # no count here: the counters are memory-mapped files in the data folder, and
+            # a page first touched on a full disk kills the process (SIGBUS). The exporter
+            # shows the outage (newswatch_disk_full, computed at scrape time).
+            return
+        try:
+            fn(*args)
+        except Exception as exc:
+            if not diskspace.is_disk_full(exc):
+                raise
+            observability.count_unit_failure("task", name, "disk_full")
+            log.error("%s%s: disk full, left for later: %s", name, args, exc)
+
+    return run
 
 
 def _enqueue(task: Any, ids: Iterable[Any]) -> None:
@@ -55,11 +99,13 @@ def _enqueue(task: Any, ids: Iterable[Any]) -> None:
 
 
 @app.task(name="newswatch.dispatch_due")
+@_waits_for_disk
 def dispatch_due() -> None:
     _enqueue(fetch_source, pipeline.dispatch_due(runtime()))
 
 
 @app.task(name="newswatch.fetch_source")
+@_waits_for_disk
 def fetch_source(source_id: int) -> None:
     notices: list[str] = []
     with log_context(source_id=source_id):
@@ -68,6 +114,7 @@ def fetch_source(source_id: int) -> None:
 
 
 @app.task(name="newswatch.parse_item")
+@_waits_for_disk
 def parse_item(item_id: int) -> None:
     notices: list[str] = []
     with log_context(item_id=item_id):
@@ -84,12 +131,14 @@ def parse_item(item_id: int) -> None:
 
 
 @app.task(name="newswatch.apply_rules")
+@_waits_for_disk
 def apply_rules(article_id: int) -> None:
     with log_context(article_id=article_id):
         _enqueue(deliver, pipeline.apply_rules(runtime(), article_id))
 
 
 @app.task(name="newswatch.deliver")
+@_waits_for_disk
 def deliver(delivery_id: str) -> None:
     notices: list[str] = []
     with log_context(delivery_id=delivery_id):
@@ -119,6 +168,7 @@ def canary(token: str, hop: int) -> None:
 
 
 @app.task(name="newswatch.outbox_tick")
+@_waits_for_disk
 def outbox_tick() -> None:
     """Due digests out, new operational notices in (and on their way); each step fails alone."""
     from worker import outbox
@@ -127,6 +177,7 @@ def outbox_tick() -> None:
 
 
 @app.task(name="newswatch.prune")
+@_waits_for_disk
 def prune() -> None:
     """Rows past their retention (worker/retention.py); each batch commits on its own, so
     a run cut short loses nothing and the next one goes on."""
@@ -136,6 +187,7 @@ def prune() -> None:
 
 
 @app.task(name="newswatch.sweep")
+@_waits_for_disk
 def sweep() -> None:
     found = pipeline.sweep(runtime())
     _enqueue(parse_item, found.items)

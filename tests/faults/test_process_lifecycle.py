@@ -56,7 +56,8 @@ def _ready_workers(procs: NewswatchProcesses, name: str) -> int:  # one line per
 def test_nothing_outlives_a_worker_killed_by_sigkill(tmp_path):
     """SIGKILL of `run`'s prefork worker (the OOM killer's way): its children (pool
     processes and the beat it embeds) used to live on, beat ticking forever against a
-    broker that `run` had stopped. Every child must end with it, and `run` with it."""
+    broker that `run` had stopped. Every child must end with it; `run` starts the
+    worker again (and says so), and when `run` stops, its whole tree stops."""
     env = {"NEWSWATCH_CONFIG": str(_config(tmp_path))}
     with NewswatchProcesses(tmp_path, env) as procs:
         run = procs.start("run", "run", "--concurrency=2", "--fetch-concurrency=2")
@@ -73,7 +74,12 @@ def test_nothing_outlives_a_worker_killed_by_sigkill(tmp_path):
             30,
             f"the children {[c.pid for c in children]} of the killed worker to exit",
         )
-        assert run.wait(120) != 0  # a half-running `run` stops, and says so by its code
+        # not a half-running `run`: the killed worker is started again, and the log says so
+        procs.wait_for(lambda: _ready_workers(procs, "run") >= 3, 120, "the worker restarted")
+        assert "the cpu worker was killed by signal 9 unexpectedly" in procs.log("run")
+        assert run.poll() is None
+        tree = [p.pid for p in psutil.Process(run.pid).children(recursive=True)]
+        assert procs.stop("run") == 0
         wait_for(lambda: _all_gone(tree), 30, f"all of run's process tree {tree} to exit")
 
 

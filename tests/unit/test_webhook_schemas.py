@@ -125,7 +125,7 @@ BROKEN_DIGESTS = {
 BROKEN_NOTICES = {
     "no at": _drop("at"),
     "no event": _drop("event"),
-    "unknown event": _set("event", "disk_full"),
+    "unknown event": _set("event", "no_such_event"),
     "title a number": _set("title", 1),
     "at not UTC": _set("at", "2026-01-01T14:00:00+01:00"),
     "at null": _set("at", None),

@@ -47,6 +47,27 @@ _MAX_SOCKET_PATH = 100
 _RUNTIME_ROOT = Path("/tmp")
 
 
+# Persistence that degrades rather than stops on a full disk. With an append-only file,
+# Redis refuses every write ("MISCONF Errors writing to the AOF file") from the first
+# failed write until one succeeds, and there is no setting to change that: the Celery
+# consumer's ack fails and the worker stops. Snapshots with stop-writes-on-bgsave-error
+# off keep the broker writable in memory while a snapshot cannot be written, and the next
+# snapshot after space returns succeeds. What a crash of redis-server itself could lose
+# (the messages since the last snapshot) the sweep re-enqueues from the database, which
+# is the source of truth; a clean stop (SIGTERM) writes a final snapshot.
+PERSISTENCE = (
+    "--appendonly",
+    "no",
+    "--save",  # a snapshot at most every 10 s when anything changed (two arguments: one
+    "10",  # "10 1" would be read as no save point at all)
+    "1",
+    "--stop-writes-on-bgsave-error",
+    "no",
+    "--dbfilename",
+    "dump.rdb",
+)
+
+
 class EmbeddedRedisError(RuntimeError):
     pass
 
@@ -121,12 +142,7 @@ class EmbeddedRedis:
             "700",
             "--dir",
             str(self.dir),
-            "--appendonly",
-            "yes",  # queued tasks survive a restart
-            "--appendfsync",
-            "everysec",
-            "--save",
-            "",
+            *PERSISTENCE,
             "--pidfile",
             str(self.pidfile),
             "--daemonize",
