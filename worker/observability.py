@@ -209,6 +209,29 @@ def count_unit_failure(unit: str, stage: str, error: str) -> None:
     ).labels(unit=unit, stage=stage, error=error).inc()  # fmt: skip
 
 
+def count_gap(basis: str) -> None:
+    """A feed gap recorded (worker/core/gaps.py), by what told it: `dates` or `window`."""
+    _counter(
+        "newswatch_gaps", "Feed gaps recorded: a poll found the feed past everything seen",
+        ("basis",),
+    ).labels(basis=basis).inc()  # fmt: skip
+
+
+def count_watchdog_incident(condition: str) -> None:
+    """A watchdog condition began to hold (worker/watchdog.py): one per incident."""
+    _counter(
+        "newswatch_watchdog_incidents", "Watchdog incidents opened, by condition",
+        ("condition",),
+    ).labels(condition=condition).inc()  # fmt: skip
+
+
+def count_heartbeat(outcome: str) -> None:
+    """A heartbeat ping: `ok`, `fail` (the fail URL was pinged), `error` (the ping failed)."""
+    _counter(
+        "newswatch_heartbeats", "Heartbeat pings by outcome", ("outcome",),
+    ).labels(outcome=outcome).inc()  # fmt: skip
+
+
 # --- metrics: state computed from the database at scrape time -------------------------
 
 
