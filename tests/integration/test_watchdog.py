@@ -17,6 +17,7 @@ from tests.helpers.schemas import webhook_validator
 from worker import cli, outbox, pipeline, watchdog
 from worker.adapters import models as m
 from worker.inspect import status_report
+from worker.observability import DatabaseCollector
 
 
 @pytest.fixture
@@ -128,6 +129,8 @@ def test_a_feed_that_jumps_past_its_window_records_one_gap_and_one_notice(
     assert gap.previous_poll_at == clock.now - timedelta(seconds=3 * 3600 + 61)
     assert "13.0 h between may be missed" in gap.detail and "3.0 h ago" in gap.detail
     assert len(tick(rt)) == 1 and tick(rt) == []  # one notice, however many ticks
+    families = {f.name: f for f in DatabaseCollector(rt.store).collect()}
+    assert families["newswatch_source_gaps"].samples[0].value == 1
     (notice,) = notices(ops)
     webhook_validator("notice").validate(notice)
     assert notice["event"] == "source_gap"
@@ -263,6 +266,11 @@ def test_queue_stalled_notifies_once_when_nothing_takes_the_work(
         pipeline.sweep(rt)
         fired += [minute] * len(tick(rt))
     assert fired == [32]  # stored at minute 1: the first tick at which they waited > 30 min
+    families = {f.name: f for f in DatabaseCollector(rt.store, clock=clock).collect()}
+    waited = {
+        s.labels["unit"]: s.value for s in families["newswatch_oldest_waiting_seconds"].samples
+    }
+    assert waited["item"] == 44 * 60 and waited["delivery"] == 0
     (notice,) = notices(ops)
     assert notice["event"] == "queue_stalled" and "item" in notice["title"]
     webhook_validator("notice").validate(notice)
