@@ -174,8 +174,9 @@ def check_deliveries(session: Session, now: datetime, limits: Limits) -> Finding
     window = timedelta(seconds=limits.deliveries_stalled_after)
     start = now - window
     alerts = (m.Delivery.kind.in_(("alert", "update")), m.Delivery.batch_id.is_(None))
-    matched = session.scalar(select(exists().where(m.Match.created_at > start)))
-    sent = session.scalar(select(exists().where(*alerts, m.Delivery.sent_at > start)))
+    # by indexed columns first (match and delivery created_at): the usual answer is "no"
+    if not session.scalar(select(exists().where(m.Match.created_at > start))):
+        return Finding("deliveries_stalled", False)
     unsent = session.scalar(
         select(func.count()).where(
             *alerts,
@@ -184,7 +185,7 @@ def check_deliveries(session: Session, now: datetime, limits: Limits) -> Finding
             m.Delivery.created_at <= now - window / 2,
         )
     )
-    if not matched or sent or not unsent:
+    if not unsent or session.scalar(select(exists().where(*alerts, m.Delivery.sent_at > start))):
         return Finding("deliveries_stalled", False)
     errors = session.execute(
         select(m.Delivery.channel, m.Delivery.last_error)
@@ -256,17 +257,19 @@ def _track(
     """Open or close the condition's incident; notify once per incident."""
     from worker.outbox import raise_notice
 
-    session.execute(rt.store.insert_ignore(m.WatchdogState).values(name=finding.condition))
-    row = session.get(m.WatchdogState, finding.condition, with_for_update=True)
-    assert row is not None
-    row.checked_at = now
-    if not finding.holds:
-        if row.opened_at is not None:
+    if not finding.holds:  # the usual case: a read, and a write only to close
+        row = session.get(m.WatchdogState, finding.condition)
+        if row is not None and row.opened_at is not None:
             log.warning(
                 "watchdog: %s cleared (open since %s)", finding.condition, row.opened_at.isoformat()
             )
             row.opened_at, row.detail = None, None
         return []
+    session.execute(rt.store.insert_ignore(m.WatchdogState).values(name=finding.condition))
+    row = session.get(
+        m.WatchdogState, finding.condition, with_for_update=True, populate_existing=True
+    )
+    assert row is not None
     if row.opened_at is None:
         row.opened_at = now
         _count_incident(finding.condition)
@@ -333,25 +336,26 @@ def heartbeat(rt: Runtime, spec: HeartbeatSpec, problems: list[str], now: dateti
     """Ping the heartbeat URL (or the fail URL when `problems`), at most once per `every`.
     Returns what happened: ok, fail, error, skipped (unhealthy, no fail URL), not_due."""
     healthy = not problems
-    url = spec.url if healthy else spec.fail_url
-    if url is None:
-        _note_heartbeat(rt, f"not pinged at {now:%Y-%m-%d %H:%M:%S} UTC: {'; '.join(problems)}")
-        return "skipped"
+    every = timedelta(seconds=spec.every)
     with rt.store.session() as session:
+        row = session.get(m.WatchdogState, HEARTBEAT)
+        if row is not None and row.opened_at is not None and row.opened_at > now - every:
+            return "not_due"  # the usual tick: a read, no write
         session.execute(rt.store.insert_ignore(m.WatchdogState).values(name=HEARTBEAT))
         claimed = session.execute(
             update(m.WatchdogState)
             .where(
                 m.WatchdogState.name == HEARTBEAT,
-                or_(
-                    m.WatchdogState.opened_at.is_(None),
-                    m.WatchdogState.opened_at <= now - timedelta(seconds=spec.every),
-                ),
+                or_(m.WatchdogState.opened_at.is_(None), m.WatchdogState.opened_at <= now - every),
             )
             .values(opened_at=now)  # the slot: when this ping was taken
         ).rowcount
     if claimed != 1:
-        return "not_due"
+        return "not_due"  # another process took this slot
+    url = spec.url if healthy else spec.fail_url
+    if url is None:
+        _note_heartbeat(rt, f"not pinged at {now:%Y-%m-%d %H:%M:%S} UTC: {'; '.join(problems)}")
+        return "skipped"
     target = url.get_secret_value()
     outcome = "ok" if healthy else "fail"
     try:

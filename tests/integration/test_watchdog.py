@@ -418,3 +418,19 @@ def test_no_fail_url_means_silence_and_a_failing_ping_never_logs_the_secret(
         poll(rt, clock, 60)
         tick(rt)
     assert receiver.requests == late
+
+
+def test_a_bad_heartbeat_config_is_refused_without_quoting_the_url(tmp_path):
+    from worker.config import ConfigError, load_config
+
+    path = tmp_path / "newswatch.yaml"
+    path.write_text(
+        "sources: [{name: a, feed: 'http://example.org/f'}]\n"
+        "watchlists: [{name: w, keywords: [x]}]\n"
+        "heartbeat:\n  url: ftp://hc.example/secret-token-123\n  every: 0\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert "newswatch.yaml:4: heartbeat.url: must be an http(s) URL" in message
+    assert "heartbeat.every" in message and "secret-token-123" not in message
