@@ -8,9 +8,9 @@ the database (the source of truth, whatever process did or did not do the work):
 - `queue_stalled`: the oldest waiting work (a pending item, an article waiting for the
   rules, a delivery pending or due for a retry) has waited longer than
   `notices.queue_stalled_after`;
-- `deliveries_stalled`: matches were made in the last `notices.deliveries_stalled_after`
-  but no alert was sent in it, although alerts made then (at least half of it ago) were
-  meant to go out at once.
+- `deliveries_stalled`: no alert was sent in the last `notices.deliveries_stalled_after`,
+  although alerts made in its older half were meant to go out at once, and matches are
+  still being made in its newer half.
 
 A condition that begins to hold opens an incident (its `watchdog_state` row notes when):
 one notice per incident, keyed by that moment, however many ticks see it; when it holds
@@ -167,22 +167,25 @@ def check_queue(session: Session, now: datetime, limits: Limits) -> Finding:
 
 
 def check_deliveries(session: Session, now: datetime, limits: Limits) -> Finding:
-    """Matches made, alerts made to go out at once (not held for a digest), none sent: in
-    the last window, with an unsent one made at least half of it ago (time enough to go
-    out, or to fail all its attempts: a dead alert counts, the channel's silence is what
-    this tells)."""
+    """No alert sent in the last window, although alerts made to go out at once (not held
+    for a digest) in its older half are unsent (time enough to go out, or to fail all
+    their attempts: a dead alert counts, the silence is what this tells) and matches are
+    still being made in its newer half."""
     window = timedelta(seconds=limits.deliveries_stalled_after)
     start = now - window
     alerts = (m.Delivery.kind.in_(("alert", "update")), m.Delivery.batch_id.is_(None))
-    # by indexed columns first (match and delivery created_at): the usual answer is "no"
-    if not session.scalar(select(exists().where(m.Match.created_at > start))):
+    half = now - window / 2
+    # by indexed columns first (match and delivery created_at): the usual answer is "no".
+    # Matches still coming (in the newer half): one burst whose alerts failed is the
+    # business of `delivery_dead`, not a stalled sender.
+    if not session.scalar(select(exists().where(m.Match.created_at > half))):
         return Finding("deliveries_stalled", False)
     unsent = session.scalar(
         select(func.count()).where(
             *alerts,
             m.Delivery.state != "sent",
             m.Delivery.created_at > start,
-            m.Delivery.created_at <= now - window / 2,
+            m.Delivery.created_at <= half,
         )
     )
     if not unsent or session.scalar(select(exists().where(*alerts, m.Delivery.sent_at > start))):
