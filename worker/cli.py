@@ -379,12 +379,44 @@ def _format_status(report: dict[str, Any]) -> str:
             f"  {s['name']:<24} last fetch {_when(s['last_fetch_at']):<25} "
             f"items {s['items_seen']:<6} failures {s['consecutive_failures']:<3} {state}"
         )
+    lines += _format_watchdog(report)
     outcomes = ", ".join(f"{k} {v}" for k, v in report["outcomes"].items())
     lines.append(f"item outcomes: {outcomes}")
     for key in ("items", "articles", "matches", "deliveries"):
         counts = ", ".join(f"{k} {v}" for k, v in sorted(report[key].items())) or "none"
         lines.append(f"{key}: {counts}")
     return "\n".join(lines)
+
+
+def _format_watchdog(report: dict[str, Any]) -> list[str]:
+    """Feed gaps, open watchdog incidents and the heartbeat (docs/operations.md)."""
+    lines = []
+    gaps = report.get("gaps") or []
+    if gaps:
+        lines.append("gaps (possible missed items):")
+        for g in gaps:
+            lines.append(
+                f"  {g['source']:<24} {g['detected_at']:%Y-%m-%d %H:%M} UTC  {g['detail']}"
+            )
+    else:
+        lines.append("gaps: none")
+    wd = report.get("watchdog") or {}
+    for inc in wd.get("incidents", []):
+        since = inc["since"]
+        lines.append(
+            f"WATCHDOG {inc['condition']} since {since:%Y-%m-%d %H:%M} UTC: {inc['detail']}"
+        )
+    if not wd.get("incidents"):
+        lines.append("watchdog: no condition holds")
+    waiting = wd.get("oldest_waiting_seconds") or {}
+    shown = ", ".join(f"{k} {v}s" for k, v in waiting.items() if v is not None) or "nothing waits"
+    lines.append(f"oldest waiting work: {shown}")
+    hb = wd.get("heartbeat")
+    if hb is not None:
+        last = hb["last_ping"]
+        when = f"{last:%Y-%m-%d %H:%M:%S} UTC" if last else "never"
+        lines.append(f"heartbeat: last ping {when}; {hb['last'] or ''}".rstrip("; "))
+    return lines
 
 
 def cmd_why(args: argparse.Namespace) -> int:

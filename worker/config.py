@@ -296,19 +296,54 @@ class FetchSpec(_Strict):
 
 
 class NoticesSpec(_Strict):
-    """Operational notices (source failing, delivery dead, config rejected or shrunk) to one
-    channel."""
+    """Operational notices (source failing, delivery dead, config rejected or shrunk, the
+    watchdog's conditions, feed gaps) to one channel."""
 
     channel: str = Field(min_length=1)
     source_failing_after: int = 7200  # seconds without a successful fetch
     delivery_dead: bool = True
     config_rejected: bool = True
     config_shrunk: bool = True  # a reload removed more than half of the sources or watchlists
+    # the watchdog (worker/watchdog.py, docs/operations.md "Watchdog and heartbeat"); the
+    # limits apply to the heartbeat's health too, with these defaults when no `notices:`
+    no_fetch_after: int = 1800  # no enabled source fetched within its interval plus this
+    queue_stalled_after: int = 1800  # the oldest waiting item, article or delivery
+    deliveries_stalled_after: int = 1800  # matches made but nothing sent for this long
+    gaps: bool = True  # a feed moved past everything seen (worker/core/gaps.py)
 
-    @field_validator("source_failing_after", mode="before")
+    @field_validator(
+        "source_failing_after",
+        "no_fetch_after",
+        "queue_stalled_after",
+        "deliveries_stalled_after",
+        mode="before",
+    )
     @classmethod
     def _interval(cls, v: Any) -> int:
         return parse_interval(v)
+
+
+class HeartbeatSpec(_Strict):
+    """A URL pinged after each healthy watchdog check: a dead-man's switch (healthchecks.io,
+    Cronitor) that notices from outside when newswatch stops. The URL is a secret."""
+
+    url: SecretStr
+    every: int = 60  # never more often than this, across all processes
+    method: Literal["get", "post"] = "get"
+    fail_url: SecretStr | None = None  # pinged instead on an unhealthy check (e.g. <url>/fail)
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _interval(cls, v: Any) -> int:
+        return parse_interval(v)
+
+    @field_validator("url", "fail_url")
+    @classmethod
+    def _http(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+", v.get_secret_value(), re.I):
+            # the value itself is not quoted: it is a secret
+            raise ValueError("must be an http(s) URL")
+        return v
 
 
 class RetentionSpec(_Strict):
@@ -354,6 +389,7 @@ class Config(_Strict):
     smtp: SmtpSpec = SmtpSpec()
     fetch: FetchSpec = FetchSpec()
     notices: NoticesSpec | None = None
+    heartbeat: HeartbeatSpec | None = None
     # A service with no source or no watchlist watches nothing: refused (check-config,
     # start-up, reload) unless this says it is meant, e.g. a standby
     allow_empty: bool = False

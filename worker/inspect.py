@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -102,8 +103,14 @@ def status_report(store: Store) -> dict[str, Any]:
         outcomes = dict.fromkeys((*ledger.OUTCOMES, ledger.PENDING), 0) | counts(
             ledger.outcome_of()
         )
+        from worker import gaps, watchdog
+
         return {
             "sources": sources,
+            # feeds that moved past everything seen (worker/core/gaps.py), newest first
+            "gaps": gaps.recent(session, limit=10),
+            # open incidents, the heartbeat's last word, the oldest waiting work
+            "watchdog": watchdog.status(session, datetime.now(UTC)),
             "outcomes": outcomes,
             "items": counts(m.Item.state),
             "articles": counts(m.Article.rules_state),

@@ -209,15 +209,39 @@ def count_unit_failure(unit: str, stage: str, error: str) -> None:
     ).labels(unit=unit, stage=stage, error=error).inc()  # fmt: skip
 
 
+def count_gap(basis: str) -> None:
+    """A feed gap recorded (worker/core/gaps.py), by what told it: `dates` or `window`."""
+    _counter(
+        "newswatch_gaps", "Feed gaps recorded: a poll found the feed past everything seen",
+        ("basis",),
+    ).labels(basis=basis).inc()  # fmt: skip
+
+
+def count_watchdog_incident(condition: str) -> None:
+    """A watchdog condition began to hold (worker/watchdog.py): one per incident."""
+    _counter(
+        "newswatch_watchdog_incidents", "Watchdog incidents opened, by condition",
+        ("condition",),
+    ).labels(condition=condition).inc()  # fmt: skip
+
+
+def count_heartbeat(outcome: str) -> None:
+    """A heartbeat ping: `ok`, `fail` (the fail URL was pinged), `error` (the ping failed)."""
+    _counter(
+        "newswatch_heartbeats", "Heartbeat pings by outcome", ("outcome",),
+    ).labels(outcome=outcome).inc()  # fmt: skip
+
+
 # --- metrics: state computed from the database at scrape time -------------------------
 
 
 class DatabaseCollector:
     """Gauges and the lag histogram from the rows (and queue depth from the broker)."""
 
-    def __init__(self, store: Any, broker: Any | None = None) -> None:
+    def __init__(self, store: Any, broker: Any | None = None, clock: Any = None) -> None:
         self.store = store
         self.broker = broker  # a redis.Redis for the broker, or None
+        self.clock = clock or (lambda: datetime.now(UTC))  # ages are measured against it
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
@@ -292,7 +316,31 @@ class DatabaseCollector:
                 fam.add_metric([state], n)
             families.append(fam)
             families += self._lag(s)
+            families += self._watchdog(s)
         yield from families
+
+    def _watchdog(self, s: Any) -> list[Any]:
+        """What the watchdog judges by (worker/watchdog.py): how long the oldest work of
+        each kind has waited, and the feed gaps on record."""
+        from prometheus_client.core import GaugeMetricFamily
+        from sqlalchemy import func, select
+
+        from worker.adapters import models as m
+        from worker.watchdog import oldest_waiting
+
+        now = self.clock()
+        waiting = GaugeMetricFamily(
+            "newswatch_oldest_waiting_seconds",
+            "How long the oldest pending item, article or due delivery has waited (0: none)",
+            labels=["unit"],
+        )
+        for unit, since in oldest_waiting(s, now).items():
+            waiting.add_metric([unit], max((now - since).total_seconds(), 0) if since else 0)
+        gaps = GaugeMetricFamily(
+            "newswatch_source_gaps", "Feed gaps on record (possible missed items)"
+        )
+        gaps.add_metric([], s.scalar(select(func.count()).select_from(m.SourceGap)) or 0)
+        return [waiting, gaps]
 
     def _lag(self, s: Any) -> list[Any]:
         """Histograms of publish -> alert sent and first seen -> alert sent, over every

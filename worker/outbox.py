@@ -791,9 +791,10 @@ def _config_shrunk_notices(rt: Runtime, session: Session, now: datetime) -> list
 
 
 def tick(rt: Runtime) -> list[str]:
-    """The periodic outbox step: due digests out, new notices in. Returns the notice
-    deliveries to enqueue. Every step fails alone (see `send_due_digests`,
-    `check_notices`): a broken batch never keeps a notice from being raised."""
+    """The periodic outbox step: due digests out, new notices in, the watchdog's checks
+    and heartbeat (worker/watchdog.py). Returns the notice deliveries to enqueue. Every
+    step fails alone (see `send_due_digests`, `check_notices`): a broken batch never
+    keeps a notice from being raised."""
     notices: list[str] = []
     try:
         send_due_digests(rt, notices)
@@ -803,6 +804,12 @@ def tick(rt: Runtime) -> list[str]:
         notices += check_notices(rt)
     except Exception as exc:  # e.g. the live config could not be read
         _step_failed("notices", "all", exc)
+    try:  # no fetch, stalled work or deliveries, feed gaps; the heartbeat
+        from worker import watchdog
+
+        notices += watchdog.tick(rt)
+    except Exception as exc:
+        _step_failed("watchdog", "all", exc)
     return notices
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from worker import diskspace, ledger
+from worker import diskspace, gaps, ledger
 from worker.adapters import models as m
 from worker.adapters.store import claim
 from worker.config import SourceSpec
@@ -78,6 +78,8 @@ def sync_sources(session: Session, sources: Iterable[SourceSpec], now: datetime)
             continue
         if row.url != spec.url or row.kind != spec.kind:
             row.etag = row.last_modified = None  # a new URL has nothing to be conditional on
+            # nor a window to tell a gap by (worker/core/gaps.py): its first poll is a first
+            row.window_size = row.window_newest_at = row.window_tokens = None
             row.next_fetch_at = now
             row.disabled_reason, row.permanent_failures = None, 0  # and a clean record
         if spec.every < row.every_seconds and row.next_fetch_at > now + timedelta(
@@ -203,9 +205,12 @@ def _poll_source(
         kind, url, etag, last_modified = src.kind, src.url, src.etag, src.last_modified
         every, failures, name = src.every_seconds, src.consecutive_failures, src.name
         previous = _previous_interval(src, rt.settings.schedule_jitter)
+        window = gaps.previous_window(src)
     spec = rt.config.current().loaded.config.source(name)
     ids = {"source_id": source_id}
     hints: list[float | None] = []
+    new_keys: set[str] = set()
+    entries: list[dict[str, Any]] = []
     try:
         result = rt.fetcher().get(
             url,
@@ -216,7 +221,7 @@ def _poll_source(
         )
         hints.append(schedule.freshness_hint(result.headers, started))
         if result.not_modified:
-            entries: list[dict[str, Any]] = []
+            entries = []
             if hints[0] is None:  # a 304 carries no <ttl>: the feed's last word still holds
                 hints.append(previous)
         elif kind == "feed":
@@ -229,7 +234,7 @@ def _poll_source(
             html = rt.decode_html(result.body, result.headers.get("content-type"))
             follow = spec.follow if spec else None
             entries = [link_data(u) for u in page_links(html, result.url, follow)]
-        new_ids = _insert_items(rt, source_id, entries, started)
+        new_ids = _insert_items(rt, source_id, entries, started, new_keys)
     except (FetchError, FeedError) as exc:
         _record_fetch_failure(rt, source_id, name, spec, exc, started, every, failures, notices)
         return []
@@ -251,6 +256,10 @@ def _poll_source(
         )
         if not result.not_modified:
             values.update(etag=result.etag, last_modified=result.last_modified)
+        if kind == "feed":  # a feed that moved past everything seen: a gap
+            values.update(
+                _observe_window(session, source_id, name, window, entries, new_keys, started)
+            )
         session.execute(update(m.Source).where(m.Source.id == source_id).values(**values))
     _count_fetch("not_modified" if result.not_modified else "ok")
     log.info(
@@ -353,10 +362,35 @@ def _count_fetch(outcome: str) -> None:
     observability.count_fetch(outcome)
 
 
-def _insert_items(rt: Runtime, source_id: int, entries: list[dict], now: datetime) -> list[int]:
+def _observe_window(
+    session: Session,
+    source_id: int,
+    name: str,
+    window: Any,
+    entries: list[dict[str, Any]],
+    new_keys: set[str],
+    now: datetime,
+) -> dict[str, Any]:
+    """The gap check (worker/gaps.py), failing alone: a bug in it never fails the poll."""
+    try:
+        with session.begin_nested():
+            return gaps.observe(session, source_id, name, window, entries, new_keys, now)
+    except Exception as exc:
+        log.error("source %s: gap check failed", name, exc_info=exc, extra={"source_id": source_id})
+        _count_failure("gap_check", ledger.error_kind(exc))
+        return {}
+
+
+def _insert_items(
+    rt: Runtime,
+    source_id: int,
+    entries: list[dict],
+    now: datetime,
+    new_keys: set[str] | None = None,
+) -> list[int]:
     """Insert entries not seen before; the (source_id, entry_key) constraint decides.
     Entries the feed reader refused are kept as `refused` items (with the reason) and
-    not returned: there is nothing to parse."""
+    not returned: there is nothing to parse. The keys inserted go into `new_keys`."""
     if not entries:
         return []
     insert = rt.store.insert_ignore
@@ -383,6 +417,8 @@ def _insert_items(rt: Runtime, source_id: int, entries: list[dict], now: datetim
             ).scalar()
             if row_id is not None and not refused:
                 new_ids.append(row_id)
+                if new_keys is not None:
+                    new_keys.add(data["entry_key"])
             elif row_id is not None:
                 log.warning("item %s refused: %s", row_id, refused, extra={"source_id": source_id})
     return new_ids

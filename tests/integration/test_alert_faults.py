@@ -152,7 +152,9 @@ def test_one_poisoned_alert_among_twenty_fails_alone(
         + smtp_channel("desk", smtp_server, "    digest: hourly\n")
         + f"  - name: ops\n    file: {ops}\n"
     )
-    extra = "notices: {channel: ops}\n"
+    # `settle` runs the tick and the sweep for hours but polls nothing: the watchdog's
+    # no_fetch (worker/watchdog.py) would rightly shout, and is not what this tests
+    extra = "notices: {channel: ops, no_fetch_after: 1d}\n"
     rt = make_runtime(tmp_path, database_url, config(site, channels, "hook, desk", extra), clock)
     entries = story_items("Alpha", 0, 21, site)
     poisoned_title = entries[7][0]
@@ -230,7 +232,8 @@ def test_a_channel_that_raises_ends_dead_and_the_tick_still_raises_notices(
         "    digest: hourly\n"
         f"  - name: ops\n    file: {ops}\n"
     )
-    extra = "notices: {channel: ops, source_failing_after: 1h}\n"
+    # one source, failing: source_failing is the notice tested, not the watchdog's no_fetch
+    extra = "notices: {channel: ops, source_failing_after: 1h, no_fetch_after: 1d}\n"
     text = config(site, channels, "broken, broken-digest", extra)
     rt = make_runtime(tmp_path, database_url, text, clock)
     items(site, "/feed.xml", story_items("Alpha", 0, 2, site))
@@ -282,7 +285,7 @@ def test_a_token_in_a_webhook_url_is_never_shown(
         f"  - name: malformed\n    webhook: http://u:p4ss{SECRET}@127.0.0.1:{site.port}/x\n"
         f"  - name: ops\n    file: {ops}\n"
     )
-    extra = "notices: {channel: ops}\n"
+    extra = "notices: {channel: ops, no_fetch_after: 1d}\n"  # settle polls nothing
     notify = "down, erroring, slack, moved, malformed"
     rt = make_runtime(tmp_path, database_url, config(site, channels, notify, extra), clock)
     items(site, "/feed.xml", story_items("Alpha", 0, 1, site))

@@ -87,6 +87,46 @@ class Source(Base):
     last_modified: Mapped[str | None] = mapped_column(Text)
     items_seen: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The window the feed showed on its last successful poll, to tell a gap by
+    # (worker/core/gaps.py): entries, newest entry date, hashed links and digests.
+    # None until a first poll of this URL (a changed URL clears it).
+    window_size: Mapped[int | None] = mapped_column(Integer)
+    window_newest_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    window_tokens: Mapped[list | None] = mapped_column(JSON)
+
+
+class SourceGap(Base):
+    """A poll that found the feed had moved past everything seen: entries may have been
+    missed between `last_seen_at` and `oldest_visible_at` (worker/core/gaps.py)."""
+
+    __tablename__ = "source_gap"
+    __table_args__ = (
+        Index("ix_source_gap_source_detected", "source_id", "detected_at"),
+        Index("ix_source_gap_detected_at", "detected_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("source.id"))
+    detected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    basis: Mapped[str] = mapped_column(String(10))  # dates | window
+    visible: Mapped[int] = mapped_column(Integer)  # entries the feed showed, all new
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    oldest_visible_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    previous_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    detail: Mapped[str] = mapped_column(Text)
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # its notice raised
+
+
+class WatchdogState(Base):
+    """One row per watchdog condition (`opened_at`: when its current incident began, None
+    while it holds not) and one for the heartbeat (`checked_at`: the last ping)."""
+
+    __tablename__ = "watchdog_state"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    detail: Mapped[str | None] = mapped_column(Text)
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Item(Base):
