@@ -126,6 +126,7 @@ class Options:
     database: str = "sqlite"  # or postgres
     disk_full: str = "auto"  # tmpfs | inject | none
     tmpfs_size: str = "2g"
+    postgres: str = PG_ADMIN  # admin URL: a throwaway database is made there
     workdir: Path | None = None
     out: Callable[[str], None] = print
 
@@ -485,7 +486,7 @@ def part_a(opts: Options) -> Result:
         hook = stack.enter_context(WebhookReceiver())
         mode, mount, db_path = opts.disk_full, None, None
         if opts.database == "postgres":
-            db_url = stack.enter_context(throwaway_database(PG_ADMIN, prefix="nw_soak"))
+            db_url = stack.enter_context(throwaway_database(opts.postgres, prefix="nw_soak"))
             mode = "inject" if mode in ("auto", "tmpfs") else mode
         else:
             if mode in ("auto", "tmpfs"):
@@ -676,17 +677,19 @@ def _check(
 
 def _per_item_costs(result: Result, text_measure: tuple[int, int] | None, opts: Options) -> None:
     """Bytes per article (every kind of row included) while its text is kept, and after:
-    the latter solved from the final state (n_text x text + n_stub x stub = used)."""
+    the latter solved from the final state (n_text x text + n_stub x stub = used), both
+    over the empty schema. On PostgreSQL pg_database_size also counts space not yet
+    reused (dead rows before autovacuum), so there these are rough."""
     if text_measure is None or not result.snapshots:
         return
     used, articles = text_measure
-    empty = 0  # the empty schema is under 1 MiB: counted in, an over-estimate
+    empty = result.snapshots[0].used_bytes  # the empty schema, at step 0
     text = (used - empty) / max(articles, 1)
     last = result.snapshots[-1]
     n_text = last.rows["article_text"]
     n_stub = last.rows["articles"] - n_text
     result.text_bytes_per_item = text
-    result.stub_bytes_per_item = (last.used_bytes - n_text * text) / max(n_stub, 1)
+    result.stub_bytes_per_item = (last.used_bytes - empty - n_text * text) / max(n_stub, 1)
 
 
 def summarise_a(result: Result, opts: Options) -> list[str]:
@@ -824,6 +827,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("article_text", "attempts", "deliveries", "entries", "tmpfs_size"):
         a.add_argument(f"--{name.replace('_', '-')}", default=getattr(defaults, name))
     a.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
+    a.add_argument("--postgres", default=PG_ADMIN, help="admin URL for a throwaway database")
     a.add_argument("--disk-full", choices=("auto", "tmpfs", "inject", "none"), default="auto")
     a.add_argument("--workdir", type=Path, default=None, help="kept afterwards if given")
     b = sub.add_parser("part-b", help="real worker processes: RSS slope")
