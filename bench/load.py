@@ -49,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -260,7 +261,13 @@ def tree_rss(pid: int) -> int:
         return 0
 
 
-def run(args: argparse.Namespace, workers: int) -> Result:
+def run(
+    args: argparse.Namespace,
+    workers: int,
+    on_sample: Callable[[float, list[subprocess.Popen[bytes]]], None] | None = None,
+) -> Result:
+    """One run. `on_sample(now, worker_processes)` is called at every sample (each
+    second), for a caller that wants more than the peaks (bench/soak.py: RSS slopes)."""
     work = Path(tempfile.mkdtemp(prefix="nw-load-"))
     result = Result(
         args.sources, args.interval, workers, args.concurrency, args.duration, args.database,
@@ -342,6 +349,8 @@ def run(args: argparse.Namespace, workers: int) -> Result:
                 peaks = [max(a, b) for a, b in zip(peaks, sizes[:trees], strict=True)]
                 peak_all = max(peak_all, sum(sizes))
                 peak_host = max(peak_host, psutil.virtual_memory().used)
+                if on_sample is not None:
+                    on_sample(time.time(), procs[:trees])
                 for p in procs:
                     if p.poll() is not None:
                         raise RuntimeError(f"a newswatch process died: see {work}")
@@ -456,7 +465,7 @@ def _epoch(value: Any) -> float:
     return value.timestamp()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sources", type=int, default=1000)
     p.add_argument("--interval", type=float, default=300, help="poll every (seconds)")
@@ -483,6 +492,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.duration = args.duration or 2 * args.interval
     args.tick = args.tick or min(5.0, args.interval / 30)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = main_args(argv)
     results = [run(args, int(w)) for w in str(args.workers).split(",")]
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))
