@@ -30,6 +30,7 @@ from worker.core.feeds import FeedError, page_links, parse_feed
 from worker.core.httpdate import FETCH_RETRY_AFTER_CAP
 from worker.core.model import Article, Hit, MatchDocument, WatchlistMatch
 from worker.core.normalize import build_article, feed_items, link_data
+from worker.core.redact import redact_text
 from worker.core.retention import item_identification
 from worker.runtime import Runtime
 
@@ -293,9 +294,12 @@ def _record_fetch_failure(
     with rt.store.session() as session:
         row = session.get(m.Source, source_id, with_for_update=True)
         assert row is not None
+        # the message quotes URLs (the feed's own, redirects): a source URL may carry
+        # credentials or a token, so every URL is cut to scheme and host (case 11)
+        reason = redact_text(str(exc), [row.url])
         row.claimed_until = None
         row.last_fetch_at = started
-        row.last_error, row.last_error_kind = str(exc)[:2000], kind_name
+        row.last_error, row.last_error_kind = reason[:2000], kind_name
         row.consecutive_failures = (row.consecutive_failures or 0) + 1
         row.next_fetch_at = started + delay
         if permanent:  # transient errors in between neither add to nor clear the count
@@ -305,13 +309,13 @@ def _record_fetch_failure(
             row.enabled = False
             row.disabled_reason = (
                 f"disabled at {started.isoformat()} after {row.permanent_failures} permanent "
-                f"error(s) in a row; last: {str(exc)[:500]}"
+                f"error(s) in a row; last: {reason[:500]}"
             )
             notice = notify_source_disabled(rt, session, row, started)
             if notice is not None and notices is not None:
                 notices.append(notice)
     _count_fetch(kind_name)
-    log.warning("source %s: fetch failed (%s): %s", name, kind_name, exc, extra=ids)
+    log.warning("source %s: fetch failed (%s): %s", name, kind_name, reason, extra=ids)
 
 
 def notify_source_disabled(
