@@ -23,12 +23,14 @@ goes on.
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +39,12 @@ import yaml
 from sqlalchemy import func, select
 
 from tests.helpers.httpserver import RecordedRequest, TestServer
+from tests.helpers.httpserver import serve as serve_http
 from tests.helpers.pipeline import Clock, make_runtime
 from worker import ledger, outbox, pipeline
 from worker.adapters import models as m
 from worker.core import clean
-from worker.core.httpdate import DELIVERY_RETRY_AFTER_CAP, FETCH_RETRY_AFTER_CAP
+from worker.core.httpdate import FETCH_RETRY_AFTER_CAP
 from worker.runtime import Runtime
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -50,8 +53,10 @@ CASES: list[dict[str, Any]] = yaml.safe_load(CORPUS.read_text(encoding="utf-8"))
 CONFIG_EXPECTED = yaml.safe_load((DATA / "hostile-config" / "expected.yaml").read_text())
 
 GOOD_TITLE = "Hadi al-Ameri meets the envoys in Baghdad"
-STEP = 300  # seconds of clock per beat cycle (the sources poll every 5 minutes)
-CYCLES = 21  # 12:00 to 13:40 UTC: past every retry and the 13:00 UTC digest
+DESK = "desk@example.org"  # the digest channel's address
+NOW = "now@example.org"  # the address of a case's own immediate email channel
+STEP = 600  # seconds of clock per beat cycle (the sources poll every 30 minutes)
+CYCLES = 11  # 12:00 to 13:40 UTC: past every retry and the 13:00 UTC digest
 # invisible format characters that must reach no rendered output (case 12)
 INVISIBLE = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200b\u200e\u200f\ufeff")
 UNCLEAN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -61,32 +66,42 @@ REPEAT = re.compile(r"\{repeat:(.*?):(\d+)\}", re.S)
 # --- the data ----------------------------------------------------------------------------
 
 
-def expand(value: Any, base: str) -> Any:
-    """`{base}` is the server's URL, `{host}` its host:port; `{repeat:TEXT:N}` is TEXT N
-    times (big sizes)."""
+def expand(value: Any, subs: dict[str, str]) -> Any:
+    """`{base}` is the server's URL, `{host}` its host:port, `{smtp_port}` the SMTP
+    server's port; `{repeat:TEXT:N}` is TEXT N times (big sizes)."""
     if isinstance(value, str):
         value = REPEAT.sub(lambda mo: mo.group(1) * int(mo.group(2)), value)
-        return value.replace("{base}", base).replace("{host}", base.split("://", 1)[1])
+        for key, sub in subs.items():
+            value = value.replace(key, sub)
+        return value
     if isinstance(value, list):
-        return [expand(v, base) for v in value]
+        return [expand(v, subs) for v in value]
     if isinstance(value, dict):
-        return {k: expand(v, base) for k, v in value.items()}
+        return {k: expand(v, subs) for k, v in value.items()}
     return value
 
 
-def body_bytes(spec: dict[str, Any], text: str, base: str) -> bytes:
-    if "file" in spec:
-        return (DATA / spec["file"]).read_bytes()
-    return expand(text, base).encode(spec.get("encode", "utf-8"))
-
-
-def serve(server: TestServer, path: str, spec: dict[str, Any]) -> None:
-    """One route of a case: `body` (or `versions`, served in turn, the last one for
-    ever after; or `file`), `status`, `headers`."""
+def substitutions(server: TestServer, smtp_port: int) -> dict[str, str]:
     base = server.url("").rstrip("/")
-    bodies = [body_bytes(spec, b, base) for b in spec.get("versions") or [spec.get("body", "")]]
+    return {"{base}": base, "{host}": base.split("://", 1)[1], "{smtp_port}": str(smtp_port)}
+
+
+def body_bytes(spec: dict[str, Any], text: str, subs: dict[str, str]) -> bytes:
+    if "file" in spec:
+        data = (DATA / spec["file"]).read_bytes()
+    else:
+        data = expand(text, subs).encode(spec.get("encode", "utf-8"))
+    return gzip.compress(data, 9) if spec.get("gzip") else data
+
+
+def serve(server: TestServer, path: str, spec: dict[str, Any], subs: dict[str, str]) -> None:
+    """One route of a case: `body` (or `versions`, served in turn, the last one for
+    ever after; or `file`), `status`, `headers`, `gzip`."""
+    bodies = [body_bytes(spec, b, subs) for b in spec.get("versions") or [spec.get("body", "")]]
     status = int(spec.get("status", 200))
-    headers = {k: str(v) for k, v in expand(spec.get("headers") or {}, base).items()}
+    headers = {k: str(v) for k, v in expand(spec.get("headers") or {}, subs).items()}
+    if spec.get("gzip"):
+        headers["Content-Encoding"] = "gzip"
     hits = {"n": 0}
 
     def answer(_request: RecordedRequest) -> tuple[int, dict[str, str], bytes]:
@@ -104,37 +119,44 @@ def good_feed(base: str) -> str:
         "<description>Hadi al-Ameri met the envoys on Monday to discuss the withdrawal "
         "of the brigades from the city.</description></item>"
     )
-    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>Good</title>{item}</channel></rss>'
+    channel = f"<channel><title>Good</title>{item}</channel>"
+    return f'<?xml version="1.0"?><rss version="2.0">{channel}</rss>'
 
 
-def build_config(case: dict[str, Any], server: TestServer, smtp_port: int, tmp: Path) -> str:
-    base = server.url("").rstrip("/")
+def build_config(
+    case: dict[str, Any], server: TestServer, good: TestServer, smtp_port: int, tmp: Path
+) -> str:
+    subs = substitutions(server, smtp_port)
+    base = good.url("").rstrip("/")
     watch_names: list[Any] = [
         {"name": "Popular Mobilization Forces", "aliases": ["PMF"]},
         {"name": "Hadi al-Ameri"},
         *case.get("names", []),
     ]
-    sources: list[dict[str, Any]] = [{"name": "good", "feed": f"{base}/good.xml", "every": "30m"}]
+    # robots.txt is left out (a case may ask for it): each fetch of it makes the next
+    # request to its host wait the fetcher's politeness interval, in real time
+    polls = {"every": "30m", "respect_robots": False}
+    sources: list[dict[str, Any]] = [{"name": "good", "feed": f"{base}/good.xml", **polls}]
     if "source" in case:
-        sources.append({"name": "hostile", "every": "30m", **expand(case["source"], base)})
+        sources.append({"name": "hostile", **polls, **expand(case["source"], subs)})
     config: dict[str, Any] = {
         "sources": sources,
         "watchlists": [
             {"name": "watch", "names": watch_names, "notify": ["hook", "lines", "desk"]},
-            *expand(case.get("watchlists", []), base),
+            *expand(case.get("watchlists", []), subs),
         ],
         "channels": [
             {"name": "hook", "webhook": f"{base}/hook"},
             {"name": "lines", "file": str(tmp / "lines.jsonl")},
             {
                 "name": "desk",
-                "email": ["desk@example.org"],
+                "email": [DESK],
                 "smtp": {"host": "127.0.0.1", "port": smtp_port, "sender": "nw@example.org"},
                 "timezone": "Asia/Tokyo",
                 "digest": "hourly",
             },
             {"name": "ops", "file": str(tmp / "ops.jsonl")},
-            *expand(case.get("channels", []), base),
+            *expand(case.get("channels", []), subs),
         ],
         "notices": {"channel": "ops"},
         "fetch": {"allow_networks": ["127.0.0.0/8"], "deadline": 10},
@@ -203,12 +225,20 @@ class Arrived:
     lines: list[dict]
     digests: list[Any]  # email messages
     digest_alerts: list[str]  # one HTML block per alert in the digests
+    mails: list[Any]  # immediate emails (a case's own channel, to NOW)
     notices: list[dict]
 
     @classmethod
-    def collect(cls, server: TestServer, smtp_server: Any, tmp: Path) -> Arrived:
-        raw = [r for r in server.requests if r.path == "/hook" and r.method == "POST"]
-        messages = smtp_server.messages
+    def collect(cls, good: TestServer, smtp_server: Any, tmp: Path) -> Arrived:
+        raw = [r for r in good.requests if r.path == "/hook" and r.method == "POST"]
+        # no header a title could have injected adds a recipient
+        for envelope in smtp_server.envelopes:
+            assert set(envelope.rcpt_tos) <= {DESK, NOW}, envelope.rcpt_tos
+            msg = envelope.message
+            assert msg["Bcc"] is None and msg["Cc"] is None, msg.items()
+            assert "\n" not in str(msg["Subject"]) and "\r" not in str(msg["Subject"])
+        messages = [x for x in smtp_server.messages if x["To"] == DESK]
+        mails = [x for x in smtp_server.messages if x["To"] == NOW]
         blocks = [
             block
             for msg in messages
@@ -220,6 +250,7 @@ class Arrived:
             lines=jsonl(tmp / "lines.jsonl"),
             digests=messages,
             digest_alerts=blocks,
+            mails=mails,
             notices=jsonl(tmp / "ops.jsonl"),
         )
 
@@ -237,9 +268,13 @@ class Arrived:
         return {
             "webhook": [s for p in self.hook for s in json_strings(p)],
             "file": [s for p in self.lines for s in json_strings(p)],
-            "email subject": [str(msg["Subject"]) for msg in self.digests],
-            "email text": [msg.get_body(("plain",)).get_content() for msg in self.digests],
-            "email html": [msg.get_body(("html",)).get_content() for msg in self.digests],
+            "email subject": [str(msg["Subject"]) for msg in self.digests + self.mails],
+            "email text": [
+                msg.get_body(("plain",)).get_content() for msg in self.digests + self.mails
+            ],
+            "email html": [
+                msg.get_body(("html",)).get_content() for msg in self.digests + self.mails
+            ],
             "notices": [s for n in self.notices for s in json_strings(n)],
         }
 
@@ -251,17 +286,26 @@ def case_id(case: dict[str, Any]) -> str:
     return case["name"]
 
 
+@pytest.fixture
+def good() -> Iterator[TestServer]:
+    """The good source and the webhook receiver, on a host of their own: the fetcher's
+    per-host politeness (real time) then never makes one source wait for the other."""
+    with serve_http(host="127.0.0.2") as ts:
+        base = ts.url("").rstrip("/")
+        ts.add("/hook", b"", status=204)
+        ts.add("/good.xml", good_feed(base), headers={"Content-Type": "application/rss+xml"})
+        yield ts
+
+
 @pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_hostile_case(case, tmp_path, database_url, http_server, smtp_server, caplog):
+def test_hostile_case(case, tmp_path, database_url, http_server, good, smtp_server, caplog):
     caplog.set_level(logging.INFO)
-    server = http_server
-    base = server.url("").rstrip("/")
-    server.add("/hook", b"", status=204)
-    server.add("/good.xml", good_feed(base), headers={"Content-Type": "application/rss+xml"})
+    server = http_server  # the hostile source's
+    subs = substitutions(server, smtp_server.port)
     for path, spec in (case.get("serve") or {}).items():
-        serve(server, expand(path, base), spec)
+        serve(server, expand(path, subs), spec, subs)
     clock = Clock()  # 2026-01-01 12:00 UTC
-    text = build_config(case, server, smtp_server.port, tmp_path)
+    text = build_config(case, server, good, smtp_server.port, tmp_path)
     rt = make_runtime(tmp_path, database_url, text, clock)
     good_version = rt.config.current().version
     if "config_file" in case:  # a hostile edit of the running service's config
@@ -269,10 +313,11 @@ def test_hostile_case(case, tmp_path, database_url, http_server, smtp_server, ca
 
     Run(rt, clock).drive()
 
-    arrived = Arrived.collect(server, smtp_server, tmp_path)
+    arrived = Arrived.collect(good, smtp_server, tmp_path)
     expect = case.get("expect") or {}
     check_good_alerted_once(arrived)
     check_hostile_alerts(arrived, expect.get("alerts", 0))
+    assert len(arrived.mails) == expect.get("mails", 0), [x["Subject"] for x in arrived.mails]
     check_ledger(rt, expect)
     check_deliveries(rt, expect)
     assert sorted(n["event"] for n in arrived.notices) == sorted(expect.get("notices", [])), [
@@ -310,11 +355,13 @@ def hostile_source_id(rt: Runtime) -> int | None:
 def check_ledger(rt: Runtime, expect: dict[str, Any]) -> None:
     """Every item has an outcome; the hostile source's items have the expected ones."""
     with rt.store.session() as s:
-        rows = s.execute(
-            select(m.Source.name, ledger.outcome_of(), func.count())
-            .join(m.Source, m.Source.id == m.Item.source_id)
-            .group_by(m.Source.name, ledger.outcome_of())
-        ).all()
+        rows = Counter(
+            s.execute(
+                select(m.Source.name, ledger.outcome_of()).join(
+                    m.Source, m.Source.id == m.Item.source_id
+                )
+            ).all()
+        )
         unreasoned = s.scalars(
             select(m.Item.id).where(
                 m.Item.outcome.in_(("refused", "quarantined", "duplicate", "excluded")),
@@ -323,7 +370,7 @@ def check_ledger(rt: Runtime, expect: dict[str, Any]) -> None:
         ).all()
         states = Counter(s.scalars(select(m.Item.state)))
     by_source: dict[str, dict[str, int]] = {}
-    for name, outcome, n in rows:
+    for (name, outcome), n in rows.items():
         by_source.setdefault(name, {})[outcome] = n
     assert ledger.PENDING not in {o for c in by_source.values() for o in c}, (by_source, states)
     assert by_source.get("good") == {"matched": 1}, by_source
@@ -392,9 +439,7 @@ def check_stored(rt: Runtime, expect: dict[str, Any]) -> None:
         ).all()
         details = [
             d
-            for d in s.scalars(
-                select(m.Item.outcome_detail).where(m.Item.source_id == source_id)
-            )
+            for d in s.scalars(select(m.Item.outcome_detail).where(m.Item.source_id == source_id))
             if d
         ]
     titles = [t for t, _ in arts]
@@ -413,7 +458,11 @@ def check_clean_and_capped(rt: Runtime) -> None:
     with rt.store.session() as s:
         arts = s.scalars(select(m.Article)).all()
         texts = [
-            *(x for a in arts for x in (a.title, a.body, a.lead, *(a.authors or []), *(a.tags or []))),
+            *(
+                x
+                for a in arts
+                for x in (a.title, a.body, a.lead, *(a.authors or []), *(a.tags or []))
+            ),
             *s.scalars(select(m.Item.error)),
             *s.scalars(select(m.Item.outcome_detail)),
             *s.scalars(select(m.Source.last_error)),
