@@ -721,6 +721,7 @@ class Fetcher:
             failure = entry.failure
             raise FetchError(
                 failure.kind,
+                # "robots.txt" outside the URL: stored messages cut URLs to scheme and host
                 f"{url}: not fetched, robots.txt is unreachable at {origin} ({failure.message}); "
                 "RFC 9309 says to assume everything is disallowed until it answers",
                 url=url,
@@ -730,7 +731,7 @@ class Fetcher:
             )
         if not entry.parser.can_fetch(self.spec.user_agent, url):
             raise FetchError(
-                "robots_disallow", f"{url}: disallowed by {origin}/robots.txt", url=url
+                "robots_disallow", f"{url}: disallowed by robots.txt at {origin}", url=url
             )
         delay = entry.parser.crawl_delay(self.spec.user_agent)
         return min(float(delay), MAX_CRAWL_DELAY) if delay else 0.0

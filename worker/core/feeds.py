@@ -163,13 +163,16 @@ def _parse_json_feed(body: bytes) -> ParsedFeed:
         raise FeedError("JSON without a jsonfeed.org version")
     base = doc.get("home_page_url") or doc.get("feed_url") or ""
     items = doc.get("items")
-    raws = [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+    # an item that is not an object is refused with the reason, not skipped unseen
+    raws = items if isinstance(items, list) else []
     entries, refused = _convert_all(raws[:MAX_ENTRIES], _json_entry, str(base))
     return ParsedFeed(title=_plain(doc.get("title")), entries=entries, refused=refused)
 
 
-def _json_entry(item: dict[str, Any], base: str) -> FeedEntry:
+def _json_entry(item: Any, base: str) -> FeedEntry:
     # JSON Feed: title, summary and content_text are plain text; content_html is HTML.
+    if not isinstance(item, dict):
+        raise TypeError(f"a JSON Feed item is an object, not {type(item).__name__}")
     link = _abs(item.get("url") or item.get("external_url"), base)
     title = _plain(item.get("title"))
     content_html = item.get("content_html") if isinstance(item.get("content_html"), str) else None

@@ -39,6 +39,7 @@ from worker.core.clean import (
     cap,
     clean_text,
 )
+from worker.core.extract import ExtractionError
 from worker.core.feeds import MAX_KEY, html_to_text
 from worker.core.model import Article, FeedEntry, PageContent, ParsedFeed, RefusedEntry
 
@@ -137,7 +138,8 @@ def _versioned_key(identity: str, digest: str) -> str:
 def build_article(
     data: dict[str, Any], source: str, page: PageContent | None = None, page_url: str | None = None
 ) -> Article:
-    """Raises ValueError when there is nothing to read (no title and no text)."""
+    """Raises ExtractionError (a ValueError) when there is nothing to read (no title and
+    no text): the entry's content, which no retry changes."""
     url = bounded_url(data.get("url"))
     summary = clean_text(data.get("summary")).strip()
     feed_title = bounded(data.get("title"), MAX_TITLE)
@@ -169,7 +171,7 @@ def build_article(
         language = image = None
     body = cap(body.strip(), MAX_BODY)
     if not (title or body):
-        raise ValueError("entry has neither a title nor any text")
+        raise ExtractionError("entry has neither a title nor any text")
     if len(canonical) > MAX_URL:  # normalizing can lengthen a URL; the column cannot
         canonical = "urn:newswatch:sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
     return Article(
