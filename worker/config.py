@@ -291,6 +291,8 @@ class FetchSpec(_Strict):
     read_timeout: float = Field(default=20.0, gt=0)
     deadline: float = Field(default=60.0, gt=0)  # whole request, body included
     max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)  # decompressed
+    # seconds between request starts to one host (a robots.txt Crawl-delay may ask more)
+    min_interval: float = Field(default=0.2, ge=0, le=60)
     # networks (CIDR) or host names that may be fetched although private/loopback
     allow_networks: tuple[str, ...] = ()
 

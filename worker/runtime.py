@@ -56,7 +56,8 @@ class Runtime:
             if self._fetcher is None or spec != self._fetch_spec:
                 # the old one is not closed here: in a threads pool other tasks may still be
                 # in a request with it; its pooled connections close when it is collected
-                self._fetcher, self._fetch_spec = Fetcher(spec), spec
+                self._fetcher = Fetcher(spec, min_interval=spec.min_interval)
+                self._fetch_spec = spec
             return self._fetcher
 
     @staticmethod

@@ -159,7 +159,7 @@ def build_config(
             *expand(case.get("channels", []), subs),
         ],
         "notices": {"channel": "ops"},
-        "fetch": {"allow_networks": ["127.0.0.0/8"], "deadline": 10},
+        "fetch": {"allow_networks": ["127.0.0.0/8"], "deadline": 10, "min_interval": 0},
     }
     return yaml.safe_dump(config, allow_unicode=True, sort_keys=False)
 

@@ -275,3 +275,21 @@ def test_a_disabled_source_is_listed_and_enabled_again_by_the_cli(
     assert "no disabled sources" in _cli(rt, database_url, "sources").stdout
     again = _cli(rt, database_url, "sources", "enable", "wire")
     assert again.returncode == 0 and "not disabled" in again.stdout
+
+
+def test_the_pause_between_requests_to_one_host_comes_from_the_config(tmp_path, http_server):
+    text = f"""
+sources:
+  - name: a
+    feed: {http_server.url("/a.xml")}
+watchlists:
+  - name: w
+    keywords: [x]
+fetch:
+  allow_networks: [127.0.0.0/8]
+  min_interval: 0.7
+"""
+    rt = make_runtime(tmp_path, f"sqlite:///{tmp_path / 'nw.db'}", text, Clock())
+    assert rt.fetcher()._limiter.min_interval == 0.7
+    (tmp_path / "newswatch.yaml").write_text(text.replace("min_interval: 0.7", ""))
+    assert rt.fetcher()._limiter.min_interval == 0.2  # the default, on the next reload

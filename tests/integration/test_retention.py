@@ -63,6 +63,7 @@ channels:
     digest: hourly
 fetch:
   allow_networks: [127.0.0.0/8]
+  min_interval: 0  # simulated hours of polling: no real-time pause between requests
   deadline: 10
 {extra}"""
 

@@ -72,6 +72,7 @@ channels:
 notices: {{channel: ops{notices}}}
 fetch:
   allow_networks: [127.0.0.0/8]
+  min_interval: 0  # simulated hours of polling: no real-time pause between requests
   deadline: 10
 {extra}"""
 
