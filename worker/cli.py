@@ -454,6 +454,8 @@ def _format_why(report: dict[str, Any]) -> str:
         if art is not None:
             lines.append(f"  article {art['id']} ({art['role']}): {art['title'][:100]}")
             lines.append(f"    {art['canonical_url']}")
+            if art.get("text_pruned"):
+                lines.append(f"    text pruned on {art['text_pruned']} (retention)")
             rules = f"    rules: {art['rules_state']} after {art['attempts']} attempt(s)"
             if art["error"]:
                 rules += f"; error ({art['error_kind'] or '?'}): {art['error']}"

@@ -196,6 +196,8 @@ def _item_story(session: Any, item_id: int) -> dict[str, Any] | None:
         "error": article.error,
         "error_kind": article.error_kind,
         "created_at": article.created_at,
+        # the day retention cleared its text (stamped on the item's seen record)
+        "text_pruned": (item.data or {}).get("text_pruned"),
         # a duplicate item shows the article it is a copy of
         "role": "copy of" if item.state == "duplicate" else "parsed into",
     }

@@ -28,13 +28,26 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, select, update
+from sqlalchemy import (
+    String,
+    and_,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from worker.adapters import models as m
 from worker.adapters.store import Store
 from worker.config import RetentionSpec
+from worker.core.retention import item_seen_record
 from worker.pipeline import NEAR_DUP_WINDOW  # stories still growing: their alerts guard them
 from worker.runtime import Runtime
 
@@ -94,8 +107,9 @@ def _steps(spec: RetentionSpec, now: datetime) -> list[tuple[str, Step]]:
         ("attempts", lambda s, n: _attempts(s, n, attempts_cut)),
         ("deliveries", lambda s, n: _deliveries(s, n, deliveries_cut)),
         ("digest_batches", lambda s, n: _digest_batches(s, n, deliveries_cut)),
+        ("source_gaps", lambda s, n: _source_gaps(s, n, deliveries_cut)),
         ("matches", lambda s, n: _matches(s, n, entries_cut, story_active)),
-        ("article_text", lambda s, n: _article_text(s, n, text_cut)),
+        ("article_text", lambda s, n: _article_text(s, n, text_cut, now)),
         ("items", lambda s, n: _items(s, n, entries_cut)),
         ("articles", lambda s, n: _articles(s, n, entries_cut)),
     ]
@@ -143,6 +157,19 @@ def _digest_batches(session: Session, n: int, cut: datetime) -> int:
     return _deleted(session.execute(delete(B).where(B.id.in_(ids), done)), ids)
 
 
+def _source_gaps(session: Session, n: int, cut: datetime) -> int:
+    """Recorded feed gaps, with the notices: once no notice delivery of the gap is left
+    (its key names the gap's id, which SQLite may give a new gap once the row is gone;
+    and past `deliveries`, at least a day, the watchdog no longer raises it)."""
+    G, D = m.SourceGap, m.Delivery
+    notice = D.notice_key == literal("source_gap:") + cast(G.id, String)
+    done = and_(G.detected_at < cut, ~exists().where(notice))
+    ids = _ids(session, select(G.id).where(done).order_by(G.detected_at).limit(n))
+    if not ids:
+        return 0
+    return _deleted(session.execute(delete(G).where(G.id.in_(ids), done)), ids)
+
+
 def _matches(session: Session, n: int, cut: datetime, story_active: datetime) -> int:
     """Matches with no delivery left; one whose story alert still guards a story that
     is growing (an article in it within the near-duplicate window) stays."""
@@ -160,11 +187,12 @@ def _matches(session: Session, n: int, cut: datetime, story_active: datetime) ->
     return _deleted(session.execute(delete(M).where(M.id.in_(ids), done)), ids)
 
 
-def _article_text(session: Session, n: int, cut: datetime) -> int:
-    """Body and lead cleared (title, link, hash and dates stay: enough for dedupe, the
-    ledger and the alerts already sent), fingerprint bands removed. Not while an alert
-    of the article is still to be sent: it is rendered from the article."""
-    A, M, D = m.Article, m.Match, m.Delivery
+def _article_text(session: Session, n: int, cut: datetime, now: datetime) -> int:
+    """Body, lead, authors, tags and image cleared (title, link, hash and dates stay:
+    enough for dedupe, the ledger and the alerts already sent), fingerprint bands
+    removed, and the article's items cut to their seen record (core.retention). Not
+    while an alert of the article is still to be sent: it is rendered from the article."""
+    A, M, D, I = m.Article, m.Match, m.Delivery, m.Item  # noqa: E741
     in_flight = exists().where(
         M.article_id == A.id, D.match_id == M.id, D.state.not_in(DONE_DELIVERY)
     )
@@ -174,8 +202,51 @@ def _article_text(session: Session, n: int, cut: datetime) -> int:
     if not ids:
         return 0
     session.execute(delete(m.FingerprintBand).where(m.FingerprintBand.article_id.in_(ids)))
-    result = session.execute(update(A).where(A.id.in_(ids), done).values(body="", lead=""))
-    return _deleted(result, ids)
+    cleared = _rewrite(session, A, and_(A.id.in_(ids), done), lambda row: ARTICLE_CLEARED)
+    if cleared:
+        pruned_on = f"{now:%Y-%m-%d}"
+        _rewrite(
+            session,
+            I,
+            and_(I.article_id.in_(cleared), I.state.in_(DONE_ITEM)),
+            lambda row: {"data": item_seen_record(row["data"], pruned_on)},
+        )
+    return len(cleared)
+
+
+ARTICLE_CLEARED: dict[str, Any] = {
+    "body": "", "lead": "", "authors": [], "tags": [], "image_url": None,
+}  # fmt: skip
+
+
+def _rewrite(
+    session: Session, model: Any, where: Any, values: Callable[[Any], dict[str, Any]]
+) -> list[Any]:
+    """Set `values(row)` on the rows `where` selects; returns their ids.
+
+    On SQLite a row shrunk in place leaves its page part-empty for as long as the row
+    lives (a page is only rebalanced when a row is deleted from it or it overflows),
+    which for a seen record is `entries`, a year. So there each row is deleted and
+    inserted again with the same id, in this one transaction: the deletes merge the
+    part-empty pages, and the short rows go back packed. Foreign keys into the table
+    (items and matches into an article) are checked at the commit, when the row is back
+    (`defer_foreign_keys` lasts until the transaction ends). On PostgreSQL an UPDATE
+    writes a new row version anyway, and autovacuum makes the old one's space reusable."""
+    table = model.__table__
+    # FOR UPDATE: on PostgreSQL the rows stay as read until the commit (SQLite's BEGIN
+    # IMMEDIATE already holds the write lock; the clause is left out there)
+    query = select(table).where(where).order_by(table.c.id).with_for_update()
+    rows = session.execute(query).mappings().all()
+    if not rows:
+        return []
+    ids = [row["id"] for row in rows]
+    if session.get_bind().dialect.name != "sqlite":
+        session.execute(update(model), [{"id": row["id"], **values(row)} for row in rows])
+        return ids
+    session.execute(text("PRAGMA defer_foreign_keys = ON"))
+    session.execute(delete(table).where(table.c.id.in_(ids)))
+    session.execute(insert(table), [dict(row) | values(row) for row in rows])
+    return ids
 
 
 def _items(session: Session, n: int, cut: datetime) -> int:

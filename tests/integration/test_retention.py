@@ -9,7 +9,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
 from tests.helpers.pipeline import Clock, count, make_runtime, run_all
 from worker import cli, outbox, pipeline, retention
@@ -335,3 +335,102 @@ def test_retention_config_is_validated_with_its_line(tmp_path):
     cfg.write_text(base + "retention:\n  entries: 730d\n")
     spec = load_config(cfg).config.retention
     assert spec.entries == 730 * 86400 and spec.article_text == 30 * 86400  # the default
+
+
+def test_a_pruned_article_leaves_a_small_seen_record_that_why_explains(
+    tmp_path, database_url, site, clock, capsys, monkeypatch
+):
+    rt = make_runtime(tmp_path, database_url, config(site), clock)
+    old = entry(site, 1)
+    publish(site, [old, (*old, "urn:copy")])  # the entry, and a copy of it under another key
+    assert len(run_all(rt)) == 1
+    clock.advance(3600)
+    outbox.send_due_digests(rt)
+    with rt.store.session() as s:
+        s.execute(update(m.Article).values(authors=["A. Writer"], tags=["t"], image_url="x"))
+    clock.advance(4 * DAY)  # past `article_text: 3d`
+    retention.prune(rt)
+    with rt.store.session() as s:
+        article = s.scalar(select(m.Article))
+        items = {i.entry_key: i for i in s.scalars(select(m.Item))}
+        matches = s.scalars(select(m.Match)).all()
+    assert (article.body, article.lead, article.authors, article.tags, article.image_url) == (
+        "", "", [], [], None
+    )  # fmt: skip
+    assert article.title == old[0] and article.canonical_url == old[1] and article.content_hash
+    assert len(items) == 2 and len(matches) == 1
+    for item in items.values():
+        assert item.data == {"identity": item.data["identity"], "title": old[0],
+                             "text_pruned": "2026-01-05"}  # fmt: skip
+        assert item.article_id == article.id and item.outcome  # the ledger's row stays
+    assert sorted(i.state for i in items.values()) == ["duplicate", "parsed"]
+    if not rt.store.is_postgres:
+        with rt.store.engine.connect() as conn:
+            assert conn.execute(text("PRAGMA foreign_key_check")).all() == []
+    # `why` says what it still can, and when the text went
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("NEWSWATCH_DATA_DIR", str(tmp_path / "data"))
+    assert cli.main(["why", old[1]]) == 0
+    out = capsys.readouterr().out
+    assert "text pruned on 2026-01-05" in out and old[0] in out and "OUTCOME:   matched" in out
+    # and the entry back in its feed, or another copy, still never alerts again
+    hooks = len(posts(site, "/hook"))
+    publish(site, [old, (*old, "urn:third")])
+    clock.advance(61)
+    assert run_all(rt) == []
+    assert len(posts(site, "/hook")) == hooks
+
+
+def test_sqlite_packs_the_seen_records_into_full_pages(tmp_path, site, clock):
+    """A row shrunk in place would leave its page mostly empty for a year (`entries`)."""
+    rt = make_runtime(tmp_path, f"sqlite:///{tmp_path / 'n.db'}", config(site), clock)
+    publish(site, [entry(site, n) for n in range(200)])
+    run_all(rt)
+    clock.advance(3600)
+    outbox.send_due_digests(rt)
+    clock.advance(4 * DAY)
+    retention.prune(rt)
+    assert count(rt, m.Article, m.Article.body != "") == 0
+    with rt.store.engine.connect() as conn:
+        fill = conn.execute(
+            text(
+                "SELECT name, 1.0 - 1.0 * sum(unused) / sum(pgsize) FROM dbstat "
+                "WHERE name IN ('item', 'article') GROUP BY name"
+            )
+        ).all()
+    assert len(fill) == 2 and all(used >= 0.6 for _, used in fill), fill
+
+
+def test_feed_gaps_go_after_deliveries_once_their_notice_is_gone(
+    tmp_path, database_url, site, clock
+):
+    rt = make_runtime(tmp_path, database_url, config(site), clock)
+    publish(site, [entry(site, 1)])
+    run_all(rt)
+    with rt.store.session() as s:
+        source_id = s.scalar(select(m.Source.id))
+
+        def gap(days_ago: float) -> m.SourceGap:
+            row = m.SourceGap(
+                source_id=source_id, detected_at=clock.now - timedelta(days=days_ago),
+                basis="window", visible=5, detail="all 5 entries are new",
+            )  # fmt: skip
+            s.add(row)
+            return row
+
+        old, noticed, recent = gap(8), gap(8), gap(6)
+        s.flush()
+        s.add(
+            m.Delivery(
+                id="00000000-0000-0000-0000-000000000001", channel="hook", state="failed",
+                kind="notice", notice_key=f"source_gap:{noticed.id}", route="immediate",
+                notice={"event": "source_gap", "title": "t", "text": "x"},
+                created_at=clock.now, next_attempt_at=clock.now + timedelta(days=99),
+            )
+        )  # fmt: skip
+        ids = {"old": old.id, "noticed": noticed.id, "recent": recent.id}
+    done = retention.prune(rt)
+    assert done["source_gaps"] == 1
+    with rt.store.session() as s:
+        left = set(s.scalars(select(m.SourceGap.id)))
+    assert left == {ids["noticed"], ids["recent"]}  # `deliveries: 7d`; a notice still there

@@ -13,3 +13,15 @@ ITEM_TEXT = ("content_html", "summary")
 def item_identification(data: dict[str, Any] | None) -> dict[str, Any]:
     """The item's data without the text its article now holds (the input is unchanged)."""
     return {k: v for k, v in (data or {}).items() if k not in ITEM_TEXT}
+
+
+# What an item keeps once its article's text is pruned: enough to explain it (`why`) and
+# to tell a new version of the same entry (`identity`); its key and link are columns.
+ITEM_SEEN = ("identity", "title", "refused")
+
+
+def item_seen_record(data: dict[str, Any] | None, pruned_on: str) -> dict[str, Any]:
+    """The item's data once its article's text is pruned: identity and title only (no
+    empty value), stamped with the day the text went (the input is unchanged)."""
+    kept = {k: v for k, v in (data or {}).items() if k in ITEM_SEEN and v not in (None, "", [])}
+    return kept | {"text_pruned": pruned_on}
