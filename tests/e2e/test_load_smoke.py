@@ -1,4 +1,4 @@
-"""bench/load.py must keep working: a tiny run (20 sources, 15 seconds, SQLite and a
+"""bench/load.py must keep working: a tiny run (10 sources, 20 seconds, SQLite and a
 private Redis) through the real worker and beat, checked for sane figures."""
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ def test_load_harness_smoke() -> None:
     out = subprocess.run(
         [
             sys.executable, str(REPO / "bench" / "load.py"),
-            "--sources", "20", "--interval", "3", "--duration", "15", "--item-every", "6",
+            "--sources", "10", "--interval", "3", "--duration", "20", "--item-every", "6",
             "--hit-percent", "50", "--database", "sqlite", "--concurrency", "2", "--json",
         ],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     (result,) = json.loads(out.stdout)
-    assert result["sources"] == 20 and result["workers"] == 1
+    assert result["sources"] == 10 and result["workers"] == 1
     assert result["fetches_per_s"] > 0
     assert result["polls_304"] > 0  # conditional GETs answered 304
     assert result["alerts"] > 0  # items published in the run reached the file channel
