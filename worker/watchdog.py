@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from worker.adapters import models as m
 from worker.config import Config, HeartbeatSpec, NoticesSpec
+from worker.core.durations import human as _ago
 from worker.core.redact import redact_text, redact_url
 from worker.runtime import Runtime
 
@@ -416,17 +417,6 @@ def status(session: Session, now: datetime) -> dict[str, Any]:
 def _earliest(*values: datetime | None) -> datetime | None:
     present = [v for v in values if v is not None]
     return min(present) if present else None
-
-
-def _ago(delta: timedelta) -> str:
-    seconds = max(int(delta.total_seconds()), 0)
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 2 * 3600:
-        return f"{seconds // 60} min"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
 
 
 def _count_incident(condition: str) -> None:

@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.core import urls
+from worker.core.durations import human as _span
 
 MIN_WINDOW = 3  # fewer visible entries are never judged (rule 2)
 FULL_WINDOW = 20  # an undated window this long counts as full whatever it was before
@@ -166,12 +167,3 @@ def _date(value: Any) -> datetime | None:
 
 def _at(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _span(delta: Any) -> str:
-    seconds = max(int(delta.total_seconds()), 0)
-    if seconds < 3600:
-        return f"{seconds // 60} min"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
