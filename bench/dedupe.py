@@ -1,4 +1,4 @@
-"""Measure near-duplicate merging (worker.core.dedupe): today's fingerprint-only decision
+"""Measure near-duplicate merging (worker.articles.stories): today's fingerprint-only decision
 side by side with the verified one (`compare`), on pairs built from real articles.
 
     .venv/bin/pip install numpy   # bench only: all-pairs Hamming distances
@@ -49,7 +49,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from worker.core import dedupe
+from worker.articles import stories as dedupe
 
 HEADERS = [
     "Share on Facebook Share on Twitter Email",

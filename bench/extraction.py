@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import trafilatura
 
-from worker.core.extract import ExtractionError, extract_page
+from worker.articles.extract import ExtractionError, extract_page
 
 _TOKEN = re.compile(r"\w+")
 Extractor = Callable[[bytes, str], str]

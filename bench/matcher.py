@@ -7,7 +7,7 @@ Generates (deterministically, seeded) news-like articles and watchlists of
 multi-word names, acronyms and phrases, then prints for each watchlist size:
 
 - full:      newswatch's Matcher.match (folding + automaton + checks + rules)
-- normalize: worker.core.text.fold on every field alone
+- normalize: worker.matching.text.fold on every field alone
 - automaton: the bare automaton (ahocorasick-rs, what the matcher uses) on pre-folded text
 - pyahocorasick: the same keys in pyahocorasick (`iter`), for comparison
 - re:        one `\\b(?:a|b|...)\\b` alternation with re.I (on a slice, extrapolated)
@@ -58,8 +58,8 @@ import ahocorasick
 
 from worker.config import EntitySpec, WatchlistSpec
 from worker.core.model import MatchDocument
-from worker.core.rules import compile_matcher
-from worker.core.text import fold
+from worker.matching.rules import compile_matcher
+from worker.matching.text import fold
 
 COMMON = """the of and to in a is that for on was with he it as at by from his said
 government minister president forces military troops city people country
@@ -162,7 +162,7 @@ def make_watchlists(rng: random.Random, terms: list[str]) -> list[WatchlistSpec]
 
 def automaton_keys(specs: list[WatchlistSpec]) -> list[str]:
     """The automaton keys the matcher builds for these watchlists (for pyahocorasick)."""
-    from worker.core.rules import _Compiler
+    from worker.matching.rules import _Compiler
 
     compiler = _Compiler()
     for spec in specs:

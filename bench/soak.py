@@ -6,7 +6,8 @@
 
 Part A, months in minutes: the database over time, and exactly once.
     The real pipeline step functions (worker/pipeline.py dispatch_due, fetch_source,
-    parse_item, apply_rules, deliver, sweep; worker/outbox.py tick; worker/retention.py
+    parse_item, apply_rules, deliver, sweep; worker/alerts/outbox.py tick;
+    worker/service/retention.py
     prune) under a controlled clock, in process, against a real HTTP server on 127.0.0.1
     whose feeds are stamped by that clock, a real webhook receiver and a file channel,
     on SQLite (or PostgreSQL: a throwaway database on the local server). A FIFO queue
@@ -335,11 +336,11 @@ def config_text(
 
 
 def build_runtime(work: Path, db_url: str, clock: Clock) -> Any:
-    from worker.adapters.http import Fetcher
-    from worker.adapters.store import Store
-    from worker.live_config import LiveConfig
-    from worker.runtime import Runtime
+    from worker.bootstrap import Runtime
+    from worker.config.reload import LiveConfig
     from worker.settings import Settings
+    from worker.sources.http import Fetcher
+    from worker.store.db import Store
 
     class SimRuntime(Runtime):
         """The per-host pause between two requests (0.2 s of wall time) only costs wall
@@ -412,8 +413,8 @@ class Transport:
     def _die_holding(self, rt: Any, task: str, row_id: Any) -> None:
         """A worker took the message, claimed the row (as the task does first) and was
         killed: the message is acked and gone, the lease holds until it lapses."""
-        from worker.adapters import models as m
-        from worker.adapters.store import claim
+        from worker.store import models as m
+        from worker.store.db import claim
 
         model, state = {
             "parse": (m.Item, m.Item.state == "pending"),
@@ -431,7 +432,7 @@ class Transport:
 
 
 def snapshot(rt: Any, day: float, db_path: Path | None) -> Snapshot:
-    from worker import retention
+    from worker.service import retention
 
     report = retention.storage_report(rt.store)
     db = report["database"]
@@ -470,8 +471,10 @@ def _mib(n: float) -> str:
 
 def part_a(opts: Options) -> Result:
     """The simulated months (see the module docstring)."""
-    from worker import outbox, pipeline, retention
+    from worker import pipeline
+    from worker.alerts import outbox
     from worker.config import parse_interval
+    from worker.service import retention
 
     started = time.monotonic()
     result = Result(options={k: v for k, v in vars(opts).items() if k not in ("out", "workdir")})

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 
 from tests.helpers.httpserver import serve
 from tests.helpers.pipeline import Clock, make_runtime, run_all
-from worker.adapters import models as m
+from worker.store import models as m
 
 WORDS = [
     "government",
@@ -133,7 +133,7 @@ fetch:
             f"  text kept:    {kept:8.0f} bytes  (item data {item_json:.0f} chars, body {body:.0f})"
         )
         try:
-            from worker import retention
+            from worker.service import retention
         except ImportError:  # the code before retention: nothing is ever cleared
             return
         clock.advance(rt.config.current().loaded.config.retention.article_text + 3600)

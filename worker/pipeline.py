@@ -20,23 +20,26 @@ from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from worker import diskspace, gaps, ledger
-from worker.adapters import models as m
-from worker.adapters.store import claim
+from worker.articles import stories as dedupe
+from worker.articles.extract import extract_page
+from worker.articles.normalize import build_article, feed_items, link_data
+from worker.bootstrap import Runtime
 from worker.config import SourceSpec
-from worker.core import dedupe, httpdate, schedule
+from worker.core import httpdate
 from worker.core.clean import clean_text
-from worker.core.extract import extract_page
-from worker.core.feeds import FeedError, page_links, parse_feed
 from worker.core.httpdate import FETCH_RETRY_AFTER_CAP
 from worker.core.model import Article, Hit, MatchDocument, WatchlistMatch
-from worker.core.normalize import build_article, feed_items, link_data
 from worker.core.redact import redact_text
 from worker.core.retention import item_identification
-from worker.runtime import Runtime
+from worker.service import diskspace, ledger
+from worker.sources import gap_log as gaps
+from worker.sources import schedule
+from worker.sources.feeds import FeedError, page_links, parse_feed
+from worker.store import models as m
+from worker.store.db import claim
 
 if TYPE_CHECKING:
-    from worker.live_config import ActiveConfig
+    from worker.config.reload import ActiveConfig
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +81,7 @@ def sync_sources(session: Session, sources: Iterable[SourceSpec], now: datetime)
             continue
         if row.url != spec.url or row.kind != spec.kind:
             row.etag = row.last_modified = None  # a new URL has nothing to be conditional on
-            # nor a window to tell a gap by (worker/core/gaps.py): its first poll is a first
+            # nor a window to tell a gap by (worker/sources/gaps.py): its first poll is a first
             row.window_size = row.window_newest_at = row.window_tokens = None
             row.next_fetch_at = now
             row.disabled_reason, row.permanent_failures = None, 0  # and a clean record
@@ -196,7 +199,7 @@ def _record_internal_fetch_failure(
 def _poll_source(
     rt: Runtime, source_id: int, started: datetime, notices: list[str] | None
 ) -> list[int]:
-    from worker.adapters.http import FetchError
+    from worker.sources.http import FetchError
 
     with rt.store.session() as session:
         src = session.get(m.Source, source_id)
@@ -336,7 +339,7 @@ def notify_source_disabled(
     """Say loudly that newswatch stopped polling a source: an ERROR log line always, and
     an operational notice when a `notices:` channel is configured. Returns the notice's
     delivery id (to enqueue after the commit), once per disabling."""
-    from worker import outbox  # late: the outbox builds on this module
+    from worker.alerts import outbox  # late: the outbox builds on this module
 
     log.error(
         "source %s DISABLED: %s. Fix the URL in the config (a changed URL re-enables it).",
@@ -357,7 +360,7 @@ def notify_source_disabled(
 
 
 def _count_fetch(outcome: str) -> None:
-    from worker import observability
+    from worker.service import observability
 
     observability.count_fetch(outcome)
 
@@ -371,7 +374,7 @@ def _observe_window(
     new_keys: set[str],
     now: datetime,
 ) -> dict[str, Any]:
-    """The gap check (worker/gaps.py), failing alone: a bug in it never fails the poll."""
+    """The gap check (sources/gap_log.py), failing alone: a bug in it never fails the poll."""
     try:
         with session.begin_nested():
             return gaps.observe(session, source_id, name, window, entries, new_keys, now)
@@ -528,7 +531,7 @@ def _collect(out: list[str] | None, notice_id: str | None) -> None:
 
 
 def _count_failure(unit: str, kind: str) -> None:
-    from worker import observability
+    from worker.service import observability
 
     observability.count_failure(unit, kind)
 
@@ -814,7 +817,7 @@ def apply_rules(rt: Runtime, article_id: int) -> list[str]:
 def _apply_rules(
     rt: Runtime, article_id: int, article: Article, active: ActiveConfig, now: datetime
 ) -> list[str]:
-    from worker import outbox  # late: the outbox builds on this module
+    from worker.alerts import outbox  # late: the outbox builds on this module
 
     config = active.loaded.config
     result = active.matcher.match_outcome(MatchDocument.from_article(article))
@@ -929,8 +932,8 @@ def _first_in_story(session: Session, watchlist: str, story_id: int, match_id: i
 
 
 def deliver(rt: Runtime, delivery_id: str, follow_ups: list[str] | None = None) -> bool:
-    """Send one delivery (see worker/outbox.py, which owns deliveries and digests)."""
-    from worker import outbox
+    """Send one delivery (see worker/alerts/outbox.py, which owns deliveries and digests)."""
+    from worker.alerts import outbox
 
     return outbox.deliver(rt, delivery_id, follow_ups)
 

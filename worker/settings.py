@@ -71,9 +71,11 @@ class Settings:
     # current folder: the commands say so, since a command run from the wrong folder would
     # otherwise quietly find no config or a new empty data folder
     defaulted: tuple[str, ...] = ()
-    prune_seconds: float = 3600  # how often beat prunes rows past retention (worker/retention.py)
+    prune_seconds: float = (
+        3600  # how often beat prunes rows past retention (worker/service/retention.py)
+    )
     # below this much free space the SQLite database's disk counts as full: work waits
-    # (worker/diskspace.py)
+    # (worker/service/diskspace.py)
     min_free_bytes: int = 8 * 1024 * 1024
 
     @property

@@ -12,10 +12,11 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from worker import diskspace, pipeline
-from worker.celery_app import app
-from worker.observability import log_context
-from worker.runtime import Runtime
+from worker import pipeline
+from worker.app import app
+from worker.bootstrap import Runtime
+from worker.service import diskspace
+from worker.service.observability import log_context
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def _waits_for_disk(fn: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(fn)
     def run(*args: Any) -> None:
-        from worker import observability
+        from worker.service import observability
 
         rt = runtime()
         if _disk_full(rt):
@@ -148,8 +149,8 @@ def deliver(delivery_id: str) -> None:
 
 @app.task(name="newswatch.canary")
 def canary(token: str, hop: int) -> None:
-    """The liveness canary (worker/health.py): one hop per queue, control to alerts."""
-    from worker import health
+    """The liveness canary (worker/service/health.py): one hop per queue, control to alerts."""
+    from worker.service import health
 
     rt = runtime()
     client = health.broker_redis(rt.settings)
@@ -171,7 +172,7 @@ def canary(token: str, hop: int) -> None:
 @_waits_for_disk
 def outbox_tick() -> None:
     """Due digests out, new operational notices in (and on their way); each step fails alone."""
-    from worker import outbox
+    from worker.alerts import outbox
 
     _enqueue(deliver, outbox.tick(runtime()))
 
@@ -179,9 +180,9 @@ def outbox_tick() -> None:
 @app.task(name="newswatch.prune")
 @_waits_for_disk
 def prune() -> None:
-    """Rows past their retention (worker/retention.py); each batch commits on its own, so
+    """Rows past their retention (worker/service/retention.py); each batch commits on its own, so
     a run cut short loses nothing and the next one goes on."""
-    from worker import retention
+    from worker.service import retention
 
     retention.prune(runtime())
 

@@ -15,9 +15,9 @@ from sqlalchemy import select
 
 from tests.e2e.test_pipeline import rss
 from tests.helpers.processes import NewswatchProcesses
-from worker.adapters import models as m
-from worker.adapters.store import Store
 from worker.config import load_config
+from worker.store import models as m
+from worker.store.db import Store
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 

@@ -24,10 +24,10 @@ from sqlalchemy import select
 
 from tests.helpers.pipeline import rss
 from tests.helpers.processes import REPO, NewswatchProcesses
-from worker.adapters import models as m
-from worker.adapters.embedded_redis import EmbeddedRedis
-from worker.adapters.store import Store
 from worker.cli import main as cli
+from worker.service.embedded_redis import EmbeddedRedis
+from worker.store import models as m
+from worker.store.db import Store
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

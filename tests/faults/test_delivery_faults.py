@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 
 from tests.helpers.processes import ProcessScene
 from tests.helpers.webhook_receiver import WebhookReceiver
-from worker.adapters import models as m
+from worker.store import models as m
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e, pytest.mark.slow]
 

@@ -29,7 +29,7 @@ import redis
 from tests.faults.test_pipeline_faults import Feed, entry
 from tests.helpers.httpserver import serve
 from tests.helpers.processes import NewswatchProcesses
-from worker.adapters.embedded_redis import socket_path
+from worker.service.embedded_redis import socket_path
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -46,7 +46,7 @@ from tests.helpers.servers import (
     pool_children,
 )
 from tests.helpers.webhook_receiver import WebhookReceiver
-from worker.adapters import models as m
+from worker.store import models as m
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

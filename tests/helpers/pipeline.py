@@ -8,10 +8,10 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from worker import pipeline
-from worker.adapters.store import Store
-from worker.live_config import LiveConfig
-from worker.runtime import Runtime
+from worker.bootstrap import Runtime
+from worker.config.reload import LiveConfig
 from worker.settings import Settings
+from worker.store.db import Store
 
 
 def rss(*items: tuple[str, str]) -> str:

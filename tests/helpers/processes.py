@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from worker.adapters.store import Store
+from worker.store.db import Store
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,7 @@
 
 Answers are taken from a queue (`fail`, `answer`) first, then the default set by
 `always` (200 to begin with). `post_with_requests` is a plain `requests` POST with
-no proxies from the environment, matching `worker.adapters.webhook.PostFn`.
+no proxies from the environment, matching `worker.alerts.webhook.PostFn`.
 """
 
 from __future__ import annotations

@@ -21,9 +21,10 @@ from sqlalchemy import select, update
 from tests.helpers.pipeline import Clock, count, make_runtime, run_all
 from tests.helpers.webhook_receiver import closed_port
 from tests.integration.test_outbox import config, items, posts, story_items
-from worker import cli, outbox, pipeline
-from worker.adapters import models as m
-from worker.runtime import Runtime
+from worker import cli, pipeline
+from worker.alerts import outbox
+from worker.bootstrap import Runtime
+from worker.store import models as m
 
 
 @pytest.fixture
@@ -153,7 +154,7 @@ def test_one_poisoned_alert_among_twenty_fails_alone(
         + f"  - name: ops\n    file: {ops}\n"
     )
     # `settle` runs the tick and the sweep for hours but polls nothing: the watchdog's
-    # no_fetch (worker/watchdog.py) would rightly shout, and is not what this tests
+    # no_fetch (worker/service/watchdog.py) would rightly shout, and is not what this tests
     extra = "notices: {channel: ops, no_fetch_after: 1d}\n"
     rt = make_runtime(tmp_path, database_url, config(site, channels, "hook, desk", extra), clock)
     entries = story_items("Alpha", 0, 21, site)

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.helpers.pipeline import Clock, make_runtime, run_all
-from worker.adapters import models as m
+from worker.store import models as m
 
 # (source name, name in the text, codec, label, where the label is)
 SCENES = [

@@ -16,8 +16,9 @@ from sqlalchemy import select
 
 from tests.helpers.pipeline import Clock, make_runtime
 from tests.helpers.schemas import webhook_validator
-from worker import outbox, pipeline
-from worker.adapters import models as m
+from worker import pipeline
+from worker.alerts import outbox
+from worker.store import models as m
 
 
 def config_text(ops: str, sources: list[str], watchlists: list[str]) -> str:
@@ -68,7 +69,7 @@ def test_an_emptied_config_is_refused_and_monitoring_goes_on(setup, caplog):
 
 def test_a_reload_removing_most_sources_applies_with_one_notice(setup, caplog):
     rt, ops = setup
-    caplog.set_level(logging.INFO, logger="worker.live_config")
+    caplog.set_level(logging.INFO, logger="worker.config.reload")
     # half is not more than half: applied quietly
     rt.config.path.write_text(config_text(str(ops), SOURCES[:2], WATCHLISTS))
     assert [s.name for s in rt.config.current().loaded.config.sources] == SOURCES[:2]

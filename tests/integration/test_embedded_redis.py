@@ -12,7 +12,7 @@ from pathlib import Path
 import redis
 
 from tests.helpers.processes import wait_for
-from worker.adapters.embedded_redis import EmbeddedRedis
+from worker.service.embedded_redis import EmbeddedRedis
 
 
 def _alive(pid: int) -> bool:
@@ -63,7 +63,7 @@ def test_stale_server_from_a_dead_owner_is_replaced(tmp_path):
 def test_server_dies_with_an_owner_killed_by_sigkill(tmp_path):
     code = (
         "import sys, time; from pathlib import Path; "
-        "from worker.adapters.embedded_redis import EmbeddedRedis; "
+        "from worker.service.embedded_redis import EmbeddedRedis; "
         "s = EmbeddedRedis(Path(sys.argv[1])); s.start(); "
         "print(s.process.pid, flush=True); time.sleep(60)"
     )
@@ -164,7 +164,7 @@ def test_a_long_data_folder_gets_a_short_private_socket(tmp_path):
     """A socket path over sockaddr_un's ~104-108 bytes cannot be bound (a hang, or two
     folders truncated to one path: "Address already in use"): such a folder gets a short
     socket in a private directory, the same one for every process of that folder."""
-    from worker.celery_app import broker_url_for
+    from worker.app import broker_url_for
     from worker.settings import Settings
 
     base = tmp_path / ("long-folder-name-" * 5)
@@ -191,7 +191,7 @@ def test_a_long_data_folder_gets_a_short_private_socket(tmp_path):
 
 
 def test_a_short_socket_dir_that_is_not_private_is_refused(tmp_path, monkeypatch):
-    from worker.adapters import embedded_redis
+    from worker.service import embedded_redis
 
     monkeypatch.setattr(embedded_redis, "_RUNTIME_ROOT", tmp_path / "rt")
     shared = tmp_path / "rt" / f"newswatch-{os.getuid()}"

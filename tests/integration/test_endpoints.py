@@ -6,8 +6,9 @@ from sqlalchemy import select
 
 from tests.helpers.pipeline import Clock, make_runtime, rss, run_all
 from tests.helpers.processes import run_cli
-from worker import outbox, pipeline
-from worker.adapters import models as m
+from worker import pipeline
+from worker.alerts import outbox
+from worker.store import models as m
 
 PAGE = "<html><body><article><p>{}</p></article></body></html>"
 

@@ -21,10 +21,10 @@ from tests.helpers.httpserver import TestServer
 from tests.helpers.netsafety import FakeDNS
 from tests.helpers.pipeline import Clock, make_runtime, rss
 from worker import pipeline
-from worker.adapters import models as m
-from worker.adapters.http import Fetcher, FetchError
 from worker.config import FetchSpec
 from worker.core.httpdate import FETCH_RETRY_AFTER_CAP
+from worker.sources.http import Fetcher, FetchError
+from worker.store import models as m
 
 http_server = httpserver.http_server
 make_http_server = httpserver.make_http_server

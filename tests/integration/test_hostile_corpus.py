@@ -41,11 +41,13 @@ from sqlalchemy import func, select
 from tests.helpers.httpserver import RecordedRequest, TestServer
 from tests.helpers.httpserver import serve as serve_http
 from tests.helpers.pipeline import Clock, make_runtime
-from worker import ledger, outbox, pipeline
-from worker.adapters import models as m
+from worker import pipeline
+from worker.alerts import outbox
+from worker.bootstrap import Runtime
 from worker.core import clean
 from worker.core.httpdate import FETCH_RETRY_AFTER_CAP
-from worker.runtime import Runtime
+from worker.service import ledger
+from worker.store import models as m
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CORPUS = DATA / "hostile" / "cases.yaml"

@@ -26,8 +26,8 @@ import requests
 from tests.helpers import httpserver, netsafety
 from tests.helpers.httpserver import RecordedRequest, TestServer
 from tests.helpers.netsafety import FakeDNS
-from worker.adapters.http import Fetcher, FetchError, FetchResult, parse_retry_after
 from worker.config import FetchSpec
+from worker.sources.http import Fetcher, FetchError, FetchResult, parse_retry_after
 
 http_server = httpserver.http_server
 make_http_server = httpserver.make_http_server
@@ -797,7 +797,7 @@ def test_crawl_delay_for_another_agent_or_without_robots_is_not_kept(
 def test_a_huge_crawl_delay_is_capped(
     http_server: TestServer, make_fetcher: Callable[..., Fetcher]
 ) -> None:
-    from worker.adapters.http import MAX_CRAWL_DELAY
+    from worker.sources.http import MAX_CRAWL_DELAY
 
     fetcher = make_fetcher(respect_robots=True)
     http_server.add("/robots.txt", "User-agent: newswatch\nCrawl-delay: 86400\n")

@@ -17,10 +17,10 @@ from sqlalchemy import select, text
 
 from tests.helpers.pipeline import Clock, count, make_runtime, run_all
 from worker import pipeline
-from worker.adapters import models as m
+from worker.articles.normalize import feed_items
 from worker.core import clean
 from worker.core.model import ParsedFeed, RefusedEntry
-from worker.core.normalize import feed_items
+from worker.store import models as m
 
 FEEDS = Path(__file__).resolve().parents[1] / "data" / "feeds"
 JSON_FEED = {"Content-Type": "application/feed+json"}

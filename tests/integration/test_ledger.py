@@ -21,10 +21,10 @@ from tests.helpers.pipeline import Clock, make_runtime, run_all
 from tests.helpers.processes import run_cli
 from tests.helpers.schemas import webhook_validator
 from worker import cli, pipeline
-from worker.adapters import models as m
-from worker.adapters.store import claim
+from worker.bootstrap import Runtime
 from worker.core.model import MatchDocument
-from worker.runtime import Runtime
+from worker.store import models as m
+from worker.store.db import claim
 
 STORY = (
     "BAGHDAD (Wire) — Iraq's parliament on Tuesday began debating a bill that would set a "
@@ -108,7 +108,7 @@ def hook_posts(site) -> list:
 
 def guid(entry_key: str) -> str:
     """The feed's own id: an item key is the id, the link when it differs, and a digest of
-    the content (worker/core/normalize.py)."""
+    the content (worker/articles/normalize.py)."""
     return entry_key.split(" ", 1)[0]
 
 
@@ -183,7 +183,7 @@ def test_every_item_that_does_not_alert_says_why(tmp_path, database_url, site, c
     assert items["D"].article_id == art_a and items["E"].article_id == art_c
 
     # the metric, from the rows at scrape time
-    from worker.observability import DatabaseCollector
+    from worker.service.observability import DatabaseCollector
 
     families = {f.name: f for f in DatabaseCollector(rt.store).collect()}
     gauge = {s.labels["outcome"]: s.value for s in families["newswatch_item_outcomes"].samples}
@@ -390,7 +390,7 @@ def test_a_rules_attempt_that_never_comes_back_is_quarantined_too(
 def test_a_fetch_that_raises_anything_is_recorded_on_its_source_and_loses_nothing(
     tmp_path, database_url, site, clock, monkeypatch, newswatch
 ):
-    from worker.core import schedule
+    from worker.sources import schedule
 
     serve(site, "/wire.xml", ("A", "Parliament debates a bill", site.url("/a/a"), STORY))
     serve(site, "/other.xml", ("B", "Weather", site.url("/a/b"), WEATHER))
@@ -432,7 +432,7 @@ def test_migration_gives_old_rows_the_outcome_their_states_tell(database_url):
     from alembic.config import Config as AlembicConfig
     from sqlalchemy import insert
 
-    from worker.adapters.store import MIGRATIONS, Store
+    from worker.store.db import MIGRATIONS, Store
 
     store = Store(database_url)
     cfg = AlembicConfig()

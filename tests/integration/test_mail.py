@@ -12,10 +12,10 @@ import pytest
 
 from tests.helpers import smtpserver as smtp_helpers
 from tests.helpers.smtpserver import HOST, SmtpTestServer
-from worker.adapters.mail import MailError, SmtpSender
+from worker.alerts.email import MailError, SmtpSender
+from worker.alerts.render import Alert, render_email
 from worker.config import ChannelSpec, SmtpSpec
 from worker.core.model import Article, Hit, WatchlistMatch
-from worker.core.render import Alert, render_email
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # aiosmtpd internals
 

@@ -18,8 +18,8 @@ import trustme
 from tests.helpers import httpserver, netsafety
 from tests.helpers.httpserver import TestServer, serve
 from tests.helpers.netsafety import FakeDNS
-from worker.adapters.http import Fetcher, FetchError
 from worker.config import FetchSpec
+from worker.sources.http import Fetcher, FetchError
 
 http_server = httpserver.http_server
 fake_dns = netsafety.fake_dns

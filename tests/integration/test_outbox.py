@@ -16,8 +16,9 @@ from sqlalchemy import select
 
 from tests.helpers.pipeline import Clock, count, make_runtime, run_all
 from tests.helpers.schemas import webhook_validator
-from worker import cli, outbox, pipeline
-from worker.adapters import models as m
+from worker import cli, pipeline
+from worker.alerts import outbox
+from worker.store import models as m
 
 SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "webhook-payload.schema.json"
 

@@ -16,9 +16,9 @@ from sqlalchemy import func, select
 
 from tests.helpers.pipeline import Clock, count, make_runtime, rss, run_all
 from worker import pipeline
-from worker.adapters import models as m
-from worker.adapters.store import Store
-from worker.runtime import Runtime
+from worker.bootstrap import Runtime
+from worker.store import models as m
+from worker.store.db import Store
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SEED_PAGE = (DATA / "extract" / "seed-article.html").read_bytes()

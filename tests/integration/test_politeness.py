@@ -20,7 +20,7 @@ from sqlalchemy import select
 from tests.helpers.pipeline import Clock, make_runtime, rss
 from tests.helpers.processes import run_cli
 from worker import pipeline
-from worker.adapters import models as m
+from worker.store import models as m
 
 
 def config(site, source_options: str = "", extra: str = "") -> str:
@@ -215,10 +215,10 @@ def test_respect_robots_is_a_per_source_option(tmp_path, database_url, http_serv
 
 def test_jitter_spreads_sources_of_one_interval(tmp_path, database_url, http_server, clock):
     """With jitter on, twenty 5-minute sources first polled on one tick fall due apart."""
-    from worker.adapters.store import Store
-    from worker.live_config import LiveConfig
-    from worker.runtime import Runtime
+    from worker.bootstrap import Runtime
+    from worker.config.reload import LiveConfig
     from worker.settings import Settings
+    from worker.store.db import Store
 
     http_server.add("/feed.xml", feed(), headers=RSS)
     sources = "\n".join(

@@ -14,9 +14,9 @@ import pytest
 
 from tests.helpers.pipeline import Clock, count, make_runtime, run_all
 from worker import cli
-from worker.adapters import models as m
-from worker.live_config import compile_config
-from worker.replay import replay
+from worker.config.reload import compile_config
+from worker.matching.dry_run import replay
+from worker.store import models as m
 
 FEED_ITEMS = [
     ("PMF units move", "The PMF moved north as U.S. officials watched."),

@@ -12,9 +12,11 @@ import pytest
 from sqlalchemy import select, text, update
 
 from tests.helpers.pipeline import Clock, count, make_runtime, run_all
-from worker import cli, outbox, pipeline, retention
-from worker.adapters import models as m
+from worker import cli, pipeline
+from worker.alerts import outbox
 from worker.config import ConfigError, load_config
+from worker.service import retention
+from worker.store import models as m
 
 DAY = 86400.0
 
@@ -257,7 +259,7 @@ def test_the_migration_trims_items_parsed_before_it(tmp_path, database_url):
     from alembic import command
     from alembic.config import Config as AlembicConfig
 
-    from worker.adapters.store import MIGRATIONS, Store
+    from worker.store.db import MIGRATIONS, Store
 
     store = Store(database_url)
     cfg = AlembicConfig()

@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from tests.helpers.pipeline import Clock, count, make_runtime, rss, run_all
 from worker import pipeline
-from worker.adapters import models as m
-from worker.core import dedupe
+from worker.articles import stories as dedupe
+from worker.store import models as m
 
 WIRE = [
     "BAGHDAD (Wire) — Iraq's parliament on Tuesday began debating a bill that would set a "
@@ -151,7 +151,7 @@ def test_one_story_on_three_sites_alerts_once_per_watchlist(tmp_path, database_u
     assert len(articles) == 3 and len({a.story_id for a in articles}) == 1
     assert sorted(x.state for x in matches) == ["alerted", "alerted"] + ["duplicate"] * 4
     # the alert that went out lists the other sources of its story
-    from worker.outbox import _story_siblings
+    from worker.alerts.outbox import _story_siblings
 
     with rt.store.session() as s:
         first = s.scalar(select(m.Article).order_by(m.Article.id))

@@ -14,10 +14,12 @@ from sqlalchemy import select
 
 from tests.helpers.pipeline import Clock, count, make_runtime, run_all
 from tests.helpers.schemas import webhook_validator
-from worker import cli, outbox, pipeline, watchdog
-from worker.adapters import models as m
-from worker.inspect import status_report
-from worker.observability import DatabaseCollector
+from worker import cli, pipeline
+from worker.alerts import outbox
+from worker.cli.views import status_report
+from worker.service import watchdog
+from worker.service.observability import DatabaseCollector
+from worker.store import models as m
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from tests.helpers import webhook_receiver as receiver_helpers
 from tests.helpers.webhook_receiver import WebhookReceiver, closed_port, post_with_requests
-from worker.adapters.webhook import (
+from worker.alerts.render import Alert, chat_payload, webhook_payload
+from worker.alerts.webhook import (
     MAX_RETRY_AFTER,
     build_request,
     deliver_webhook,
@@ -26,7 +27,6 @@ from worker.adapters.webhook import (
     sign,
 )
 from worker.core.model import Article, Hit, WatchlistMatch
-from worker.core.render import Alert, chat_payload, webhook_payload
 
 # the helper's fixtures, used by name below
 webhook_receiver = receiver_helpers.webhook_receiver
@@ -282,7 +282,7 @@ def test_nothing_listening_is_temporary() -> None:
 
 
 class FakeFetchError(Exception):
-    """The shape of worker.adapters.http.FetchError, which the fetcher raises for non-2xx."""
+    """The shape of worker.sources.http.FetchError, which the fetcher raises for non-2xx."""
 
     def __init__(self, kind: str, message: str, status: int | None, retry_after: float | None):
         super().__init__(message)

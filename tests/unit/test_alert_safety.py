@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.unit.test_render import SENDER, channel, make_alert, parts, roundtrip
-from worker.core.digest import (
+from worker.alerts.digest import (
     Notice,
     digest_chat,
     digest_email,
@@ -24,11 +24,11 @@ from worker.core.digest import (
     update_email,
     update_payload,
 )
-from worker.core.display import neutralise, neutralise_spans, percent_encode_format
+from worker.alerts.display import neutralise, neutralise_spans, percent_encode_format
+from worker.alerts.render import Alert, chat_payload, format_time, iso_time, render_email
+from worker.alerts.render import webhook_payload as payload
 from worker.core.model import Hit, WatchlistMatch
 from worker.core.redact import redact_text, redact_url
-from worker.core.render import Alert, chat_payload, format_time, iso_time, render_email
-from worker.core.render import webhook_payload as payload
 
 # --- dates: every representable datetime, every zone -------------------------------------
 

@@ -1,5 +1,5 @@
 """Clean, bounded text and dates before storing (worker/core/clean.py), and how feed
-entries become item data and articles under those bounds (worker/core/normalize.py)."""
+entries become item data and articles under those bounds (worker/articles/normalize.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from worker.articles.normalize import build_article, content_digest, entry_data, feed_items
 from worker.core import clean
-from worker.core.feeds import _convert_all, _entry, html_to_text
 from worker.core.model import FeedEntry, ParsedFeed, RefusedEntry
-from worker.core.normalize import build_article, content_digest, entry_data, feed_items
+from worker.sources.feeds import _convert_all, _entry, html_to_text
 
 
 def test_control_characters_and_lone_surrogates_are_removed():

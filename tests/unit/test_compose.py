@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from worker.celery_app import QUEUES
+from worker.app import QUEUES
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -22,8 +22,8 @@ import yaml
 from tests.helpers.processes import run_cli
 from worker import cli
 from worker.config import MAX_CONFIG_BYTES, ConfigError, load_config
-from worker.core.feeds import MAX_PAGE_ANCHORS, FeedError, page_links
 from worker.core.patterns import PatternError, compile_pattern
+from worker.sources.feeds import MAX_PAGE_ANCHORS, FeedError, page_links
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "tests" / "data" / "hostile-config"
@@ -180,7 +180,7 @@ def test_match_still_takes_a_watchlists_only_config(tmp_path):
 
 
 HOSTILE_LINKS = """
-from worker.core.feeds import MAX_LINK_CHARS, page_links
+from worker.sources.feeds import MAX_LINK_CHARS, page_links
 from worker.core.patterns import compile_pattern
 
 pattern = compile_pattern("(a+)+$")

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from worker.core.dedupe import (
+from worker.articles.stories import (
     CANDIDATE_MAX_BITS,
     MIN_SHINGLE_OVERLAP,
     article_text,

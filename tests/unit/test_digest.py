@@ -9,8 +9,7 @@ import jsonschema
 import pytest
 
 from tests.unit.test_render import chat_schema, huge_alert, make_alert, payload_schema
-from worker.config import ChannelSpec
-from worker.core.digest import (
+from worker.alerts.digest import (
     Notice,
     digest_chat,
     digest_email,
@@ -22,7 +21,8 @@ from worker.core.digest import (
     update_email,
     update_payload,
 )
-from worker.core.render import DISCORD_EMBED_TOTAL_MAX, TEAMS_PAYLOAD_MAX, discord_embed_chars
+from worker.alerts.render import DISCORD_EMBED_TOTAL_MAX, TEAMS_PAYLOAD_MAX, discord_embed_chars
+from worker.config import ChannelSpec
 
 CHANNEL = ChannelSpec(name="desk", email=("desk@example.org",))
 

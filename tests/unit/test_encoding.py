@@ -13,7 +13,7 @@ import pytest
 
 from worker.core import encoding
 from worker.core.encoding import decode_feed, decode_html, encoding_for_label, feed_as_utf8
-from worker.core.feeds import parse_feed
+from worker.sources.feeds import parse_feed
 
 # (text, the codec that writes it as the web does, the label servers put on it)
 CASES = [

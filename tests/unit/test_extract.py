@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from worker.articles.extract import MAX_HTML_BYTES, ExtractionError, extract_page, parse_date
 from worker.core.encoding import decode_html
-from worker.core.extract import MAX_HTML_BYTES, ExtractionError, extract_page, parse_date
 from worker.core.model import PageContent
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "extract"

@@ -17,8 +17,8 @@ import pytest
 
 from worker.config import EntitySpec, WatchlistSpec
 from worker.core.model import MatchDocument, WatchlistMatch
-from worker.core.rules import Matcher, _judge, _to_match, compile_matcher
-from worker.core.text import Folded, _translate_reference, fold
+from worker.matching.rules import Matcher, _judge, _to_match, compile_matcher
+from worker.matching.text import Folded, _translate_reference, fold
 
 PIECES = [
     "Hashd al-Sha’abi", "Hashd al-Sha'abi", "HASHD AL SHA‘ABI", "U.S.", "U.S.-led", "US", "us",

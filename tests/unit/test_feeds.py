@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from worker.core.feeds import FeedError, html_to_text, page_links, parse_feed
-from worker.core.normalize import build_article, entry_data
+from worker.articles.normalize import build_article, entry_data
+from worker.sources.feeds import FeedError, html_to_text, page_links, parse_feed
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "feeds"
 EXPECTED = yaml.safe_load((DATA / "expected.yaml").read_text())

@@ -1,11 +1,11 @@
-"""The feed-gap rule (worker/core/gaps.py), case by case: what is a gap, what is not."""
+"""The feed-gap rule (worker/sources/gaps.py), case by case: what is a gap, what is not."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from worker.core import gaps
-from worker.core.gaps import Visible, Window
+from worker.sources import gaps
+from worker.sources.gaps import Visible, Window
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 T0 = datetime(2026, 1, 1, 0, 0, tzinfo=UTC)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from requests.structures import CaseInsensitiveDict
 
-from worker.adapters import http, webhook
-from worker.core import httpdate, schedule
+from worker.alerts import webhook
+from worker.core import httpdate
 from worker.core.httpdate import (
     DELIVERY_RETRY_AFTER_CAP,
     FETCH_RETRY_AFTER_CAP,
@@ -16,6 +16,7 @@ from worker.core.httpdate import (
     parse_http_date,
     retry_after,
 )
+from worker.sources import http, schedule
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 DAY = 86400.0

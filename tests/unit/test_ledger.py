@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 
-from worker.adapters.http import FetchError
-from worker.core.extract import ExtractionError
-from worker.ledger import InternalError, describe, error_kind
+from worker.articles.extract import ExtractionError
+from worker.service.ledger import InternalError, describe, error_kind
+from worker.sources.http import FetchError
 
 
 @pytest.mark.parametrize(

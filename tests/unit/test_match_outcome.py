@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from worker.config import WatchlistSpec
 from worker.core.model import MatchDocument
-from worker.core.rules import Rejection, compile_matcher
+from worker.matching.rules import Rejection, compile_matcher
 
 WATCHLISTS = [
     {"name": "troops", "keywords": ["troops"], "exclude": ["football"]},

@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers import netsafety
 from tests.helpers.netsafety import FakeDNS
-from worker.adapters.netguard import (
+from worker.sources.netguard import (
     AddressGuard,
     AllowList,
     BlockedAddressError,

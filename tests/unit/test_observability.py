@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from worker.observability import ContextFilter, JsonFormatter, TextFormatter, log_context
+from worker.service.observability import ContextFilter, JsonFormatter, TextFormatter, log_context
 from worker.settings import Settings, SettingsError
 
 

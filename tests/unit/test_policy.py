@@ -6,8 +6,7 @@ from datetime import UTC, datetime, time
 
 import pytest
 
-from worker.core.model import Hit
-from worker.core.policy import (
+from worker.alerts.policy import (
     Policy,
     PolicyError,
     QuietHours,
@@ -18,6 +17,7 @@ from worker.core.policy import (
     parse_schedule,
     route,
 )
+from worker.core.model import Hit
 
 BERLIN = "Europe/Berlin"
 

@@ -15,9 +15,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from worker.config import ChannelSpec
-from worker.core.model import Article, Hit, WatchlistMatch
-from worker.core.render import (
+from worker.alerts.render import (
     DISCORD_EMBED_TOTAL_MAX,
     TEAMS_PAYLOAD_MAX,
     Alert,
@@ -30,6 +28,8 @@ from worker.core.render import (
     snippet_segments,
     webhook_payload,
 )
+from worker.config import ChannelSpec
+from worker.core.model import Article, Hit, WatchlistMatch
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAT_SCHEMAS = ROOT / "tests" / "data" / "chat"

@@ -18,7 +18,7 @@ import yaml
 
 from worker.config import WatchlistSpec
 from worker.core.model import Hit, MatchDocument
-from worker.core.rules import MAX_TERM_CHARS, Explanation, RuleError, compile_matcher
+from worker.matching.rules import MAX_TERM_CHARS, Explanation, RuleError, compile_matcher
 
 DATA = Path(__file__).parent.parent / "data" / "rules"
 
@@ -317,7 +317,7 @@ def test_a_long_page_full_of_hits_keeps_every_hit_in_place():
 def test_near_on_one_endless_clause_keeps_a_bounded_number_of_groups():
     """Chinese without punctuation is one "word": every pair is close. The NEAR holds and
     keeps its first groups instead of all 400 million."""
-    from worker.core.rules import MAX_NEAR_GROUPS
+    from worker.matching.rules import MAX_NEAR_GROUPS
 
     body = "外交部发言人" * 20000
     matcher = compile_matcher([WatchlistSpec(name="n", rule="外交部 NEAR/3 发言人")])

@@ -14,8 +14,8 @@ import pytest
 
 from worker import cli
 from worker.config import EntitySpec, WatchlistSpec
-from worker.core.rules import MAX_TOTAL_CHARS, RuleError, compile_matcher
-from worker.live_config import LiveConfig
+from worker.config.reload import LiveConfig
+from worker.matching.rules import MAX_TOTAL_CHARS, RuleError, compile_matcher
 
 SEED_PAGE = Path(__file__).resolve().parents[1] / "data" / "extract" / "seed-article.html"
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from requests.structures import CaseInsensitiveDict
 
-from worker.core.schedule import freshness_hint, jitter_fraction, poll_interval, with_jitter
+from worker.sources.schedule import freshness_hint, jitter_fraction, poll_interval, with_jitter
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from worker.supervise import Supervisor
+from worker.service.supervisor import Supervisor
 
 # a child that counts its starts in a file, then exits at once or after a while
 CHILD = """
@@ -57,7 +57,7 @@ def test_a_child_that_exits_is_restarted_with_backoff(tmp_path, caplog):
         {"flaky": child(tmp_path, "flaky", 1, 0, 4), "steady": child(tmp_path, "steady", 0, 0, 1)},
         grace=5, restart_delay=0.1, max_restart_delay=0.4, stable_after=30, start_attempts=5,
     )  # fmt: skip
-    caplog.set_level(logging.INFO, logger="worker.supervise")
+    caplog.set_level(logging.INFO, logger="worker.service.supervisor")
     stop_when(sup, lambda: starts(tmp_path, "flaky") >= 4)
     assert sup.run() == 0  # stopped by the signal, not by the child
     assert starts(tmp_path, "flaky") == 4 and starts(tmp_path, "steady") == 1

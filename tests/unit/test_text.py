@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from worker.core.text import case_tokens, fold, fold_term, mark_tokens
+from worker.matching.text import case_tokens, fold, fold_term, mark_tokens
 
 WORDS = re.compile(r"[^ ]+")
 
@@ -103,7 +103,7 @@ def test_the_latin_fast_path_equals_the_general_path() -> None:
     """Runs found by the encoder (fast path) give the view and breaks of the regex path."""
     import random
 
-    from worker.core import text as t
+    from worker.matching import text as t
 
     chars = list("abc XYZ-.,’“”–\u00adßæﬁ½é\u0301ŁøİÅ\u200b 12")
     rng = random.Random(4)
@@ -127,7 +127,7 @@ def test_the_whole_text_path_equals_the_reference_path() -> None:
     """Other scripts go through one translate; view and breaks are the reference's."""
     import random
 
-    from worker.core import text as t
+    from worker.matching import text as t
 
     chars = list("Путин ΩΣς 한국어 삼성 ガスがガ 習近平 ภาษาไทย नमस्ते مُحَمَّد שָׁלוֹם ßﬁ½é\u0301-’ ab.")
     rng = random.Random(5)
@@ -153,7 +153,7 @@ def test_marks_that_are_letters_parts_are_kept(text: str, view: str) -> None:
 
 
 def test_spaced_view_separates_scripts_written_without_spaces() -> None:
-    from worker.core.text import spaced_view
+    from worker.matching.text import spaced_view
 
     view = fold("アップルはiPhone 15を発売、中国G7峰会").text
     spaced, places = spaced_view(view)

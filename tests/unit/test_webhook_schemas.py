@@ -14,8 +14,8 @@ import pytest
 
 from tests.helpers.schemas import example, webhook_validator
 from tests.unit.test_render import make_alert
-from worker.core.digest import Notice, digest_payload, notice_payload, update_payload
-from worker.core.render import webhook_payload
+from worker.alerts.digest import Notice, digest_payload, notice_payload, update_payload
+from worker.alerts.render import webhook_payload
 
 
 def digest() -> dict[str, Any]:

@@ -1,0 +1,111 @@
+"""Liveness: a canary task that passes through every queue and comes back.
+
+`newswatch health` sends `newswatch.canary` to the control queue; each hop
+checks the database from inside a worker, notes itself in the broker's Redis
+and sends the next hop to the next queue (control -> fetch -> parse -> rules ->
+alerts). The last hop marks the canary done. The command waits for that mark,
+so exit 0 means: the broker takes messages, some worker consumes every queue,
+and workers can reach the database, right now.
+
+The marks live in the broker's Redis (a hash per canary, expiring after ten
+minutes) because every process can see it and it needs no schema change. A
+broker that is not Redis has no place for the marks: the command says so.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from worker.app import QUEUES, broker_url_for
+from worker.settings import Settings
+
+KEY_PREFIX = "newswatch:canary:"
+KEY_TTL_SECONDS = 600
+
+
+def broker_redis(settings: Settings) -> Any | None:
+    """A redis client for the broker, or None when the broker is not Redis."""
+    import redis
+
+    url = broker_url_for(settings)
+    if url.startswith("redis+socket://"):
+        url = "unix://" + url[len("redis+socket://") :]
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+
+
+def canary_hop(rt: Any, client: Any, token: str, hop: int) -> str | None:
+    """One hop, inside a worker: prove the database answers, record the hop. Returns the
+    queue of the next hop, or None after the last."""
+    from sqlalchemy import text
+
+    with rt.store.session() as session:
+        session.execute(text("SELECT 1"))
+    key = KEY_PREFIX + token
+    pipe = client.pipeline()
+    pipe.hset(key, QUEUES[hop], f"{time.time():.6f}")
+    if hop == len(QUEUES) - 1:
+        pipe.hset(key, "done", "1")
+    pipe.expire(key, KEY_TTL_SECONDS)
+    pipe.execute()
+    return QUEUES[hop + 1] if hop + 1 < len(QUEUES) else None
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    ok: bool
+    seconds: float
+    reached: tuple[str, ...]  # the queues the canary passed through
+    message: str
+
+
+def check(settings: Settings, timeout: float) -> HealthResult:
+    """Send a canary and wait up to `timeout` seconds for it to come back."""
+    from worker import tasks
+
+    client = broker_redis(settings)
+    if client is None:
+        return HealthResult(False, 0.0, (), "the broker is not Redis: no canary support")
+    token = uuid.uuid4().hex
+    started = time.monotonic()
+    try:
+        tasks.canary.apply_async(
+            (token, 0),
+            queue=QUEUES[0],
+            expires=timeout,  # a canary nobody took in time must not run later
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.5, "interval_step": 0.5},
+        )
+    except Exception as exc:  # broker errors come in many types (kombu, redis, socket)
+        return HealthResult(False, 0.0, (), f"could not send the canary: {exc}")
+    reached: tuple[str, ...] = ()
+    try:
+        while time.monotonic() - started < timeout:
+            try:
+                marks = {k.decode(): v for k, v in client.hgetall(KEY_PREFIX + token).items()}
+            except Exception as exc:  # Redis restarting: keep asking until the timeout
+                marks, last_error = {}, exc
+            else:
+                last_error = None
+            reached = tuple(q for q in QUEUES if q in marks)
+            if "done" in marks:
+                took = time.monotonic() - started
+                return HealthResult(
+                    True, took, reached, f"ok: canary through {' -> '.join(reached)} in {took:.2f}s"
+                )
+            time.sleep(0.1)
+        where = f"last hop reached: {reached[-1]}" if reached else "no worker took it"
+        if last_error is not None:
+            where += f"; broker error: {last_error}"
+        return HealthResult(
+            False,
+            time.monotonic() - started,
+            reached,
+            f"canary did not come back within {timeout:g}s ({where})",
+        )
+    finally:
+        client.close()

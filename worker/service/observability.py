@@ -1,0 +1,472 @@
+"""Logs and metrics: what an operator sees of a worker that runs for months.
+
+Logs. `setup_logging` configures the root logger once per process, as text or
+as one JSON object per line (`NEWSWATCH_LOG_FORMAT=json`). The ids a record is
+about (`source_id`, `item_id`, `article_id`, `delivery_id`) come from `extra=`
+at the call site or from `log_context(...)`, which the Celery tasks open around
+each run, so every line logged while handling a delivery carries its id even
+from code that does not know about logging context.
+
+Metrics. Two sources, chosen by what each number is:
+
+- State is computed from the database (and the broker) at scrape time by
+  `DatabaseCollector`: items, articles, matches and deliveries by state,
+  sources by health, queue depth, and the publish-to-alert lag histogram
+  (built from the stored timestamps, so it is cumulative by construction).
+  The database is the source of truth: one exporter anywhere sees the work of
+  every worker on every machine, and a restarted worker loses nothing.
+- Events that leave no row (fetches by outcome, failed attempts, quarantines) are
+  counted in the worker processes with prometheus_client's multiprocess mode, in files under
+  `<data dir>/metrics`, which the exporter on the same host sums. A Celery pool
+  child that is replaced leaves its file behind, so its counts stay in the sum.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ID_FIELDS = ("source_id", "item_id", "article_id", "delivery_id")
+QUEUE_PRIORITY_SEPARATOR = "\x06\x16"  # kombu's Redis transport: one list per priority step
+LAG_BUCKETS = (5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600, float("inf"))
+
+_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "newswatch_log_context", default=None
+)
+
+# --- logs ----------------------------------------------------------------------------
+
+# attributes every LogRecord has; anything else on a record came from `extra=`
+_RECORD_ATTRS = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys() | {"message", "asctime"}
+)
+
+
+@contextlib.contextmanager
+def log_context(**ids: Any) -> Iterator[None]:
+    """Ids attached to every record logged inside the block (this thread/task only)."""
+    token = _context.set({**(_context.get() or {}), **ids})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+class ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in (_context.get() or {}).items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, process, message, and the extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "process": record.processName,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRS and not key.startswith("_"):
+                out[key] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """The classic line, with the ids appended so they are greppable in text mode too."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        ids = " ".join(f"{k}={getattr(record, k)}" for k in ID_FIELDS if hasattr(record, k))
+        return f"{line} [{ids}]" if ids else line
+
+
+def setup_logging(level: str, fmt: str = "text") -> None:
+    """Configure the root logger (replacing any handler) for text or JSON lines on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(ContextFilter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.captureWarnings(True)  # warnings become log records, so JSON mode stays JSON
+
+
+def patch_celery_say_for_json() -> None:
+    """Celery writes a few lines ("worker: Warm shutdown (MainProcess)") straight to the
+    terminal from its signal handlers, where logging's locks could deadlock. In JSON mode
+    they become JSON lines too, still written with a bare os.write."""
+    import celery.apps.worker as celery_worker
+
+    def say(msg: str, f: Any = sys.__stderr__) -> None:
+        line = {
+            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "level": "WARNING",
+            "logger": "celery.apps.worker",
+            "pid": os.getpid(),
+            "message": msg,
+        }
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.write(f.fileno(), (json.dumps(line) + "\n").encode())
+
+    celery_worker.safe_say = say
+
+
+# --- metrics: events counted in worker processes ---------------------------------------
+
+_fetches: Any = None
+# threads-pool workers count from many threads: registering the counter twice would raise
+_fetches_lock = threading.Lock()
+
+
+def multiprocess_dir(data_dir: Path) -> Path:
+    return data_dir / "metrics"
+
+
+def enable_multiprocess(data_dir: Path) -> None:
+    """Call before prometheus_client is first imported in this process tree (worker start):
+    the Celery pool children inherit the setting and write their counts to files."""
+    path = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(multiprocess_dir(data_dir)))
+    Path(path).mkdir(parents=True, exist_ok=True)
+
+
+def count_fetch(outcome: str) -> None:
+    global _fetches
+    if _fetches is None:
+        with _fetches_lock:
+            if _fetches is None:
+                from prometheus_client import Counter
+
+                _fetches = Counter(
+                    "newswatch_fetches", "Source fetches by outcome (ok, not_modified, error kind)",
+                    ["outcome"],
+                )  # fmt: skip
+    _fetches.labels(outcome=outcome).inc()
+
+
+_counters: dict[str, Any] = {}
+
+
+def _counter(name: str, doc: str, labels: tuple[str, ...]) -> Any:
+    counter = _counters.get(name)
+    if counter is None:
+        with _fetches_lock:
+            counter = _counters.get(name)
+            if counter is None:
+                from prometheus_client import Counter
+
+                counter = _counters[name] = Counter(name, doc, list(labels))
+    return counter
+
+
+def count_failure(unit: str, kind: str) -> None:
+    """One failed attempt of a unit of work (`item` parse, `article` rules), by error kind."""
+    _counter(
+        "newswatch_failures", "Failed attempts by unit (item, article) and error kind",
+        ("unit", "kind"),
+    ).labels(unit=unit, kind=kind).inc()  # fmt: skip
+
+
+def count_quarantined(unit: str, kind: str) -> None:
+    """A unit of work given up after its attempt limit (or a permanent error)."""
+    _counter(
+        "newswatch_quarantined", "Units quarantined (terminal failed state) by unit and kind",
+        ("unit", "kind"),
+    ).labels(unit=unit, kind=kind).inc()  # fmt: skip
+
+
+def count_unit_failure(unit: str, stage: str, error: str) -> None:
+    """One unit of work failed alone (a delivery, a digest batch, a step of a tick):
+    `stage` says where (load, render, send, ...), `error` the exception class or kind."""
+    _counter(
+        "newswatch_unit_failures", "Units of work that failed, by stage and class",
+        ("unit", "stage", "error"),
+    ).labels(unit=unit, stage=stage, error=error).inc()  # fmt: skip
+
+
+def count_gap(basis: str) -> None:
+    """A feed gap recorded (worker/sources/gaps.py), by what told it: `dates` or `window`."""
+    _counter(
+        "newswatch_gaps", "Feed gaps recorded: a poll found the feed past everything seen",
+        ("basis",),
+    ).labels(basis=basis).inc()  # fmt: skip
+
+
+def count_watchdog_incident(condition: str) -> None:
+    """A watchdog condition began to hold (worker/service/watchdog.py): one per incident."""
+    _counter(
+        "newswatch_watchdog_incidents", "Watchdog incidents opened, by condition",
+        ("condition",),
+    ).labels(condition=condition).inc()  # fmt: skip
+
+
+def count_heartbeat(outcome: str) -> None:
+    """A heartbeat ping: `ok`, `fail` (the fail URL was pinged), `error` (the ping failed)."""
+    _counter(
+        "newswatch_heartbeats", "Heartbeat pings by outcome", ("outcome",),
+    ).labels(outcome=outcome).inc()  # fmt: skip
+
+
+# --- metrics: state computed from the database at scrape time -------------------------
+
+
+class DatabaseCollector:
+    """Gauges and the lag histogram from the rows (and queue depth from the broker)."""
+
+    def __init__(self, store: Any, broker: Any | None = None, clock: Any = None) -> None:
+        self.store = store
+        self.broker = broker  # a redis.Redis for the broker, or None
+        self.clock = clock or (lambda: datetime.now(UTC))  # ages are measured against it
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        started = time.monotonic()
+        up = GaugeMetricFamily("newswatch_database_up", "1 when the database answered the scrape")
+        try:
+            yield from self._from_database()
+            up.add_metric([], 1)
+        except Exception as exc:  # a scrape must answer even when the database does not
+            logging.getLogger(__name__).warning("metrics: database query failed: %s", exc)
+            up.add_metric([], 0)
+        yield up
+        if self.broker is not None:
+            yield self._queue_depth()
+        took = GaugeMetricFamily("newswatch_scrape_seconds", "Time spent computing this scrape")
+        took.add_metric([], time.monotonic() - started)
+        yield took
+
+    def _from_database(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+        from sqlalchemy import func, select
+
+        from worker.store import models as m
+
+        families = []
+        with self.store.session() as s:
+            for name, doc, column in (
+                ("newswatch_items", "Items (feed entries, listed links) by state", m.Item.state),
+                ("newswatch_articles", "Articles by rules state", m.Article.rules_state),
+                ("newswatch_matches", "Watchlist matches by state", m.Match.state),
+            ):
+                fam = GaugeMetricFamily(name, doc, labels=["state"])
+                for state, n in s.execute(select(column, func.count()).group_by(column)):
+                    fam.add_metric([state], n)
+                families.append(fam)
+            from worker.service.ledger import outcome_of
+
+            fam = GaugeMetricFamily(
+                "newswatch_item_outcomes",
+                "Items by outcome (the drop ledger): matched, no_match, excluded, duplicate, "
+                "story_duplicate, refused, quarantined, pending",
+                labels=["outcome"],
+            )
+            outcome = outcome_of()
+            for value, n in s.execute(select(outcome, func.count()).group_by(outcome)):
+                fam.add_metric([value], n)
+            families.append(fam)
+            fam = GaugeMetricFamily(
+                "newswatch_deliveries", "Deliveries by state and kind", labels=["state", "kind"]
+            )
+            for state, kind, n in s.execute(
+                select(m.Delivery.state, m.Delivery.kind, func.count()).group_by(
+                    m.Delivery.state, m.Delivery.kind
+                )
+            ):
+                fam.add_metric([state, kind], n)
+            families.append(fam)
+            fam = GaugeMetricFamily(
+                "newswatch_sources",
+                "Sources: enabled, disabled (by config or after permanent errors), failing",
+                labels=["state"],
+            )
+            rows = s.execute(
+                select(m.Source.enabled, m.Source.disabled_reason, m.Source.consecutive_failures)
+            ).all()
+            counts = {"enabled": 0, "disabled": 0, "auto_disabled": 0, "failing": 0}
+            for enabled, reason, failures in rows:
+                counts["enabled" if enabled else "auto_disabled" if reason else "disabled"] += 1
+                counts["failing"] += bool(enabled and failures)
+            for state, n in counts.items():
+                fam.add_metric([state], n)
+            families.append(fam)
+            families += self._lag(s)
+            families += self._watchdog(s)
+        yield from families
+
+    def _watchdog(self, s: Any) -> list[Any]:
+        """What the watchdog judges by (worker/service/watchdog.py): how long the oldest work of
+        each kind has waited, and the feed gaps on record."""
+        from prometheus_client.core import GaugeMetricFamily
+        from sqlalchemy import func, select
+
+        from worker.service.watchdog import oldest_waiting
+        from worker.store import models as m
+
+        now = self.clock()
+        waiting = GaugeMetricFamily(
+            "newswatch_oldest_waiting_seconds",
+            "How long the oldest pending item, article or due delivery has waited (0: none)",
+            labels=["unit"],
+        )
+        for unit, since in oldest_waiting(s, now).items():
+            waiting.add_metric([unit], max((now - since).total_seconds(), 0) if since else 0)
+        gaps = GaugeMetricFamily(
+            "newswatch_source_gaps", "Feed gaps on record (possible missed items)"
+        )
+        gaps.add_metric([], s.scalar(select(func.count()).select_from(m.SourceGap)) or 0)
+        return [waiting, gaps]
+
+    def _lag(self, s: Any) -> list[Any]:
+        """Histograms of publish -> alert sent and first seen -> alert sent, over every
+        immediate alert ever sent: bucket counts come straight from the rows."""
+        from prometheus_client.core import HistogramMetricFamily
+        from sqlalchemy import case, func, literal_column, select
+
+        from worker.store import models as m
+
+        def seconds(later: Any, earlier: Any) -> Any:
+            if s.bind.dialect.name == "postgresql":
+                return func.extract("epoch", later - earlier)
+            return (func.julianday(later) - func.julianday(earlier)) * 86400.0
+
+        # a missing or future date of publication is replaced by when newswatch saw the item
+        published = case(
+            (
+                (m.Article.published_at.is_(None))
+                | (m.Article.published_at > m.Article.created_at),
+                m.Article.created_at,
+            ),
+            else_=m.Article.published_at,
+        )
+        lags = (
+            select(
+                seconds(m.Delivery.sent_at, published).label("publish"),
+                seconds(m.Delivery.sent_at, m.Article.created_at).label("seen"),
+            )
+            .join(m.Match, m.Match.id == m.Delivery.match_id)
+            .join(m.Article, m.Article.id == m.Match.article_id)
+            .where(
+                m.Delivery.state == "sent",
+                m.Delivery.kind == "alert",
+                m.Delivery.route == "immediate",
+                m.Delivery.sent_at.is_not(None),
+            )
+            .subquery()
+        )
+        out = []
+        for name, doc, col in (
+            ("newswatch_publish_to_alert_seconds",
+             "From an article's publication (or first sight) to its immediate alert being sent",
+             lags.c.publish),
+            ("newswatch_seen_to_alert_seconds",
+             "From newswatch first storing an article to its immediate alert being sent",
+             lags.c.seen),
+        ):  # fmt: skip
+            finite = [b for b in LAG_BUCKETS if b != float("inf")]
+            row = s.execute(
+                select(
+                    func.count(),
+                    func.coalesce(func.sum(col), literal_column("0")),
+                    *(func.coalesce(func.sum(case((col <= b, 1), else_=0)), 0) for b in finite),
+                ).select_from(lags)
+            ).one()
+            total, total_sum, *counts = row
+            buckets = [(_le(b), int(n)) for b, n in zip(finite, counts, strict=True)]
+            buckets.append(("+Inf", int(total)))
+            fam = HistogramMetricFamily(name, doc)
+            fam.add_metric([], buckets, sum_value=float(total_sum or 0))
+            out.append(fam)
+        return out
+
+    def _queue_depth(self) -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+
+        from worker.app import QUEUES
+
+        fam = GaugeMetricFamily(
+            "newswatch_queue_depth", "Messages waiting in each broker queue", labels=["queue"]
+        )
+        try:
+            for queue in QUEUES:
+                names = [queue] + [f"{queue}{QUEUE_PRIORITY_SEPARATOR}{p}" for p in range(1, 10)]
+                pipe = self.broker.pipeline()
+                for n in names:
+                    pipe.llen(n)
+                fam.add_metric([queue], sum(pipe.execute()))
+        except Exception as exc:  # broker down: say so by leaving the family empty
+            logging.getLogger(__name__).warning("metrics: broker query failed: %s", exc)
+        return fam
+
+
+def _le(bound: float) -> str:
+    return str(float(bound))
+
+
+def build_registry(settings: Any, store: Any) -> Any:
+    """The exporter's registry: worker counters from this host + database and broker state."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    from worker.service.health import broker_redis
+
+    registry = CollectorRegistry()
+    mp_dir = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or multiprocess_dir(settings.data_dir))
+    mp_dir.mkdir(parents=True, exist_ok=True)
+    MultiProcessCollector(registry, path=str(mp_dir))
+    registry.register(DatabaseCollector(store, broker_redis(settings)))
+    from worker.service.diskspace import DiskCollector
+
+    registry.register(DiskCollector(settings))
+    return registry
+
+
+def serve_metrics(settings: Any, host: str, port: int) -> None:
+    """Serve /metrics until killed (SIGTERM/SIGINT)."""
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from prometheus_client import make_wsgi_app
+
+    from worker.store.db import Store
+
+    class _Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            logging.getLogger(__name__).debug("metrics: " + format, *args)
+
+    store = Store(settings.database_url)
+    app = make_wsgi_app(build_registry(settings, store))
+    with make_server(host, port, app, handler_class=_Quiet) as server:
+        logging.getLogger(__name__).info(
+            "metrics on http://%s:%d/metrics", host, server.server_port
+        )
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            store.dispose()

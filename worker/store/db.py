@@ -1,0 +1,145 @@
+"""Database access: engine set-up, migrations and the claim/lease primitives.
+
+SQLite (the embedded default) and PostgreSQL are both first-class. On SQLite
+every transaction starts with BEGIN IMMEDIATE so that concurrent worker
+processes queue on the busy timeout instead of failing on a lock upgrade.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, or_, text, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.store.models import Base
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = str(Path(__file__).resolve().parent / "migrations")
+
+
+def make_engine(url: str, pool_size: int = 5) -> Engine:
+    if url.startswith("sqlite"):
+        db_path = url.split("///", 1)[-1] if "///" in url else ""
+        file_db = bool(db_path) and db_path != ":memory:"
+        if file_db:
+            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        # a file database gets a QueuePool, sized like PostgreSQL's; :memory: keeps its own
+        sizes = {"pool_size": pool_size, "max_overflow": pool_size} if file_db else {}
+        engine = create_engine(url, connect_args={"timeout": 60}, pool_pre_ping=True, **sizes)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            # takes effect only on a new, empty file (before WAL writes its header): lets
+            # retention give pages back without a full VACUUM (worker/service/retention.py)
+            cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+
+
+class Store:
+    """Owns the engine of one process; recreate it after a fork (see `dispose`)."""
+
+    def __init__(self, url: str, pool_size: int = 5):
+        self.url = url
+        self.engine = make_engine(url, pool_size)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """A unit of work: committed on success, rolled back on any error."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose(close=False)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest migration; safe to call from several processes."""
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", MIGRATIONS)
+        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        with self._migration_lock() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[Any]:
+        if self.is_postgres:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(7432001)"))
+                try:
+                    yield conn
+                    conn.commit()
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(7432001)"))
+                    conn.commit()
+        else:
+            db_path = self.url.split("///", 1)[-1]
+            lock_path = Path(db_path + ".migrate.lock") if db_path != ":memory:" else None
+            with contextlib.ExitStack() as stack:
+                if lock_path:
+                    fh = stack.enter_context(open(lock_path, "w"))
+                    fcntl.flock(fh, fcntl.LOCK_EX)
+                with self.engine.connect() as conn:
+                    yield conn
+                    conn.commit()
+
+    def insert_ignore(self, model: Any) -> Any:
+        """INSERT ... ON CONFLICT DO NOTHING for this dialect (RETURNING gives None on conflict)."""
+        if self.is_postgres:
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        return insert(model).on_conflict_do_nothing()
+
+    def create_all(self) -> None:
+        """Tests only: the schema without migrations (migrations are tested separately)."""
+        Base.metadata.create_all(self.engine)
+
+
+def claim(
+    session: Session, model: Any, row_id: Any, now: datetime, lease_seconds: float, *conditions: Any
+) -> bool:
+    """Take a lease on one row if nobody holds one; counts the attempt.
+
+    A single conditional UPDATE: atomic on SQLite and PostgreSQL alike, so two
+    workers (or a redelivered message) can never both own the row.
+    """
+    stmt = (
+        update(model)
+        .where(
+            model.id == row_id,
+            or_(model.claimed_until.is_(None), model.claimed_until < now),
+            *conditions,
+        )
+        .values(claimed_until=now + timedelta(seconds=lease_seconds), attempts=model.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(stmt).rowcount == 1
