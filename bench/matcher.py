@@ -57,8 +57,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import ahocorasick
 
 from worker.config import EntitySpec, WatchlistSpec
+from worker.config.to_matching import to_watchlists
 from worker.core.model import MatchDocument
-from worker.matching.rules import compile_matcher
+from worker.matching.compiler import Compiler, compile_matcher
+from worker.matching.inputs import Watchlist
 from worker.matching.text import fold
 
 COMMON = """the of and to in a is that for on was with he it as at by from his said
@@ -160,11 +162,9 @@ def make_watchlists(rng: random.Random, terms: list[str]) -> list[WatchlistSpec]
     return out
 
 
-def automaton_keys(specs: list[WatchlistSpec]) -> list[str]:
+def automaton_keys(specs: list[Watchlist]) -> list[str]:
     """The automaton keys the matcher builds for these watchlists (for pyahocorasick)."""
-    from worker.matching.rules import _Compiler
-
-    compiler = _Compiler()
+    compiler = Compiler()
     for spec in specs:
         compiler.add_watchlist(spec)
     return list(compiler.keys)
@@ -246,7 +246,7 @@ def main() -> None:
 
     for n in sizes:
         terms = all_terms[:n]
-        specs = make_watchlists(random.Random(n), terms)
+        specs = to_watchlists(make_watchlists(random.Random(n), terms))
         build, matcher = timed(lambda specs=specs: compile_matcher(specs, version="bench"))
         peak = traced_peak(lambda specs=specs: compile_matcher(specs))
         # full and normalize alternate, best of `--rounds` each: on a machine shared with

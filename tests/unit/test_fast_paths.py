@@ -16,8 +16,12 @@ from bisect import bisect_right
 import pytest
 
 from worker.config import EntitySpec, WatchlistSpec
+from worker.config.to_matching import to_watchlists
 from worker.core.model import MatchDocument, WatchlistMatch
-from worker.matching.rules import Matcher, _judge, _to_match, compile_matcher
+from worker.matching.compiler import compile_matcher
+from worker.matching.judge import judge
+from worker.matching.matcher import Matcher
+from worker.matching.snippets import to_match
 from worker.matching.text import Folded, _translate_reference, fold
 
 PIECES = [
@@ -123,15 +127,15 @@ def _reference_match(matcher: Matcher, doc: MatchDocument) -> list[WatchlistMatc
     out = []
     for wl_index in sorted(found):
         wl = matcher._watchlists[wl_index]
-        verdict = _judge(wl, found[wl_index], doc, explain=False)
+        verdict = judge(wl, found[wl_index], doc, explain=False)
         if verdict.matched:
-            out.append(_to_match(wl, verdict.hits))
+            out.append(to_match(wl, verdict.hits))
     return out
 
 
 @pytest.mark.parametrize("seed", range(3))
 def test_match_equals_judging_every_watchlist_with_a_hit(seed: int) -> None:
-    matcher = compile_matcher(_watchlists())
+    matcher = compile_matcher(to_watchlists(_watchlists()))
     texts = _random_texts(200 + seed, 300)
     matched_any = 0
     for title, body in zip(texts[::2], texts[1::2], strict=True):
@@ -157,7 +161,7 @@ def test_near_by_windows_equals_checking_every_pair(seed: int) -> None:
         words = [rng.choice(vocab) for _ in range(rng.randint(0, 400))]
         body = " ".join(words)
         spec = WatchlistSpec(name="n", rule=f'(alpha OR "delta epsilon") NEAR/{n} beta')
-        matches = compile_matcher([spec]).match(MatchDocument(title="", body=body))
+        matches = compile_matcher(to_watchlists([spec])).match(MatchDocument(title="", body=body))
         left = [(i, i) for i, w in enumerate(words) if w == "alpha"]
         left += [
             (i, i + 1) for i in range(len(words) - 1) if words[i : i + 2] == ["delta", "epsilon"]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from worker.config import WatchlistSpec
+from worker.config.to_matching import to_watchlists
 from worker.core.model import MatchDocument
-from worker.matching.rules import Rejection, compile_matcher
+from worker.matching.compiler import compile_matcher
+from worker.matching.matcher import Rejection
 
 WATCHLISTS = [
     {"name": "troops", "keywords": ["troops"], "exclude": ["football"]},
@@ -17,7 +19,7 @@ WATCHLISTS = [
     {"name": "pmf", "names": [{"name": "Popular Mobilization Forces", "aliases": ["PMF"]}]},
 ]
 
-MATCHER = compile_matcher([WatchlistSpec.model_validate(w) for w in WATCHLISTS])
+MATCHER = compile_matcher(to_watchlists([WatchlistSpec.model_validate(w) for w in WATCHLISTS]))
 
 
 def doc(body: str, source: str = "wire") -> MatchDocument:

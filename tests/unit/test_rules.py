@@ -17,8 +17,14 @@ import pytest
 import yaml
 
 from worker.config import WatchlistSpec
+from worker.config.to_matching import to_watchlists
+from worker.core.errors import InputError
 from worker.core.model import Hit, MatchDocument
-from worker.matching.rules import MAX_TERM_CHARS, Explanation, RuleError, compile_matcher
+from worker.matching.compiler import compile_matcher
+from worker.matching.evaluate import MAX_NEAR_GROUPS
+from worker.matching.explain import Explanation
+from worker.matching.inputs import RuleError
+from worker.matching.spelling import MAX_TERM_CHARS
 
 DATA = Path(__file__).parent.parent / "data" / "rules"
 
@@ -62,7 +68,7 @@ def test_corpus(case: dict) -> None:
     specs = _watchlists(case)
     if "error" in case:
         with pytest.raises(RuleError) as info:
-            compile_matcher(specs)
+            compile_matcher(to_watchlists(specs))
         assert case["error"] in info.value.message
         assert specs[0].name in str(info.value)
         if "at" in case:
@@ -72,7 +78,7 @@ def test_corpus(case: dict) -> None:
         if "path" in case:
             assert list(info.value.path) == case["path"]
         return
-    matcher = compile_matcher(specs, version="test")
+    matcher = compile_matcher(to_watchlists(specs), version="test")
     doc = _document(case)
     matches = {m.watchlist: m for m in matcher.match(doc)}
     expect = case["expect"]
@@ -123,7 +129,7 @@ def _pmf() -> WatchlistSpec:
 
 
 def test_snippet_and_highlights_point_at_the_hits() -> None:
-    matcher = compile_matcher([_pmf()], version="v7")
+    matcher = compile_matcher(to_watchlists([_pmf()]), version="v7")
     assert matcher.version == "v7"
     [match] = matcher.match(MatchDocument(title="t", body=SEED))
     assert match.watchlist == "iraq-militias"
@@ -136,7 +142,7 @@ def test_snippet_and_highlights_point_at_the_hits() -> None:
 
 def test_snippet_is_cut_at_words_with_ellipses() -> None:
     body = ("word " * 100) + "Tillerson said " + ("more " * 100)
-    [match] = compile_matcher([WatchlistSpec(name="t", names=["Tillerson"])]).match(
+    [match] = compile_matcher(to_watchlists([WatchlistSpec(name="t", names=["Tillerson"])])).match(
         MatchDocument(title="", body=body)
     )
     assert match.snippet.startswith("…word")
@@ -152,7 +158,7 @@ def test_explain_lists_near_misses_and_skips_unrelated_watchlists() -> None:
         WatchlistSpec(name="tillerson", names=["Tillerson"]),
     ]
     doc = MatchDocument(title="", body="The PMF said nothing about it")
-    explained = compile_matcher(specs).explain(doc)
+    explained = compile_matcher(to_watchlists(specs)).explain(doc)
     assert [e.watchlist for e in explained] == ["iraq-militias"]
     [e] = explained
     assert isinstance(e, Explanation)
@@ -163,7 +169,7 @@ def test_explain_lists_near_misses_and_skips_unrelated_watchlists() -> None:
 
 def test_all_watchlists_in_one_matcher_keep_config_order() -> None:
     specs = [WatchlistSpec(name=f"w{i}", keywords=[f"term{i}", "shared"]) for i in range(50)]
-    matcher = compile_matcher(specs)
+    matcher = compile_matcher(to_watchlists(specs))
     assert matcher.watchlists == tuple(s.name for s in specs)
     found = matcher.match(MatchDocument(title="", body="term7 and term3 and shared"))
     assert [m.watchlist for m in found] == [s.name for s in specs]
@@ -171,8 +177,8 @@ def test_all_watchlists_in_one_matcher_keep_config_order() -> None:
 
 
 def test_no_watchlists_and_empty_documents() -> None:
-    assert compile_matcher([]).match(MatchDocument(title="", body="anything")) == []
-    matcher = compile_matcher([_pmf()])
+    assert compile_matcher(to_watchlists([])).match(MatchDocument(title="", body="anything")) == []
+    matcher = compile_matcher(to_watchlists([_pmf()]))
     assert matcher.match(MatchDocument(title="", body="")) == []
     assert matcher.explain(MatchDocument(title="", body="")) == []
 
@@ -180,7 +186,7 @@ def test_no_watchlists_and_empty_documents() -> None:
 def test_a_huge_term_is_refused_with_a_clear_error() -> None:
     spec = WatchlistSpec(name="huge", keywords=["x" * 10_000_000])
     with pytest.raises(RuleError, match=f"longer than {MAX_TERM_CHARS}"):
-        compile_matcher([spec])
+        compile_matcher(to_watchlists([spec]))
 
 
 def test_a_10_mb_term_list_is_refused_with_a_clear_error() -> None:
@@ -199,18 +205,18 @@ def test_a_10_mb_term_list_is_refused_with_a_clear_error() -> None:
         notify=(),
     )
     with pytest.raises(RuleError, match="characters of terms"):
-        compile_matcher([spec])
+        compile_matcher(to_watchlists([spec]))
 
 
 def test_a_large_term_list_works() -> None:
     terms = [f"name{i} surname{i % 977}" for i in range(20_000)]
-    matcher = compile_matcher([WatchlistSpec(name="big", keywords=terms)])
+    matcher = compile_matcher(to_watchlists([WatchlistSpec(name="big", keywords=terms)]))
     [match] = matcher.match(MatchDocument(title="", body="said NAME19999 Surname459 today"))
     assert [h.term for h in match.hits] == ["name19999 surname459"]
 
 
 def test_one_matcher_shared_by_threads() -> None:
-    matcher = compile_matcher([_pmf(), WatchlistSpec(name="us", keywords=["US"])])
+    matcher = compile_matcher(to_watchlists([_pmf(), WatchlistSpec(name="us", keywords=["US"])]))
     docs = [MatchDocument(title="", body=SEED), MatchDocument(title="", body="us and them")]
     expected = [[m.hits for m in matcher.match(d)] for d in docs]
     failures: list[str] = []
@@ -232,7 +238,7 @@ def test_one_matcher_shared_by_threads() -> None:
 def test_rule_error_shows_watchlist_rule_and_caret() -> None:
     spec = WatchlistSpec(name="bad", rule="troops AND (Iraq OR Syria")
     with pytest.raises(RuleError) as info:
-        compile_matcher([spec])
+        compile_matcher(to_watchlists([spec]))
     assert str(info.value).splitlines() == [
         "watchlist 'bad': unbalanced parentheses: '(' is never closed",
         "    troops AND (Iraq OR Syria",
@@ -249,7 +255,7 @@ def test_explain_agrees_with_match_when_a_weak_alias_lacks_context():
         ],
         keywords=["withdraw*"],
     )
-    matcher = compile_matcher([spec])
+    matcher = compile_matcher(to_watchlists([spec]))
     doc = MatchDocument(title="", body="The PMF said it would withdraw its units.")
     assert [m.watchlist for m in matcher.match(doc)] == ["pmf"]
     (why,) = matcher.explain(doc)
@@ -266,7 +272,7 @@ def test_near_hits_are_the_close_pair_in_match_explain_and_snippet():
         + "word " * 60
         + "Iran did not answer."
     )
-    matcher = compile_matcher([spec])
+    matcher = compile_matcher(to_watchlists([spec]))
     doc = MatchDocument(title="", body=body)
     [match] = matcher.match(doc)
     [why] = matcher.explain(doc)
@@ -281,7 +287,7 @@ def test_near_hits_are_the_close_pair_in_match_explain_and_snippet():
 def test_explain_shows_where_the_terms_of_a_near_miss_are():
     spec = WatchlistSpec(name="near", rule="Tillerson NEAR/3 Iran AND NOT football")
     body = "Tillerson opened the session. " + "word " * 10 + "Iran did not answer."
-    matcher = compile_matcher([spec])
+    matcher = compile_matcher(to_watchlists([spec]))
     doc = MatchDocument(title="", body=body)
     assert matcher.match(doc) == []
     [why] = matcher.explain(doc)
@@ -295,10 +301,12 @@ def test_a_long_page_full_of_hits_keeps_every_hit_in_place():
     last hit; NEAR looks at a window: both were quadratic, minutes on such a page)."""
     sentence = "Tillerson said “things” about Iran, and more words here. "
     matcher = compile_matcher(
-        [
-            WatchlistSpec(name="kw", keywords=("Tillerson",)),
-            WatchlistSpec(name="near", rule="Tillerson NEAR/5 Iran"),
-        ]
+        to_watchlists(
+            [
+                WatchlistSpec(name="kw", keywords=("Tillerson",)),
+                WatchlistSpec(name="near", rule="Tillerson NEAR/5 Iran"),
+            ]
+        )
     )
     body = sentence * 20000
     kw, near = matcher.match(MatchDocument(title="", body=body))
@@ -317,10 +325,18 @@ def test_a_long_page_full_of_hits_keeps_every_hit_in_place():
 def test_near_on_one_endless_clause_keeps_a_bounded_number_of_groups():
     """Chinese without punctuation is one "word": every pair is close. The NEAR holds and
     keeps its first groups instead of all 400 million."""
-    from worker.matching.rules import MAX_NEAR_GROUPS
-
     body = "外交部发言人" * 20000
-    matcher = compile_matcher([WatchlistSpec(name="n", rule="外交部 NEAR/3 发言人")])
+    matcher = compile_matcher(to_watchlists([WatchlistSpec(name="n", rule="外交部 NEAR/3 发言人")]))
     [match] = matcher.match(MatchDocument(title="", body=body))
     assert 2 <= len(match.hits) <= 2 * MAX_NEAR_GROUPS + 1
     assert match.hits[0].text == "外交部" and match.hits[0].start == 0
+
+
+def test_rule_error_is_a_permanent_input_error() -> None:
+    """A bad rule is the person's input: not retried, counted as kind "rule"."""
+    with pytest.raises(InputError) as info:
+        compile_matcher(to_watchlists([WatchlistSpec(name="bad", rule="Iran AND")]))
+    assert isinstance(info.value, RuleError) and isinstance(info.value, ValueError)
+    assert info.value.kind == "rule"
+    assert info.value.permanent
+    assert info.value.path == ("rule",)

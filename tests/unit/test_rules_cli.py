@@ -15,7 +15,9 @@ import pytest
 from worker import cli
 from worker.config import EntitySpec, WatchlistSpec
 from worker.config.reload import LiveConfig
-from worker.matching.rules import MAX_TOTAL_CHARS, RuleError, compile_matcher
+from worker.config.to_matching import to_watchlists
+from worker.matching.compiler import MAX_TOTAL_CHARS, compile_matcher
+from worker.matching.inputs import RuleError
 
 SEED_PAGE = Path(__file__).resolve().parents[1] / "data" / "extract" / "seed-article.html"
 
@@ -194,7 +196,7 @@ def test_ten_megabytes_of_terms_is_refused_quickly_and_clearly():
     terms = tuple(f"term{i:07d} name{i:07d}" for i in range(500_000))  # 10 MB of terms
     assert sum(map(len, terms)) >= 10_000_000
     with pytest.raises(RuleError) as info:
-        compile_matcher([WatchlistSpec(name="huge", keywords=terms)])
+        compile_matcher(to_watchlists([WatchlistSpec(name="huge", keywords=terms)]))
     assert f"more than {MAX_TOTAL_CHARS:,} characters of terms" in str(info.value)
     assert info.value.watchlist == "huge"
     assert info.value.path == ()  # about the watchlist as a whole, not one term
@@ -202,7 +204,7 @@ def test_ten_megabytes_of_terms_is_refused_quickly_and_clearly():
 
 def test_a_large_but_allowed_term_list_works():
     names = tuple(EntitySpec(name=f"Person{i:06d} Surname{i:06d}") for i in range(20_000))
-    matcher = compile_matcher([WatchlistSpec(name="many", names=names)])
+    matcher = compile_matcher(to_watchlists([WatchlistSpec(name="many", names=names)]))
     from worker.core.model import MatchDocument
 
     [hit] = matcher.match(MatchDocument(title="", body="Person012345 Surname012345 spoke."))

@@ -26,7 +26,10 @@ from worker.config import (
     shrink_warning,
     watching_problems,
 )
-from worker.matching.rules import Matcher, RuleError, compile_matcher
+from worker.config.to_matching import to_watchlists
+from worker.matching.compiler import compile_matcher
+from worker.matching.inputs import RuleError
+from worker.matching.matcher import Matcher
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ def compile_config(path: str | Path, *, watching: bool = True) -> ActiveConfig:
     """
     loaded = load_config(path)
     try:
-        matcher = compile_matcher(loaded.config.watchlists, version=loaded.version)
+        matcher = compile_matcher(to_watchlists(loaded.config.watchlists), version=loaded.version)
     except RuleError as exc:
         raise ConfigError([_rule_problem(loaded, exc)]) from exc
     if watching and (problems := watching_problems(loaded)):  # once all else is valid

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 
 from worker.core.model import MatchDocument
-from worker.matching.rules import Matcher
+from worker.matching.matcher import Matcher
 from worker.pipeline import article_from_row
 from worker.store import models as m
 from worker.store.db import Store
