@@ -264,7 +264,7 @@ def main() -> None:
         )
         print(f"{n:>7} {'normalize':<10} {mb / t_norm_n:10.1f}")
 
-        automaton = matcher._automaton
+        automaton = matcher._scanner.automaton
 
         encoded = [(title.encode(), body.encode()) for title, body in views]
 
@@ -357,7 +357,7 @@ def _measure_real(docs: list[MatchDocument], matcher: object, n: int, rounds: in
     """full / normalize / automaton on real pages, best of `rounds`, alternating."""
     mb = sum(len(d.body.encode()) for d in docs) / 1e6
     views = [fold(d.body).text.encode() for d in docs]
-    automaton = matcher._automaton  # type: ignore[attr-defined]
+    automaton = matcher._scanner.automaton  # type: ignore[attr-defined]
     t_full = t_norm = t_ac = float("inf")
     for _ in range(rounds * 3):  # under 1 MB: more rounds for a stable best
         t_norm = min(t_norm, timed(lambda: [fold(d.body) for d in docs])[0])

@@ -87,7 +87,7 @@ class Scanner:
         keys: list[str],
         refs: list[list[Ref]],
     ) -> None:
-        self._automaton = automaton
+        self.automaton = automaton
         self.refs = tuple(refs)
         # where a hit's term starts and ends inside the key (see `_key_shape`), for the
         # keys that are not " term " (wildcards, scripts without spaces): few, and
@@ -101,7 +101,7 @@ class Scanner:
     def hits(self, doc: MatchDocument) -> list[tuple[int, Occ]]:
         """(automaton key, occurrence) of every key found in `doc`, in text order."""
         out: list[tuple[int, Occ]] = []
-        if self._automaton is None:
+        if self.automaton is None:
             return out
         for name, text, base in _field_items(doc):
             if text:
@@ -113,7 +113,7 @@ class Scanner:
         # a space where Chinese, Japanese or Thai meets Latin ("アップルはiPhone")
         spaced = None if view.isascii() else spaced_view(view)
         scanned = spaced[0] if spaced else view
-        find = self._automaton.find_matches_as_indexes  # type: ignore[union-attr]
+        find = self.automaton.find_matches_as_indexes  # type: ignore[union-attr]
         if scanned.isascii():
             hits = find(scanned.encode("ascii"), overlapping=True)
         else:
