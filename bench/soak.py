@@ -338,8 +338,9 @@ def config_text(
 def build_runtime(work: Path, db_url: str, clock: Clock) -> Any:
     from worker.bootstrap import Runtime
     from worker.config.reload import LiveConfig
+    from worker.config.to_sources import fetch_options
     from worker.settings import Settings
-    from worker.sources.http import Fetcher
+    from worker.sources.fetcher import Fetcher
     from worker.store.db import Store
 
     class SimRuntime(Runtime):
@@ -349,7 +350,10 @@ def build_runtime(work: Path, db_url: str, clock: Clock) -> Any:
         def fetcher(self) -> Fetcher:
             spec = self.config.current().loaded.config.fetch
             if self._fetcher is None or spec != self._fetch_spec:
-                self._fetcher, self._fetch_spec = Fetcher(spec, min_interval=0.0), spec
+                self._fetcher, self._fetch_spec = (
+                    Fetcher(fetch_options(spec), min_interval=0.0),
+                    spec,
+                )
             return self._fetcher
 
     settings = Settings.from_env(

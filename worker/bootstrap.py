@@ -18,7 +18,7 @@ from worker.settings import Settings
 from worker.store.db import Store
 
 if TYPE_CHECKING:
-    from worker.sources.http import Fetcher
+    from worker.sources.fetcher import Fetcher
 
 
 def _utcnow() -> datetime:
@@ -49,14 +49,15 @@ class Runtime:
 
     def fetcher(self) -> Fetcher:
         """The HTTP client for the current config's fetch settings (rebuilt if they change)."""
-        from worker.sources.http import Fetcher
+        from worker.config.to_sources import fetch_options
+        from worker.sources.fetcher import Fetcher
 
         spec = self.config.current().loaded.config.fetch
         with self._lock:
             if self._fetcher is None or spec != self._fetch_spec:
                 # the old one is not closed here: in a threads pool other tasks may still be
                 # in a request with it; its pooled connections close when it is collected
-                self._fetcher = Fetcher(spec, min_interval=spec.min_interval)
+                self._fetcher = Fetcher(fetch_options(spec), min_interval=spec.min_interval)
                 self._fetch_spec = spec
             return self._fetcher
 

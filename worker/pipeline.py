@@ -199,7 +199,7 @@ def _record_internal_fetch_failure(
 def _poll_source(
     rt: Runtime, source_id: int, started: datetime, notices: list[str] | None
 ) -> list[int]:
-    from worker.sources.http import FetchError
+    from worker.sources.fetch_errors import FetchError
 
     with rt.store.session() as session:
         src = session.get(m.Source, source_id)

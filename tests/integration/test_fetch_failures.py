@@ -22,8 +22,10 @@ from tests.helpers.netsafety import FakeDNS
 from tests.helpers.pipeline import Clock, make_runtime, rss
 from worker import pipeline
 from worker.config import FetchSpec
+from worker.config.to_sources import fetch_options
 from worker.core.httpdate import FETCH_RETRY_AFTER_CAP
-from worker.sources.http import Fetcher, FetchError
+from worker.sources.fetch_errors import FetchError
+from worker.sources.fetcher import Fetcher
 from worker.store import models as m
 
 http_server = httpserver.http_server
@@ -50,7 +52,9 @@ def make_fetcher(fake_dns: FakeDNS) -> Iterator[Callable[..., Fetcher]]:
     made: list[Fetcher] = []
 
     def make(respect_robots: bool = False, **overrides: object) -> Fetcher:
-        fetcher = Fetcher(spec(**overrides), respect_robots=respect_robots, min_interval=0.0)
+        fetcher = Fetcher(
+            fetch_options(spec(**overrides)), respect_robots=respect_robots, min_interval=0.0
+        )
         made.append(fetcher)
         return fetcher
 

@@ -27,7 +27,9 @@ from tests.helpers import httpserver, netsafety
 from tests.helpers.httpserver import RecordedRequest, TestServer
 from tests.helpers.netsafety import FakeDNS
 from worker.config import FetchSpec
-from worker.sources.http import Fetcher, FetchError, FetchResult, parse_retry_after
+from worker.config.to_sources import fetch_options
+from worker.sources.fetch_errors import FetchError
+from worker.sources.fetcher import Fetcher, FetchResult, parse_retry_after
 
 http_server = httpserver.http_server
 make_http_server = httpserver.make_http_server
@@ -58,7 +60,7 @@ def make_fetcher(fake_dns: FakeDNS) -> Iterator[Callable[..., Fetcher]]:
     def make(respect_robots: bool = False, **kwargs: object) -> Fetcher:
         ctor = {k: kwargs.pop(k) for k in list(kwargs) if k in _CTOR_KWARGS}
         ctor.setdefault("min_interval", 0.0)
-        fetcher = Fetcher(spec(**kwargs), respect_robots=respect_robots, **ctor)  # type: ignore[arg-type]
+        fetcher = Fetcher(fetch_options(spec(**kwargs)), respect_robots=respect_robots, **ctor)  # type: ignore[arg-type]
         made.append(fetcher)
         return fetcher
 
@@ -797,7 +799,7 @@ def test_crawl_delay_for_another_agent_or_without_robots_is_not_kept(
 def test_a_huge_crawl_delay_is_capped(
     http_server: TestServer, make_fetcher: Callable[..., Fetcher]
 ) -> None:
-    from worker.sources.http import MAX_CRAWL_DELAY
+    from worker.sources.robots import MAX_CRAWL_DELAY
 
     fetcher = make_fetcher(respect_robots=True)
     http_server.add("/robots.txt", "User-agent: newswatch\nCrawl-delay: 86400\n")

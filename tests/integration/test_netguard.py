@@ -19,7 +19,9 @@ from tests.helpers import httpserver, netsafety
 from tests.helpers.httpserver import TestServer, serve
 from tests.helpers.netsafety import FakeDNS
 from worker.config import FetchSpec
-from worker.sources.http import Fetcher, FetchError
+from worker.config.to_sources import fetch_options
+from worker.sources.fetch_errors import FetchError
+from worker.sources.fetcher import Fetcher
 
 http_server = httpserver.http_server
 fake_dns = netsafety.fake_dns
@@ -46,7 +48,7 @@ NON_PUBLIC = [
 
 def make(allow: tuple[str, ...] = (), **kwargs: object) -> Fetcher:
     spec = FetchSpec(deadline=2.0, connect_timeout=1.0, read_timeout=1.0, allow_networks=allow)
-    return Fetcher(spec, min_interval=0.0, **kwargs)  # type: ignore[arg-type]
+    return Fetcher(fetch_options(spec), min_interval=0.0, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture

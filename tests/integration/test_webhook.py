@@ -282,7 +282,7 @@ def test_nothing_listening_is_temporary() -> None:
 
 
 class FakeFetchError(Exception):
-    """The shape of worker.sources.http.FetchError, which the fetcher raises for non-2xx."""
+    """The shape of worker.sources.fetch_errors.FetchError, which the fetcher raises for non-2xx."""
 
     def __init__(self, kind: str, message: str, status: int | None, retry_after: float | None):
         super().__init__(message)

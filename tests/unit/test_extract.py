@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.articles.extract import MAX_HTML_BYTES, ExtractionError, extract_page, parse_date
+from worker.articles.dates import parse_date
+from worker.articles.extract import MAX_HTML_BYTES, ExtractionError, extract_page
 from worker.core.encoding import decode_html
 from worker.core.model import PageContent
 

@@ -16,7 +16,7 @@ from worker.core.httpdate import (
     parse_http_date,
     retry_after,
 )
-from worker.sources import http, schedule
+from worker.sources import fetcher, schedule
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 DAY = 86400.0
@@ -82,7 +82,7 @@ def test_retry_after(value: str | None, expected: float | None) -> None:
     assert retry_after(value, NOW, DAY) == expected
     # the fetcher and the webhook sender read it the same way, within their caps
     assert FETCH_RETRY_AFTER_CAP == DELIVERY_RETRY_AFTER_CAP == DAY
-    assert http.parse_retry_after(value, NOW) == expected
+    assert fetcher.parse_retry_after(value, NOW) == expected
     assert webhook.parse_retry_after(value, NOW.timestamp()) == expected
 
 

@@ -7,7 +7,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from worker.articles.extract import ExtractionError
 from worker.service.ledger import InternalError, describe, error_kind
-from worker.sources.http import FetchError
+from worker.sources.fetch_errors import FetchError
 
 
 @pytest.mark.parametrize(

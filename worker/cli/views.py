@@ -27,9 +27,10 @@ def _read_input(active: ActiveConfig, source: str) -> tuple[bytes, str | None, s
     if source == "-":
         return sys.stdin.buffer.read(), None, "stdin:"
     if source.startswith(("http://", "https://")):
-        from worker.sources.http import Fetcher
+        from worker.config.to_sources import fetch_options
+        from worker.sources.fetcher import Fetcher
 
-        fetcher = Fetcher(active.loaded.config.fetch, respect_robots=True)
+        fetcher = Fetcher(fetch_options(active.loaded.config.fetch), respect_robots=True)
         try:
             result = fetcher.get(source)
         finally:

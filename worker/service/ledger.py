@@ -85,7 +85,7 @@ def describe(exc: BaseException) -> str:
 def error_kind(exc: BaseException) -> str:
     """Classify an exception: the error kinds we raise ourselves, else `internal`."""
     from worker.articles.extract import ExtractionError
-    from worker.sources.http import FetchError
+    from worker.sources.fetch_errors import FetchError
 
     if isinstance(exc, FetchError):
         return str(exc.kind)

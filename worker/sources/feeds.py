@@ -39,6 +39,7 @@ from worker.core.clean import (
     clean_text,
 )
 from worker.core.encoding import feed_as_utf8
+from worker.core.errors import TransientError
 from worker.core.model import FeedEntry, ParsedFeed, RefusedEntry
 from worker.core.patterns import PatternError, compile_pattern
 
@@ -54,8 +55,11 @@ MAX_KEY = 1000  # item.entry_key; a longer id is replaced by its hash, never cut
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", "html", "xhtml"})
 
 
-class FeedError(ValueError):
-    """The bytes are not a feed we can read at all."""
+class FeedError(TransientError):
+    """The bytes are not a feed we can read at all. Transient: the next poll may well
+    get the feed again (a server that answered with an error page, a feed mid-rewrite)."""
+
+    kind = "not_a_feed"
 
 
 def parse_feed(body: bytes, content_type: str | None = None, base_url: str = "") -> ParsedFeed:

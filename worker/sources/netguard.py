@@ -33,6 +33,8 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util.timeout import _DEFAULT_TIMEOUT
 
+from worker.core.errors import PermanentError
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -77,12 +79,14 @@ _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 _LEGACY_IPV4 = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}$", re.I)
 
 
-class BlockedAddressError(Exception):
+class BlockedAddressError(PermanentError):
     """A host resolved to an address the guard refuses.
 
     Deliberately not an OSError: urllib3 and requests would wrap an OSError
     into a retryable connection error, and a refusal is not worth retrying.
     """
+
+    kind = "blocked_address"
 
     def __init__(self, host: str, address: str, reason: str | None = None) -> None:
         self.host = host
