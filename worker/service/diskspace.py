@@ -228,9 +228,7 @@ class DiskNotices:
             if self._rt is None:
                 self._rt = Runtime.build(self.settings)
             with self._rt.store.session() as session:
-                row = raise_notice(
-                    self._rt, session, key, "disk_full", title, body, self._rt.now()
-                )
+                row = raise_notice(self._rt, session, key, "disk_full", title, body, self._rt.now())
         except Exception as exc:  # on a full disk this is expected: tried again next time
             log.debug("disk_full notice not written yet: %s", exc)
             return False
