@@ -60,7 +60,7 @@ def plan_deliveries(
         decision = route(policy, now, recent)
         delivery = store.new_delivery(
             match_id=match_row.id, channel=name, watchlist=wm.watchlist, kind=kind,
-            route=DeliveryRoute(decision.reason), now=now,
+            route=decision.reason, now=now,
         )  # fmt: skip
         if decision.due_at is not None:
             batch_id = store.join_batch(session, name, decision.due_at, now)
