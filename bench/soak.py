@@ -6,7 +6,7 @@
 
 Part A, months in minutes: the database over time, and exactly once.
     The real pipeline step functions (worker/pipeline.py dispatch_due, fetch_source,
-    parse_item, apply_rules, deliver, sweep; worker/alerts/outbox.py tick;
+    parse_item, apply_rules, sweep; worker/alerts/sending.py deliver; worker/alerts/outbox.py tick;
     worker/service/retention.py
     prune) under a controlled clock, in process, against a real HTTP server on 127.0.0.1
     whose feeds are stamped by that clock, a real webhook receiver and a file channel,
@@ -386,6 +386,7 @@ class Transport:
 
     def run(self, rt: Any, lose_after: int | None = None) -> None:
         from worker import pipeline
+        from worker.alerts import sending
 
         done = 0
         while self.queue:
@@ -408,7 +409,7 @@ class Transport:
                     self.put("rules", [article] if article is not None else [])
                 elif task == "rules":
                     self.put("deliver", pipeline.apply_rules(rt, row_id))
-                elif task == "deliver" and pipeline.deliver(rt, row_id, notices):
+                elif task == "deliver" and sending.deliver(rt, row_id, notices):
                     self.sent.append(row_id)
             except Exception as exc:  # what the Celery task would have logged
                 self.failed(f"{task}({row_id})", exc)

@@ -20,6 +20,8 @@ from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from worker.alerts.notices import raise_notice
+from worker.alerts.planning import plan_deliveries
 from worker.articles import stories as dedupe
 from worker.articles.extract import extract_page
 from worker.articles.normalize import build_article, feed_items, link_data
@@ -339,15 +341,13 @@ def notify_source_disabled(
     """Say loudly that newswatch stopped polling a source: an ERROR log line always, and
     an operational notice when a `notices:` channel is configured. Returns the notice's
     delivery id (to enqueue after the commit), once per disabling."""
-    from worker.alerts import outbox  # late: the outbox builds on this module
-
     log.error(
         "source %s DISABLED: %s. Fix the URL in the config (a changed URL re-enables it).",
         row.name,
         row.disabled_reason,
         extra={"source_id": row.id, "event": "source_disabled"},
     )
-    return outbox.raise_notice(
+    return raise_notice(
         rt,
         session,
         f"source_disabled:{row.name}:{now.isoformat()}",
@@ -817,8 +817,6 @@ def apply_rules(rt: Runtime, article_id: int) -> list[str]:
 def _apply_rules(
     rt: Runtime, article_id: int, article: Article, active: ActiveConfig, now: datetime
 ) -> list[str]:
-    from worker.alerts import outbox  # late: the outbox builds on this module
-
     config = active.loaded.config
     result = active.matcher.match_outcome(MatchDocument.from_article(article))
     matches = result.matches
@@ -835,8 +833,8 @@ def _apply_rules(
                 match_row.state = "duplicate"
             # the outbox decides per channel: now, into a digest, or (for a repeat
             # of the story) an update only where the channel asks for one
-            delivery_ids += outbox.plan_deliveries(
-                rt, session, config, match_row, wm, update_of_story=not first, now=now
+            delivery_ids += plan_deliveries(
+                session, config, match_row, wm, update_of_story=not first, now=now
             )
         if row.content_hash == article.content_hash:  # else a new version came meanwhile
             row.rules_state, row.claimed_until, row.error, row.error_kind = "done", None, None, None
@@ -926,16 +924,6 @@ def _first_in_story(session: Session, watchlist: str, story_id: int, match_id: i
     except IntegrityError:
         return False
     return True
-
-
-# --- deliver -----------------------------------------------------------------
-
-
-def deliver(rt: Runtime, delivery_id: str, follow_ups: list[str] | None = None) -> bool:
-    """Send one delivery (see worker/alerts/outbox.py, which owns deliveries and digests)."""
-    from worker.alerts import outbox
-
-    return outbox.deliver(rt, delivery_id, follow_ups)
 
 
 # --- sweep -------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 
 from worker import pipeline
+from worker.alerts import outbox, sending
 from worker.app import app
 from worker.bootstrap import Runtime
 from worker.service import diskspace
@@ -143,7 +144,7 @@ def apply_rules(article_id: int) -> None:
 def deliver(delivery_id: str) -> None:
     notices: list[str] = []
     with log_context(delivery_id=delivery_id):
-        pipeline.deliver(runtime(), delivery_id, notices)
+        sending.deliver(runtime(), delivery_id, notices)
         _enqueue(deliver, notices)
 
 
@@ -172,8 +173,6 @@ def canary(token: str, hop: int) -> None:
 @_waits_for_disk
 def outbox_tick() -> None:
     """Due digests out, new operational notices in (and on their way); each step fails alone."""
-    from worker.alerts import outbox
-
     _enqueue(deliver, outbox.tick(runtime()))
 
 

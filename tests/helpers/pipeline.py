@@ -8,6 +8,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from worker import pipeline
+from worker.alerts import sending
 from worker.bootstrap import Runtime
 from worker.config.reload import LiveConfig
 from worker.settings import Settings
@@ -64,7 +65,7 @@ def run_all(rt: Runtime) -> list[str]:
             if article_id is None:
                 continue
             for delivery_id in pipeline.apply_rules(rt, article_id):
-                if pipeline.deliver(rt, delivery_id):
+                if sending.deliver(rt, delivery_id):
                     sent.append(delivery_id)
     return sent
 

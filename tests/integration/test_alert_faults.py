@@ -22,7 +22,7 @@ from tests.helpers.pipeline import Clock, count, make_runtime, run_all
 from tests.helpers.webhook_receiver import closed_port
 from tests.integration.test_outbox import config, items, posts, story_items
 from worker import cli, pipeline
-from worker.alerts import outbox
+from worker.alerts import digests, outbox, sending
 from worker.bootstrap import Runtime
 from worker.store import models as m
 
@@ -63,7 +63,7 @@ def deliver_all(rt: Runtime, ids: list[str]) -> None:
     while todo:
         follow: list[str] = []
         for delivery_id in todo:
-            pipeline.deliver(rt, delivery_id, follow)
+            sending.deliver(rt, delivery_id, follow)
         todo = follow
 
 
@@ -134,7 +134,7 @@ def test_an_item_dated_9999_reaches_email_channels_east_of_utc(
     assert "Published: 9999-12-31 23:59 UTC" in mail.get_body(("plain",)).get_content()
 
     clock.now = datetime(2026, 1, 1, 13, 0, tzinfo=UTC)
-    assert outbox.send_due_digests(rt) == 1  # the digest, with the unrelated alerts in it
+    assert digests.send_due_digests(rt) == 1  # the digest, with the unrelated alerts in it
     digest = smtp_server.messages[-1]
     assert digest["Subject"] == "[newswatch] 4 alerts: alpha"
     assert count(rt, m.Delivery, m.Delivery.state == "sent") == 8

@@ -17,7 +17,8 @@ from sqlalchemy import select
 from tests.helpers.pipeline import Clock, make_runtime
 from tests.helpers.schemas import webhook_validator
 from worker import pipeline
-from worker.alerts import outbox
+from worker.alerts import sending
+from worker.alerts.notices import check_notices
 from worker.store import models as m
 
 
@@ -43,8 +44,8 @@ def setup(tmp_path, database_url):
 
 
 def notices(rt, ops) -> list[dict]:
-    for delivery_id in outbox.check_notices(rt):
-        assert pipeline.deliver(rt, delivery_id)
+    for delivery_id in check_notices(rt):
+        assert sending.deliver(rt, delivery_id)
     return [json.loads(x) for x in ops.read_text().splitlines()] if ops.exists() else []
 
 

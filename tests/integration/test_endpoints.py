@@ -6,8 +6,7 @@ from sqlalchemy import select
 
 from tests.helpers.pipeline import Clock, make_runtime, rss, run_all
 from tests.helpers.processes import run_cli
-from worker import pipeline
-from worker.alerts import outbox
+from worker.alerts import admin, sending
 from worker.store import models as m
 
 PAGE = "<html><body><article><p>{}</p></article></body></html>"
@@ -39,7 +38,7 @@ def test_410_switches_the_endpoint_off_until_enabled(tmp_path, database_url, htt
     assert run_all(rt) == []
     posts = lambda: len([r for r in http_server.requests if r.path == "/hook"])  # noqa: E731
     assert posts() == 1
-    (off,) = outbox.disabled_endpoints(rt.store)
+    (off,) = admin.disabled_endpoints(rt.store)
     assert off["channel"] == "hook" and off["url"] == http_server.url("/hook")
     # a later alert to the same channel is not sent at all: dead at once, saying why
     http_server.add(
@@ -64,7 +63,7 @@ def test_410_switches_the_endpoint_off_until_enabled(tmp_path, database_url, htt
     env = {"DATABASE_URL": database_url, "NEWSWATCH_CONFIG": str(rt.config.path)}
     run = run_cli("endpoints", "enable", "hook", env=env, timeout=60, text=True)
     assert run.returncode == 0, run.stderr
-    assert outbox.disabled_endpoints(rt.store) == []
-    assert outbox.retry(rt.store, rows[1].id, rt.now()) is not None
-    assert pipeline.deliver(rt, rows[1].id)
+    assert admin.disabled_endpoints(rt.store) == []
+    assert admin.retry(rt.store, rows[1].id, rt.now()) is not None
+    assert sending.deliver(rt, rows[1].id)
     assert posts() == 2

@@ -42,7 +42,7 @@ from tests.helpers.httpserver import RecordedRequest, TestServer
 from tests.helpers.httpserver import serve as serve_http
 from tests.helpers.pipeline import Clock, make_runtime
 from worker import pipeline
-from worker.alerts import outbox
+from worker.alerts import outbox, sending
 from worker.bootstrap import Runtime
 from worker.core import clean
 from worker.core.httpdate import FETCH_RETRY_AFTER_CAP
@@ -194,7 +194,7 @@ class Run:
         while deliveries:  # and the notices raised on the way, to the end
             follow: list[str] = []
             for delivery_id in deliveries:
-                pipeline.deliver(rt, delivery_id, follow)
+                sending.deliver(rt, delivery_id, follow)
             deliveries = follow
 
     def drive(self) -> None:

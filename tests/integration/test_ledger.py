@@ -21,6 +21,7 @@ from tests.helpers.pipeline import Clock, make_runtime, run_all
 from tests.helpers.processes import run_cli
 from tests.helpers.schemas import webhook_validator
 from worker import cli, pipeline
+from worker.alerts import sending
 from worker.bootstrap import Runtime
 from worker.core.model import MatchDocument
 from worker.store import models as m
@@ -248,12 +249,12 @@ def parse_until_settled(rt: Runtime, clock: Clock, item_ids: list[int]) -> tuple
         for item_id in pending:
             article_id = pipeline.parse_item(rt, item_id, notices)
             if article_id is not None:
-                sent += [d for d in pipeline.apply_rules(rt, article_id) if pipeline.deliver(rt, d)]
+                sent += [d for d in pipeline.apply_rules(rt, article_id) if sending.deliver(rt, d)]
         clock.advance(24 * 3600)
         found = pipeline.sweep(rt)
         pending = found.items
         for article_id in found.articles:
-            sent += [d for d in pipeline.apply_rules(rt, article_id) if pipeline.deliver(rt, d)]
+            sent += [d for d in pipeline.apply_rules(rt, article_id) if sending.deliver(rt, d)]
         if not found:
             break
     return notices, sent
@@ -307,7 +308,7 @@ def test_a_parse_bug_fails_its_items_alone_then_quarantines_them_with_one_notice
     assert len(hook_posts(site)) == 1  # the good article alerted, once
     # one notice for the source's incident (both items in the same hour)
     assert len(notices) == 1
-    assert all(pipeline.deliver(rt, n) for n in notices)
+    assert all(sending.deliver(rt, n) for n in notices)
     (line,) = [json.loads(x) for x in ops.read_text().splitlines()]
     assert line["event"] == "item_quarantined" and "source wire" in line["text"]
     # it names the first item quarantined (the backoffs are jittered: either of the two)

@@ -13,7 +13,8 @@ import pytest
 from tests.helpers import smtpserver as smtp_helpers
 from tests.helpers.smtpserver import HOST, SmtpTestServer
 from worker.alerts.email import MailError, SmtpSender
-from worker.alerts.render import Alert, render_email
+from worker.alerts.mail import render_email
+from worker.alerts.render import Alert
 from worker.config import ChannelSpec, SmtpSpec
 from worker.core.model import Article, Hit, WatchlistMatch
 

@@ -17,7 +17,9 @@ from sqlalchemy import select
 from tests.helpers.pipeline import Clock, count, make_runtime, run_all
 from tests.helpers.schemas import webhook_validator
 from worker import cli, pipeline
-from worker.alerts import outbox
+from worker.alerts import digests, sending
+from worker.alerts.notices import check_notices
+from worker.store import deliveries
 from worker.store import models as m
 
 SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "webhook-payload.schema.json"
@@ -131,10 +133,10 @@ def test_thirty_matches_in_an_hour_give_one_digest_per_channel(
     assert count(rt, m.Match) == 30
     assert count(rt, m.Delivery, m.Delivery.state == "batched") == 60
     clock.now = datetime(2026, 1, 1, 12, 59, 59, tzinfo=UTC)
-    assert outbox.send_due_digests(rt) == 0  # not yet
+    assert digests.send_due_digests(rt) == 0  # not yet
     clock.now = datetime(2026, 1, 1, 13, 0, tzinfo=UTC)
-    assert outbox.send_due_digests(rt) == 2
-    assert outbox.send_due_digests(rt) == 0  # once
+    assert digests.send_due_digests(rt) == 2
+    assert digests.send_due_digests(rt) == 0  # once
 
     (mail,) = smtp_server.messages
     assert mail["Subject"] == "[newswatch] 30 alerts: alpha, beta, gamma"
@@ -167,14 +169,14 @@ def test_a_failed_digest_is_retried_as_the_same_batch(tmp_path, database_url, si
     items(site, "/feed.xml", story_items("Alpha", 0, 3, site))
     poll(rt, clock)
     clock.now = datetime(2026, 1, 1, 13, 0, tzinfo=UTC)
-    assert outbox.send_due_digests(rt) == 0
+    assert digests.send_due_digests(rt) == 0
     # a new match after the failed send does not join the batch that is being retried
     items(site, "/feed.xml", story_items("Alpha", 0, 4, site))
     poll(rt, clock, 1)
     clock.advance(118)
-    assert outbox.send_due_digests(rt) == 0  # Retry-After honoured
+    assert digests.send_due_digests(rt) == 0  # Retry-After honoured
     clock.advance(2)
-    assert outbox.send_due_digests(rt) == 1
+    assert digests.send_due_digests(rt) == 1
     first, second = posts(site)
     assert first.headers["webhook-id"] == second.headers["webhook-id"]
     assert json.loads(second.body)["count"] == 3
@@ -199,7 +201,7 @@ def test_concurrent_claimers_take_disjoint_batches(tmp_path, database_url, site,
 
     def claimer() -> None:
         barrier.wait()
-        results.append(outbox.claim_due_batches(rt, limit=5))
+        results.append(digests.claim_due_batches(rt, limit=5))
 
     threads = [threading.Thread(target=claimer) for _ in range(4)]
     for t in threads:
@@ -211,7 +213,7 @@ def test_concurrent_claimers_take_disjoint_batches(tmp_path, database_url, site,
     # a delivery for a batch that is already claimed does not join it
     with rt.store.session() as s:
         assert (
-            outbox._join_batch(rt, s, "c0", datetime(2026, 1, 1, 13, tzinfo=UTC), clock.now) is None
+            deliveries.join_batch(s, "c0", datetime(2026, 1, 1, 13, tzinfo=UTC), clock.now) is None
         )
 
 
@@ -228,7 +230,7 @@ def test_throttle_sends_n_per_hour_and_the_rest_in_the_next_digest(
     assert len(sent) == 3  # two for alpha, one for beta (the throttle is per watchlist)
     assert count(rt, m.Delivery, m.Delivery.route == "throttle") == 3
     clock.now = datetime(2026, 1, 1, 13, 0, tzinfo=UTC)
-    assert outbox.send_due_digests(rt) == 1
+    assert digests.send_due_digests(rt) == 1
     digest = json.loads(posts(site)[-1].body)
     assert digest["type"] == "newswatch.digest" and digest["count"] == 3
     assert {a["watchlist"] for a in digest["alerts"]} == {"alpha"}
@@ -251,10 +253,10 @@ def test_quiet_hours_hold_alerts_until_morning(tmp_path, database_url, site, clo
     for hour in (23, 1, 5):
         clock.now = clock.now.replace(hour=hour) + timedelta(days=hour < 12)
         clock.now = min(clock.now, datetime(2026, 1, 2, 5, 59, tzinfo=UTC))
-        assert outbox.send_due_digests(rt) == 0
+        assert digests.send_due_digests(rt) == 0
     assert posts(site) == []
     clock.now = datetime(2026, 1, 2, 6, 0, tzinfo=UTC)  # 07:00 in Berlin
-    assert outbox.send_due_digests(rt) == 1
+    assert digests.send_due_digests(rt) == 1
     assert json.loads(posts(site)[0].body)["count"] == 4
     # in the morning alerts are immediate again
     items(site, "/feed.xml", story_items("Alpha", 0, 3, site))
@@ -330,7 +332,7 @@ def test_a_second_source_of_a_story_updates_only_channels_that_ask(
     assert len(smtp_server.messages) == 1
     # the digest lists the story once, with its other source
     clock.now = datetime(2026, 1, 1, 13, 0, tzinfo=UTC)
-    assert outbox.send_due_digests(rt) == 1
+    assert digests.send_due_digests(rt) == 1
     digest = json.loads(posts(site, "/later")[0].body)
     assert digest["count"] == 1
     assert [o["source"] for o in digest["alerts"][0]["other_sources"]] == ["agency"]
@@ -351,21 +353,21 @@ def test_notices_once_per_incident(tmp_path, database_url, site, clock):
     for source_id in pipeline.dispatch_due(rt):
         for item_id in pipeline.fetch_source(rt, source_id):
             for d in pipeline.apply_rules(rt, pipeline.parse_item(rt, item_id)):
-                assert not pipeline.deliver(rt, d, follow)  # 410: dead at once
+                assert not sending.deliver(rt, d, follow)  # 410: dead at once
     assert len(follow) == 1
-    assert pipeline.deliver(rt, follow[0])
+    assert sending.deliver(rt, follow[0])
     # the feed starts failing; after 2 h without a success: one notice, however often checked
     site.add("/feed.xml", b"down", status=500)
     for _ in range(30):
         clock.advance(600)
         run_all(rt)
-        for d in outbox.check_notices(rt):
-            assert pipeline.deliver(rt, d)
+        for d in check_notices(rt):
+            assert sending.deliver(rt, d)
     # a broken config edit: one notice (the last good version stays in force)
     rt.config.path.write_text(rt.config.path.read_text() + "\nbogus_section: 1\n")
     for _ in range(3):
-        for d in outbox.check_notices(rt):
-            assert pipeline.deliver(rt, d)
+        for d in check_notices(rt):
+            assert sending.deliver(rt, d)
     lines = [json.loads(x) for x in ops.read_text().splitlines()]
     assert [n["event"] for n in lines] == ["delivery_dead", "source_failing", "config_rejected"]
     assert all(n["type"] == "newswatch.notice" for n in lines)
@@ -404,9 +406,9 @@ def test_cli_lists_retries_and_counts_deliveries(
     # the sweep picks it up at once (the CLI used the real clock) and it goes out
     clock.now = datetime.now(UTC)
     assert pipeline.sweep(rt).deliveries == [dead_id]
-    assert pipeline.deliver(rt, dead_id) is False  # the receiver still fails once more
+    assert sending.deliver(rt, dead_id) is False  # the receiver still fails once more
     clock.advance(3600)
     assert pipeline.sweep(rt).deliveries == [dead_id]
-    assert pipeline.deliver(rt, dead_id)
+    assert sending.deliver(rt, dead_id)
     assert cli.main(["deliveries"]) == 0
     assert f"{dead_id}  sent" in capsys.readouterr().out

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from tests.helpers.pipeline import Clock, count, make_runtime, rss, run_all
 from worker import pipeline
+from worker.alerts import sending
 from worker.bootstrap import Runtime
 from worker.store import models as m
 from worker.store.db import Store
@@ -159,8 +160,8 @@ def test_rules_and_delivery_are_idempotent(tmp_path, database_url, site, clock):
     deliveries = pipeline.apply_rules(rt, article_id)
     assert len(deliveries) == 2
     assert pipeline.apply_rules(rt, article_id) == []  # already done
-    assert all(pipeline.deliver(rt, d) for d in deliveries)
-    assert not any(pipeline.deliver(rt, d) for d in deliveries)  # already sent
+    assert all(sending.deliver(rt, d) for d in deliveries)
+    assert not any(sending.deliver(rt, d) for d in deliveries)  # already sent
     assert len([r for r in site.requests if r.path == "/hook"]) == 2
 
 
@@ -175,7 +176,7 @@ def test_webhook_failing_then_recovering_is_retried_from_the_row(
         clock.advance(3600)
         found = pipeline.sweep(rt)
         for d in found.deliveries:
-            pipeline.deliver(rt, d)
+            sending.deliver(rt, d)
     with rt.store.session() as s:
         states = s.scalars(select(m.Delivery.state)).all()
         attempts = s.execute(
@@ -192,7 +193,7 @@ def test_dead_after_the_last_attempt_and_on_410(tmp_path, database_url, site, cl
     for _ in range(10):
         clock.advance(24 * 3600)
         for d in pipeline.sweep(rt).deliveries:
-            pipeline.deliver(rt, d)
+            sending.deliver(rt, d)
     with rt.store.session() as s:
         rows = s.scalars(select(m.Delivery)).all()
     assert [r.state for r in rows] == ["dead", "dead"]
@@ -208,7 +209,7 @@ def test_dead_after_the_last_attempt_and_on_410(tmp_path, database_url, site, cl
         )
         ids = s.scalars(select(m.Delivery.id)).all()
     for d in ids:
-        assert not pipeline.deliver(rt, d)
+        assert not sending.deliver(rt, d)
     with rt.store.session() as s:
         assert {r.state for r in s.scalars(select(m.Delivery))} == {"dead"}
 

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from tests.helpers.pipeline import Clock, make_runtime, rss
 from tests.helpers.processes import run_cli
 from worker import pipeline
+from worker.alerts import sending
 from worker.store import models as m
 
 
@@ -181,7 +182,7 @@ def test_permanent_errors_disable_the_source_with_a_log_line_and_a_notice(
         rows = s.scalars(select(m.Delivery).where(m.Delivery.kind == "notice")).all()
     assert [r.id for r in rows] == notice_ids
     assert rows[0].notice["event"] == "source_disabled" and rows[0].channel == "ops"
-    assert pipeline.deliver(rt, notice_ids[0])
+    assert sending.deliver(rt, notice_ids[0])
     # no more polls, even much later
     hits = http_server.hits("/feed.xml")
     clock.advance(7 * 24 * 3600)

@@ -13,7 +13,7 @@ from sqlalchemy import select, text, update
 
 from tests.helpers.pipeline import Clock, count, make_runtime, run_all
 from worker import cli, pipeline
-from worker.alerts import outbox
+from worker.alerts import digests
 from worker.config import ConfigError, load_config
 from worker.service import retention
 from worker.store import models as m
@@ -111,7 +111,7 @@ def day(rt, clock, site, published: list, n: int) -> list[str]:
     publish(site, published[-6:])
     sent = run_all(rt)
     clock.advance(3600)  # the hourly digest is due
-    outbox.send_due_digests(rt)
+    digests.send_due_digests(rt)
     retention.prune(rt)
     clock.advance(DAY - 3600)
     return sent
@@ -161,7 +161,7 @@ def test_an_old_entry_back_in_its_feed_after_its_text_is_gone_never_alerts_again
         clock.advance(DAY)
         publish(site, [entry(site, n)])
         assert len(run_all(rt)) == 1
-        outbox.send_due_digests(rt)
+        digests.send_due_digests(rt)
         retention.prune(rt)
     with rt.store.session() as s:
         article = s.scalar(select(m.Article).where(m.Article.canonical_url == old[1]))
@@ -207,7 +207,7 @@ def test_pruning_goes_in_batches_children_first(tmp_path, database_url, site, cl
     publish(site, [entry(site, n) for n in range(25)])
     assert len(run_all(rt)) == 25
     clock.advance(3600)
-    outbox.send_due_digests(rt)
+    digests.send_due_digests(rt)
     clock.advance(20 * DAY)
     # one batch of each kind per run: `batch: 10` rows, committed on its own
     first = retention.prune(rt, max_batches=1)
@@ -310,7 +310,7 @@ def test_sqlite_gives_pages_back_without_a_full_vacuum(tmp_path, site, clock):
     publish(site, [entry(site, n) for n in range(60)])
     run_all(rt)
     clock.advance(3600)
-    outbox.send_due_digests(rt)
+    digests.send_due_digests(rt)
     grown = retention.storage_report(rt.store)["database"]
     assert grown["auto_vacuum"] == "incremental"  # every new database file
     clock.advance(30 * DAY)
@@ -347,7 +347,7 @@ def test_a_pruned_article_leaves_a_small_seen_record_that_why_explains(
     publish(site, [old, (*old, "urn:copy")])  # the entry, and a copy of it under another key
     assert len(run_all(rt)) == 1
     clock.advance(3600)
-    outbox.send_due_digests(rt)
+    digests.send_due_digests(rt)
     with rt.store.session() as s:
         s.execute(update(m.Article).values(authors=["A. Writer"], tags=["t"], image_url="x"))
     clock.advance(4 * DAY)  # past `article_text: 3d`
@@ -389,7 +389,7 @@ def test_sqlite_packs_the_seen_records_into_full_pages(tmp_path, site, clock):
     publish(site, [entry(site, n) for n in range(200)])
     run_all(rt)
     clock.advance(3600)
-    outbox.send_due_digests(rt)
+    digests.send_due_digests(rt)
     clock.advance(4 * DAY)
     retention.prune(rt)
     assert count(rt, m.Article, m.Article.body != "") == 0

@@ -151,7 +151,7 @@ def test_one_story_on_three_sites_alerts_once_per_watchlist(tmp_path, database_u
     assert len(articles) == 3 and len({a.story_id for a in articles}) == 1
     assert sorted(x.state for x in matches) == ["alerted", "alerted"] + ["duplicate"] * 4
     # the alert that went out lists the other sources of its story
-    from worker.alerts.outbox import _story_siblings
+    from worker.store.deliveries import story_siblings as _story_siblings
 
     with rt.store.session() as s:
         first = s.scalar(select(m.Article).order_by(m.Article.id))

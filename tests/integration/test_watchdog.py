@@ -15,7 +15,7 @@ from sqlalchemy import select
 from tests.helpers.pipeline import Clock, count, make_runtime, run_all
 from tests.helpers.schemas import webhook_validator
 from worker import cli, pipeline
-from worker.alerts import outbox
+from worker.alerts import outbox, sending
 from worker.cli.views import status_report
 from worker.service import watchdog
 from worker.service.observability import DatabaseCollector
@@ -88,7 +88,7 @@ def tick(rt) -> list[dict]:
     """One outbox tick; sends the notices it raised and returns them as written."""
     sent = []
     for d in outbox.tick(rt):
-        assert pipeline.deliver(rt, d)
+        assert sending.deliver(rt, d)
         sent.append(d)
     return sent
 
@@ -309,7 +309,7 @@ def test_deliveries_stalled_while_matches_are_made(tmp_path, database_url, http_
             http_server.add("/feed.xml", body, headers={"Content-Type": "application/rss+xml"})
         poll(rt, clock, 60)
         for d in pipeline.sweep(rt).deliveries:  # the retries, as they fall due
-            pipeline.deliver(rt, d)
+            sending.deliver(rt, d)
         tick(rt)
     assert count(rt, m.Match) == 5
     assert [n["event"] for n in notices(ops)] == ["deliveries_stalled"]
@@ -320,7 +320,7 @@ def test_deliveries_stalled_while_matches_are_made(tmp_path, database_url, http_
     for _ in range(30):
         poll(rt, clock, 60)
         for d in pipeline.sweep(rt).deliveries:
-            pipeline.deliver(rt, d)
+            sending.deliver(rt, d)
         tick(rt)
     assert [n["event"] for n in notices(ops)] == ["deliveries_stalled"]
     with rt.store.session() as s:

@@ -16,9 +16,11 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from tests.helpers import webhook_receiver as receiver_helpers
 from tests.helpers.webhook_receiver import WebhookReceiver, closed_port, post_with_requests
-from worker.alerts.render import Alert, chat_payload, webhook_payload
+from worker.alerts.chat import chat_payload
+from worker.alerts.render import Alert, webhook_payload
 from worker.alerts.webhook import (
     MAX_RETRY_AFTER,
+    PostError,
     build_request,
     deliver_webhook,
     generate_secret,
@@ -281,13 +283,15 @@ def test_nothing_listening_is_temporary() -> None:
     assert (outcome.ok, outcome.status, outcome.permanent) == (False, None, False)
 
 
-class FakeFetchError(Exception):
-    """The shape of worker.sources.fetch_errors.FetchError, which the fetcher raises for non-2xx."""
+class FakeFetchError(PostError):
+    """A fetch failure as the seam raises it (see `post_via_fetcher`)."""
 
     def __init__(self, kind: str, message: str, status: int | None, retry_after: float | None):
-        super().__init__(message)
-        self.kind, self.message, self.status, self.retry_after = kind, message, status, retry_after
-        self.permanent = status in (404, 410)
+        permanent = status in (404, 410)
+        super().__init__(
+            message, kind=kind, permanent=permanent, status=status, retry_after=retry_after
+        )
+        self.message = message
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.unit.test_render import SENDER, channel, make_alert, parts, roundtrip
+from worker.alerts.chat import chat_payload
 from worker.alerts.digest import (
     Notice,
     digest_chat,
@@ -25,7 +26,8 @@ from worker.alerts.digest import (
     update_payload,
 )
 from worker.alerts.display import neutralise, neutralise_spans, percent_encode_format
-from worker.alerts.render import Alert, chat_payload, format_time, iso_time, render_email
+from worker.alerts.mail import render_email
+from worker.alerts.render import Alert, format_time, iso_time
 from worker.alerts.render import webhook_payload as payload
 from worker.core.model import Hit, WatchlistMatch
 from worker.core.redact import redact_text, redact_url

@@ -9,6 +9,7 @@ import jsonschema
 import pytest
 
 from tests.unit.test_render import chat_schema, huge_alert, make_alert, payload_schema
+from worker.alerts.chat import DISCORD_EMBED_TOTAL_MAX, TEAMS_PAYLOAD_MAX, discord_embed_chars
 from worker.alerts.digest import (
     Notice,
     digest_chat,
@@ -21,7 +22,6 @@ from worker.alerts.digest import (
     update_email,
     update_payload,
 )
-from worker.alerts.render import DISCORD_EMBED_TOTAL_MAX, TEAMS_PAYLOAD_MAX, discord_embed_chars
 from worker.config import ChannelSpec
 
 CHANNEL = ChannelSpec(name="desk", email=("desk@example.org",))

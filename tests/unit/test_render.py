@@ -15,19 +15,16 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from worker.alerts.render import (
+from worker.alerts.chat import (
     DISCORD_EMBED_TOTAL_MAX,
     TEAMS_PAYLOAD_MAX,
-    Alert,
-    Segment,
     _marked,
     chat_payload,
     discord_embed_chars,
-    render_email,
     slack_escape,
-    snippet_segments,
-    webhook_payload,
 )
+from worker.alerts.mail import render_email
+from worker.alerts.render import Alert, Segment, snippet_segments, webhook_payload
 from worker.config import ChannelSpec
 from worker.core.model import Article, Hit, WatchlistMatch
 

@@ -18,28 +18,30 @@ from datetime import datetime
 from email.message import EmailMessage
 from typing import Any
 
-from worker.alerts.display import neutralise
-from worker.alerts.render import (
+from worker.alerts.chat import (
     DISCORD_CONTENT_MAX,
     DISCORD_DESCRIPTION_MAX,
     DISCORD_EMBED_TOTAL_MAX,
-    PAYLOAD_VERSION,
     SLACK_TEXT_MAX,
     TEAMS_TEXT_MAX,
-    Alert,
-    _teams_escape,
     chat_payload,
     discord_escape,
+    slack_escape,
+    teams_escape,
+)
+from worker.alerts.display import neutralise
+from worker.alerts.mail import render_email
+from worker.alerts.model import ChannelInfo
+from worker.alerts.render import (
+    PAYLOAD_VERSION,
+    Alert,
     displayable,
     iso_time,
     one_line,
-    render_email,
-    slack_escape,
     story,
     truncate,
     webhook_payload,
 )
-from worker.config import ChannelSpec
 
 DIGEST_TYPE = "newswatch.digest"
 NOTICE_TYPE = "newswatch.notice"
@@ -52,7 +54,7 @@ TEAMS_DIGEST_TEXT_TOTAL = 16000  # characters of story lines in one Teams digest
 # --- updates ---------------------------------------------------------------------
 
 
-def update_email(alert: Alert, channel: ChannelSpec, sender: str) -> EmailMessage:
+def update_email(alert: Alert, channel: ChannelInfo, sender: str) -> EmailMessage:
     """The new source of an already-alerted story, marked as an update."""
     return render_email([alert], channel, sender, subject_template=UPDATE_SUBJECT)
 
@@ -83,7 +85,7 @@ def digest_message_id(batch_id: str) -> str:
 
 
 def digest_email(
-    batch_id: str, alerts: Sequence[Alert], channel: ChannelSpec, sender: str
+    batch_id: str, alerts: Sequence[Alert], channel: ChannelInfo, sender: str
 ) -> EmailMessage:
     msg = render_email(alerts, channel, sender)
     # Stable for the batch whatever its size: a resend after a crash has the same id.
@@ -169,11 +171,11 @@ def digest_chat(alerts: Sequence[Alert], fmt: str) -> dict[str, Any]:
         body.append(
             {
                 "type": "TextBlock",
-                "text": truncate(f"{_teams_escape(name)} ({len(items)})", 200),
+                "text": truncate(f"{teams_escape(name)} ({len(items)})", 200),
                 "weight": "Bolder",
             }
         )
-        text = _lines(items, lambda t, u: f"[{t}]({u})", _teams_escape, room, "\n\n")
+        text = _lines(items, lambda t, u: f"[{t}]({u})", teams_escape, room, "\n\n")
         body.append({"type": "TextBlock", "text": text, "wrap": True})
     card = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
@@ -209,7 +211,7 @@ def _displayable(n: Notice) -> Notice:
     return Notice(n.id, n.event, neutralise(n.title), neutralise(n.text), n.at)
 
 
-def notice_email(n: Notice, channel: ChannelSpec, sender: str) -> EmailMessage:
+def notice_email(n: Notice, channel: ChannelInfo, sender: str) -> EmailMessage:
     n = _displayable(n)
     msg = EmailMessage()
     msg["Subject"] = truncate(one_line(f"[newswatch] {n.title}"), 200)
@@ -254,9 +256,9 @@ def notice_chat(n: Notice, fmt: str) -> dict[str, Any]:
         "type": "AdaptiveCard",
         "version": "1.4",
         "body": [
-            {"type": "TextBlock", "text": truncate(_teams_escape(n.title), TEAMS_TEXT_MAX),
+            {"type": "TextBlock", "text": truncate(teams_escape(n.title), TEAMS_TEXT_MAX),
              "weight": "Bolder", "wrap": True},
-            {"type": "TextBlock", "text": truncate(_teams_escape(n.text), TEAMS_TEXT_MAX),
+            {"type": "TextBlock", "text": truncate(teams_escape(n.text), TEAMS_TEXT_MAX),
              "wrap": True},
         ],
     }  # fmt: skip

@@ -31,21 +31,20 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 
 from worker.config import SmtpSpec
+from worker.core.errors import NewswatchError
 
 log = logging.getLogger(__name__)
 
 
-class MailError(Exception):
+class MailError(NewswatchError):
     """A failed send. `permanent` means retrying the same message cannot succeed.
 
     kind: connect | timeout | tls | auth | sender | recipient | data | disconnected | protocol
     """
 
     def __init__(self, kind: str, message: str, permanent: bool, code: int | None = None):
-        super().__init__(f"{kind}: {message}")
-        self.kind = kind
+        super().__init__(f"{kind}: {message}", kind=kind, permanent=permanent)
         self.message = message
-        self.permanent = permanent
         self.code = code  # the SMTP reply code, when the server gave one
 
 

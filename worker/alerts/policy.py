@@ -28,6 +28,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from worker.core.model import Hit
+from worker.core.states import DeliveryRoute
 
 # fields whose hits count as "mentions" in the article (not author/source/tags)
 TEXT_FIELDS = frozenset({"title", "lead", "body"})
@@ -216,7 +217,7 @@ class Route:
 
     mode: Literal["immediate", "digest"]
     due_at: datetime | None = None
-    reason: Literal["immediate", "digest", "throttle", "quiet"] = "immediate"
+    reason: DeliveryRoute = DeliveryRoute.IMMEDIATE
 
 
 def route(policy: Policy, now: datetime, recent_immediate: int) -> Route:
@@ -228,14 +229,14 @@ def route(policy: Policy, now: datetime, recent_immediate: int) -> Route:
     tz = policy.timezone
     if policy.digest is not None:
         due = policy.digest.next_after(now, tz)
-        return Route("digest", hold_past_quiet(policy, due), "digest")
+        return Route("digest", hold_past_quiet(policy, due), DeliveryRoute.DIGEST)
     if policy.quiet_hours is not None:
         end = policy.quiet_hours.end_if_quiet(now, tz)
         if end is not None:
-            return Route("digest", end, "quiet")
+            return Route("digest", end, DeliveryRoute.QUIET)
     if policy.throttle is not None and recent_immediate >= policy.throttle:
         due = OVERFLOW.next_after(now)
-        return Route("digest", hold_past_quiet(policy, due), "throttle")
+        return Route("digest", hold_past_quiet(policy, due), DeliveryRoute.THROTTLE)
     return Route("immediate")
 
 
@@ -245,8 +246,3 @@ def hold_past_quiet(policy: Policy, due: datetime) -> datetime:
         return due
     end = policy.quiet_hours.end_if_quiet(due, policy.timezone)
     return due if end is None else end
-
-
-def notice_due(failing_since: datetime | None, now: datetime, after: timedelta) -> bool:
-    """A source failing since `failing_since` deserves a notice once `after` has passed."""
-    return failing_since is not None and now - failing_since >= after

@@ -3,7 +3,8 @@
 The HTTP transport is injected (`post`), so production sends through
 newswatch's guarded fetcher (address checks, timeouts, size limits) and the
 tests through a plain `requests` call against a localhost receiver. This module
-only builds the request and decides what a response means for the retry policy.
+only builds the request and decides what a response means for the retry policy:
+one `SendOutcome`, from the answer or from the typed error the seam raised.
 
 Signing follows https://www.standardwebhooks.com/ (the scheme Svix, Clerk and
 others use): headers `webhook-id`, `webhook-timestamp` and
@@ -22,12 +23,16 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from worker.alerts.outcome import SendOutcome
 from worker.core import httpdate
+from worker.core.errors import InputError, NewswatchError
 from worker.core.redact import redact_text, redact_url
+from worker.sources.fetch_errors import FetchError
+from worker.sources.fetcher import Fetcher
 
 SECRET_PREFIX = "whsec_"
 # a receiver cannot park a delivery for longer than a day (worker.core.httpdate)
@@ -47,7 +52,7 @@ def secret_key(secret: str) -> bytes:
     `whsec_<base64>`: the key is the base64-decoded part after the prefix.
     Without the prefix the whole string is base64-decoded -- exactly what the
     reference `standardwebhooks` libraries do, so the same configured string
-    verifies on both sides. A string that is not base64 is refused (ValueError)
+    verifies on both sides. A string that is not base64 is refused (InputError)
     rather than silently used as raw bytes no receiver library would reproduce.
     """
     raw = secret.strip()
@@ -56,12 +61,12 @@ def secret_key(secret: str) -> bytes:
     try:
         key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError(
+        raise InputError(
             "a webhook secret must be 'whsec_' followed by base64 "
             "(create one with `worker.alerts.webhook.generate_secret()`)"
         ) from None
     if not key:
-        raise ValueError("empty webhook secret")
+        raise InputError("empty webhook secret")
     return key
 
 
@@ -110,14 +115,23 @@ def build_request(
     return body, headers
 
 
-@dataclass(frozen=True)
-class WebhookOutcome:
-    ok: bool
-    status: int | None  # HTTP status, None when no response arrived
-    retry_after: float | None = None  # seconds the receiver asked us to wait
-    disable: bool = False  # 410 Gone: the receiver asks us to stop sending to this URL
-    permanent: bool = False  # retrying this delivery cannot succeed
-    error: str = ""
+class PostError(NewswatchError):
+    """What a `PostFn` raises when the POST failed: `status` and `headers` are set when
+    the receiver answered with an error status, None when no answer arrived."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        permanent: bool = False,
+        retry_after: float | None = None,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, kind=kind, permanent=permanent, retry_after=retry_after)
+        self.status = status
+        self.headers = headers or {}
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -131,39 +145,34 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return next((v for k, v in headers.items() if k.lower() == name), None)
 
 
-def outcome_for_status(status: int, headers: Mapping[str, str], now: float) -> WebhookOutcome:
+def outcome_for_status(status: int, headers: Mapping[str, str], now: float) -> SendOutcome:
     """What an HTTP answer means for this delivery."""
     if 200 <= status < 300:
-        return WebhookOutcome(ok=True, status=status)
+        return SendOutcome.sent(status)
     retry_after = parse_retry_after(_header(headers, "retry-after"), now)
     if status == 410:
-        return WebhookOutcome(False, status, disable=True, permanent=True, error="410 Gone")
+        return SendOutcome.failed("410 Gone", status=status, disable=True)
     if 300 <= status < 400:
         # Redirects are not followed for signed POSTs: the URL in the config is wrong.
         # only the host: the target of a redirect may carry a token as much as the URL
         location = _header(headers, "location") or ""
         where = redact_url(location) if "://" in location else "a relative location"
-        return WebhookOutcome(False, status, permanent=True, error=f"{status} redirect to {where}")
+        return SendOutcome.failed(f"{status} redirect to {where}", status=status, permanent=True)
     if status in PERMANENT_STATUSES:
-        return WebhookOutcome(False, status, permanent=True, error=f"HTTP {status}")
-    return WebhookOutcome(False, status, retry_after=retry_after, error=f"HTTP {status}")
+        return SendOutcome.failed(f"HTTP {status}", status=status, permanent=True)
+    return SendOutcome.failed(f"HTTP {status}", status=status, retry_after=retry_after)
 
 
-def _outcome_for_exception(exc: Exception, now: float, url: str) -> WebhookOutcome:
-    # newswatch's FetchError carries status / retry_after / permanent; read them
-    # by name so this module needs no import of the HTTP adapter.
-    status = getattr(exc, "status", None)
-    if isinstance(status, int):
-        outcome = outcome_for_status(status, getattr(exc, "headers", None) or {}, now)
-        retry_after = httpdate.bounded(getattr(exc, "retry_after", None), MAX_RETRY_AFTER)
+def _outcome_for_error(exc: NewswatchError, now: float, url: str) -> SendOutcome:
+    if isinstance(exc, PostError) and exc.status is not None:
+        outcome = outcome_for_status(exc.status, exc.headers, now)
+        retry_after = httpdate.bounded(exc.retry_after, MAX_RETRY_AFTER)
         if outcome.retry_after is None and retry_after is not None:
             outcome = replace(outcome, retry_after=retry_after)
         return replace(outcome, error=redact_text(f"{outcome.error}: {exc}", [url]))
-    permanent = getattr(exc, "permanent", False) is True
-    kind = getattr(exc, "kind", None) or type(exc).__name__
     # transport errors quote the URL (requests: "... with url: /services/T0/B0/X"): scrubbed
-    error = redact_text(f"{kind}: {exc}", [url])
-    return WebhookOutcome(False, None, permanent=permanent, error=error)
+    outcome = SendOutcome.from_error(exc)
+    return replace(outcome, error=redact_text(outcome.error or "", [url]))
 
 
 def deliver_webhook(
@@ -173,7 +182,7 @@ def deliver_webhook(
     headers: Mapping[str, str],
     *,
     now: float | None = None,
-) -> WebhookOutcome:
+) -> SendOutcome:
     """POST once and classify the result. Never raises for delivery failures.
 
     Errors become data here because the caller's only decision is "done, retry
@@ -183,16 +192,25 @@ def deliver_webhook(
     clock = time.time() if now is None else now
     try:
         status, resp_headers = post(url, body, headers)
-    except Exception as exc:  # classified and returned as data, not swallowed
-        return _outcome_for_exception(exc, clock, url)
+    except NewswatchError as exc:  # classified and returned as data, not swallowed
+        return _outcome_for_error(exc, clock, url)
+    except Exception as exc:  # any other transport (`post` is a seam): may pass later
+        return _outcome_for_error(NewswatchError(str(exc), kind=type(exc).__name__), clock, url)
     return outcome_for_status(status, resp_headers, clock)
 
 
-def post_via_fetcher(fetcher: Any) -> PostFn:
-    """Adapt newswatch's `Fetcher.post_json(url, body, headers) -> FetchResult` to `PostFn`."""
+def post_via_fetcher(fetcher: Fetcher) -> PostFn:
+    """Adapt newswatch's `Fetcher.post_json(url, body, headers) -> FetchResult` to `PostFn`;
+    its FetchError (an error status or no answer) becomes a PostError."""
 
     def post(url: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, Mapping[str, str]]:
-        result = fetcher.post_json(url, body, headers)
+        try:
+            result = fetcher.post_json(url, body, headers)
+        except FetchError as exc:
+            raise PostError(
+                str(exc), kind=exc.kind, permanent=exc.permanent, retry_after=exc.retry_after,
+                status=exc.status, headers=exc.headers,
+            ) from exc  # fmt: skip
         return result.status, result.headers
 
     return post

@@ -340,7 +340,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "database": _redact(settings.database_url),
         "data_folder": str(settings.data_dir),
     }
-    from worker.alerts.outbox import STATES
+    from worker.alerts.admin import STATES
 
     # every delivery state shows, zero or not: "0 dead" is an answer too
     report["deliveries"] = {state: 0 for state in STATES} | report["deliveries"]
@@ -489,7 +489,7 @@ def _format_why(report: dict[str, Any]) -> str:
 
 def cmd_endpoints(args: argparse.Namespace) -> int:
     """List webhook endpoints switched off by a 410, or switch a channel's one on again."""
-    from worker.alerts import outbox
+    from worker.alerts import admin
 
     settings, store = _open_store(args)
     if args.action == "enable":
@@ -498,12 +498,12 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
         if channel is None or channel.webhook is None:
             print(f"newswatch: no webhook channel named {args.channel!r}", file=sys.stderr)
             return 1
-        if not outbox.enable_endpoint(store, channel.webhook):
+        if not admin.enable_endpoint(store, channel.webhook):
             print(f"channel {args.channel}: its endpoint is not disabled")
             return 0
         print(f"channel {args.channel}: endpoint enabled; `newswatch deliveries retry ID` resends")
         return 0
-    rows = outbox.disabled_endpoints(store)
+    rows = admin.disabled_endpoints(store)
     for r in rows:
         print(f"{r['channel']:<24} disabled {r['disabled_at']:%Y-%m-%d %H:%M} UTC: {r['reason']}")
     if not rows:
@@ -544,19 +544,19 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
     """List deliveries (newest first), or put a dead/failed one back to pending."""
     from datetime import UTC, datetime
 
-    from worker.alerts import outbox
+    from worker.alerts import admin
 
     _, store = _open_store(args)  # no config needed: this works on the rows alone
     try:
         if args.action == "retry":
-            result = outbox.retry(store, args.id, datetime.now(UTC))
+            result = admin.retry(store, args.id, datetime.now(UTC))
             if result is None:
                 print(f"newswatch: nothing dead or failed with id {args.id!r}", file=sys.stderr)
                 return 1
             print(f"{result.kind} {result.id}: {result.previous_state} -> queued again")
             return 0
         states = ("dead",) if args.dead else tuple(args.state or ())
-        rows = outbox.list_deliveries(store, states=states, limit=args.limit)
+        rows = admin.list_deliveries(store, states=states, limit=args.limit)
     finally:
         store.dispose()
     if args.json:

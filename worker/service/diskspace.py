@@ -199,7 +199,7 @@ class DiskNotices:
 
     def _raise(self, outage: Outage) -> bool:
         from worker import tasks
-        from worker.alerts import outbox
+        from worker.alerts.notices import raise_notice
         from worker.bootstrap import Runtime
 
         since = outage.since.isoformat(timespec="seconds")
@@ -228,9 +228,7 @@ class DiskNotices:
             if self._rt is None:
                 self._rt = Runtime.build(self.settings)
             with self._rt.store.session() as session:
-                row = outbox.raise_notice(
-                    self._rt, session, key, "disk_full", title, body, self._rt.now()
-                )
+                row = raise_notice(self._rt, session, key, "disk_full", title, body, self._rt.now())
         except Exception as exc:  # on a full disk this is expected: tried again next time
             log.debug("disk_full notice not written yet: %s", exc)
             return False

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
+from worker.alerts.notices import raise_notice
 from worker.core.clean import clean_text
 from worker.core.redact import redact_text
 from worker.store import models as m
@@ -192,7 +193,6 @@ def quarantine_item(
     """Put an item in its terminal failed state, on its row, counted and (unless
     `notify` is false) announced. Returns the notice delivery's id (to enqueue after
     the commit) when one is new."""
-    from worker.alerts import outbox
     from worker.service import observability
 
     item.state, item.claimed_until = "failed", None
@@ -208,7 +208,7 @@ def quarantine_item(
     )
     if not notify:
         return None
-    return outbox.raise_notice(
+    return raise_notice(
         rt,
         session,
         f"item_quarantined:{source}:{_hour(now)}",
@@ -226,7 +226,6 @@ def quarantine_article(
 ) -> str | None:
     """Put an article whose rules keep failing in its terminal state (`rules_state`
     failed); its items record the outcome. Returns a new notice's id, if any."""
-    from worker.alerts import outbox
     from worker.service import observability
 
     article.rules_state, article.claimed_until = "failed", None
@@ -239,7 +238,7 @@ def quarantine_article(
         reason,
         extra={"article_id": article.id, "event": "article_quarantined"},
     )
-    return outbox.raise_notice(
+    return raise_notice(
         rt,
         session,
         f"rules_failed:{kind}:{_hour(now)}",

@@ -36,6 +36,7 @@ from typing import Any
 from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from worker.alerts.notices import raise_notice, step_failed
 from worker.bootstrap import Runtime
 from worker.config import Config, HeartbeatSpec, NoticesSpec
 from worker.core.durations import human as _ago
@@ -222,8 +223,6 @@ def tick(rt: Runtime) -> list[str]:
     """Check every condition (each on its own: one that fails is logged and counted, the
     others still run), raise notices for new incidents and gaps, ping the heartbeat.
     Returns the notice deliveries to enqueue."""
-    from worker.alerts.outbox import _step_failed
-
     config = rt.config.current().loaded.config
     limits = Limits.of(config.notices)
     now = rt.now()
@@ -235,7 +234,7 @@ def tick(rt: Runtime) -> list[str]:
                 finding = check(session, now, limits)
                 out += _track(rt, session, config, finding, now)
         except Exception as exc:
-            _step_failed(f"watchdog:{name}", "check", exc)
+            step_failed(f"watchdog:{name}", "check", exc)
             problems.append(f"{name} check failed")
             continue
         if finding.holds:
@@ -244,14 +243,14 @@ def tick(rt: Runtime) -> list[str]:
         with rt.store.session() as session:
             out += _gap_notices(rt, session, config, now)
     except Exception as exc:
-        _step_failed("watchdog:gaps", "notices", exc)
+        step_failed("watchdog:gaps", "notices", exc)
     if config.heartbeat is not None:
         try:
             if not problems and not _fetched_ever(rt):
                 problems.append("no source fetched successfully yet")
             heartbeat(rt, config.heartbeat, problems, now)
         except Exception as exc:
-            _step_failed("watchdog:heartbeat", "ping", exc)
+            step_failed("watchdog:heartbeat", "ping", exc)
     return out
 
 
@@ -259,8 +258,6 @@ def _track(
     rt: Runtime, session: Session, config: Config, finding: Finding, now: datetime
 ) -> list[str]:
     """Open or close the condition's incident; notify once per incident."""
-    from worker.alerts.outbox import raise_notice
-
     if not finding.holds:  # the usual case: a read, and a write only to close
         row = session.get(m.WatchdogState, finding.condition)
         if row is not None and row.opened_at is not None:
@@ -291,8 +288,6 @@ def _track(
 
 def _gap_notices(rt: Runtime, session: Session, config: Config, now: datetime) -> list[str]:
     """One notice per gap recorded (and not notified yet) in the last day."""
-    from worker.alerts.outbox import raise_notice
-
     if config.notices is None or not config.notices.gaps:
         return []
     rows = session.execute(

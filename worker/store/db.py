@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, or_, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.store.models import Base
@@ -113,15 +114,22 @@ class Store:
 
     def insert_ignore(self, model: Any) -> Any:
         """INSERT ... ON CONFLICT DO NOTHING for this dialect (RETURNING gives None on conflict)."""
-        if self.is_postgres:
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        return insert(model).on_conflict_do_nothing()
+        return insert_ignore(model, postgres=self.is_postgres)
 
     def create_all(self) -> None:
         """Tests only: the schema without migrations (migrations are tested separately)."""
         Base.metadata.create_all(self.engine)
+
+
+def on_postgres(session: Session) -> bool:
+    """The dialect of the session's connection: where PostgreSQL and SQLite differ."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def insert_ignore(model: Any, *, postgres: bool) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING (RETURNING gives None on conflict)."""
+    insert = postgresql.insert if postgres else sqlite.insert
+    return insert(model).on_conflict_do_nothing()
 
 
 def claim(
