@@ -15,6 +15,9 @@ from pydantic import (
     model_validator,
 )
 
+from worker.alerts.policy import parse_quiet_hours, parse_relevance, parse_schedule
+from worker.core.patterns import PatternError, compile_pattern
+
 _INTERVAL_RE = re.compile(
     r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$"
 )
@@ -78,8 +81,6 @@ class SourceSpec(_Strict):
     @classmethod
     def _regex(cls, v: str | None) -> str | None:
         # the pattern meets links a stranger writes: RE2, linear time, or refused here
-        from worker.core.patterns import PatternError, compile_pattern
-
         if v is not None:
             try:
                 compile_pattern(v)
@@ -126,8 +127,6 @@ class AlertPolicySpec(_Strict):
     @field_validator("digest")
     @classmethod
     def _schedule(cls, v: str | None) -> str | None:
-        from worker.alerts.policy import parse_schedule
-
         if v is not None:
             parse_schedule(v)
         return v
@@ -135,8 +134,6 @@ class AlertPolicySpec(_Strict):
     @field_validator("quiet_hours")
     @classmethod
     def _quiet(cls, v: str | None) -> str | None:
-        from worker.alerts.policy import parse_quiet_hours
-
         if v is not None:
             parse_quiet_hours(v)
         return v
@@ -144,8 +141,6 @@ class AlertPolicySpec(_Strict):
     @field_validator("min_relevance", mode="before")
     @classmethod
     def _relevance(cls, v: object) -> str | None:
-        from worker.alerts.policy import parse_relevance
-
         if v is None:
             return None
         parse_relevance(v)  # type: ignore[arg-type]
