@@ -10,28 +10,58 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from collections.abc import Iterable
+from typing import Any
 
+from billiard.util import get_logger as multiprocessing_logger
 from celery import Celery
 from celery.signals import beat_init, setup_logging, worker_init, worker_process_init
 from kombu import Queue
 
+from worker.bootstrap import ProcessRuntime
+from worker.broker import QUEUES, broker_url_for
+from worker.service.observability import setup_logging as our_setup_logging
+from worker.service.supervisor import ensure_dies_with_parent
 from worker.settings import Settings
 
-QUEUES = ("control", "fetch", "parse", "rules", "alerts")
+log = logging.getLogger(__name__)
+
+__all__ = ["QUEUES", "NewswatchApp", "broker_url_for", "create_app", "enqueue"]
 
 
-def broker_url_for(settings: Settings) -> str:
-    if settings.broker_url:
-        return settings.broker_url
-    # the embedded Redis that `newswatch run` starts for the data dir
-    from worker.service.embedded_redis import socket_path
+class NewswatchApp(Celery):
+    """The Celery app and what its tasks need from the process that built it."""
 
-    return f"redis+socket://{socket_path(settings.data_dir)}"
+    settings: Settings
+    runtime: ProcessRuntime  # tasks call `self.app.runtime.get()`
+    worker_main_pid: int | None = None  # set in a worker's main process, before its pool forks
 
 
-def create_app(settings: Settings | None = None) -> Celery:
-    settings = settings or Settings.from_env()
-    app = Celery("newswatch", broker=broker_url_for(settings), include=["worker.tasks"])
+def enqueue(app: Celery, task: str, ids: Iterable[Any]) -> None:
+    """Send follow-up messages to the task named `task`, one per row id. If the broker is
+    down the rows stay pending in the database and the sweep sends them later, so a
+    failure here loses nothing. By name: a process that only sends (the supervisor) has
+    no tasks loaded, and where they are (a worker) Celery applies their options."""
+    for row_id in ids:
+        try:
+            app.send_task(task, (row_id,), retry=True, retry_policy={"max_retries": 3})
+        except Exception as exc:  # broker errors come in many types (kombu, redis, socket)
+            log.warning("could not enqueue %s(%s), the sweep will: %s", task, row_id, exc)
+            return
+
+
+def create_app(settings: Settings) -> NewswatchApp:
+    """The app for `settings`; its tasks (worker/tasks.py) are loaded by name when a
+    worker starts, so this module never imports them."""
+    app = NewswatchApp("newswatch", broker=broker_url_for(settings), include=["worker.tasks"])
+    app.settings = settings
+    app.runtime = ProcessRuntime(settings)
+    _configure(app, settings)
+    _tie_processes(app)
+    return app
+
+
+def _configure(app: Celery, settings: Settings) -> None:
     app.conf.update(
         task_queues=[Queue(q) for q in QUEUES],
         task_default_queue="control",
@@ -63,39 +93,46 @@ def create_app(settings: Settings | None = None) -> Celery:
         enable_utc=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
-        beat_schedule={
-            "dispatch-due-sources": {
-                "task": "newswatch.dispatch_due",
-                "schedule": settings.tick_seconds,
-                "options": {"expires": settings.tick_seconds * 3},
-            },
-            "outbox": {  # due digests and operational notices
-                "task": "newswatch.outbox_tick",
-                "schedule": settings.tick_seconds,
-                "options": {"expires": settings.tick_seconds * 3},
-            },
-            "sweep": {
-                "task": "newswatch.sweep",
-                "schedule": settings.sweep_seconds,
-                "options": {"expires": settings.sweep_seconds * 2},
-            },
-            "retention": {  # rows past their retention, in small batches
-                "task": "newswatch.prune",
-                "schedule": settings.prune_seconds,
-                "options": {"expires": settings.prune_seconds},
-            },
-        },
+        beat_schedule=_beat_schedule(settings),
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
-        # poison work is bounded: past the soft limit the task gets an exception (and
-        # records it), past the hard one the pool child is killed and replaced; either way
-        # the row's lease lapses, the sweep retries it and the claim counts the attempt
-        task_annotations={
-            task: {"time_limit": hard, **({"soft_time_limit": soft} if soft else {})}
-            for kind, soft, hard in settings.time_limits
-            for task in _TIME_LIMITED[kind]
-        },
+        task_annotations=_time_limit_annotations(settings),
     )
-    return app
+
+
+def _beat_schedule(settings: Settings) -> dict[str, Any]:
+    return {
+        "dispatch-due-sources": {
+            "task": "newswatch.dispatch_due",
+            "schedule": settings.tick_seconds,
+            "options": {"expires": settings.tick_seconds * 3},
+        },
+        "outbox": {  # due digests and operational notices
+            "task": "newswatch.outbox_tick",
+            "schedule": settings.tick_seconds,
+            "options": {"expires": settings.tick_seconds * 3},
+        },
+        "sweep": {
+            "task": "newswatch.sweep",
+            "schedule": settings.sweep_seconds,
+            "options": {"expires": settings.sweep_seconds * 2},
+        },
+        "retention": {  # rows past their retention, in small batches
+            "task": "newswatch.prune",
+            "schedule": settings.prune_seconds,
+            "options": {"expires": settings.prune_seconds},
+        },
+    }
+
+
+def _time_limit_annotations(settings: Settings) -> dict[str, dict[str, float]]:
+    # poison work is bounded: past the soft limit the task gets an exception (and
+    # records it), past the hard one the pool child is killed and replaced; either way
+    # the row's lease lapses, the sweep retries it and the claim counts the attempt
+    return {
+        task: {"time_limit": hard, **({"soft_time_limit": soft} if soft else {})}
+        for kind, soft, hard in settings.time_limits
+        for task in _TIME_LIMITED[kind]
+    }
 
 
 _TIME_LIMITED = {
@@ -106,29 +143,33 @@ _TIME_LIMITED = {
 }
 
 
-_worker_main_pid: int | None = None
+def _tie_processes(app: NewswatchApp) -> None:
+    """Signal receivers for this app's worker processes. Connected per app (and kept
+    alive with it, weak=False) so that each knows its app without `current_app`."""
 
+    @worker_init.connect(weak=False)
+    def remember_main_process(sender: Any = None, **_: object) -> None:
+        if sender is not None and sender.app is app:
+            app.worker_main_pid = os.getpid()  # in the main process, before the pool forks
 
-@worker_init.connect
-def _remember_main_process(**_: object) -> None:
-    global _worker_main_pid
-    _worker_main_pid = os.getpid()  # in the main process, before the pool forks
+    @worker_process_init.connect(weak=False)
+    def pool_child_dies_with_main(**_: object) -> None:
+        # A pool child dies with the worker's main process, even when that one is
+        # SIGKILLed: an orphan keeps its memory and database connections and nobody will
+        # take its result. Celery asks the kernel for that too (SIGKILL, on Linux), but
+        # only after the fork: a parent killed in between leaves an orphan, which the
+        # parent check here ends. (The Runtime is dropped after any fork: ProcessRuntime.)
+        if app.worker_main_pid is not None:
+            ensure_dies_with_parent(signal.SIGKILL, app.worker_main_pid)
 
-
-@worker_process_init.connect
-def _fresh_runtime_after_fork(**_: object) -> None:
-    # A pool child dies with the worker's main process, even when that one is SIGKILLed:
-    # an orphan keeps its memory and database connections and nobody will take its result.
-    # Celery asks the kernel for that too (SIGKILL, on Linux), but only after the fork: a
-    # parent killed in between leaves an orphan, which the parent check here ends.
-    from worker.service.supervisor import ensure_dies_with_parent
-
-    if _worker_main_pid is not None:
-        ensure_dies_with_parent(signal.SIGKILL, _worker_main_pid)
-    # connections and pools must never cross a fork
-    from worker import tasks
-
-    tasks.reset_runtime()
+    @beat_init.connect(weak=False)
+    def embedded_beat_dies_with_its_worker(sender: Any = None, **_: object) -> None:
+        # `worker --beat` (as `run` starts it) forks beat as a process of its own, which
+        # Celery does not tie to the worker: after a SIGKILL of the worker it would tick
+        # forever. A standalone `newswatch beat` has no worker main process: left alone.
+        main = app.worker_main_pid
+        if sender is not None and sender.app is app and main is not None and os.getpid() != main:
+            ensure_dies_with_parent(signal.SIGTERM, main)
 
 
 @setup_logging.connect
@@ -136,27 +177,9 @@ def _keep_our_logging(loglevel: int | str | None = None, **_: object) -> None:
     """A receiver here stops Celery from configuring logging itself: the root handler
     (text or JSON lines, worker/service/observability.py) stays the only one, and billiard's
     logger, which Celery would give a plain-text handler of its own, goes through it."""
-    from billiard.util import get_logger as multiprocessing_logger
-
-    from worker.service.observability import setup_logging as our_setup
-
-    if not logging.getLogger().handlers:  # started without the CLI (`celery -A ...`)
-        our_setup(logging.getLevelName(loglevel) if isinstance(loglevel, int) else "INFO")
+    if not logging.getLogger().handlers:  # started without the CLI (`celery -A worker`)
+        our_setup_logging(logging.getLevelName(loglevel) if isinstance(loglevel, int) else "INFO")
     mp = multiprocessing_logger()
     mp.handlers.clear()
     mp.propagate = True
     mp.setLevel(logging.ERROR)
-
-
-@beat_init.connect
-def _embedded_beat_dies_with_its_worker(**_: object) -> None:
-    # `worker --beat` (as `run` starts it) forks beat as a process of its own, which Celery
-    # does not tie to the worker: after a SIGKILL of the worker it would tick forever. A
-    # standalone `newswatch beat` has no worker main process and is left alone.
-    from worker.service.supervisor import ensure_dies_with_parent
-
-    if _worker_main_pid is not None and os.getpid() != _worker_main_pid:
-        ensure_dies_with_parent(signal.SIGTERM, _worker_main_pid)
-
-
-app = create_app()

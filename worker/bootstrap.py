@@ -1,24 +1,30 @@
-"""The composition root: what one worker process needs, built once and passed down.
+"""The composition root: settings -> app -> runtime, each built once per process.
 
-Nothing is created at import time. A `Runtime` is built lazily in each
-process (after Celery forks its pool) and holds the store, the live config,
-the HTTP fetcher and the clock.
+An entry point (the CLI's `main`, or `worker/celery.py` for the `celery` command)
+builds the `Settings` from its environment and flags, then the Celery app from them
+(`worker.app.create_app`), which carries a `ProcessRuntime`. The `Runtime` itself (the
+store, the live config, the HTTP fetcher and the clock) is built on first use in the
+process that runs tasks, after Celery forks its pool, and passed down to every use
+case. Importing this module builds nothing.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Any
 
 from worker.config.reload import LiveConfig
+from worker.config.to_sources import fetch_options
+from worker.core.encoding import decode_html
 from worker.settings import Settings
+from worker.sources.fetcher import Fetcher
 from worker.store.db import Store
-
-if TYPE_CHECKING:
-    from worker.sources.fetcher import Fetcher
 
 
 def _utcnow() -> datetime:
@@ -32,6 +38,9 @@ class Runtime:
     config: LiveConfig
     clock: Callable[[], datetime] = _utcnow
     synced_version: str | None = None  # config version last synced into the source table
+    # the database disk's free-space check of this process (worker/tasks.py), made on first use
+    # (a diskspace.SpaceCheck; not imported here, diskspace builds Runtimes itself)
+    space_check: Any = field(default=None, repr=False)
     _fetcher: Fetcher | None = field(default=None, repr=False)
     _fetch_spec: object = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -49,9 +58,6 @@ class Runtime:
 
     def fetcher(self) -> Fetcher:
         """The HTTP client for the current config's fetch settings (rebuilt if they change)."""
-        from worker.config.to_sources import fetch_options
-        from worker.sources.fetcher import Fetcher
-
         spec = self.config.current().loaded.config.fetch
         with self._lock:
             if self._fetcher is None or spec != self._fetch_spec:
@@ -63,11 +69,47 @@ class Runtime:
 
     @staticmethod
     def decode_html(body: bytes, content_type: str | None) -> str:
-        from worker.core.encoding import decode_html
-
         return decode_html(body, content_type)
 
     def close(self) -> None:
         if self._fetcher is not None:
             self._fetcher.close()
         self.store.dispose()
+
+
+class ProcessRuntime:
+    """This process's one `Runtime`, built on first use from `settings`.
+
+    A threads-pool worker runs many tasks in one process: they share one Runtime (one
+    engine, one fetcher whose per-host politeness only works if it is shared) rather than
+    race to build several. A forked child (a prefork pool child, the embedded beat)
+    starts without one and builds its own: connections and pools must never cross a fork.
+    """
+
+    def __init__(self, settings: Settings, build: Callable[[Settings], Runtime] = Runtime.build):
+        self.settings = settings
+        self._build = build
+        self._runtime: Runtime | None = None
+        self._lock = threading.Lock()
+        # a weak reference: the fork hook must not keep every app of a test run alive
+        os.register_at_fork(after_in_child=functools.partial(_forget, weakref.ref(self)))
+
+    def get(self) -> Runtime:
+        rt = self._runtime
+        if rt is None:
+            with self._lock:
+                if self._runtime is None:
+                    self._runtime = self._build(self.settings)
+                rt = self._runtime
+        return rt
+
+    def reset(self) -> None:
+        self._runtime = None
+        # after a fork the lock may have been copied held by a thread that no longer exists
+        self._lock = threading.Lock()
+
+
+def _forget(ref: weakref.ref[ProcessRuntime]) -> None:
+    slot = ref()
+    if slot is not None:
+        slot.reset()

@@ -1,8 +1,12 @@
-"""Runtime settings, read once from the environment and validated.
+"""Runtime settings, built once per process from an environment mapping and validated.
 
-Everything that differs between a laptop and production lives here; nothing
-else in newswatch reads `os.environ` (except `${VAR}` interpolation in the
-config file, which is the config file's own business).
+Everything that differs between a laptop and production lives here. A process builds
+its `Settings` once, at its entry point (the CLI's `main`, `worker/celery.py` for the
+`celery` command), from the environment it was given plus the command's flags, and
+passes them down. Nothing writes `os.environ`: the children of `newswatch run` get
+theirs from the supervisor (worker/service/supervisor.py, `child_environment`).
+`${VAR}` interpolation in the config file reads the environment too; that is the
+config file's own business.
 """
 
 from __future__ import annotations
@@ -13,10 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from worker.config import DEFAULT_CONFIG_PATH
+from worker.core.errors import InputError
 
 
-class SettingsError(ValueError):
-    pass
+class SettingsError(InputError):
+    """A setting in the environment that is not valid: the message names the variable."""
+
+    kind = "settings"
 
 
 def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
@@ -93,8 +100,19 @@ class Settings:
         return Path(url.database).absolute()
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        config: str | os.PathLike[str] | None = None,
+        db_pool_size: int | None = None,
+    ) -> Settings:
+        """The settings from `env` (this process's environment if None), with a command's
+        flags on top: `config` (--config) wins over NEWSWATCH_CONFIG, `db_pool_size` is
+        the default when NEWSWATCH_DB_POOL_SIZE is not set."""
         env = os.environ if env is None else env
+        if config:
+            env = {**env, "NEWSWATCH_CONFIG": str(Path(config).absolute())}
         defaulted = tuple(
             name
             for name, var in (("config", "NEWSWATCH_CONFIG"), ("data folder", "NEWSWATCH_DATA_DIR"))
@@ -126,7 +144,7 @@ class Settings:
             log_format=_log_format(env),
             schedule_jitter=_fraction(env, "NEWSWATCH_SCHEDULE_JITTER", 0.1),
             time_limits=tuple(_time_limits(env)),
-            db_pool_size=int(_positive(env, "NEWSWATCH_DB_POOL_SIZE", 5)),
+            db_pool_size=int(_positive(env, "NEWSWATCH_DB_POOL_SIZE", db_pool_size or 5)),
             defaulted=defaulted,
             prune_seconds=_positive(env, "NEWSWATCH_PRUNE_SECONDS", 3600),
             min_free_bytes=int(_number(env, "NEWSWATCH_MIN_FREE_MB", 8, 0, 1 << 20) * 1024 * 1024),

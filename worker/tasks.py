@@ -1,63 +1,45 @@
-"""Thin Celery tasks: load by id, call the pipeline, enqueue the next step after commit."""
+"""Thin Celery tasks: load by id, call the use case, enqueue the next step after commit.
+
+The tasks are shared tasks: a worker's app (worker/app.py) loads this module by name
+(`include`) and each task registers on it; a task finds its Runtime through its app.
+"""
 
 from __future__ import annotations
 
 import functools
 import logging
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from worker import pipeline
 from worker.alerts import outbox, sending
-from worker.app import app
+from worker.app import NewswatchApp, enqueue
 from worker.bootstrap import Runtime
-from worker.service import diskspace
+from worker.service import diskspace, health, observability, retention
 from worker.service.observability import log_context
-from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_runtime: Runtime | None = None
-# A threads-pool worker runs many tasks in one process: they must share one Runtime (one
-# engine, one fetcher whose per-host politeness only works if it is shared), not race to
-# build several.
-_runtime_lock = threading.Lock()
 
-
-def runtime() -> Runtime:
-    global _runtime
-    rt = _runtime
-    if rt is None:
-        with _runtime_lock:
-            if _runtime is None:
-                _runtime = Runtime.build(Settings.from_env())
-            rt = _runtime
-    return rt
-
-
-def reset_runtime() -> None:
-    global _runtime, _runtime_lock, _space
-    _runtime, _space = None, None
-    # after a fork the lock may have been copied held by a thread that no longer exists
-    _runtime_lock = threading.Lock()
-
-
-_space: diskspace.SpaceCheck | None = None
+def runtime(task: Task) -> Runtime:
+    """The Runtime of this process, from the app the task is registered on."""
+    app = task.app
+    assert isinstance(app, NewswatchApp), "tasks run on an app from worker.app.create_app"
+    return app.runtime.get()
 
 
 def _disk_full(rt: Runtime) -> list[Path]:
     """The SQLite database's folder when its disk is full (checked at most once a second
     per process). A server database's disk is its server's: its errors say so instead."""
-    global _space
-    if _space is None:
+    if rt.space_check is None:
         db = rt.settings.sqlite_path
-        _space = diskspace.SpaceCheck([db.parent] if db else [], rt.settings.min_free_bytes)
-    return _space.full()
+        rt.space_check = diskspace.SpaceCheck([db.parent] if db else [], rt.settings.min_free_bytes)
+    return rt.space_check.full()
 
 
 def _waits_for_disk(fn: Callable[..., None]) -> Callable[..., None]:
@@ -69,17 +51,14 @@ def _waits_for_disk(fn: Callable[..., None]) -> Callable[..., None]:
     name = fn.__name__
 
     @functools.wraps(fn)
-    def run(*args: Any) -> None:
-        from worker.service import observability
-
-        rt = runtime()
-        if _disk_full(rt):
+    def run(task: Task, *args: Any) -> None:
+        if _disk_full(runtime(task)):
             # no count here: the counters are memory-mapped files in the data folder, and
             # a page first touched on a full disk kills the process (SIGBUS). The exporter
             # shows the outage (newswatch_disk_full, computed at scrape time).
             return
         try:
-            fn(*args)
+            fn(task, *args)
         except Exception as exc:
             if not diskspace.is_disk_full(exc):
                 raise
@@ -89,71 +68,70 @@ def _waits_for_disk(fn: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
-def _enqueue(task: Any, ids: Iterable[Any]) -> None:
-    """Send follow-up messages. If the broker is down the rows stay pending in the
-    database and the sweep sends them later, so a failure here loses nothing."""
-    for row_id in ids:
-        try:
-            task.apply_async((row_id,), retry=True, retry_policy={"max_retries": 3})
-        except Exception as exc:  # broker errors come in many types (kombu, redis, socket)
-            log.warning("could not enqueue %s(%s), the sweep will: %s", task.name, row_id, exc)
-            return
+# Follow-up messages go out by task name through the app the task runs on (never a
+# module-level task object: that would resolve through `current_app`, which a pool
+# thread does not have).
+FETCH, PARSE, RULES, DELIVER = (
+    "newswatch.fetch_source",
+    "newswatch.parse_item",
+    "newswatch.apply_rules",
+    "newswatch.deliver",
+)
 
 
-@app.task(name="newswatch.dispatch_due")
+@shared_task(name="newswatch.dispatch_due", bind=True)
 @_waits_for_disk
-def dispatch_due() -> None:
-    _enqueue(fetch_source, pipeline.dispatch_due(runtime()))
+def dispatch_due(task: Task) -> None:
+    enqueue(task.app, FETCH, pipeline.dispatch_due(runtime(task)))
 
 
-@app.task(name="newswatch.fetch_source")
+@shared_task(name=FETCH, bind=True)
 @_waits_for_disk
-def fetch_source(source_id: int) -> None:
+def fetch_source(task: Task, source_id: int) -> None:
     notices: list[str] = []
     with log_context(source_id=source_id):
-        _enqueue(parse_item, pipeline.fetch_source(runtime(), source_id, notices))
-        _enqueue(deliver, notices)
+        enqueue(task.app, PARSE, pipeline.fetch_source(runtime(task), source_id, notices))
+        enqueue(task.app, DELIVER, notices)
 
 
-@app.task(name="newswatch.parse_item")
+@shared_task(name=PARSE, bind=True)
 @_waits_for_disk
-def parse_item(item_id: int) -> None:
+def parse_item(task: Task, item_id: int) -> None:
     notices: list[str] = []
+    rt = runtime(task)
     with log_context(item_id=item_id):
         try:
-            article_id = pipeline.parse_item(runtime(), item_id, notices)
+            article_id = pipeline.parse_item(rt, item_id, notices)
         except SoftTimeLimitExceeded:
             # the lease stays, so the sweep retries it later; the claim counts attempts
-            limit = parse_item.soft_time_limit
-            pipeline.record_item_error(runtime(), item_id, f"over the parse time limit ({limit}s)")
+            limit = task.soft_time_limit
+            pipeline.record_item_error(rt, item_id, f"over the parse time limit ({limit}s)")
             return
-        _enqueue(deliver, notices)  # an item quarantined on the way
+        enqueue(task.app, DELIVER, notices)  # an item quarantined on the way
         if article_id is not None:
-            _enqueue(apply_rules, [article_id])
+            enqueue(task.app, RULES, [article_id])
 
 
-@app.task(name="newswatch.apply_rules")
+@shared_task(name=RULES, bind=True)
 @_waits_for_disk
-def apply_rules(article_id: int) -> None:
+def apply_rules(task: Task, article_id: int) -> None:
     with log_context(article_id=article_id):
-        _enqueue(deliver, pipeline.apply_rules(runtime(), article_id))
+        enqueue(task.app, DELIVER, pipeline.apply_rules(runtime(task), article_id))
 
 
-@app.task(name="newswatch.deliver")
+@shared_task(name=DELIVER, bind=True)
 @_waits_for_disk
-def deliver(delivery_id: str) -> None:
+def deliver(task: Task, delivery_id: str) -> None:
     notices: list[str] = []
     with log_context(delivery_id=delivery_id):
-        sending.deliver(runtime(), delivery_id, notices)
-        _enqueue(deliver, notices)
+        sending.deliver(runtime(task), delivery_id, notices)
+        enqueue(task.app, DELIVER, notices)
 
 
-@app.task(name="newswatch.canary")
-def canary(token: str, hop: int) -> None:
+@shared_task(name=health.CANARY_TASK, bind=True)
+def canary(task: Task, token: str, hop: int) -> None:
     """The liveness canary (worker/service/health.py): one hop per queue, control to alerts."""
-    from worker.service import health
-
-    rt = runtime()
+    rt = runtime(task)
     client = health.broker_redis(rt.settings)
     if client is None:
         return
@@ -163,33 +141,31 @@ def canary(token: str, hop: int) -> None:
         client.close()
     if following is not None:
         # the whole trip shares the deadline the health check set on the first hop
-        expires = canary.request.expires
+        expires = task.request.expires
         if isinstance(expires, str):
             expires = datetime.fromisoformat(expires)
-        canary.apply_async((token, hop + 1), queue=following, expires=expires)
+        task.apply_async((token, hop + 1), queue=following, expires=expires)
 
 
-@app.task(name="newswatch.outbox_tick")
+@shared_task(name="newswatch.outbox_tick", bind=True)
 @_waits_for_disk
-def outbox_tick() -> None:
+def outbox_tick(task: Task) -> None:
     """Due digests out, new operational notices in (and on their way); each step fails alone."""
-    _enqueue(deliver, outbox.tick(runtime()))
+    enqueue(task.app, DELIVER, outbox.tick(runtime(task)))
 
 
-@app.task(name="newswatch.prune")
+@shared_task(name="newswatch.prune", bind=True)
 @_waits_for_disk
-def prune() -> None:
+def prune(task: Task) -> None:
     """Rows past their retention (worker/service/retention.py); each batch commits on its own, so
     a run cut short loses nothing and the next one goes on."""
-    from worker.service import retention
-
-    retention.prune(runtime())
+    retention.prune(runtime(task))
 
 
-@app.task(name="newswatch.sweep")
+@shared_task(name="newswatch.sweep", bind=True)
 @_waits_for_disk
-def sweep() -> None:
-    found = pipeline.sweep(runtime())
-    _enqueue(parse_item, found.items)
-    _enqueue(apply_rules, found.articles)
-    _enqueue(deliver, found.deliveries)
+def sweep(task: Task) -> None:
+    found = pipeline.sweep(runtime(task))
+    enqueue(task.app, PARSE, found.items)
+    enqueue(task.app, RULES, found.articles)
+    enqueue(task.app, DELIVER, found.deliveries)

@@ -118,3 +118,41 @@ fetch:
     assert "wire" in text and "ERROR (http_404)" in text and "sent 1" in text
     # the fetch time as a time (Clock starts 2026-01-01 12:00 UTC), not a format spec
     assert "last fetch 2026-01-01 12:00:00 UTC" in text and "<" not in text
+
+
+def test_in_process_commands_leave_the_environment_untouched(tmp_path, monkeypatch, capsys):
+    """`main` builds its settings from the environment and its flags, and writes nothing
+    back: a later command (or test) in the same process sees the environment it had."""
+    import os
+
+    from worker import cli
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(CONFIG + "allow_empty: true\n")
+    monkeypatch.delenv("NEWSWATCH_CONFIG", raising=False)
+    before = dict(os.environ)
+    assert cli.main(["check-config", "--config", str(cfg)]) == 0
+    assert cli.main(["match", "--config", str(cfg), str(SEED)]) == 0
+    assert cli.main(["check-config", "--config", str(tmp_path / "missing.yaml")]) == 1
+    assert dict(os.environ) == before
+    # an environment given to `main` is the one it reads, and it is not written either
+    env = {"NEWSWATCH_CONFIG": str(cfg)}
+    assert cli.main(["check-config"], env=env) == 0
+    assert env == {"NEWSWATCH_CONFIG": str(cfg)}
+    assert f"{cfg}: ok" in capsys.readouterr().out
+
+
+def test_run_gives_its_workers_an_environment_of_their_own(tmp_path):
+    """`run`'s children get the config it was given and the broker it started through the
+    environment the supervisor builds for them, not through this process's."""
+    from worker.service.supervisor import child_environment
+
+    base = {"PATH": "/bin", "NEWSWATCH_CONFIG": "elsewhere.yaml"}
+    env = child_environment(base, config=tmp_path / "c.yaml", broker_url="redis+socket:///s")
+    assert env == {
+        "PATH": "/bin",
+        "NEWSWATCH_CONFIG": str(tmp_path / "c.yaml"),
+        "NEWSWATCH_BROKER_URL": "redis+socket:///s",
+    }
+    assert base == {"PATH": "/bin", "NEWSWATCH_CONFIG": "elsewhere.yaml"}
+    assert child_environment(base) == base

@@ -161,3 +161,15 @@ def test_notices_to_an_unknown_channel_names_the_line(tmp_path):
         "notices:\n  channel: opz\n  source_failing_after: 2h\n"
     )
     assert problems(cfg) == [f"{cfg}:5: notices.channel: no channel named 'opz' (channels: ops)"]
+
+
+def test_a_config_error_is_an_input_error():
+    """One error hierarchy (worker/core/errors.py): a bad config is a person's input,
+    permanent until edited."""
+    from worker.config import ConfigError, ConfigProblem
+    from worker.core.errors import InputError
+
+    exc = ConfigError([ConfigProblem("c.yaml", 3, "sources[a].every", "not an interval")])
+    assert isinstance(exc, InputError)
+    assert (exc.kind, exc.permanent) == ("config", True)
+    assert str(exc) == "c.yaml:3: sources[a].every: not an interval"

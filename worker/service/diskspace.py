@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -178,10 +178,13 @@ class DiskNotices:
     room its write-ahead log already has). Once space returns, one naming the outage's
     span is written in any case: on SQLite that is often the first that can be. Each is
     keyed by path and start, so each is raised once. Until it is written, an ended
-    outage is kept here (a restart of `run` in between loses it; the log lines stay)."""
+    outage is kept here (a restart of `run` in between loses it; the log lines stay).
+    `send` sends the notices' deliveries on their way (worker.app.enqueue)."""
 
-    def __init__(self, settings: Settings, watch: DiskWatch):
-        self.settings, self.watch = settings, watch
+    def __init__(
+        self, settings: Settings, watch: DiskWatch, send: Callable[[list[str]], None]
+    ) -> None:
+        self.settings, self.watch, self.send = settings, watch, send
         self._rt: Runtime | None = None
         self._noticed: set[tuple[Path, datetime]] = set()  # outages whose start is told
 
@@ -198,7 +201,6 @@ class DiskNotices:
                 self._noticed.discard((outage.path, outage.since))
 
     def _raise(self, outage: Outage) -> bool:
-        from worker import tasks
         from worker.alerts.notices import raise_notice
         from worker.bootstrap import Runtime
 
@@ -233,7 +235,7 @@ class DiskNotices:
             log.debug("disk_full notice not written yet: %s", exc)
             return False
         if row is not None:
-            tasks._enqueue(tasks.deliver, [row])  # else the sweep sends it
+            self.send([row])  # else the sweep sends it
         return True
 
 

@@ -40,6 +40,8 @@ from pathlib import Path
 
 import redis
 
+from worker.service.supervisor import child_setup
+
 log = logging.getLogger(__name__)
 
 # sockaddr_un.sun_path holds 108 bytes on Linux and 104 on macOS, with the final NUL
@@ -124,8 +126,6 @@ class EmbeddedRedis:
         return f"redis+socket://{self.socket}"
 
     def start(self, timeout: float = 15.0) -> str:
-        from worker.service.supervisor import child_setup
-
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.socket.parent != self.dir:
             self._hold_runtime_dir()

@@ -19,17 +19,20 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from worker.app import QUEUES, broker_url_for
+import redis
+from celery import Celery
+from sqlalchemy import text
+
+from worker.broker import QUEUES, broker_url_for
 from worker.settings import Settings
 
+CANARY_TASK = "newswatch.canary"  # worker/tasks.py; sent by name, so no import of the tasks
 KEY_PREFIX = "newswatch:canary:"
 KEY_TTL_SECONDS = 600
 
 
 def broker_redis(settings: Settings) -> Any | None:
     """A redis client for the broker, or None when the broker is not Redis."""
-    import redis
-
     url = broker_url_for(settings)
     if url.startswith("redis+socket://"):
         url = "unix://" + url[len("redis+socket://") :]
@@ -41,8 +44,6 @@ def broker_redis(settings: Settings) -> Any | None:
 def canary_hop(rt: Any, client: Any, token: str, hop: int) -> str | None:
     """One hop, inside a worker: prove the database answers, record the hop. Returns the
     queue of the next hop, or None after the last."""
-    from sqlalchemy import text
-
     with rt.store.session() as session:
         session.execute(text("SELECT 1"))
     key = KEY_PREFIX + token
@@ -63,17 +64,16 @@ class HealthResult:
     message: str
 
 
-def check(settings: Settings, timeout: float) -> HealthResult:
-    """Send a canary and wait up to `timeout` seconds for it to come back."""
-    from worker import tasks
-
+def check(app: Celery, settings: Settings, timeout: float) -> HealthResult:
+    """Send a canary through `app` and wait up to `timeout` seconds for it to come back."""
     client = broker_redis(settings)
     if client is None:
         return HealthResult(False, 0.0, (), "the broker is not Redis: no canary support")
     token = uuid.uuid4().hex
     started = time.monotonic()
     try:
-        tasks.canary.apply_async(
+        app.send_task(
+            CANARY_TASK,
             (token, 0),
             queue=QUEUES[0],
             expires=timeout,  # a canary nobody took in time must not run later

@@ -407,7 +407,7 @@ class DatabaseCollector:
     def _queue_depth(self) -> Any:
         from prometheus_client.core import GaugeMetricFamily
 
-        from worker.app import QUEUES
+        from worker.broker import QUEUES
 
         fam = GaugeMetricFamily(
             "newswatch_queue_depth", "Messages waiting in each broker queue", labels=["queue"]

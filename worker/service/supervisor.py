@@ -13,6 +13,9 @@ a child process and supervises them:
 - The children sit in their own process group, so Ctrl-C in a terminal reaches only
   `run`, which drains them in order; and they get SIGTERM from the kernel if `run` dies
   without a word (SIGKILL), so no worker outlives it.
+- The children's environment is built here, once (`child_environment`): this process's
+  own plus what `run` decided (the config given by flag, the embedded broker's URL).
+  Nothing in newswatch writes `os.environ`.
 - One `run` per data folder: `InstanceLock` holds an flock on `<data>/newswatch.lock`
   for the supervisor's life. The kernel drops it however the process ends, so a free
   lock proves the previous owner is dead (a pid file alone proves nothing).
@@ -70,6 +73,20 @@ def ensure_dies_with_parent(sig: int, parent: int) -> None:
     """`die_with_parent`, or the watching thread where the kernel has no such request."""
     if not die_with_parent(sig, parent):
         watch_parent(sig, parent)
+
+
+def child_environment(
+    base: Mapping[str, str], *, config: Path | None = None, broker_url: str | None = None
+) -> dict[str, str]:
+    """The environment of `run`'s workers: `base` (run's own), with the config path the
+    command was given and the broker it started, so that each worker builds the same
+    settings as `run` (worker/settings.py). The one place a child environment is built."""
+    env = dict(base)
+    if config is not None:
+        env["NEWSWATCH_CONFIG"] = str(config)
+    if broker_url is not None:
+        env["NEWSWATCH_BROKER_URL"] = broker_url
+    return env
 
 
 def child_setup(parent: int) -> Callable[[], None]:
@@ -152,7 +169,8 @@ class Supervisor:
     than wait for a person. Only a child that cannot start at all (it never stayed up
     for `stable_after` seconds, `start_attempts` times in a row) stops everything, with
     a fatal message: that is a broken install or config, which no waiting mends.
-    `on_tick`, if given, is called about every `tick` seconds (the disk watch)."""
+    `on_tick`, if given, is called about every `tick` seconds (the disk watch). `env` is
+    the children's environment (`child_environment`; None: this process's)."""
 
     def __init__(
         self,
@@ -165,12 +183,14 @@ class Supervisor:
         start_attempts: int = 5,
         on_tick: Callable[[], None] | None = None,
         tick: float = 2.0,
+        env: Mapping[str, str] | None = None,
     ):
         self.commands = commands
         self.grace = grace  # after SIGTERM, how long a worker may take to finish its tasks
         self.restart_delay, self.max_restart_delay = restart_delay, max_restart_delay
         self.stable_after, self.start_attempts = stable_after, start_attempts
         self.on_tick, self.tick = on_tick, tick
+        self.env = None if env is None else dict(env)
         self.children = {name: _Child(list(argv)) for name, argv in commands.items()}
         self._stop_requested: int | None = None
 
@@ -208,7 +228,7 @@ class Supervisor:
 
     def _start(self, name: str) -> None:
         child = self.children[name]
-        child.proc = subprocess.Popen(child.argv, preexec_fn=self._setup)
+        child.proc = subprocess.Popen(child.argv, preexec_fn=self._setup, env=self.env)
         child.started, child.restart_at = time.monotonic(), None
         child.starts += 1
         verb = "started" if child.starts == 1 else f"restarted (start {child.starts})"

@@ -1,0 +1,55 @@
+"""Settings come from an environment mapping and a command's flags; nobody writes
+`os.environ`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from worker.core.errors import InputError
+from worker.settings import Settings, SettingsError
+
+WORKER = Path(__file__).resolve().parents[2] / "worker"
+
+# writes to this process's environment, in any of their spellings
+_WRITE = re.compile(
+    r"os\.environ\s*\[[^\]]*\]\s*=|os\.environ\.(setdefault|update|pop|clear)\b|os\.putenv|"
+    r"del\s+os\.environ"
+)
+# prometheus_client takes its multiprocess folder from the environment only (its own
+# interface, read by every process that counts): the one write left, for that library
+ALLOWED = {("service/observability.py", "PROMETHEUS_MULTIPROC_DIR")}
+
+
+def test_nothing_writes_the_environment():
+    found = []
+    for path in sorted(WORKER.rglob("*.py")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if _WRITE.search(line):
+                rel = str(path.relative_to(WORKER))
+                if not any(rel == f and var in line for f, var in ALLOWED):
+                    found.append(f"{rel}:{n}: {line.strip()}")
+    assert found == []
+
+
+def test_flags_override_the_environment(tmp_path):
+    env = {"NEWSWATCH_CONFIG": "from-env.yaml", "NEWSWATCH_DATA_DIR": str(tmp_path)}
+    assert Settings.from_env(env).config_path == Path("from-env.yaml").absolute()
+    flagged = Settings.from_env(env, config=tmp_path / "flag.yaml")
+    assert flagged.config_path == tmp_path / "flag.yaml"
+    assert flagged.defaulted == ()
+    assert Settings.from_env({}).defaulted == ("config", "data folder")
+    assert Settings.from_env({}, config="c.yaml").defaulted == ("data folder",)
+    # a pool size from a flag is only the default: the environment's setting wins
+    assert Settings.from_env({}, db_pool_size=16).db_pool_size == 16
+    assert Settings.from_env({"NEWSWATCH_DB_POOL_SIZE": "7"}, db_pool_size=16).db_pool_size == 7
+
+
+def test_a_bad_setting_is_an_input_error_naming_the_variable():
+    with pytest.raises(SettingsError, match="NEWSWATCH_TICK_SECONDS") as caught:
+        Settings.from_env({"NEWSWATCH_TICK_SECONDS": "soon"})
+    assert isinstance(caught.value, InputError)
+    assert caught.value.kind == "settings"
+    assert caught.value.permanent

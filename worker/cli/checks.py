@@ -1,0 +1,90 @@
+"""The commands that check without changing anything: `check-config`, `health`, `match`,
+`rules test`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+
+from worker.cli.context import Context, require_database, setup_logging
+from worker.config import ConfigError
+
+
+def cmd_check_config(args: argparse.Namespace, ctx: Context) -> int:
+    settings = ctx.settings
+    try:
+        active = ctx.compiled()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem)
+        return 1
+    cfg = active.loaded.config
+    if args.connect:
+        from worker.service.probes import reachability_problems
+
+        problems = reachability_problems(cfg, timeout=args.connect_timeout)
+        for problem in problems:
+            print(f"{settings.config_path}: {problem}")
+        if problems:
+            return 1
+    print(
+        f"{settings.config_path}: ok (version {active.version}): {len(cfg.sources)} sources, "
+        f"{len(cfg.watchlists)} watchlists, {len(cfg.channels)} channels"
+    )
+    return 0
+
+
+def cmd_health(args: argparse.Namespace, ctx: Context) -> int:
+    """Exit 0 when a canary task makes it through every queue within the timeout."""
+    from worker.app import create_app
+    from worker.service.health import check
+
+    setup_logging("WARNING")
+    result = check(create_app(ctx.settings), ctx.settings, args.timeout)
+    print(result.message, file=sys.stdout if result.ok else sys.stderr)
+    return 0 if result.ok else 1
+
+
+def cmd_match(args: argparse.Namespace, ctx: Context) -> int:
+    """Parse one page or feed (file, URL or stdin) and print articles and watchlist hits."""
+    from worker.cli.views import match_input
+
+    setup_logging("WARNING")
+    try:
+        active = ctx.compiled(watching=False)  # only its watchlists
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    result = match_input(active, args.input, explain=args.explain)
+    json.dump(result, sys.stdout, ensure_ascii=False, indent=2, default=str)
+    print()
+    return 0
+
+
+def cmd_rules_test(args: argparse.Namespace, ctx: Context) -> int:
+    """What a config would have alerted on over stored history, against what did match."""
+    from worker.matching.dry_run import parse_since, replay
+
+    setup_logging("WARNING")
+    try:
+        since = parse_since(args.since, datetime.now(UTC))
+    except ValueError as exc:
+        print(f"newswatch: --since: {exc}", file=sys.stderr)
+        return 2
+    try:
+        active = ctx.compiled(watching=False)  # only its watchlists
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    require_database(ctx.settings)
+    report = replay(ctx.store(), active.matcher, since)
+    if args.json:
+        json.dump(report.to_json(), sys.stdout, ensure_ascii=False, indent=2)
+        print()
+    else:
+        print(report.to_text())
+    return 0

@@ -1,0 +1,122 @@
+"""What every command shares: its environment, the settings built once from it and the
+command's flags, and the store and the compiled config, each made once when first used.
+
+Commands import what they use inside their functions: `newswatch check-config` should
+not pay for importing Celery, SQLAlchemy and the fetcher.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from worker.config import ConfigError
+from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from worker.config.reload import ActiveConfig
+    from worker.store.db import Store
+
+log = logging.getLogger("newswatch")
+
+
+@dataclass
+class Context:
+    env: Mapping[str, str]  # the environment the command was started with (not written)
+    settings: Settings
+    _store: Store | None = field(default=None, repr=False)
+    _active: dict[bool, ActiveConfig] = field(default_factory=dict, repr=False)
+
+    def store(self) -> Store:
+        """The database, connected on first use (not migrated: see `migrated_store`)."""
+        from worker.store.db import Store
+
+        if self._store is None:
+            self._store = Store(self.settings.database_url)
+        return self._store
+
+    def migrated_store(self) -> Store:
+        """The existing database, migrated, for the commands that read or fix rows."""
+        require_database(self.settings)
+        store = self.store()
+        store.upgrade()
+        return store
+
+    def compiled(self, *, watching: bool = True) -> ActiveConfig:
+        """The config, loaded and compiled once; raises ConfigError. `watching=False` for
+        the tools that only use its watchlists (reload.compile_config)."""
+        from worker.config.reload import compile_config
+
+        if watching not in self._active:
+            self._active[watching] = compile_config(self.settings.config_path, watching=watching)
+        return self._active[watching]
+
+    def check_config_or_exit(self) -> ActiveConfig:
+        """The compiled config, or exit 1 listing its problems."""
+        try:
+            return self.compiled()
+        except ConfigError as exc:
+            path = self.settings.config_path
+            print(f"newswatch: config {path} is not valid:", file=sys.stderr)
+            for problem in exc.problems:
+                print(f"  {problem}", file=sys.stderr)
+            if "config" in self.settings.defaulted:
+                print(
+                    f"  (the default config path, relative to the current folder {Path.cwd()}; "
+                    "pass --config or set NEWSWATCH_CONFIG)",
+                    file=sys.stderr,
+                )
+            raise SystemExit(1) from None
+
+    def close_store(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            store.dispose()
+
+
+def setup_logging(level: str, fmt: str = "text") -> None:
+    from worker.service.observability import setup_logging as setup
+
+    setup(level, fmt)  # text, or one JSON object per line (NEWSWATCH_LOG_FORMAT=json)
+
+
+def paths(settings: Settings) -> str:
+    """Where this command looks: printed at start and by `status`, so that a command run
+    from the wrong folder shows it at once."""
+    text = (
+        f"config {settings.config_path}, database {redact(settings.database_url)}, "
+        f"data folder {settings.data_dir}"
+    )
+    return text + defaulted_note(settings)
+
+
+def defaulted_note(settings: Settings) -> str:
+    if not settings.defaulted:
+        return ""
+    names = " and ".join(settings.defaulted)
+    return f" ({names}: the default, relative to the current folder {Path.cwd()})"
+
+
+def require_database(settings: Settings) -> None:
+    """A read command must not create an empty SQLite database where there was none (and
+    then report "no sources"): it names the path it looked at and exits 1."""
+    path = settings.sqlite_path
+    if path is None or path.exists():
+        return
+    print(f"newswatch: no database at {path}{defaulted_note(settings)}", file=sys.stderr)
+    print(
+        "  run this from the folder where `newswatch run` runs, or set NEWSWATCH_DATA_DIR "
+        "(or DATABASE_URL) to its data folder",
+        file=sys.stderr,
+    )
+    raise SystemExit(1)
+
+
+def redact(url: str) -> str:
+    """Never print a password from a URL."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)  # redis://:PASSWORD@ too

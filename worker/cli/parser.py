@@ -1,0 +1,161 @@
+"""The command line: one `add_*` per group of commands, each naming its handler."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from typing import Any
+
+from worker.cli import admin, checks, service, status
+
+DESCRIPTION = "The `newswatch` command."
+
+_Add = Callable[[str, Callable[..., int], str], argparse.ArgumentParser]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="newswatch", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Callable[..., int], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument(
+            "--config",
+            help="config file or folder (default: $NEWSWATCH_CONFIG or config/newswatch.yaml)",
+        )
+        p.set_defaults(func=func)
+        return p
+
+    _add_service(add)
+    _add_checks(add)
+    _add_views(add)
+    _add_admin(add)
+    _add_rules_and_db(sub)
+    return parser
+
+
+def _add_service(add: _Add) -> None:
+    p = add(
+        "run",
+        service.cmd_run,
+        "beat and workers together (embedded Redis + SQLite unless configured)",
+    )
+    p.add_argument(
+        "--concurrency", type=int, default=2, help="processes parsing and matching (default 2)"
+    )
+    p.add_argument(
+        "--fetch-concurrency",
+        type=int,
+        default=16,
+        help="threads fetching and delivering (default 16)",
+    )
+    p.add_argument("--hostname", help="Celery node name suffix (default newswatch-run-PID@%%h)")
+    p = add("worker", service.cmd_worker, "a worker only (production: REDIS_URL and DATABASE_URL)")
+    p.add_argument(
+        "--pool",
+        choices=("prefork", "threads"),
+        default="prefork",
+        help="prefork (default): processes, for parse and rules; threads: for "
+        "the network-bound fetch and alerts queues",
+    )
+    p.add_argument(
+        "--concurrency", type=int, default=2, help="pool processes or threads (default 2)"
+    )
+    p.add_argument("--queues", help="comma-separated queues (default: all)")
+    p.add_argument("--hostname", default=f"newswatch-worker-{os.getpid()}@%h")
+    # used by `run` for its two workers; not for operators
+    p.add_argument("--beat", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--skip-checks", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
+    add(
+        "beat",
+        service.cmd_beat,
+        "the scheduler only (run exactly one per deployment; a second is harmless)",
+    )
+
+
+def _add_checks(add: _Add) -> None:
+    """check-config, health, metrics, match."""
+    p = add(
+        "check-config",
+        checks.cmd_check_config,
+        "validate the config file; exit 1 listing problems",
+    )
+    p.add_argument(
+        "--connect", action="store_true", help="also try each SMTP server and webhook host"
+    )
+    p.add_argument("--connect-timeout", type=float, default=5.0, help="seconds per try (5)")
+    p = add(
+        "health",
+        checks.cmd_health,
+        "liveness: a canary task through every queue; exit 0 if back",
+    )
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
+    p = add("metrics", status.cmd_metrics, "serve Prometheus metrics at /metrics")
+    p.add_argument("--port", type=int, default=9464)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p = add(
+        "match",
+        checks.cmd_match,
+        "parse one page or feed and show articles and watchlist hits",
+    )
+    p.add_argument("input", nargs="?", default="-", help="file path, http(s) URL, or - for stdin")
+    p.add_argument("--explain", action="store_true", help="show near misses and why")
+
+
+def _add_views(add: _Add) -> None:
+    p = add(
+        "status",
+        status.cmd_status,
+        "sources, items by outcome, and counts of items, articles, matches, deliveries",
+    )
+    p.add_argument("--json", action="store_true")
+    p = add("why", status.cmd_why, "what happened to one item (or the items of a URL), and why")
+    p.add_argument("item", help="an item id, or a URL (as in the feed, or canonical)")
+    p.add_argument("--json", action="store_true")
+
+
+def _add_admin(add: _Add) -> None:
+    p = add(
+        "deliveries",
+        admin.cmd_deliveries,
+        "list deliveries; `deliveries retry ID` sends one again",
+    )
+    p.add_argument("--dead", action="store_true", help="only dead deliveries")
+    p.add_argument("--state", action="append", help="only this state (repeatable)")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(action="list")
+    dsub = p.add_subparsers(dest="action")
+    retry = dsub.add_parser("retry", help="put a dead/failed delivery (or digest) back to pending")
+    retry.add_argument("id", help="delivery id (or digest batch id)")
+    p = add("endpoints", admin.cmd_endpoints, "webhook endpoints switched off by 410 Gone")
+    p.set_defaults(action="list")
+    esub = p.add_subparsers(dest="action")
+    enable = esub.add_parser("enable", help="switch a channel's webhook endpoint on again")
+    enable.add_argument("channel")
+    p = add("sources", admin.cmd_sources, "sources disabled after permanent errors")
+    p.set_defaults(action="list")
+    ssub = p.add_subparsers(dest="action")
+    enable = ssub.add_parser("enable", help="poll a source disabled after permanent errors again")
+    enable.add_argument("name")
+
+
+def _add_rules_and_db(sub: Any) -> None:
+    rules = sub.add_parser("rules", help="watchlist rules")
+    rsub = rules.add_subparsers(dest="rules_command", required=True)
+    test = rsub.add_parser(
+        "test",
+        help="replay stored articles against a (changed) config; sends and writes nothing",
+        description="replay stored articles against a (changed) config; sends and writes nothing",
+    )
+    test.add_argument("--config", help="the config to try (default: the running one)")
+    test.add_argument("--since", default="7d", help="articles stored within this (default 7d)")
+    test.add_argument("--json", action="store_true")
+    test.set_defaults(func=checks.cmd_rules_test)
+    db = sub.add_parser("db", help="database schema")
+    dbsub = db.add_subparsers(dest="db_command", required=True)
+    up = dbsub.add_parser("upgrade", help="apply migrations")
+    up.add_argument("--config")
+    up.set_defaults(func=admin.cmd_db_upgrade)

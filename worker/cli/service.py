@@ -1,0 +1,188 @@
+"""The commands that run the service: `run` (beat and two workers), `worker`, `beat`."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+
+from worker.cli.context import Context, log, paths, redact, setup_logging
+from worker.settings import Settings
+
+# `newswatch run`: fetching and delivering wait on the network, parsing and matching use
+# the CPU, so each gets the pool that suits it (docs/load.md)
+RUN_IO_QUEUES = "fetch,alerts"
+RUN_CPU_QUEUES = "control,parse,rules"
+
+
+def exit_without_broker(command: str) -> None:
+    """A worker or beat with no broker setting would retry a socket that nobody serves,
+    forever: only `newswatch run` starts the embedded Redis."""
+    print(
+        f"newswatch {command}: no broker. Set REDIS_URL (e.g. redis://127.0.0.1:6379/0) to "
+        "the Redis your workers and beat share, or use `newswatch run`, which starts an "
+        "embedded Redis for a single machine",
+        file=sys.stderr,
+    )
+    raise SystemExit(2)
+
+
+def prepare(ctx: Context) -> None:
+    """Before the service starts: a valid config, the data folder, a migrated database."""
+    ctx.check_config_or_exit()
+    ctx.settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ctx.store().upgrade()
+    ctx.close_store()  # the service's processes open their own
+
+
+def warn_unreachable(ctx: Context) -> None:
+    """At start-up, name every SMTP server and webhook host that does not answer. A warning,
+    not a refusal: a mail server that is down now may be up by the first alert."""
+    from worker.service.probes import reachability_problems
+
+    for problem in reachability_problems(ctx.compiled().loaded.config):
+        log.warning("config %s: %s", ctx.settings.config_path, problem)
+
+
+def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
+    """Beat and two workers in one process tree, on the embedded defaults unless told
+    otherwise: a threads pool for fetch and alerts, a prefork pool for the rest."""
+    from worker.service.supervisor import AlreadyRunning, InstanceLock
+
+    settings = ctx.settings
+    setup_logging(settings.log_level, settings.log_format)
+    ctx.check_config_or_exit()  # before anything is created in a wrong folder
+    # one `run` per data folder, held until this process ends (however it ends)
+    lock = InstanceLock(settings.data_dir / "newswatch.lock")
+    try:
+        lock.acquire()
+    except AlreadyRunning as exc:
+        print(
+            f"newswatch run is already running here (pid {exc.pid or 'unknown'}, "
+            f"data folder {settings.data_dir})",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        return _run_locked(args, ctx)
+    finally:
+        lock.release()
+
+
+def _run_locked(args: argparse.Namespace, ctx: Context) -> int:
+    from worker.service.embedded_redis import EmbeddedRedis
+    from worker.service.supervisor import Supervisor, child_environment
+
+    prepare(ctx)
+    warn_unreachable(ctx)
+    settings, embedded = ctx.settings, None
+    if settings.embedded_broker:
+        embedded = EmbeddedRedis(settings.data_dir)  # may stop a stale one: we hold the lock
+        settings = replace(settings, broker_url=embedded.start())
+    log.info("newswatch run: %s, broker %s", paths(settings), redact(settings.broker_url or ""))
+    env = child_environment(
+        ctx.env,
+        config=settings.config_path if args.config else None,
+        broker_url=settings.broker_url if embedded else None,
+    )
+    try:
+        supervisor = Supervisor(_run_children(args), on_tick=_disk_notices(settings), env=env)
+        return supervisor.run()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _run_children(args: argparse.Namespace) -> dict[str, list[str]]:
+    """The command lines of `run`'s two workers (`newswatch worker`, in a new interpreter)."""
+    name = args.hostname or f"newswatch-run-{os.getpid()}@%h"
+    common = ["worker", "--skip-checks", f"--supervisor-pid={os.getpid()}"]
+    children = {
+        "io": [*common, "--pool=threads", f"--concurrency={args.fetch_concurrency}",
+               f"--queues={RUN_IO_QUEUES}", f"--hostname=io.{name}"],
+        "cpu": [*common, "--pool=prefork", f"--concurrency={args.concurrency}",
+                f"--queues={RUN_CPU_QUEUES}", f"--hostname=cpu.{name}", "--beat"],
+    }  # fmt: skip
+    return {kind: [sys.executable, "-m", "worker.cli", *argv] for kind, argv in children.items()}
+
+
+def _disk_notices(settings: Settings) -> Callable[[], None]:
+    """The supervisor's disk watch; its notices' deliveries go out through an app built
+    for `settings` (the broker `run` started)."""
+    from worker.app import create_app, enqueue
+    from worker.service.diskspace import DiskNotices, DiskWatch
+
+    db = settings.sqlite_path
+    watch = DiskWatch([settings.data_dir, *([db.parent] if db else [])], settings.min_free_bytes)
+    send = functools.partial(enqueue, create_app(settings), "newswatch.deliver")
+    return DiskNotices(settings, watch, send)
+
+
+def cmd_worker(args: argparse.Namespace, ctx: Context) -> int:
+    settings = ctx.settings
+    if settings.embedded_broker:
+        exit_without_broker("worker")
+    setup_logging(settings.log_level, settings.log_format)
+    if args.supervisor_pid:  # started by `run`: end with it, even if it is SIGKILLed
+        import signal
+
+        from worker.service.supervisor import ensure_dies_with_parent
+
+        ensure_dies_with_parent(signal.SIGTERM, args.supervisor_pid)
+    if not args.skip_checks:  # `run` did them once for both of its workers
+        log.info("newswatch worker: %s", paths(settings))
+        prepare(ctx)
+        warn_unreachable(ctx)
+    _celery_worker(settings, args, beat=args.beat)
+    return 0
+
+
+def _celery_worker(settings: Settings, args: argparse.Namespace, *, beat: bool) -> None:
+    from worker.service.observability import enable_multiprocess
+
+    enable_multiprocess(settings.data_dir)  # before prometheus_client is imported anywhere
+    from worker.app import QUEUES, create_app
+
+    if settings.log_format == "json":
+        from worker.service.observability import patch_celery_say_for_json
+
+        patch_celery_say_for_json()
+    if args.pool == "threads":
+        # Celery enforces no time limits in a threads pool (it cannot kill a thread), so the
+        # bounds are our own: every request has the fetcher's total deadline, SMTP its timeout
+        log.info("threads pool: Celery time limits do not apply; requests end at fetch.deadline")
+
+    argv = [
+        *(["--quiet"] if settings.log_format == "json" else []),  # the banner is not JSON
+        "worker",
+        f"--loglevel={settings.log_level}",
+        f"--pool={args.pool}",
+        f"--concurrency={args.concurrency}",
+        f"--queues={args.queues or ','.join(QUEUES)}",
+        f"--hostname={args.hostname}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if beat:
+        argv += ["--beat", f"--schedule={settings.data_dir / 'celerybeat-schedule'}"]
+    create_app(settings).worker_main(argv=argv)
+
+
+def cmd_beat(args: argparse.Namespace, ctx: Context) -> int:
+    settings = ctx.settings
+    if settings.embedded_broker:
+        exit_without_broker("beat")
+    setup_logging(settings.log_level, settings.log_format)
+    log.info("newswatch beat: %s", paths(settings))
+    prepare(ctx)
+    from worker.app import create_app
+
+    create_app(settings).Beat(
+        loglevel=settings.log_level,
+        schedule=str(settings.data_dir / f"celerybeat-schedule-{os.getpid()}"),
+        quiet=settings.log_format == "json",  # the banner is not JSON
+    ).run()
+    return 0

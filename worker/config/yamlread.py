@@ -1,0 +1,190 @@
+"""Reading YAML safely, with the line of every key.
+
+A config file is input too: a worker reloads whatever is written there. The bounds here
+keep a hostile or broken file from taking a worker's memory or time (documented in
+docs/operations.md, "Bad config", and config/example.yaml).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+MAX_CONFIG_BYTES = 16 * 1024 * 1024  # per file
+MAX_DEPTH = 64  # nesting of lists and mappings; a real config uses about 6
+# An alias repeats its anchor's whole subtree wherever it appears: nested aliases grow
+# exponentially ("billion laughs"). Bounded per file, counted while composing, before
+# anything is built.
+MAX_ALIAS_VALUES = 100_000
+MAX_ALIAS_CHARS = 10_000_000
+
+
+class _Refused(yaml.YAMLError):
+    """A file the loader will not build; `mark` says where."""
+
+    def __init__(self, mark: yaml.Mark, message: str):
+        super().__init__(message)
+        self.mark, self.message = mark, message
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader's composer with bounds on depth and on alias expansion, and a record of
+    duplicate keys (YAML keeps the last silently; we refuse the file)."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.depth = 0
+        self.open_anchors: set[str] = set()
+        self.alias_values = 0
+        self.alias_chars = 0
+        self.sizes: dict[int, tuple[int, int]] = {}
+        self.problems: list[tuple[int, str]] = []  # (line, message), the file goes on
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self.open_anchors:
+                raise _Refused(
+                    event.start_mark,
+                    f"alias *{event.anchor} is inside its own anchor: it would never end",
+                )
+            node = super().compose_node(parent, index)
+            values, chars = self._size(node)
+            self.alias_values += values
+            self.alias_chars += chars
+            if self.alias_values > MAX_ALIAS_VALUES or self.alias_chars > MAX_ALIAS_CHARS:
+                raise _Refused(
+                    event.start_mark,
+                    f"alias *{event.anchor} repeats {values:,} values ({chars:,} characters); "
+                    f"the aliases of one file may repeat at most {MAX_ALIAS_VALUES:,} values "
+                    f"and {MAX_ALIAS_CHARS:,} characters",
+                )
+            return node
+        if self.depth >= MAX_DEPTH:
+            raise _Refused(event.start_mark, f"nested deeper than {MAX_DEPTH} levels")
+        anchor = event.anchor if isinstance(event, yaml.NodeEvent) else None
+        self.depth += 1
+        if anchor is not None:
+            self.open_anchors.add(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+            if anchor is not None:
+                self.open_anchors.discard(anchor)
+
+    def compose_mapping_node(self, anchor: str | None) -> yaml.MappingNode:
+        node = super().compose_mapping_node(anchor)
+        first: dict[tuple[str, str], int] = {}
+        for key, _ in node.value:
+            line = key.start_mark.line + 1
+            if not isinstance(key, yaml.ScalarNode):
+                self.problems.append((line, "a key must be a plain value, not a list or mapping"))
+                continue
+            ident = (key.tag, key.value)
+            if ident in first:
+                self.problems.append(
+                    (line, f"duplicate key {key.value!r} (first at line {first[ident]})")
+                )
+            else:
+                first[ident] = line
+        return node
+
+    def _size(self, node: yaml.Node) -> tuple[int, int]:
+        """(values, characters) the node stands for with every alias in it expanded;
+        memoized, so a shared subtree is measured once."""
+        known = self.sizes.get(id(node))
+        if known is not None:
+            return known
+        if isinstance(node, yaml.ScalarNode):
+            size = (1, len(node.value))
+        else:
+            children = (
+                [n for pair in node.value for n in pair]
+                if isinstance(node, yaml.MappingNode)
+                else node.value
+            )
+            values, chars = 1, 0
+            for child in children:
+                v, c = self._size(child)
+                values, chars = values + v, chars + c
+            size = (values, chars)
+        self.sizes[id(node)] = size
+        return size
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _Builder:
+    """Python values from a composed YAML node, remembering each key's line.
+
+    A value YAML cannot construct (`2024-13-45` read as a date, an unknown `!tag`) is a
+    problem at its line, not an exception."""
+
+    def __init__(self) -> None:
+        self.lines: dict[tuple, int] = {}
+        self.problems: list[tuple[int, str]] = []
+        self._constructor = yaml.SafeLoader("")
+
+    def build(self, node: yaml.Node, path: tuple = ()) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            merged: list[yaml.Node] = []
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    merged.append(value_node)
+                    continue
+                if not isinstance(key_node, yaml.ScalarNode):
+                    continue  # refused by the loader
+                key = self.scalar(key_node)
+                if isinstance(key, list | dict | set):
+                    continue
+                self.lines[(*path, key)] = key_node.start_mark.line + 1
+                out[key] = self.build(value_node, (*path, key))
+            for source in merged:  # `<<: *defaults`: keys written here win
+                self._merge(out, source, path)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(v, (*path, i)) for i, v in enumerate(node.value)]
+        return self.scalar(node)
+
+    def _merge(self, out: dict, source: yaml.Node, path: tuple) -> None:
+        sources = source.value if isinstance(source, yaml.SequenceNode) else [source]
+        for one in sources:
+            if not isinstance(one, yaml.MappingNode):
+                self.problems.append((one.start_mark.line + 1, "'<<' merges only mappings"))
+                continue
+            outer, self.lines = self.lines, {}
+            try:
+                values = self.build(one, path)
+            finally:
+                inner, self.lines = self.lines, outer
+            added = {key for key in values if key not in out}
+            for key in added:
+                out[key] = values[key]
+            depth = len(path)
+            for p, line in inner.items():  # lines of the merged keys: where they are written
+                if len(p) > depth and p[depth] in added:
+                    self.lines.setdefault(p, line)
+
+    def scalar(self, node: yaml.Node) -> Any:
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+            if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+                problem = exc.problem
+            else:
+                problem = str(exc)
+            self.problems.append((node.start_mark.line + 1, f"cannot read this value: {problem}"))
+            return node.value  # the problem is reported once, not again as a wrong type
+
+
+def _compose(text: str) -> tuple[yaml.Node | None, list[tuple[int, str]]]:
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_node(), loader.problems
+    finally:
+        loader.dispose()
