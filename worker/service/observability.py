@@ -137,24 +137,38 @@ def setup_logging(level: str, fmt: str = "text") -> None:
     logging.captureWarnings(True)  # warnings become log records, so JSON mode stays JSON
 
 
-def patch_celery_say_for_json() -> None:
-    """Celery writes a few lines ("worker: Warm shutdown (MainProcess)") straight to the
-    terminal from its signal handlers, where logging's locks could deadlock. In JSON mode
-    they become JSON lines too, still written with a bare os.write."""
-    import celery.apps.worker as celery_worker
+def json_stdout() -> None:
+    """In JSON mode, make the raw lines written to stdout JSON lines on stderr.
 
-    def say(msg: str, f: Any = sys.__stderr__) -> None:
-        line = {
-            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "level": "WARNING",
-            "logger": "celery.apps.worker",
-            "pid": os.getpid(),
-            "message": msg,
-        }
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            os.write(f.fileno(), (json.dumps(line) + "\n").encode())
+    Celery writes a few lines ("worker: Warm shutdown (MainProcess)") straight to file
+    descriptor 1 from its signal handlers, where logging's locks could deadlock. Here
+    fd 1 becomes a pipe: the signal handler's write only fills the pipe, and a thread
+    re-emits each line as a JSON object with a bare os.write to stderr. Pool children
+    inherit the pipe, so their stray output is relayed too."""
+    read_fd, write_fd = os.pipe()
+    sys.stdout.flush()
+    os.dup2(write_fd, 1)
+    os.close(write_fd)
+    threading.Thread(
+        target=_relay_as_json, args=(read_fd,), name="stdout-json", daemon=True
+    ).start()
 
-    celery_worker.safe_say = say
+
+def _relay_as_json(fd: int) -> None:
+    with os.fdopen(fd, "rb") as pipe:
+        for raw in pipe:
+            text = raw.decode("utf-8", "replace").strip()
+            if not text:
+                continue  # Celery frames each line with blank ones
+            line = {
+                "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "level": "WARNING",
+                "logger": "stdout",
+                "pid": os.getpid(),
+                "message": text,
+            }
+            with contextlib.suppress(OSError):
+                os.write(2, (json.dumps(line, ensure_ascii=False) + "\n").encode())
 
 
 # --- metrics: events counted in worker processes ---------------------------------------
