@@ -65,3 +65,26 @@ def test_settings_for_logs_and_time_limits():
         Settings.from_env(
             {"NEWSWATCH_PARSE_TIME_LIMIT": "2", "NEWSWATCH_PARSE_SOFT_TIME_LIMIT": "5"}
         )
+
+
+def test_json_mode_turns_raw_stdout_lines_into_json_lines_on_stderr():
+    """Celery's signal handlers write straight to fd 1 ("worker: Warm shutdown"): in JSON
+    mode that output comes out as JSON lines, and stdout carries nothing raw."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, time\n"
+        "from worker.service.observability import json_stdout\n"
+        "json_stdout()\n"
+        "os.write(1, b'\\nworker: Warm shutdown (MainProcess)\\n')\n"
+        "print('stray print', flush=True)\n"
+        "time.sleep(0.5)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert done.stdout == ""
+    records = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
+    assert [r["message"] for r in records] == ["worker: Warm shutdown (MainProcess)", "stray print"]
+    assert all(r["level"] == "WARNING" and r["ts"] for r in records)

@@ -147,9 +147,9 @@ def _celery_worker(settings: Settings, args: argparse.Namespace, *, beat: bool) 
     from worker.app import QUEUES, create_app
 
     if settings.log_format == "json":
-        from worker.service.observability import patch_celery_say_for_json
+        from worker.service.observability import json_stdout
 
-        patch_celery_say_for_json()
+        json_stdout()
     if args.pool == "threads":
         # Celery enforces no time limits in a threads pool (it cannot kill a thread), so the
         # bounds are our own: every request has the fetcher's total deadline, SMTP its timeout

@@ -9,17 +9,14 @@ writes no row and sends nothing.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
-
 from worker.core.model import MatchDocument
 from worker.matching.matcher import Matcher
 from worker.pipeline import article_from_row
-from worker.store import models as m
+from worker.store import status
 from worker.store.db import Store
 
 BATCH = 500  # articles read per query: bounded memory on a long history
@@ -104,23 +101,10 @@ def replay(store: Store, matcher: Matcher, since: datetime) -> ReplayReport:
     last_id = 0
     while True:
         with store.session() as session:
-            rows = session.execute(
-                select(m.Article, m.Source.name)
-                .join(m.Source, m.Source.id == m.Article.source_id)
-                .where(m.Article.created_at >= since, m.Article.id > last_id)
-                .order_by(m.Article.id)
-                .limit(BATCH)
-            ).all()
+            rows, did = status.articles_since(session, since, last_id, BATCH)
             if not rows:
                 break
             ids = [row.id for row, _ in rows]
-            did: dict[int, list[str]] = defaultdict(list)
-            for article_id, watchlist in session.execute(
-                select(m.Match.article_id, m.Match.watchlist)
-                .where(m.Match.article_id.in_(ids))
-                .order_by(m.Match.id)
-            ):
-                did[article_id].append(watchlist)
             articles = [(row.id, article_from_row(row, source or "")) for row, source in rows]
         for article_id, article in articles:
             report.articles_seen += 1

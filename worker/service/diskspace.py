@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -26,6 +27,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import psycopg
+import redis.exceptions
+from sqlalchemy.exc import DBAPIError
 
 if TYPE_CHECKING:
     from worker.bootstrap import Runtime
@@ -50,24 +55,22 @@ def is_disk_full(exc: BaseException | None) -> bool:
         if _one_is_disk_full(exc):
             return True
         # SQLAlchemy keeps the DBAPI error in `.orig`; Python chains the rest
-        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+        wrapped = exc.orig if isinstance(exc, DBAPIError) else None
+        exc = wrapped or exc.__cause__ or exc.__context__
     return False
 
 
 def _one_is_disk_full(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno in _ERRNOS:
         return True
-    if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL:
-        return True
-    if getattr(exc, "sqlstate", None) == _PG_DISK_FULL or getattr(exc, "pgcode", None) == (
-        _PG_DISK_FULL
-    ):
-        return True
-    text = str(exc)
-    if type(exc).__module__.startswith("sqlite3") and "database or disk is full" in text:
-        return True
+    if isinstance(exc, sqlite3.Error):
+        # getattr: the driver sets sqlite_errorcode only on errors SQLite itself returned
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code == _SQLITE_FULL or "database or disk is full" in str(exc)
+    if isinstance(exc, psycopg.Error):
+        return exc.sqlstate == _PG_DISK_FULL
     # Redis cannot persist and refuses writes (an external server; ours never does this)
-    return type(exc).__name__ == "ResponseError" and text.startswith("MISCONF")
+    return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith("MISCONF")
 
 
 def free_bytes(path: Path) -> int | None:

@@ -32,15 +32,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from worker.alerts.notices import raise_notice
 from worker.core.clean import clean_text
+from worker.core.errors import TransientError
 from worker.core.redact import redact_text
+from worker.core.states import ItemOutcome, ItemState, MatchState, RulesState
 from worker.store import models as m
+from worker.store import outcomes, status
 
 if TYPE_CHECKING:
     from worker.bootstrap import Runtime
@@ -48,29 +50,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = (
-    "matched",
-    "story_duplicate",
-    "excluded",
-    "no_match",
-    "duplicate",
-    "refused",
-    "quarantined",
-)
-PENDING = "pending"  # shown for items still on their way (outcome not yet recorded)
-MAX_DETAIL = 2000
+OUTCOMES = tuple(ItemOutcome)
+PENDING = status.PENDING  # shown for items still on their way (outcome not yet recorded)
+MAX_DETAIL = outcomes.MAX_DETAIL
 
 
-class InternalError(Exception):
-    """An exception nobody foresaw (a bug), shaped like a FetchError for the fetch path:
-    a kind, not permanent (the next poll may well succeed), no Retry-After."""
-
-    permanent = False
-    retry_after = None
+class InternalError(TransientError):
+    """An exception nobody foresaw (a bug), raised again as a transient error for the
+    fetch path: kind `internal` (or `time_limit`), not permanent (the next poll may well
+    succeed), no Retry-After."""
 
     def __init__(self, exc: BaseException) -> None:
-        super().__init__(describe(exc))
-        self.kind = error_kind(exc)  # `internal`, or `time_limit`
+        super().__init__(describe(exc), kind=error_kind(exc))
         self.__cause__ = exc
 
 
@@ -97,16 +88,7 @@ def error_kind(exc: BaseException) -> str:
     return "internal"
 
 
-def outcome_of() -> Any:
-    """SQL for an item's outcome, with what its state already says for rows whose
-    outcome another step did not write (refused entries, rows still on their way)."""
-    return case(
-        (m.Item.outcome.is_not(None), m.Item.outcome),
-        (m.Item.state == "refused", "refused"),
-        (m.Item.state == "failed", "quarantined"),
-        (m.Item.state == "duplicate", "duplicate"),
-        else_=PENDING,
-    )
+outcome_of = status.outcome_of
 
 
 def _hour(now: datetime) -> str:
@@ -127,56 +109,37 @@ def record_rules_outcome(
     """Write the rules step's outcome on every item parsed into `article`, from the
     match rows stored for the `matched` watchlists (so a redelivered task that found
     them already written gives the same answer). Returns (outcome, detail)."""
-    rows = []
-    if matched:  # by (watchlist, article_id): the unique constraint's index
-        rows = session.execute(
-            select(m.Match.watchlist, m.Match.state)
-            .where(m.Match.watchlist.in_(matched), m.Match.article_id == article.id)
-            .order_by(m.Match.watchlist)
-        ).all()
-    alerted = [w for w, state in rows if state == "alerted"]
-    repeats = [w for w, state in rows if state != "alerted"]
+    rows = outcomes.match_states(session, article.id, matched)
+    alerted = [w for w, state in rows if state == MatchState.ALERTED]
+    repeats = [w for w, state in rows if state != MatchState.ALERTED]
     story = article.story_id or article.id
     if alerted:
-        outcome, detail = "matched", "alerted " + ", ".join(alerted)
+        outcome, detail = ItemOutcome.MATCHED, "alerted " + ", ".join(alerted)
         if repeats:
             detail += f"; story {story} had already alerted " + ", ".join(repeats)
     elif repeats:
-        outcome = "story_duplicate"
-        firsts = session.execute(
-            select(m.StoryAlert.watchlist, m.Match.article_id, m.Match.id)
-            .join(m.Match, m.Match.id == m.StoryAlert.match_id)
-            .where(m.StoryAlert.story_id == story, m.StoryAlert.watchlist.in_(repeats))
-        ).all()
+        outcome = ItemOutcome.STORY_DUPLICATE
+        firsts = outcomes.first_alerts(session, story, repeats)
         evidence = ", ".join(
             f"{w} by article {a} (match {mid})" for w, a, mid in sorted(firsts, key=str)
         )
         detail = f"story {story} (first article {story}) had already alerted {evidence}"
     elif rejected:
-        outcome = "excluded"
+        outcome = ItemOutcome.EXCLUDED
         detail = "; ".join(f"{r.watchlist}: {r.reasons[0]}" for r in rejected)
     else:
-        outcome = "no_match"
+        outcome = ItemOutcome.NO_MATCH
         detail = f"no term of the {watchlists} watchlist(s) of config {version} found"
     set_article_outcome(session, article.id, outcome, detail)
     return outcome, detail
 
 
-def set_article_outcome(session: Session, article_id: int, outcome: str, detail: str) -> None:
-    """The article's outcome on the items parsed into it (its duplicates keep theirs)."""
-    session.execute(
-        update(m.Item)
-        .where(m.Item.article_id == article_id, m.Item.state == "parsed")
-        .values(outcome=outcome, outcome_detail=detail[:MAX_DETAIL])
-        .execution_options(synchronize_session=False)
-    )
+set_article_outcome = outcomes.set_article_outcome
 
 
 def duplicate_detail(session: Session, article_id: int, url: str, content_hash: str) -> str:
     """Which constraint made an item a copy of an existing article."""
-    row = session.execute(
-        select(m.Article.canonical_url, m.Article.content_hash).where(m.Article.id == article_id)
-    ).one_or_none()
+    row = outcomes.article_identity(session, article_id)
     if row is not None and row[0] == url:
         return f"same canonical URL as article {article_id}: {url}"[:MAX_DETAIL]
     if row is not None and row[1] == content_hash:
@@ -195,9 +158,9 @@ def quarantine_item(
     the commit) when one is new."""
     from worker.service import observability
 
-    item.state, item.claimed_until = "failed", None
-    item.outcome, item.outcome_detail = "quarantined", reason[:MAX_DETAIL]
-    source = session.scalar(select(m.Source.name).where(m.Source.id == item.source_id)) or "?"
+    item.state, item.claimed_until = ItemState.FAILED, None
+    item.outcome, item.outcome_detail = ItemOutcome.QUARANTINED, reason[:MAX_DETAIL]
+    source = outcomes.source_name(session, item.source_id) or "?"
     item.error_kind = item.error_kind or "killed"  # no attempt came back to say
     observability.count_quarantined("item", item.error_kind)
     log.error(
@@ -228,9 +191,9 @@ def quarantine_article(
     failed); its items record the outcome. Returns a new notice's id, if any."""
     from worker.service import observability
 
-    article.rules_state, article.claimed_until = "failed", None
+    article.rules_state, article.claimed_until = RulesState.FAILED, None
     kind = article.error_kind = article.error_kind or "killed"  # no attempt came back to say
-    set_article_outcome(session, article.id, "quarantined", f"rules failed: {reason}")
+    set_article_outcome(session, article.id, ItemOutcome.QUARANTINED, f"rules failed: {reason}")
     observability.count_quarantined("article", kind)
     log.error(
         "article %s quarantined (rules): %s",

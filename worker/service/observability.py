@@ -36,9 +36,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from worker.store import status
+
 ID_FIELDS = ("source_id", "item_id", "article_id", "delivery_id")
 QUEUE_PRIORITY_SEPARATOR = "\x06\x16"  # kombu's Redis transport: one list per priority step
 LAG_BUCKETS = (5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600, float("inf"))
+
+STATE_FAMILIES = (
+    ("newswatch_items", "Items (feed entries, listed links) by state", "items"),
+    ("newswatch_articles", "Articles by rules state", "articles"),
+    ("newswatch_matches", "Watchlist matches by state", "matches"),
+)
+LAG_FAMILIES = (
+    (
+        "newswatch_publish_to_alert_seconds",
+        "From an article's publication (or first sight) to its immediate alert being sent",
+        "publish",
+    ),
+    (
+        "newswatch_seen_to_alert_seconds",
+        "From newswatch first storing an article to its immediate alert being sent",
+        "seen",
+    ),
+)
 
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "newswatch_log_context", default=None
@@ -117,24 +137,38 @@ def setup_logging(level: str, fmt: str = "text") -> None:
     logging.captureWarnings(True)  # warnings become log records, so JSON mode stays JSON
 
 
-def patch_celery_say_for_json() -> None:
-    """Celery writes a few lines ("worker: Warm shutdown (MainProcess)") straight to the
-    terminal from its signal handlers, where logging's locks could deadlock. In JSON mode
-    they become JSON lines too, still written with a bare os.write."""
-    import celery.apps.worker as celery_worker
+def json_stdout() -> None:
+    """In JSON mode, make the raw lines written to stdout JSON lines on stderr.
 
-    def say(msg: str, f: Any = sys.__stderr__) -> None:
-        line = {
-            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "level": "WARNING",
-            "logger": "celery.apps.worker",
-            "pid": os.getpid(),
-            "message": msg,
-        }
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            os.write(f.fileno(), (json.dumps(line) + "\n").encode())
+    Celery writes a few lines ("worker: Warm shutdown (MainProcess)") straight to file
+    descriptor 1 from its signal handlers, where logging's locks could deadlock. Here
+    fd 1 becomes a pipe: the signal handler's write only fills the pipe, and a thread
+    re-emits each line as a JSON object with a bare os.write to stderr. Pool children
+    inherit the pipe, so their stray output is relayed too."""
+    read_fd, write_fd = os.pipe()
+    sys.stdout.flush()
+    os.dup2(write_fd, 1)
+    os.close(write_fd)
+    threading.Thread(
+        target=_relay_as_json, args=(read_fd,), name="stdout-json", daemon=True
+    ).start()
 
-    celery_worker.safe_say = say
+
+def _relay_as_json(fd: int) -> None:
+    with os.fdopen(fd, "rb") as pipe:
+        for raw in pipe:
+            text = raw.decode("utf-8", "replace").strip()
+            if not text:
+                continue  # Celery frames each line with blank ones
+            line = {
+                "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "level": "WARNING",
+                "logger": "stdout",
+                "pid": os.getpid(),
+                "message": text,
+            }
+            with contextlib.suppress(OSError):
+                os.write(2, (json.dumps(line, ensure_ascii=False) + "\n").encode())
 
 
 # --- metrics: events counted in worker processes ---------------------------------------
@@ -262,71 +296,49 @@ class DatabaseCollector:
         yield took
 
     def _from_database(self) -> Iterator[Any]:
-        from prometheus_client.core import GaugeMetricFamily
-        from sqlalchemy import func, select
+        with self.store.session() as s:
+            families = self._states(s) + self._lag(s) + self._watchdog(s)
+        yield from families
 
-        from worker.store import models as m
+    def _states(self, s: Any) -> list[Any]:
+        """Rows by state, items by outcome, sources by health."""
+        from prometheus_client.core import GaugeMetricFamily
 
         families = []
-        with self.store.session() as s:
-            for name, doc, column in (
-                ("newswatch_items", "Items (feed entries, listed links) by state", m.Item.state),
-                ("newswatch_articles", "Articles by rules state", m.Article.rules_state),
-                ("newswatch_matches", "Watchlist matches by state", m.Match.state),
-            ):
-                fam = GaugeMetricFamily(name, doc, labels=["state"])
-                for state, n in s.execute(select(column, func.count()).group_by(column)):
-                    fam.add_metric([state], n)
-                families.append(fam)
-            from worker.service.ledger import outcome_of
-
-            fam = GaugeMetricFamily(
-                "newswatch_item_outcomes",
-                "Items by outcome (the drop ledger): matched, no_match, excluded, duplicate, "
-                "story_duplicate, refused, quarantined, pending",
-                labels=["outcome"],
-            )
-            outcome = outcome_of()
-            for value, n in s.execute(select(outcome, func.count()).group_by(outcome)):
-                fam.add_metric([value], n)
-            families.append(fam)
-            fam = GaugeMetricFamily(
-                "newswatch_deliveries", "Deliveries by state and kind", labels=["state", "kind"]
-            )
-            for state, kind, n in s.execute(
-                select(m.Delivery.state, m.Delivery.kind, func.count()).group_by(
-                    m.Delivery.state, m.Delivery.kind
-                )
-            ):
-                fam.add_metric([state, kind], n)
-            families.append(fam)
-            fam = GaugeMetricFamily(
-                "newswatch_sources",
-                "Sources: enabled, disabled (by config or after permanent errors), failing",
-                labels=["state"],
-            )
-            rows = s.execute(
-                select(m.Source.enabled, m.Source.disabled_reason, m.Source.consecutive_failures)
-            ).all()
-            counts = {"enabled": 0, "disabled": 0, "auto_disabled": 0, "failing": 0}
-            for enabled, reason, failures in rows:
-                counts["enabled" if enabled else "auto_disabled" if reason else "disabled"] += 1
-                counts["failing"] += bool(enabled and failures)
-            for state, n in counts.items():
+        for name, doc, key in STATE_FAMILIES:
+            fam = GaugeMetricFamily(name, doc, labels=["state"])
+            for state, n in status.counts(s, status.STATE_COLUMNS[key]).items():
                 fam.add_metric([state], n)
             families.append(fam)
-            families += self._lag(s)
-            families += self._watchdog(s)
-        yield from families
+        fam = GaugeMetricFamily(
+            "newswatch_item_outcomes",
+            "Items by outcome (the drop ledger): matched, no_match, excluded, duplicate, "
+            "story_duplicate, refused, quarantined, pending",
+            labels=["outcome"],
+        )
+        for value, n in status.counts(s, status.outcome_of()).items():
+            fam.add_metric([value], n)
+        families.append(fam)
+        fam = GaugeMetricFamily(
+            "newswatch_deliveries", "Deliveries by state and kind", labels=["state", "kind"]
+        )
+        for state, kind, n in status.delivery_counts(s):
+            fam.add_metric([state, kind], n)
+        families.append(fam)
+        fam = GaugeMetricFamily(
+            "newswatch_sources",
+            "Sources: enabled, disabled (by config or after permanent errors), failing",
+            labels=["state"],
+        )
+        for state, n in status.source_health(s).items():
+            fam.add_metric([state], n)
+        families.append(fam)
+        return families
 
     def _watchdog(self, s: Any) -> list[Any]:
         """What the watchdog judges by (worker/service/watchdog.py): how long the oldest work of
         each kind has waited, and the feed gaps on record."""
         from prometheus_client.core import GaugeMetricFamily
-        from sqlalchemy import func, select
-
-        from worker.service.watchdog import oldest_waiting
-        from worker.store import models as m
 
         now = self.clock()
         waiting = GaugeMetricFamily(
@@ -334,73 +346,28 @@ class DatabaseCollector:
             "How long the oldest pending item, article or due delivery has waited (0: none)",
             labels=["unit"],
         )
-        for unit, since in oldest_waiting(s, now).items():
+        for unit, since in status.oldest_waiting(s, now).items():
             waiting.add_metric([unit], max((now - since).total_seconds(), 0) if since else 0)
         gaps = GaugeMetricFamily(
             "newswatch_source_gaps", "Feed gaps on record (possible missed items)"
         )
-        gaps.add_metric([], s.scalar(select(func.count()).select_from(m.SourceGap)) or 0)
+        gaps.add_metric([], status.gap_count(s))
         return [waiting, gaps]
 
     def _lag(self, s: Any) -> list[Any]:
         """Histograms of publish -> alert sent and first seen -> alert sent, over every
         immediate alert ever sent: bucket counts come straight from the rows."""
         from prometheus_client.core import HistogramMetricFamily
-        from sqlalchemy import case, func, literal_column, select
 
-        from worker.store import models as m
-
-        def seconds(later: Any, earlier: Any) -> Any:
-            if s.bind.dialect.name == "postgresql":
-                return func.extract("epoch", later - earlier)
-            return (func.julianday(later) - func.julianday(earlier)) * 86400.0
-
-        # a missing or future date of publication is replaced by when newswatch saw the item
-        published = case(
-            (
-                (m.Article.published_at.is_(None))
-                | (m.Article.published_at > m.Article.created_at),
-                m.Article.created_at,
-            ),
-            else_=m.Article.published_at,
-        )
-        lags = (
-            select(
-                seconds(m.Delivery.sent_at, published).label("publish"),
-                seconds(m.Delivery.sent_at, m.Article.created_at).label("seen"),
-            )
-            .join(m.Match, m.Match.id == m.Delivery.match_id)
-            .join(m.Article, m.Article.id == m.Match.article_id)
-            .where(
-                m.Delivery.state == "sent",
-                m.Delivery.kind == "alert",
-                m.Delivery.route == "immediate",
-                m.Delivery.sent_at.is_not(None),
-            )
-            .subquery()
-        )
+        finite = [b for b in LAG_BUCKETS if b != float("inf")]
+        lags = status.lag_buckets(s, finite)
         out = []
-        for name, doc, col in (
-            ("newswatch_publish_to_alert_seconds",
-             "From an article's publication (or first sight) to its immediate alert being sent",
-             lags.c.publish),
-            ("newswatch_seen_to_alert_seconds",
-             "From newswatch first storing an article to its immediate alert being sent",
-             lags.c.seen),
-        ):  # fmt: skip
-            finite = [b for b in LAG_BUCKETS if b != float("inf")]
-            row = s.execute(
-                select(
-                    func.count(),
-                    func.coalesce(func.sum(col), literal_column("0")),
-                    *(func.coalesce(func.sum(case((col <= b, 1), else_=0)), 0) for b in finite),
-                ).select_from(lags)
-            ).one()
-            total, total_sum, *counts = row
-            buckets = [(_le(b), int(n)) for b, n in zip(finite, counts, strict=True)]
-            buckets.append(("+Inf", int(total)))
+        for name, doc, key in LAG_FAMILIES:
+            total, total_sum, counts = lags[key]
+            buckets = [(_le(b), n) for b, n in zip(finite, counts, strict=True)]
+            buckets.append(("+Inf", total))
             fam = HistogramMetricFamily(name, doc)
-            fam.add_metric([], buckets, sum_value=float(total_sum or 0))
+            fam.add_metric([], buckets, sum_value=total_sum)
             out.append(fam)
         return out
 

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from worker.alerts.notices import raise_notice, step_failed
@@ -41,12 +40,12 @@ from worker.bootstrap import Runtime
 from worker.config import Config, HeartbeatSpec, NoticesSpec
 from worker.core.durations import human as _ago
 from worker.core.redact import redact_text, redact_url
-from worker.store import models as m
+from worker.store import incidents
+from worker.store import status as status_queries
 
 log = logging.getLogger(__name__)
 
 GAP_NOTICE_WINDOW = timedelta(days=1)  # older gaps with no notice yet are left unnotified
-HEARTBEAT = "heartbeat"  # its watchdog_state row
 
 
 @dataclass(frozen=True)
@@ -82,16 +81,10 @@ class Finding:
 
 def check_no_fetch(session: Session, now: datetime, limits: Limits) -> Finding:
     after = timedelta(seconds=limits.no_fetch_after)
-    enabled = m.Source.enabled.is_(True)
-    newest = session.scalar(select(func.max(m.Source.last_success_at)).where(enabled))
+    newest = incidents.newest_success(session)
     if newest is not None and now - newest <= after:
         return Finding("no_fetch", False)  # the usual case, in one aggregate
-    rows = session.execute(
-        select(
-            m.Source.name, m.Source.last_success_at, m.Source.last_fetch_at,
-            m.Source.next_fetch_at, m.Source.created_at, m.Source.every_seconds,
-        ).where(enabled)
-    ).all()  # fmt: skip
+    rows = incidents.enabled_schedules(session)
     if not rows:
         return Finding("no_fetch", False)
     for _name, ok_at, fetch_at, next_at, created, every in rows:
@@ -118,37 +111,7 @@ def check_no_fetch(session: Session, now: datetime, limits: Limits) -> Finding:
     )
 
 
-def oldest_waiting(session: Session, now: datetime) -> dict[str, datetime | None]:
-    """Since when the oldest work of each kind has waited. Not by `enqueued_at`, which the
-    sweep refreshes on every re-enqueue: an item waits from when it was stored; an article
-    from when its newest version's item was stored; a delivery from when it was made
-    (pending) or when its retry fell due (failed). Digest-held deliveries wait by design."""
-    newest_version = (
-        select(func.max(m.Item.created_at))
-        .where(m.Item.article_id == m.Article.id)
-        .correlate(m.Article)
-        .scalar_subquery()
-    )
-    return {
-        "item": session.scalar(
-            select(func.min(m.Item.created_at)).where(m.Item.state == "pending")
-        ),
-        "article": session.scalar(
-            select(func.min(func.coalesce(newest_version, m.Article.created_at))).where(
-                m.Article.rules_state == "pending"
-            )
-        ),
-        "delivery": _earliest(
-            session.scalar(
-                select(func.min(m.Delivery.created_at)).where(m.Delivery.state == "pending")
-            ),
-            session.scalar(
-                select(func.min(m.Delivery.next_attempt_at)).where(
-                    m.Delivery.state == "failed", m.Delivery.next_attempt_at <= now
-                )
-            ),
-        ),
-    }
+oldest_waiting = status_queries.oldest_waiting
 
 
 def check_queue(session: Session, now: datetime, limits: Limits) -> Finding:
@@ -175,29 +138,16 @@ def check_deliveries(session: Session, now: datetime, limits: Limits) -> Finding
     still being made in its newer half."""
     window = timedelta(seconds=limits.deliveries_stalled_after)
     start = now - window
-    alerts = (m.Delivery.kind.in_(("alert", "update")), m.Delivery.batch_id.is_(None))
     half = now - window / 2
     # by indexed columns first (match and delivery created_at): the usual answer is "no".
     # Matches still coming (in the newer half): one burst whose alerts failed is the
     # business of `delivery_dead`, not a stalled sender.
-    if not session.scalar(select(exists().where(m.Match.created_at > half))):
+    if not incidents.matched_since(session, half):
         return Finding("deliveries_stalled", False)
-    unsent = session.scalar(
-        select(func.count()).where(
-            *alerts,
-            m.Delivery.state != "sent",
-            m.Delivery.created_at > start,
-            m.Delivery.created_at <= half,
-        )
-    )
-    if not unsent or session.scalar(select(exists().where(*alerts, m.Delivery.sent_at > start))):
+    unsent = incidents.unsent_alerts(session, start, half)
+    if not unsent or incidents.alert_sent_since(session, start):
         return Finding("deliveries_stalled", False)
-    errors = session.execute(
-        select(m.Delivery.channel, m.Delivery.last_error)
-        .where(*alerts, m.Delivery.created_at > start, m.Delivery.last_error.is_not(None))
-        .order_by(m.Delivery.created_at.desc())
-        .limit(3)
-    ).all()
+    errors = incidents.recent_alert_errors(session, start)
     last = "; ".join(f"{c}: {e[:200]}" for c, e in errors) or "none recorded"
     return Finding(
         "deliveries_stalled",
@@ -259,29 +209,22 @@ def _track(
 ) -> list[str]:
     """Open or close the condition's incident; notify once per incident."""
     if not finding.holds:  # the usual case: a read, and a write only to close
-        row = session.get(m.WatchdogState, finding.condition)
-        if row is not None and row.opened_at is not None:
+        opened = incidents.close_incident(session, finding.condition)
+        if opened is not None:
             log.warning(
-                "watchdog: %s cleared (open since %s)", finding.condition, row.opened_at.isoformat()
+                "watchdog: %s cleared (open since %s)", finding.condition, opened.isoformat()
             )
-            row.opened_at, row.detail = None, None
         return []
-    session.execute(rt.store.insert_ignore(m.WatchdogState).values(name=finding.condition))
-    row = session.get(
-        m.WatchdogState, finding.condition, with_for_update=True, populate_existing=True
-    )
-    assert row is not None
-    if row.opened_at is None:
-        row.opened_at = now
+    opened, new = incidents.open_incident(rt.store, session, finding.condition, now, finding.text)
+    if new:
         _count_incident(finding.condition)
         log.error("watchdog: %s: %s", finding.title, finding.text)
-    row.detail = finding.text
     if config.notices is None:
         return []
-    key = f"{finding.condition}:{row.opened_at.isoformat()}"  # the incident
+    key = f"{finding.condition}:{opened.isoformat()}"  # the incident
     notice = raise_notice(
         rt, session, key, finding.condition, finding.title,
-        f"{finding.text}\nSince {row.opened_at:%Y-%m-%d %H:%M} UTC.", now,
+        f"{finding.text}\nSince {opened:%Y-%m-%d %H:%M} UTC.", now,
     )  # fmt: skip
     return [notice] if notice else []
 
@@ -290,15 +233,7 @@ def _gap_notices(rt: Runtime, session: Session, config: Config, now: datetime) -
     """One notice per gap recorded (and not notified yet) in the last day."""
     if config.notices is None or not config.notices.gaps:
         return []
-    rows = session.execute(
-        select(m.SourceGap, m.Source.name, m.Source.every_seconds)
-        .join(m.Source, m.Source.id == m.SourceGap.source_id)
-        .where(
-            m.SourceGap.notified_at.is_(None), m.SourceGap.detected_at >= now - GAP_NOTICE_WINDOW
-        )
-        .order_by(m.SourceGap.id)
-        .limit(100)
-    ).all()
+    rows = incidents.gaps_to_notify(session, now - GAP_NOTICE_WINDOW)
     out: list[str] = []
     for gap, name, every in rows:
         notice = raise_notice(
@@ -317,15 +252,7 @@ def _gap_notices(rt: Runtime, session: Session, config: Config, now: datetime) -
 
 def _fetched_ever(rt: Runtime) -> bool:
     with rt.store.session() as session:
-        return bool(
-            session.scalar(
-                select(
-                    exists().where(
-                        m.Source.enabled.is_(True), m.Source.last_success_at.is_not(None)
-                    )
-                )
-            )
-        )
+        return incidents.any_source_fetched(session)
 
 
 # --- the heartbeat -----------------------------------------------------------------
@@ -336,21 +263,8 @@ def heartbeat(rt: Runtime, spec: HeartbeatSpec, problems: list[str], now: dateti
     Returns what happened: ok, fail, error, skipped (unhealthy, no fail URL), not_due."""
     healthy = not problems
     every = timedelta(seconds=spec.every)
-    with rt.store.session() as session:
-        row = session.get(m.WatchdogState, HEARTBEAT)
-        if row is not None and row.opened_at is not None and row.opened_at > now - every:
-            return "not_due"  # the usual tick: a read, no write
-        session.execute(rt.store.insert_ignore(m.WatchdogState).values(name=HEARTBEAT))
-        claimed = session.execute(
-            update(m.WatchdogState)
-            .where(
-                m.WatchdogState.name == HEARTBEAT,
-                or_(m.WatchdogState.opened_at.is_(None), m.WatchdogState.opened_at <= now - every),
-            )
-            .values(opened_at=now)  # the slot: when this ping was taken
-        ).rowcount
-    if claimed != 1:
-        return "not_due"  # another process took this slot
+    if not incidents.heartbeat_due(rt.store, now, every):
+        return "not_due"  # not yet, or another process took this slot
     url = spec.url if healthy else spec.fail_url
     if url is None:
         _note_heartbeat(rt, f"not pinged at {now:%Y-%m-%d %H:%M:%S} UTC: {'; '.join(problems)}")
@@ -378,14 +292,7 @@ def heartbeat(rt: Runtime, spec: HeartbeatSpec, problems: list[str], now: dateti
 
 
 def _note_heartbeat(rt: Runtime, detail: str, pinged: datetime | None = None) -> None:
-    values: dict[str, Any] = {"detail": redact_text(detail)[:2000]}
-    if pinged is not None:
-        values["checked_at"] = pinged  # the last ping that went through
-    with rt.store.session() as session:
-        session.execute(rt.store.insert_ignore(m.WatchdogState).values(name=HEARTBEAT))
-        session.execute(
-            update(m.WatchdogState).where(m.WatchdogState.name == HEARTBEAT).values(**values)
-        )
+    incidents.note_heartbeat(rt.store, redact_text(detail)[:2000], pinged)
 
 
 # --- what status shows ---------------------------------------------------------------
@@ -393,12 +300,11 @@ def _note_heartbeat(rt: Runtime, detail: str, pinged: datetime | None = None) ->
 
 def status(session: Session, now: datetime) -> dict[str, Any]:
     """Open incidents, the heartbeat's last word, and how long the oldest work waited."""
-    rows = {r.name: r for r in session.scalars(select(m.WatchdogState))}
-    hb = rows.pop(HEARTBEAT, None)
+    conditions, hb = status_queries.watchdog_rows(session)
     return {
         "incidents": [
-            {"condition": name, "since": r.opened_at, "detail": r.detail}
-            for name, r in sorted(rows.items())
+            {"condition": r.name, "since": r.opened_at, "detail": r.detail}
+            for r in conditions
             if r.opened_at is not None
         ],
         "heartbeat": None if hb is None else {"last_ping": hb.checked_at, "last": hb.detail},
@@ -407,11 +313,6 @@ def status(session: Session, now: datetime) -> dict[str, Any]:
             for k, v in oldest_waiting(session, now).items()
         },
     }
-
-
-def _earliest(*values: datetime | None) -> datetime | None:
-    present = [v for v in values if v is not None]
-    return min(present) if present else None
 
 
 def _count_incident(condition: str) -> None:

@@ -13,10 +13,10 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from worker.sources import gaps
+from worker.store import incidents, status
 from worker.store import models as m
 
 log = logging.getLogger(__name__)
@@ -48,13 +48,17 @@ def observe(
     gap = gaps.judge(previous, visible, now)
     if gap is not None:
         detail = gap.describe()
-        session.add(
-            m.SourceGap(
-                source_id=source_id, detected_at=now, basis=gap.basis, visible=gap.visible,
-                last_seen_at=gap.last_seen_at, oldest_visible_at=gap.oldest_visible_at,
-                previous_poll_at=gap.previous_poll_at, detail=detail,
-            )
-        )  # fmt: skip
+        incidents.record_gap(
+            session,
+            source_id,
+            now,
+            basis=gap.basis,
+            visible=gap.visible,
+            last_seen_at=gap.last_seen_at,
+            oldest_visible_at=gap.oldest_visible_at,
+            previous_poll_at=gap.previous_poll_at,
+            detail=detail,
+        )
         _count_gap(gap.basis)
         log.warning(
             "source %s: GAP, entries may have been missed: %s",
@@ -78,18 +82,4 @@ def _count_gap(basis: str) -> None:
 
 def recent(session: Session, limit: int = 20) -> list[dict[str, Any]]:
     """The newest gaps first, for `newswatch status`."""
-    query = (
-        select(m.SourceGap, m.Source.name)
-        .join(m.Source, m.Source.id == m.SourceGap.source_id)
-        .order_by(m.SourceGap.detected_at.desc(), m.SourceGap.id.desc())
-        .limit(limit)
-    )
-    return [
-        {
-            "id": g.id, "source": name, "detected_at": g.detected_at, "basis": g.basis,
-            "visible": g.visible, "last_seen_at": g.last_seen_at,
-            "oldest_visible_at": g.oldest_visible_at, "previous_poll_at": g.previous_poll_at,
-            "detail": g.detail, "notified_at": g.notified_at,
-        }
-        for g, name in session.execute(query).all()
-    ]  # fmt: skip
+    return status.recent_gaps(session, limit)

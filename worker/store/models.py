@@ -9,12 +9,14 @@ an `attempts` count.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -27,6 +29,18 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from worker.core.states import (
+    BatchState,
+    DeliveryKind,
+    DeliveryRoute,
+    DeliveryState,
+    ItemOutcome,
+    ItemState,
+    MatchState,
+    RulesState,
+    SourceKind,
+)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -63,12 +77,20 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def one_of(column: str, states: type[StrEnum]) -> CheckConstraint:
+    """CHECK (column IN (the enum's values)), named ck_<table>_<column>: the database
+    refuses any other value (NULL passes, as SQL's IN gives it no verdict)."""
+    values = ", ".join(f"'{s.value}'" for s in states)
+    return CheckConstraint(f"{column} IN ({values})", name=column)
+
+
 class Source(Base):
     __tablename__ = "source"
+    __table_args__ = (one_of("kind", SourceKind),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    kind: Mapped[str] = mapped_column(String(10))  # feed | page
+    kind: Mapped[str] = mapped_column(String(10))  # SourceKind
     url: Mapped[str] = mapped_column(Text)
     every_seconds: Mapped[int] = mapped_column(Integer)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -139,6 +161,8 @@ class Item(Base):
         Index("ix_item_article_id", "article_id"),  # the rules outcome goes to every item
         Index("ix_item_outcome", "outcome"),
         Index("ix_item_created_at", "created_at"),  # retention: seen entries by age
+        one_of("state", ItemState),
+        one_of("outcome", ItemOutcome),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -147,7 +171,7 @@ class Item(Base):
     url: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict] = mapped_column(JSON)  # what the feed said, for the parser
     # pending -> parsed | duplicate | failed (quarantined after max attempts) | refused
-    state: Mapped[str] = mapped_column(String(12), default="pending")
+    state: Mapped[str] = mapped_column(String(12), default=ItemState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     enqueued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -174,6 +198,7 @@ class Article(Base):
             sqlite_where=text("body <> ''"),
             postgresql_where=text("body <> ''"),
         ),
+        one_of("rules_state", RulesState),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -194,7 +219,7 @@ class Article(Base):
         Integer, index=True
     )  # id of the story's first article
     # pending -> done | failed (quarantined after max attempts)
-    rules_state: Mapped[str] = mapped_column(String(12), default="pending")
+    rules_state: Mapped[str] = mapped_column(String(12), default=RulesState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     enqueued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -218,6 +243,7 @@ class Match(Base):
     __table_args__ = (
         UniqueConstraint("watchlist", "article_id"),
         Index("ix_match_article_id", "article_id"),  # an article's matches (why, pruning)
+        one_of("state", MatchState),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -230,7 +256,7 @@ class Match(Base):
     snippet: Mapped[str] = mapped_column(Text, default="")
     highlights: Mapped[list] = mapped_column(JSON, default=list)
     # alerted: deliveries were made; duplicate: the story had already alerted this watchlist
-    state: Mapped[str] = mapped_column(String(12), default="alerted")
+    state: Mapped[str] = mapped_column(String(12), default=MatchState.ALERTED)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
@@ -256,6 +282,9 @@ class Delivery(Base):
         Index("ix_delivery_state_next", "state", "next_attempt_at"),
         Index("ix_delivery_throttle", "channel", "watchlist", "created_at"),
         Index("ix_delivery_created_at", "created_at"),  # retention
+        one_of("state", DeliveryState),
+        one_of("kind", DeliveryKind),
+        one_of("route", DeliveryRoute),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)  # uuid: the idempotency key
@@ -263,11 +292,11 @@ class Delivery(Base):
     channel: Mapped[str] = mapped_column(String(200))
     # pending -> sent | failed (retry at next_attempt_at) -> ... -> dead;
     # batched: held in a digest batch, which sends it (and then marks it sent or dead)
-    state: Mapped[str] = mapped_column(String(12), default="pending")
-    kind: Mapped[str] = mapped_column(String(12), default="alert")  # alert | update | notice
+    state: Mapped[str] = mapped_column(String(12), default=DeliveryState.PENDING)
+    kind: Mapped[str] = mapped_column(String(12), default=DeliveryKind.ALERT)
     watchlist: Mapped[str | None] = mapped_column(String(200))  # for the throttle count
     batch_id: Mapped[str | None] = mapped_column(ForeignKey("digest_batch.id"), index=True)
-    route: Mapped[str] = mapped_column(String(12), default="immediate")  # or digest|throttle|quiet
+    route: Mapped[str] = mapped_column(String(12), default=DeliveryRoute.IMMEDIATE)
     notice_key: Mapped[str | None] = mapped_column(String(300))
     notice: Mapped[dict | None] = mapped_column(JSON)  # {"event", "title", "text"} for notices
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -305,13 +334,14 @@ class DigestBatch(Base):
     __table_args__ = (
         UniqueConstraint("channel", "due_at"),
         Index("ix_digest_batch_state_next", "state", "next_attempt_at"),
+        one_of("state", BatchState),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     channel: Mapped[str] = mapped_column(String(200))
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # open -> sending (claimed) -> sent | failed (retry at next_attempt_at) -> ... -> dead
-    state: Mapped[str] = mapped_column(String(12), default="open")
+    state: Mapped[str] = mapped_column(String(12), default=BatchState.OPEN)
     size: Mapped[int] = mapped_column(Integer, default=0)  # deliveries sent in it
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
