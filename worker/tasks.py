@@ -12,12 +12,16 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from worker import pipeline
+from worker.alerts import outbox
 from worker.app import app
+from worker.articles import parsing
 from worker.bootstrap import Runtime
+from worker.matching import applying
 from worker.service import diskspace
+from worker.service import sweep as sweeping
 from worker.service.observability import log_context
 from worker.settings import Settings
+from worker.sources import polling
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +106,7 @@ def _enqueue(task: Any, ids: Iterable[Any]) -> None:
 @app.task(name="newswatch.dispatch_due")
 @_waits_for_disk
 def dispatch_due() -> None:
-    _enqueue(fetch_source, pipeline.dispatch_due(runtime()))
+    _enqueue(fetch_source, polling.dispatch_due(runtime()))
 
 
 @app.task(name="newswatch.fetch_source")
@@ -110,7 +114,7 @@ def dispatch_due() -> None:
 def fetch_source(source_id: int) -> None:
     notices: list[str] = []
     with log_context(source_id=source_id):
-        _enqueue(parse_item, pipeline.fetch_source(runtime(), source_id, notices))
+        _enqueue(parse_item, polling.fetch_source(runtime(), source_id, notices))
         _enqueue(deliver, notices)
 
 
@@ -120,11 +124,11 @@ def parse_item(item_id: int) -> None:
     notices: list[str] = []
     with log_context(item_id=item_id):
         try:
-            article_id = pipeline.parse_item(runtime(), item_id, notices)
+            article_id = parsing.parse_item(runtime(), item_id, notices)
         except SoftTimeLimitExceeded:
             # the lease stays, so the sweep retries it later; the claim counts attempts
             limit = parse_item.soft_time_limit
-            pipeline.record_item_error(runtime(), item_id, f"over the parse time limit ({limit}s)")
+            parsing.record_item_error(runtime(), item_id, f"over the parse time limit ({limit}s)")
             return
         _enqueue(deliver, notices)  # an item quarantined on the way
         if article_id is not None:
@@ -135,7 +139,7 @@ def parse_item(item_id: int) -> None:
 @_waits_for_disk
 def apply_rules(article_id: int) -> None:
     with log_context(article_id=article_id):
-        _enqueue(deliver, pipeline.apply_rules(runtime(), article_id))
+        _enqueue(deliver, applying.apply_rules(runtime(), article_id))
 
 
 @app.task(name="newswatch.deliver")
@@ -143,7 +147,7 @@ def apply_rules(article_id: int) -> None:
 def deliver(delivery_id: str) -> None:
     notices: list[str] = []
     with log_context(delivery_id=delivery_id):
-        pipeline.deliver(runtime(), delivery_id, notices)
+        outbox.deliver(runtime(), delivery_id, notices)
         _enqueue(deliver, notices)
 
 
@@ -172,8 +176,6 @@ def canary(token: str, hop: int) -> None:
 @_waits_for_disk
 def outbox_tick() -> None:
     """Due digests out, new operational notices in (and on their way); each step fails alone."""
-    from worker.alerts import outbox
-
     _enqueue(deliver, outbox.tick(runtime()))
 
 
@@ -190,7 +192,7 @@ def prune() -> None:
 @app.task(name="newswatch.sweep")
 @_waits_for_disk
 def sweep() -> None:
-    found = pipeline.sweep(runtime())
+    found = sweeping.sweep(runtime())
     _enqueue(parse_item, found.items)
     _enqueue(apply_rules, found.articles)
     _enqueue(deliver, found.deliveries)

@@ -6,7 +6,6 @@ from sqlalchemy import select
 
 from tests.helpers.pipeline import Clock, make_runtime, rss, run_all
 from tests.helpers.processes import run_cli
-from worker import pipeline
 from worker.alerts import outbox
 from worker.store import models as m
 
@@ -66,5 +65,5 @@ def test_410_switches_the_endpoint_off_until_enabled(tmp_path, database_url, htt
     assert run.returncode == 0, run.stderr
     assert outbox.disabled_endpoints(rt.store) == []
     assert outbox.retry(rt.store, rows[1].id, rt.now()) is not None
-    assert pipeline.deliver(rt, rows[1].id)
+    assert outbox.deliver(rt, rows[1].id)
     assert posts() == 2

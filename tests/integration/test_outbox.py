@@ -16,8 +16,12 @@ from sqlalchemy import select
 
 from tests.helpers.pipeline import Clock, count, make_runtime, run_all
 from tests.helpers.schemas import webhook_validator
-from worker import cli, pipeline
+from worker import cli
 from worker.alerts import outbox
+from worker.articles import parsing
+from worker.matching import applying
+from worker.service.sweep import sweep
+from worker.sources import polling
 from worker.store import models as m
 
 SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "webhook-payload.schema.json"
@@ -348,24 +352,24 @@ def test_notices_once_per_incident(tmp_path, database_url, site, clock):
     rt = make_runtime(tmp_path, database_url, config(site, channels, "hook", extra), clock)
     items(site, "/feed.xml", story_items("Alpha", 0, 1, site))
     follow: list[str] = []
-    for source_id in pipeline.dispatch_due(rt):
-        for item_id in pipeline.fetch_source(rt, source_id):
-            for d in pipeline.apply_rules(rt, pipeline.parse_item(rt, item_id)):
-                assert not pipeline.deliver(rt, d, follow)  # 410: dead at once
+    for source_id in polling.dispatch_due(rt):
+        for item_id in polling.fetch_source(rt, source_id):
+            for d in applying.apply_rules(rt, parsing.parse_item(rt, item_id)):
+                assert not outbox.deliver(rt, d, follow)  # 410: dead at once
     assert len(follow) == 1
-    assert pipeline.deliver(rt, follow[0])
+    assert outbox.deliver(rt, follow[0])
     # the feed starts failing; after 2 h without a success: one notice, however often checked
     site.add("/feed.xml", b"down", status=500)
     for _ in range(30):
         clock.advance(600)
         run_all(rt)
         for d in outbox.check_notices(rt):
-            assert pipeline.deliver(rt, d)
+            assert outbox.deliver(rt, d)
     # a broken config edit: one notice (the last good version stays in force)
     rt.config.path.write_text(rt.config.path.read_text() + "\nbogus_section: 1\n")
     for _ in range(3):
         for d in outbox.check_notices(rt):
-            assert pipeline.deliver(rt, d)
+            assert outbox.deliver(rt, d)
     lines = [json.loads(x) for x in ops.read_text().splitlines()]
     assert [n["event"] for n in lines] == ["delivery_dead", "source_failing", "config_rejected"]
     assert all(n["type"] == "newswatch.notice" for n in lines)
@@ -403,10 +407,10 @@ def test_cli_lists_retries_and_counts_deliveries(
     capsys.readouterr()
     # the sweep picks it up at once (the CLI used the real clock) and it goes out
     clock.now = datetime.now(UTC)
-    assert pipeline.sweep(rt).deliveries == [dead_id]
-    assert pipeline.deliver(rt, dead_id) is False  # the receiver still fails once more
+    assert sweep(rt).deliveries == [dead_id]
+    assert outbox.deliver(rt, dead_id) is False  # the receiver still fails once more
     clock.advance(3600)
-    assert pipeline.sweep(rt).deliveries == [dead_id]
-    assert pipeline.deliver(rt, dead_id)
+    assert sweep(rt).deliveries == [dead_id]
+    assert outbox.deliver(rt, dead_id)
     assert cli.main(["deliveries"]) == 0
     assert f"{dead_id}  sent" in capsys.readouterr().out

@@ -53,11 +53,12 @@ from worker.alerts.policy import (
 from worker.alerts.render import Alert
 from worker.bootstrap import Runtime
 from worker.config import AlertPolicySpec, ChannelSpec, Config
+from worker.core.backoff import backoff as _backoff
 from worker.core.model import Hit, WatchlistMatch
 from worker.core.redact import redact_text
-from worker.pipeline import _backoff, article_from_row
 from worker.store import models as m
 from worker.store.db import Store, claim
+from worker.store.items import article_from_row
 
 log = logging.getLogger(__name__)
 

@@ -246,7 +246,7 @@ def _story(session: Any, article: m.Article) -> dict[str, Any]:
 def near_duplicate_evidence(session: Any, article: m.Article) -> dict[str, Any] | None:
     """Why `article` was put in an earlier story: the closest earlier article of that story
     and the verified comparison (fingerprint distance, shared 4-shingles, titles)."""
-    from worker.pipeline import story_evidence
+    from worker.articles.parsing import story_evidence
 
     found = story_evidence(session, article.id)
     if found is None:

@@ -372,7 +372,8 @@ class RetentionSpec(_Strict):
     @field_validator("article_text")
     @classmethod
     def _near_dup_window(cls, v: int) -> int:
-        if v < 3 * 86400:  # worker.pipeline.NEAR_DUP_WINDOW reads the text of recent articles
+        # worker.articles.stories.NEAR_DUP_WINDOW reads the text of recent articles
+        if v < 3 * 86400:
             raise ValueError("article_text must be at least 3d (the near-duplicate window)")
         return v
 

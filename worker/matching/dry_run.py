@@ -18,9 +18,9 @@ from sqlalchemy import select
 
 from worker.core.model import MatchDocument
 from worker.matching.rules import Matcher
-from worker.pipeline import article_from_row
 from worker.store import models as m
 from worker.store.db import Store
+from worker.store.items import article_from_row
 
 BATCH = 500  # articles read per query: bounded memory on a long history
 

@@ -44,10 +44,11 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+# stories still growing: their alerts guard them
+from worker.articles.stories import NEAR_DUP_WINDOW
 from worker.bootstrap import Runtime
 from worker.config import RetentionSpec
 from worker.core.retention import item_seen_record
-from worker.pipeline import NEAR_DUP_WINDOW  # stories still growing: their alerts guard them
 from worker.store import models as m
 from worker.store.db import Store
 
