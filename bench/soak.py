@@ -5,11 +5,12 @@
     .venv/bin/python bench/soak.py part-a --database postgres --sources 2 --days 120
 
 Part A, months in minutes: the database over time, and exactly once.
-    The real pipeline step functions (worker/pipeline.py dispatch_due, fetch_source,
-    parse_item, apply_rules, sweep; worker/alerts/sending.py deliver; worker/alerts/outbox.py tick;
-    worker/service/retention.py
-    prune) under a controlled clock, in process, against a real HTTP server on 127.0.0.1
-    whose feeds are stamped by that clock, a real webhook receiver and a file channel,
+    The real pipeline step functions (worker/sources/polling.py dispatch_due,
+    fetch_source; worker/articles/parsing.py parse_item; worker/matching/applying.py
+    apply_rules; worker/alerts/outbox.py deliver, tick; worker/service/sweep.py sweep;
+    worker/service/retention.py prune) under a controlled clock, in process, against a real
+    HTTP server on 127.0.0.1 whose feeds are stamped by that clock, a real webhook receiver
+    and a file channel,
     on SQLite (or PostgreSQL: a throwaway database on the local server). A FIFO queue
     stands in for Redis: each step's returned ids are its messages, run in order.
 
@@ -385,8 +386,10 @@ class Transport:
         self.queue.extend((task, i) for i in ids)
 
     def run(self, rt: Any, lose_after: int | None = None) -> None:
-        from worker import pipeline
         from worker.alerts import sending
+        from worker.articles import parsing
+        from worker.matching import applying
+        from worker.sources import polling
 
         done = 0
         while self.queue:
@@ -403,12 +406,12 @@ class Transport:
             notices: list[str] = []
             try:
                 if task == "fetch":
-                    self.put("parse", pipeline.fetch_source(rt, row_id, notices))
+                    self.put("parse", polling.fetch_source(rt, row_id, notices))
                 elif task == "parse":
-                    article = pipeline.parse_item(rt, row_id, notices)
+                    article = parsing.parse_item(rt, row_id, notices)
                     self.put("rules", [article] if article is not None else [])
                 elif task == "rules":
-                    self.put("deliver", pipeline.apply_rules(rt, row_id))
+                    self.put("deliver", applying.apply_rules(rt, row_id))
                 elif task == "deliver" and sending.deliver(rt, row_id, notices):
                     self.sent.append(row_id)
             except Exception as exc:  # what the Celery task would have logged
@@ -476,10 +479,11 @@ def _mib(n: float) -> str:
 
 def part_a(opts: Options) -> Result:
     """The simulated months (see the module docstring)."""
-    from worker import pipeline
     from worker.alerts import outbox
     from worker.config import parse_interval
     from worker.service import retention
+    from worker.service.sweep import sweep
+    from worker.sources import polling
 
     started = time.monotonic()
     result = Result(options={k: v for k, v in vars(opts).items() if k not in ("out", "workdir")})
@@ -563,14 +567,14 @@ def part_a(opts: Options) -> Result:
                 disk.start()
                 events.append(f"disk full ({mode})")
             # -- beat: sweep (every minute in reality), due sources, digests and notices
-            found = _guarded(transport, "sweep", pipeline.sweep, rt)
+            found = _guarded(transport, "sweep", sweep, rt)
             if found is not None:
                 transport.put("parse", found.items)
                 transport.put("rules", found.articles)
                 transport.put("deliver", found.deliveries)
                 for kind in result.swept:
                     result.swept[kind] += len(getattr(found, kind))
-            due = _guarded(transport, "dispatch", pipeline.dispatch_due, rt)
+            due = _guarded(transport, "dispatch", polling.dispatch_due, rt)
             transport.put("fetch", due or [])
             lose_after = None
             if s == at(REDIS_RESTART):
@@ -600,7 +604,7 @@ def part_a(opts: Options) -> Result:
         # -- settle: the last digest and any retry still due, then the check
         for _ in range(3):
             clock.advance(DAY)
-            found = pipeline.sweep(rt)
+            found = sweep(rt)
             transport.put("parse", found.items)
             transport.put("rules", found.articles)
             transport.put("deliver", found.deliveries)

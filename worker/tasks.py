@@ -16,12 +16,15 @@ from typing import Any
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from worker import pipeline
 from worker.alerts import outbox, sending
 from worker.app import NewswatchApp, enqueue
+from worker.articles import parsing
 from worker.bootstrap import Runtime
+from worker.matching import applying
 from worker.service import diskspace, health, observability, retention
+from worker.service import sweep as sweeping
 from worker.service.observability import log_context
+from worker.sources import polling
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +85,7 @@ FETCH, PARSE, RULES, DELIVER = (
 @shared_task(name="newswatch.dispatch_due", bind=True)
 @_waits_for_disk
 def dispatch_due(task: Task) -> None:
-    enqueue(task.app, FETCH, pipeline.dispatch_due(runtime(task)))
+    enqueue(task.app, FETCH, polling.dispatch_due(runtime(task)))
 
 
 @shared_task(name=FETCH, bind=True)
@@ -90,7 +93,7 @@ def dispatch_due(task: Task) -> None:
 def fetch_source(task: Task, source_id: int) -> None:
     notices: list[str] = []
     with log_context(source_id=source_id):
-        enqueue(task.app, PARSE, pipeline.fetch_source(runtime(task), source_id, notices))
+        enqueue(task.app, PARSE, polling.fetch_source(runtime(task), source_id, notices))
         enqueue(task.app, DELIVER, notices)
 
 
@@ -101,11 +104,11 @@ def parse_item(task: Task, item_id: int) -> None:
     rt = runtime(task)
     with log_context(item_id=item_id):
         try:
-            article_id = pipeline.parse_item(rt, item_id, notices)
+            article_id = parsing.parse_item(rt, item_id, notices)
         except SoftTimeLimitExceeded:
             # the lease stays, so the sweep retries it later; the claim counts attempts
             limit = task.soft_time_limit
-            pipeline.record_item_error(rt, item_id, f"over the parse time limit ({limit}s)")
+            parsing.record_item_error(rt, item_id, f"over the parse time limit ({limit}s)")
             return
         enqueue(task.app, DELIVER, notices)  # an item quarantined on the way
         if article_id is not None:
@@ -116,7 +119,7 @@ def parse_item(task: Task, item_id: int) -> None:
 @_waits_for_disk
 def apply_rules(task: Task, article_id: int) -> None:
     with log_context(article_id=article_id):
-        enqueue(task.app, DELIVER, pipeline.apply_rules(runtime(task), article_id))
+        enqueue(task.app, DELIVER, applying.apply_rules(runtime(task), article_id))
 
 
 @shared_task(name=DELIVER, bind=True)
@@ -165,7 +168,7 @@ def prune(task: Task) -> None:
 @shared_task(name="newswatch.sweep", bind=True)
 @_waits_for_disk
 def sweep(task: Task) -> None:
-    found = pipeline.sweep(runtime(task))
+    found = sweeping.sweep(runtime(task))
     enqueue(task.app, PARSE, found.items)
     enqueue(task.app, RULES, found.articles)
     enqueue(task.app, DELIVER, found.deliveries)

@@ -7,11 +7,13 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from worker import pipeline
 from worker.alerts import sending
+from worker.articles import parsing
 from worker.bootstrap import Runtime
 from worker.config.reload import LiveConfig
+from worker.matching import applying
 from worker.settings import Settings
+from worker.sources import polling
 from worker.store.db import Store
 
 
@@ -59,12 +61,12 @@ def make_runtime(tmp_path: Path, database_url: str, config_text: str, clock: Clo
 def run_all(rt: Runtime) -> list[str]:
     """One full pass: dispatch, fetch, parse, rules, deliver. Returns sent delivery ids."""
     sent = []
-    for source_id in pipeline.dispatch_due(rt):
-        for item_id in pipeline.fetch_source(rt, source_id):
-            article_id = pipeline.parse_item(rt, item_id)
+    for source_id in polling.dispatch_due(rt):
+        for item_id in polling.fetch_source(rt, source_id):
+            article_id = parsing.parse_item(rt, item_id)
             if article_id is None:
                 continue
-            for delivery_id in pipeline.apply_rules(rt, article_id):
+            for delivery_id in applying.apply_rules(rt, article_id):
                 if sending.deliver(rt, delivery_id):
                     sent.append(delivery_id)
     return sent

@@ -21,9 +21,13 @@ from sqlalchemy import select, update
 from tests.helpers.pipeline import Clock, count, make_runtime, run_all
 from tests.helpers.webhook_receiver import closed_port
 from tests.integration.test_outbox import config, items, posts, story_items
-from worker import cli, pipeline
+from worker import cli
 from worker.alerts import digests, outbox, sending
+from worker.articles import parsing
 from worker.bootstrap import Runtime
+from worker.matching import applying
+from worker.service.sweep import sweep
+from worker.sources import polling
 from worker.store import models as m
 
 
@@ -49,11 +53,11 @@ def ingest(rt: Runtime, clock: Clock) -> list[str]:
     """Fetch, parse and match what the feed has now; the ids of deliveries to send now."""
     clock.advance(61)
     ids: list[str] = []
-    for source_id in pipeline.dispatch_due(rt):
-        for item_id in pipeline.fetch_source(rt, source_id):
-            article_id = pipeline.parse_item(rt, item_id)
+    for source_id in polling.dispatch_due(rt):
+        for item_id in polling.fetch_source(rt, source_id):
+            article_id = parsing.parse_item(rt, item_id)
             if article_id is not None:
-                ids += pipeline.apply_rules(rt, article_id)
+                ids += applying.apply_rules(rt, article_id)
     return ids
 
 
@@ -72,7 +76,7 @@ def settle(rt: Runtime, clock: Clock, minutes: int) -> None:
     for _ in range(minutes // 10):
         clock.advance(600)
         deliver_all(rt, outbox.tick(rt))
-        deliver_all(rt, pipeline.sweep(rt).deliveries)
+        deliver_all(rt, sweep(rt).deliveries)
 
 
 def dead(rt: Runtime) -> list[m.Delivery]:
@@ -245,7 +249,7 @@ def test_a_channel_that_raises_ends_dead_and_the_tick_still_raises_notices(
         clock.advance(600)
         run_all(rt)
         deliver_all(rt, outbox.tick(rt))
-        deliver_all(rt, pipeline.sweep(rt).deliveries)
+        deliver_all(rt, sweep(rt).deliveries)
 
     gone = dead(rt)
     assert len(gone) == 4  # two immediate, two in the digest

@@ -16,9 +16,9 @@ from sqlalchemy import select
 
 from tests.helpers.pipeline import Clock, make_runtime
 from tests.helpers.schemas import webhook_validator
-from worker import pipeline
 from worker.alerts import sending
 from worker.alerts.notices import check_notices
+from worker.sources import polling
 from worker.store import models as m
 
 
@@ -39,7 +39,7 @@ WATCHLISTS = ["alpha", "beta", "gamma"]
 def setup(tmp_path, database_url):
     ops = tmp_path / "ops.jsonl"
     rt = make_runtime(tmp_path, database_url, config_text(str(ops), SOURCES, WATCHLISTS), Clock())
-    pipeline.dispatch_due(rt)  # the source table follows the config
+    polling.dispatch_due(rt)  # the source table follows the config
     return rt, ops
 
 
@@ -61,7 +61,7 @@ def test_an_emptied_config_is_refused_and_monitoring_goes_on(setup, caplog):
         rt.config.path.write_text(emptied)
         assert rt.config.current().version == version  # refused: the last good one stays
         assert "no sources: this config would watch nothing" in (rt.config.last_error or "")
-        pipeline.dispatch_due(rt)
+        polling.dispatch_due(rt)
         assert enabled_sources(rt) == SOURCES
     assert "config change refused" in caplog.text
     (notice,) = [n for n in notices(rt, ops) if n["event"] == "config_rejected"]
@@ -80,7 +80,7 @@ def test_a_reload_removing_most_sources_applies_with_one_notice(setup, caplog):
     rt.config.path.write_text(config_text(str(ops), ["e"], WATCHLISTS[:1]))
     active = rt.config.current()
     assert [s.name for s in active.loaded.config.sources] == ["e"]
-    pipeline.dispatch_due(rt)
+    polling.dispatch_due(rt)
     assert enabled_sources(rt) == ["e"]  # applied
     (warning,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert warning.levelno == logging.WARNING

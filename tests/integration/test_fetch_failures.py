@@ -20,10 +20,10 @@ from tests.helpers import httpserver, netsafety
 from tests.helpers.httpserver import TestServer
 from tests.helpers.netsafety import FakeDNS
 from tests.helpers.pipeline import Clock, make_runtime, rss
-from worker import pipeline
 from worker.config import FetchSpec
 from worker.config.to_sources import fetch_options
 from worker.core.httpdate import FETCH_RETRY_AFTER_CAP
+from worker.sources import polling
 from worker.sources.fetch_errors import FetchError
 from worker.sources.fetcher import Fetcher
 from worker.store import models as m
@@ -98,8 +98,8 @@ def clock() -> Clock:
 
 def poll(rt) -> m.Source:
     """Dispatch what is due, fetch it (never raising), and return the source row."""
-    for source_id in pipeline.dispatch_due(rt):
-        pipeline.fetch_source(rt, source_id)
+    for source_id in polling.dispatch_due(rt):
+        polling.fetch_source(rt, source_id)
     with rt.store.session() as s:
         return s.scalar(select(m.Source).where(m.Source.name == "wire"))
 
@@ -276,8 +276,8 @@ def test_the_source_row_and_the_metrics_name_the_real_cause(
     )
     rt = make_runtime(tmp_path, database_url, text, clock)
     before = fetch_outcomes()
-    for source_id in pipeline.dispatch_due(rt):
-        assert pipeline.fetch_source(rt, source_id) == []  # fails alone, never raises
+    for source_id in polling.dispatch_due(rt):
+        assert polling.fetch_source(rt, source_id) == []  # fails alone, never raises
     with rt.store.session() as s:
         rows = {r.name: r for r in s.scalars(select(m.Source))}
     got = {name: rows[name].last_error_kind for name in names}

@@ -41,12 +41,15 @@ from sqlalchemy import func, select
 from tests.helpers.httpserver import RecordedRequest, TestServer
 from tests.helpers.httpserver import serve as serve_http
 from tests.helpers.pipeline import Clock, make_runtime
-from worker import pipeline
 from worker.alerts import outbox, sending
+from worker.articles import parsing
 from worker.bootstrap import Runtime
 from worker.core import clean
 from worker.core.httpdate import FETCH_RETRY_AFTER_CAP
+from worker.matching import applying
 from worker.service import ledger
+from worker.service.sweep import sweep
+from worker.sources import polling
 from worker.store import models as m
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -179,16 +182,16 @@ class Run:
         rt = self.rt
         deliveries: list[str] = []
         items: list[int] = []
-        for source_id in pipeline.dispatch_due(rt):
-            items += pipeline.fetch_source(rt, source_id, deliveries)
-        found = pipeline.sweep(rt)
+        for source_id in polling.dispatch_due(rt):
+            items += polling.fetch_source(rt, source_id, deliveries)
+        found = sweep(rt)
         articles = list(found.articles)
         for item_id in [*items, *found.items]:
-            article_id = pipeline.parse_item(rt, item_id, deliveries)
+            article_id = parsing.parse_item(rt, item_id, deliveries)
             if article_id is not None:
                 articles.append(article_id)
         for article_id in articles:
-            deliveries += pipeline.apply_rules(rt, article_id)
+            deliveries += applying.apply_rules(rt, article_id)
         deliveries += found.deliveries
         deliveries += outbox.tick(rt)
         while deliveries:  # and the notices raised on the way, to the end

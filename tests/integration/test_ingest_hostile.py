@@ -16,10 +16,11 @@ from pathlib import Path
 from sqlalchemy import select, text
 
 from tests.helpers.pipeline import Clock, count, make_runtime, run_all
-from worker import pipeline
 from worker.articles.normalize import feed_items
 from worker.core import clean
 from worker.core.model import ParsedFeed, RefusedEntry
+from worker.service.sweep import sweep
+from worker.sources import polling
 from worker.store import models as m
 
 FEEDS = Path(__file__).resolve().parents[1] / "data" / "feeds"
@@ -128,8 +129,8 @@ def test_an_unexpected_failure_is_recorded_on_the_source(tmp_path, database_url,
                     "FOR EACH ROW EXECUTE FUNCTION refuse_items()"
                 )
             )
-    (source_id,) = pipeline.dispatch_due(rt)
-    assert pipeline.fetch_source(rt, source_id) == []
+    (source_id,) = polling.dispatch_due(rt)
+    assert polling.fetch_source(rt, source_id) == []
     with rt.store.session() as s:
         src = s.get(m.Source, source_id)
         assert src.claimed_until is None
@@ -144,8 +145,8 @@ def test_an_unexpected_failure_is_recorded_on_the_source(tmp_path, database_url,
             )
         )
     rt.clock.now = next_fetch
-    (source_id,) = pipeline.dispatch_due(rt)
-    assert len(pipeline.fetch_source(rt, source_id)) == 1
+    (source_id,) = polling.dispatch_due(rt)
+    assert len(polling.fetch_source(rt, source_id)) == 1
     with rt.store.session() as s:
         src = s.get(m.Source, source_id)
         assert src.consecutive_failures == 0 and src.last_error is None
@@ -153,16 +154,16 @@ def test_an_unexpected_failure_is_recorded_on_the_source(tmp_path, database_url,
 
 def test_refused_entries_are_kept_with_their_reason(tmp_path, database_url, http_server):
     rt = setup(http_server, tmp_path, database_url, rss_items(), RSS)
-    (source_id,) = pipeline.dispatch_due(rt)
+    (source_id,) = polling.dispatch_due(rt)
     refused = RefusedEntry("g-bad", "https://x.example/bad", "TypeError: not a list")
     entries = feed_items(ParsedFeed("t", (), refused=(refused,)))
-    assert pipeline._insert_items(rt, source_id, entries, rt.now()) == []  # nothing to parse
-    assert pipeline._insert_items(rt, source_id, entries, rt.now()) == []  # and once only
+    assert polling._insert_items(rt, source_id, entries, rt.now()) == []  # nothing to parse
+    assert polling._insert_items(rt, source_id, entries, rt.now()) == []  # and once only
     with rt.store.session() as s:
         (item,) = s.scalars(select(m.Item)).all()
     assert item.state == "refused" and item.error == "TypeError: not a list"
     assert item.url == "https://x.example/bad"
-    assert pipeline.sweep(rt).items == []  # a refused item is settled, never retried
+    assert sweep(rt).items == []  # a refused item is settled, never retried
 
 
 def test_nul_and_control_characters_are_cleaned_alike_on_both_backends(

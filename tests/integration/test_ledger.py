@@ -20,10 +20,14 @@ from sqlalchemy import select
 from tests.helpers.pipeline import Clock, make_runtime, run_all
 from tests.helpers.processes import run_cli
 from tests.helpers.schemas import webhook_validator
-from worker import cli, pipeline
+from worker import cli
 from worker.alerts import sending
+from worker.articles import parsing
 from worker.bootstrap import Runtime
 from worker.core.model import MatchDocument
+from worker.matching import applying
+from worker.service.sweep import sweep
+from worker.sources import polling
 from worker.store import models as m
 from worker.store.db import claim
 
@@ -247,14 +251,14 @@ def parse_until_settled(rt: Runtime, clock: Clock, item_ids: list[int]) -> tuple
     pending = list(item_ids)
     for _ in range(3 * rt.settings.max_attempts):
         for item_id in pending:
-            article_id = pipeline.parse_item(rt, item_id, notices)
+            article_id = parsing.parse_item(rt, item_id, notices)
             if article_id is not None:
-                sent += [d for d in pipeline.apply_rules(rt, article_id) if sending.deliver(rt, d)]
+                sent += [d for d in applying.apply_rules(rt, article_id) if sending.deliver(rt, d)]
         clock.advance(24 * 3600)
-        found = pipeline.sweep(rt)
+        found = sweep(rt)
         pending = found.items
         for article_id in found.articles:
-            sent += [d for d in pipeline.apply_rules(rt, article_id) if sending.deliver(rt, d)]
+            sent += [d for d in applying.apply_rules(rt, article_id) if sending.deliver(rt, d)]
         if not found:
             break
     return notices, sent
@@ -269,30 +273,30 @@ def test_a_parse_bug_fails_its_items_alone_then_quarantines_them_with_one_notice
         ("P2", "Poison two", site.url("/a/p2"), "Second entry that trips the bug."),
     )  # fmt: skip
     serve(site, "/other.xml", ("OK", "Parliament debates a bill", site.url("/a/ok"), STORY))
-    real = pipeline.build_article
+    real = parsing.build_article
 
     def buggy(data, source_name, *args, **kwargs):  # stands for a bug in normalisation
         if data.get("title", "").startswith("Poison"):
             raise KeyError("published_parsed")
         return real(data, source_name, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "build_article", buggy)
+    monkeypatch.setattr(parsing, "build_article", buggy)
     ops = tmp_path / "ops.jsonl"
     rt = make_runtime(tmp_path, database_url, config(site, ops), clock)
     failed_before = counter("newswatch_failures_total", unit="item", kind="internal")
     quarantined_before = counter("newswatch_quarantined_total", unit="item", kind="internal")
 
-    item_ids = [i for s in pipeline.dispatch_due(rt) for i in pipeline.fetch_source(rt, s)]
+    item_ids = [i for s in polling.dispatch_due(rt) for i in polling.fetch_source(rt, s)]
     assert len(item_ids) == 3
     # the first attempt: the error and its class on the row, a backoff, nothing raised
     for item_id in item_ids:
-        pipeline.parse_item(rt, item_id)
+        parsing.parse_item(rt, item_id)
     items = items_by_key(rt)
     p1 = items["P1"]
     assert p1.state == "pending" and p1.outcome is None
     assert p1.error == "KeyError: 'published_parsed'" and p1.error_kind == "internal"
     assert p1.claimed_until > clock.now  # backing off, not retried at once
-    assert pipeline.parse_item(rt, p1.id) is None
+    assert parsing.parse_item(rt, p1.id) is None
     assert items_by_key(rt)["P1"].attempts == 1
 
     notices, _ = parse_until_settled(rt, clock, [p1.id, items["P2"].id])
@@ -339,7 +343,7 @@ def test_rules_that_raise_end_in_a_terminal_state_with_the_error_and_a_notice(
     ops = tmp_path / "ops.jsonl"
     rt = make_runtime(tmp_path, database_url, config(site, ops), clock)
     before = counter("newswatch_quarantined_total", unit="article", kind="internal")
-    item_ids = [i for s in pipeline.dispatch_due(rt) for i in pipeline.fetch_source(rt, s)]
+    item_ids = [i for s in polling.dispatch_due(rt) for i in polling.fetch_source(rt, s)]
     parse_until_settled(rt, clock, item_ids)
 
     items = items_by_key(rt)
@@ -358,7 +362,7 @@ def test_rules_that_raise_end_in_a_terminal_state_with_the_error_and_a_notice(
     # the notice came back from apply_rules with the deliveries: parse_until_settled sent it
     (line,) = [json.loads(x) for x in ops.read_text().splitlines()]
     assert line["event"] == "rules_failed" and "KeyError: 'lead'" in line["text"]
-    assert pipeline.sweep(rt).articles == []  # nothing left to retry
+    assert sweep(rt).articles == []  # nothing left to retry
 
     why = json.loads(newswatch(rt, "why", str(x.id), "--json")[1])
     (it,) = why["items"]
@@ -370,14 +374,14 @@ def test_a_rules_attempt_that_never_comes_back_is_quarantined_too(
 ):
     serve(site, "/wire.xml", ("A", "Parliament debates a bill", site.url("/a/a"), STORY))
     rt = make_runtime(tmp_path, database_url, config(site, tmp_path / "ops.jsonl"), clock)
-    item_ids = [i for s in pipeline.dispatch_due(rt) for i in pipeline.fetch_source(rt, s)]
-    article_id = pipeline.parse_item(rt, item_ids[0])
+    item_ids = [i for s in polling.dispatch_due(rt) for i in polling.fetch_source(rt, s)]
+    article_id = parsing.parse_item(rt, item_ids[0])
     # each attempt's worker is killed after its claim: the lease expires, nothing recorded
     for _ in range(rt.settings.max_attempts):
         with rt.store.session() as s:
             assert claim(s, m.Article, article_id, clock.now, rt.settings.lease_seconds)
         clock.advance(rt.settings.lease_seconds + 1)
-    notices = pipeline.apply_rules(rt, article_id)
+    notices = applying.apply_rules(rt, article_id)
     assert len(notices) == 1 and hook_posts(site) == []
     with rt.store.session() as s:
         art = s.get(m.Article, article_id)
@@ -405,10 +409,10 @@ def test_a_fetch_that_raises_anything_is_recorded_on_its_source_and_loses_nothin
     monkeypatch.setattr(schedule, "poll_interval", buggy)
     rt = make_runtime(tmp_path, database_url, config(site, tmp_path / "ops.jsonl"), clock)
     by_source: dict[str, list[int]] = {}
-    for source_id in pipeline.dispatch_due(rt):
+    for source_id in polling.dispatch_due(rt):
         with rt.store.session() as s:
             name = s.get(m.Source, source_id).name
-        by_source[name] = pipeline.fetch_source(rt, source_id)  # never raises
+        by_source[name] = polling.fetch_source(rt, source_id)  # never raises
     with rt.store.session() as s:
         src = {r.name: r for r in s.scalars(select(m.Source))}
     wire, other = src["wire"], src["other"]
@@ -421,7 +425,7 @@ def test_a_fetch_that_raises_anything_is_recorded_on_its_source_and_loses_nothin
     # the entry stored before the failure is not lost: the sweep sends it on, and it alerts
     assert by_source["wire"] == []
     clock.advance(rt.settings.requeue_after_seconds + 1)
-    _, sent = parse_until_settled(rt, clock, pipeline.sweep(rt).items)
+    _, sent = parse_until_settled(rt, clock, sweep(rt).items)
     assert items_by_key(rt)["A"].outcome == "matched" and len(sent) == 1
 
 
@@ -484,7 +488,7 @@ def test_item_backoff_is_cleared_and_outcome_written_when_a_retry_succeeds(
     tmp_path, database_url, site, clock, monkeypatch
 ):
     serve(site, "/wire.xml", ("A", "Parliament debates a bill", site.url("/a/a"), STORY))
-    real = pipeline.build_article
+    real = parsing.build_article
     failures = iter([OSError("disk hiccup")])
 
     def flaky(*args, **kwargs):
@@ -492,9 +496,9 @@ def test_item_backoff_is_cleared_and_outcome_written_when_a_retry_succeeds(
             raise exc
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "build_article", flaky)
+    monkeypatch.setattr(parsing, "build_article", flaky)
     rt = make_runtime(tmp_path, database_url, config(site, tmp_path / "ops.jsonl"), clock)
-    item_ids = [i for s in pipeline.dispatch_due(rt) for i in pipeline.fetch_source(rt, s)]
+    item_ids = [i for s in polling.dispatch_due(rt) for i in polling.fetch_source(rt, s)]
     notices, sent = parse_until_settled(rt, clock, item_ids)
     (item,) = items_by_key(rt).values()
     assert item.attempts == 2 and item.state == "parsed" and item.outcome == "matched"
@@ -512,9 +516,9 @@ def test_an_input_error_that_cannot_go_away_is_quarantined_at_once_without_a_not
         "    every: 5m\n  - name: other", "    every: 5m\n    full_text: true\n  - name: other"
     )
     rt = make_runtime(tmp_path, database_url, full_text, clock)
-    (item_id,) = [i for s in pipeline.dispatch_due(rt) for i in pipeline.fetch_source(rt, s)]
+    (item_id,) = [i for s in polling.dispatch_due(rt) for i in polling.fetch_source(rt, s)]
     notices: list[str] = []
-    assert pipeline.parse_item(rt, item_id, notices) is None
+    assert parsing.parse_item(rt, item_id, notices) is None
     (item,) = items_by_key(rt).values()
     assert (item.state, item.attempts, item.error_kind) == ("failed", 1, "http_status")
     assert item.outcome == "quarantined"

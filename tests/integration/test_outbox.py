@@ -16,9 +16,13 @@ from sqlalchemy import select
 
 from tests.helpers.pipeline import Clock, count, make_runtime, run_all
 from tests.helpers.schemas import webhook_validator
-from worker import cli, pipeline
+from worker import cli
 from worker.alerts import digests, sending
 from worker.alerts.notices import check_notices
+from worker.articles import parsing
+from worker.matching import applying
+from worker.service.sweep import sweep
+from worker.sources import polling
 from worker.store import deliveries
 from worker.store import models as m
 
@@ -350,9 +354,9 @@ def test_notices_once_per_incident(tmp_path, database_url, site, clock):
     rt = make_runtime(tmp_path, database_url, config(site, channels, "hook", extra), clock)
     items(site, "/feed.xml", story_items("Alpha", 0, 1, site))
     follow: list[str] = []
-    for source_id in pipeline.dispatch_due(rt):
-        for item_id in pipeline.fetch_source(rt, source_id):
-            for d in pipeline.apply_rules(rt, pipeline.parse_item(rt, item_id)):
+    for source_id in polling.dispatch_due(rt):
+        for item_id in polling.fetch_source(rt, source_id):
+            for d in applying.apply_rules(rt, parsing.parse_item(rt, item_id)):
                 assert not sending.deliver(rt, d, follow)  # 410: dead at once
     assert len(follow) == 1
     assert sending.deliver(rt, follow[0])
@@ -405,10 +409,10 @@ def test_cli_lists_retries_and_counts_deliveries(
     capsys.readouterr()
     # the sweep picks it up at once (the CLI used the real clock) and it goes out
     clock.now = datetime.now(UTC)
-    assert pipeline.sweep(rt).deliveries == [dead_id]
+    assert sweep(rt).deliveries == [dead_id]
     assert sending.deliver(rt, dead_id) is False  # the receiver still fails once more
     clock.advance(3600)
-    assert pipeline.sweep(rt).deliveries == [dead_id]
+    assert sweep(rt).deliveries == [dead_id]
     assert sending.deliver(rt, dead_id)
     assert cli.main(["deliveries"]) == 0
     assert f"{dead_id}  sent" in capsys.readouterr().out

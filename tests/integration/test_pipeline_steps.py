@@ -15,9 +15,12 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.helpers.pipeline import Clock, count, make_runtime, rss, run_all
-from worker import pipeline
 from worker.alerts import sending
+from worker.articles import parsing
 from worker.bootstrap import Runtime
+from worker.matching import applying
+from worker.service.sweep import sweep
+from worker.sources import polling
 from worker.store import models as m
 from worker.store.db import Store
 
@@ -112,7 +115,7 @@ def test_a_second_dispatcher_never_doubles_a_fetch(tmp_path, database_url, site,
         f"  - name: s{i}\n    feed: {site.url(f'/f{i}.xml')}\n    every: 1m" for i in range(20)
     )
     rt1 = make_runtime(tmp_path, database_url, base_config(site, extra_sources=extra), clock)
-    pipeline.dispatch_due(rt1)  # syncs sources; claims them all
+    polling.dispatch_due(rt1)  # syncs sources; claims them all
     clock.advance(3600)
     with rt1.store.session() as s:  # release the claims so both dispatchers race for them
         s.execute(m.Source.__table__.update().values(claimed_until=None))
@@ -124,7 +127,7 @@ def test_a_second_dispatcher_never_doubles_a_fetch(tmp_path, database_url, site,
     )
     results: list[list[int]] = []
     threads = [
-        threading.Thread(target=lambda rt=rt: results.append(pipeline.dispatch_due(rt)))
+        threading.Thread(target=lambda rt=rt: results.append(polling.dispatch_due(rt)))
         for rt in (rt1, rt2, rt1, rt2)
     ]
     for t in threads:
@@ -151,15 +154,15 @@ def test_same_article_from_two_sources_is_one_article(tmp_path, database_url, si
 
 def test_rules_and_delivery_are_idempotent(tmp_path, database_url, site, clock):
     rt = make_runtime(tmp_path, database_url, base_config(site), clock)
-    (source_id,) = pipeline.dispatch_due(rt)
-    (item_id,) = pipeline.fetch_source(rt, source_id)
-    assert pipeline.fetch_source(rt, source_id) == []  # a redelivered fetch message does nothing
-    article_id = pipeline.parse_item(rt, item_id)
+    (source_id,) = polling.dispatch_due(rt)
+    (item_id,) = polling.fetch_source(rt, source_id)
+    assert polling.fetch_source(rt, source_id) == []  # a redelivered fetch message does nothing
+    article_id = parsing.parse_item(rt, item_id)
     assert article_id is not None
-    assert pipeline.parse_item(rt, item_id) is None  # already parsed
-    deliveries = pipeline.apply_rules(rt, article_id)
+    assert parsing.parse_item(rt, item_id) is None  # already parsed
+    deliveries = applying.apply_rules(rt, article_id)
     assert len(deliveries) == 2
-    assert pipeline.apply_rules(rt, article_id) == []  # already done
+    assert applying.apply_rules(rt, article_id) == []  # already done
     assert all(sending.deliver(rt, d) for d in deliveries)
     assert not any(sending.deliver(rt, d) for d in deliveries)  # already sent
     assert len([r for r in site.requests if r.path == "/hook"]) == 2
@@ -174,7 +177,7 @@ def test_webhook_failing_then_recovering_is_retried_from_the_row(
     assert run_all(rt) == []  # both deliveries failed once
     for _ in range(10):
         clock.advance(3600)
-        found = pipeline.sweep(rt)
+        found = sweep(rt)
         for d in found.deliveries:
             sending.deliver(rt, d)
     with rt.store.session() as s:
@@ -192,7 +195,7 @@ def test_dead_after_the_last_attempt_and_on_410(tmp_path, database_url, site, cl
     run_all(rt)
     for _ in range(10):
         clock.advance(24 * 3600)
-        for d in pipeline.sweep(rt).deliveries:
+        for d in sweep(rt).deliveries:
             sending.deliver(rt, d)
     with rt.store.session() as s:
         rows = s.scalars(select(m.Delivery)).all()
@@ -216,21 +219,21 @@ def test_dead_after_the_last_attempt_and_on_410(tmp_path, database_url, site, cl
 
 def test_sweep_recovers_work_whose_message_was_lost(tmp_path, database_url, site, clock):
     rt = make_runtime(tmp_path, database_url, base_config(site), clock)
-    (source_id,) = pipeline.dispatch_due(rt)
-    (item_id,) = pipeline.fetch_source(rt, source_id)
+    (source_id,) = polling.dispatch_due(rt)
+    (item_id,) = polling.fetch_source(rt, source_id)
     # the parse message is lost (Redis flushed): nothing happens until the sweep
-    assert pipeline.sweep(rt).items == []  # not stale yet
+    assert sweep(rt).items == []  # not stale yet
     clock.advance(61)
-    found = pipeline.sweep(rt)
+    found = sweep(rt)
     assert found.items == [item_id]
-    assert pipeline.sweep(rt).items == []  # just re-enqueued: not again at once
-    article_id = pipeline.parse_item(rt, item_id)
+    assert sweep(rt).items == []  # just re-enqueued: not again at once
+    article_id = parsing.parse_item(rt, item_id)
     # the rules message is lost too
     clock.advance(61)
-    assert pipeline.sweep(rt).articles == [article_id]
-    deliveries = pipeline.apply_rules(rt, article_id)
+    assert sweep(rt).articles == [article_id]
+    deliveries = applying.apply_rules(rt, article_id)
     clock.advance(61)
-    assert sorted(pipeline.sweep(rt).deliveries) == sorted(deliveries)
+    assert sorted(sweep(rt).deliveries) == sorted(deliveries)
     # a worker killed mid-parse leaves a claimed row: taken back after the lease
     with rt.store.session() as s:
         s.add(
@@ -245,9 +248,9 @@ def test_sweep_recovers_work_whose_message_was_lost(tmp_path, database_url, site
             )
         )
     clock.advance(120)
-    assert pipeline.sweep(rt).items == []  # still leased
+    assert sweep(rt).items == []  # still leased
     clock.advance(300)
-    assert len(pipeline.sweep(rt).items) == 1
+    assert len(sweep(rt).items) == 1
 
 
 def test_poison_item_is_quarantined_after_max_attempts(tmp_path, database_url, site, clock):
@@ -258,10 +261,10 @@ def test_poison_item_is_quarantined_after_max_attempts(tmp_path, database_url, s
     )
     site.add("/articles/500", b"oops", status=500)
     rt = make_runtime(tmp_path, database_url, base_config(site), clock)
-    (source_id,) = pipeline.dispatch_due(rt)
-    (item_id,) = pipeline.fetch_source(rt, source_id)
+    (source_id,) = polling.dispatch_due(rt)
+    (item_id,) = polling.fetch_source(rt, source_id)
     for _ in range(rt.settings.max_attempts + 2):
-        pipeline.parse_item(rt, item_id)
+        parsing.parse_item(rt, item_id)
         clock.advance(24 * 3600)
     with rt.store.session() as s:
         item = s.get(m.Item, item_id)
@@ -272,8 +275,8 @@ def test_poison_item_is_quarantined_after_max_attempts(tmp_path, database_url, s
 def test_feed_failure_is_recorded_with_backoff(tmp_path, database_url, site, clock):
     site.add("/feed.xml", b"<html>maintenance</html>", status=503, headers={"Retry-After": "900"})
     rt = make_runtime(tmp_path, database_url, base_config(site), clock)
-    (source_id,) = pipeline.dispatch_due(rt)
-    assert pipeline.fetch_source(rt, source_id) == []
+    (source_id,) = polling.dispatch_due(rt)
+    assert polling.fetch_source(rt, source_id) == []
     with rt.store.session() as s:
         src = s.get(m.Source, source_id)
     assert src.consecutive_failures == 1

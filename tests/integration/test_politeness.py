@@ -19,8 +19,9 @@ from sqlalchemy import select
 
 from tests.helpers.pipeline import Clock, make_runtime, rss
 from tests.helpers.processes import run_cli
-from worker import pipeline
 from worker.alerts import sending
+from worker.core import backoff
+from worker.sources import polling
 from worker.store import models as m
 
 
@@ -59,8 +60,8 @@ def clock() -> Clock:
 
 def poll(rt) -> m.Source:
     """Dispatch what is due, fetch it, and return the source row afterwards."""
-    for source_id in pipeline.dispatch_due(rt):
-        pipeline.fetch_source(rt, source_id)
+    for source_id in polling.dispatch_due(rt):
+        polling.fetch_source(rt, source_id)
     with rt.store.session() as s:
         return s.scalar(select(m.Source).where(m.Source.name == "wire"))
 
@@ -134,8 +135,8 @@ def test_failures_back_off_exponentially_up_to_the_cap_and_honour_retry_after(
         clock.now = src.next_fetch_at
     assert src.consecutive_failures == 12 and src.enabled
     assert all(d >= 300 for d in delays)  # never more often than every
-    assert max(delays) <= pipeline.MAX_BACKOFF.total_seconds()
-    assert delays[-1] >= pipeline.MAX_BACKOFF.total_seconds() / 2  # reached the cap (jittered)
+    assert max(delays) <= backoff.MAX_BACKOFF.total_seconds()
+    assert delays[-1] >= backoff.MAX_BACKOFF.total_seconds() / 2  # reached the cap (jittered)
     assert delays[1] < delays[4] < delays[8]
     # Retry-After beyond the backoff wins
     http_server.routes["/feed.xml"] = (503, {"Retry-After": "86400"}, b"busy")
@@ -167,8 +168,8 @@ def test_permanent_errors_disable_the_source_with_a_log_line_and_a_notice(
     for _ in range(2):
         clock.now = src.next_fetch_at
         notice_ids: list[str] = []
-        for source_id in pipeline.dispatch_due(rt):
-            pipeline.fetch_source(rt, source_id, notice_ids)
+        for source_id in polling.dispatch_due(rt):
+            polling.fetch_source(rt, source_id, notice_ids)
         with rt.store.session() as s:
             src = s.scalar(select(m.Source))
     assert src.permanent_failures == 3
@@ -186,10 +187,10 @@ def test_permanent_errors_disable_the_source_with_a_log_line_and_a_notice(
     # no more polls, even much later
     hits = http_server.hits("/feed.xml")
     clock.advance(7 * 24 * 3600)
-    assert pipeline.dispatch_due(rt) == []
+    assert polling.dispatch_due(rt) == []
     # editing another option keeps it disabled; a new URL brings it back
     (tmp_path / "newswatch.yaml").write_text(text.replace("every: 5m", "every: 10m"))
-    assert pipeline.dispatch_due(rt) == []
+    assert polling.dispatch_due(rt) == []
     http_server.add("/feed2.xml", feed(), headers=RSS)
     (tmp_path / "newswatch.yaml").write_text(text.replace("/feed.xml", "/feed2.xml"))
     src = poll(rt)
@@ -235,14 +236,14 @@ def test_jitter_spreads_sources_of_one_interval(tmp_path, database_url, http_ser
     store = Store(database_url)
     store.upgrade()
     rt = Runtime(settings=settings, store=store, config=LiveConfig(path, 0.0), clock=clock)
-    for source_id in pipeline.dispatch_due(rt):
-        pipeline.fetch_source(rt, source_id)
+    for source_id in polling.dispatch_due(rt):
+        polling.fetch_source(rt, source_id)
     with store.session() as s:
         due = [(r.next_fetch_at - clock.now).total_seconds() for r in s.scalars(select(m.Source))]
     assert all(300 <= d < 330 for d in due)  # never early, at most 10 % late
     assert len({round(d) for d in due}) > 12  # spread over the window, not one tick
     clock.advance(timedelta(seconds=330).total_seconds())
-    assert len(pipeline.dispatch_due(rt)) == 20
+    assert len(polling.dispatch_due(rt)) == 20
 
 
 def _cli(rt, database_url: str, *args: str) -> subprocess.CompletedProcess:

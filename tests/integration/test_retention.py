@@ -12,10 +12,11 @@ import pytest
 from sqlalchemy import select, text, update
 
 from tests.helpers.pipeline import Clock, count, make_runtime, run_all
-from worker import cli, pipeline
+from worker import cli
 from worker.alerts import digests
 from worker.config import ConfigError, load_config
 from worker.service import retention
+from worker.sources import polling
 from worker.store import models as m
 
 DAY = 86400.0
@@ -186,8 +187,8 @@ def test_work_in_flight_is_kept_whatever_its_age(tmp_path, database_url, site, c
     assert run_all(rt) == []
     publish(site, [entry(site, 1), entry(site, 2)])
     clock.advance(61)
-    (source_id,) = pipeline.dispatch_due(rt)
-    (pending_item,) = pipeline.fetch_source(rt, source_id)  # fetched, never parsed
+    (source_id,) = polling.dispatch_due(rt)
+    (pending_item,) = polling.fetch_source(rt, source_id)  # fetched, never parsed
     before = rows(rt)
     assert count(rt, m.Delivery, m.Delivery.state == "failed") == 1
     assert count(rt, m.Delivery, m.Delivery.state == "batched") == 1  # the open digest

@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy import select
 
 from tests.helpers.pipeline import Clock, count, make_runtime, rss, run_all
-from worker import pipeline
+from worker.articles import parsing
 from worker.articles import stories as dedupe
+from worker.service.sweep import sweep
 from worker.store import models as m
 
 WIRE = [
@@ -211,8 +212,8 @@ def test_hostile_pages_fail_their_item_and_the_rest_flows(tmp_path, database_url
     # errors that might pass (an empty 200) are retried from the row, then quarantined
     for _ in range(rt.settings.max_attempts + 1):
         rt.clock.advance(24 * 3600)
-        for item_id in pipeline.sweep(rt).items:
-            pipeline.parse_item(rt, item_id)
+        for item_id in sweep(rt).items:
+            parsing.parse_item(rt, item_id)
     with rt.store.session() as s:
         rows = {i.url.rsplit("/", 1)[-1]: i for i in s.scalars(select(m.Item))}
     assert rows["good"].state == "parsed"
@@ -260,7 +261,7 @@ def test_unrelated_articles_with_close_fingerprints_both_alert(tmp_path, databas
     with rt.store.session() as s:
         a, b = s.scalars(select(m.Article).order_by(m.Article.id)).all()
         states = sorted(s.scalars(select(m.Match.state)))
-        evidence = pipeline.story_evidence(s, b.id)
+        evidence = parsing.story_evidence(s, b.id)
     # the case itself: both stored, and their fingerprints are close enough to be candidates
     assert dedupe.distance(a.fingerprint, b.fingerprint) <= 12
     assert a.story_id == a.id and b.story_id == b.id
@@ -291,7 +292,7 @@ def test_rewritten_lead_and_added_paragraph_still_one_story(tmp_path, database_u
     with rt.store.session() as s:
         first, second = s.scalars(select(m.Article).order_by(m.Article.id)).all()
         states = sorted(s.scalars(select(m.Match.state)))
-        evidence = pipeline.story_evidence(s, second.id)
+        evidence = parsing.story_evidence(s, second.id)
     assert second.story_id == first.story_id == first.id
     assert len(sent) == 2 and states == ["alerted", "alerted", "duplicate", "duplicate"]
     # the evidence of the merge, for the "why" of the dropped duplicate alerts

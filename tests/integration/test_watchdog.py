@@ -14,11 +14,15 @@ from sqlalchemy import select
 
 from tests.helpers.pipeline import Clock, count, make_runtime, run_all
 from tests.helpers.schemas import webhook_validator
-from worker import cli, pipeline
+from worker import cli
 from worker.alerts import outbox, sending
+from worker.articles import parsing
 from worker.cli.views import status_report
+from worker.matching import applying
 from worker.service import watchdog
 from worker.service.observability import DatabaseCollector
+from worker.service.sweep import sweep
+from worker.sources import polling
 from worker.store import models as m
 
 
@@ -264,9 +268,9 @@ def test_queue_stalled_notifies_once_when_nothing_takes_the_work(
     fired = []
     for minute in range(1, 46):
         clock.advance(60)
-        for source_id in pipeline.dispatch_due(rt):
-            pipeline.fetch_source(rt, source_id)
-        pipeline.sweep(rt)
+        for source_id in polling.dispatch_due(rt):
+            polling.fetch_source(rt, source_id)
+        sweep(rt)
         fired += [minute] * len(tick(rt))
     assert fired == [32]  # stored at minute 1: the first tick at which they waited > 30 min
     families = {f.name: f for f in DatabaseCollector(rt.store, clock=clock).collect()}
@@ -281,9 +285,9 @@ def test_queue_stalled_notifies_once_when_nothing_takes_the_work(
     with rt.store.session() as s:
         pending = list(s.scalars(select(m.Item.id).where(m.Item.state == "pending")))
     for item_id in pending:
-        article_id = pipeline.parse_item(rt, item_id)
+        article_id = parsing.parse_item(rt, item_id)
         if article_id is not None:
-            pipeline.apply_rules(rt, article_id)
+            applying.apply_rules(rt, article_id)
     assert tick(rt) == []
     with rt.store.session() as s:
         assert watchdog.status(s, clock.now)["incidents"] == []
@@ -308,7 +312,7 @@ def test_deliveries_stalled_while_matches_are_made(tmp_path, database_url, http_
             body = rss(entries).replace("Alpha report", "Zeta report")
             http_server.add("/feed.xml", body, headers={"Content-Type": "application/rss+xml"})
         poll(rt, clock, 60)
-        for d in pipeline.sweep(rt).deliveries:  # the retries, as they fall due
+        for d in sweep(rt).deliveries:  # the retries, as they fall due
             sending.deliver(rt, d)
         tick(rt)
     assert count(rt, m.Match) == 5
@@ -319,7 +323,7 @@ def test_deliveries_stalled_while_matches_are_made(tmp_path, database_url, http_
     http_server.add("/hook", b"", status=204)
     for _ in range(30):
         poll(rt, clock, 60)
-        for d in pipeline.sweep(rt).deliveries:
+        for d in sweep(rt).deliveries:
             sending.deliver(rt, d)
         tick(rt)
     assert [n["event"] for n in notices(ops)] == ["deliveries_stalled"]

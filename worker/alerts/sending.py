@@ -18,12 +18,13 @@ from worker.alerts.notices import collect, dead_delivery_notice, notice_of
 from worker.alerts.outcome import SendOutcome, failure_outcome, gave_up
 from worker.alerts.render import Alert
 from worker.alerts.rendering import Rendering, alert_rendering, notice_rendering
+from worker.core.backoff import backoff as _backoff
 from worker.core.model import Hit, WatchlistMatch
 from worker.core.states import DeliveryKind, DeliveryState
-from worker.pipeline import _backoff, article_from_row
 from worker.service import observability
 from worker.store import deliveries as store
 from worker.store import models as m
+from worker.store.items import article_from_row
 
 if TYPE_CHECKING:
     from worker.bootstrap import Runtime

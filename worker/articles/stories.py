@@ -29,7 +29,10 @@ import hashlib
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
 
 BITS = 64
 SHINGLE_WORDS = 2
@@ -43,6 +46,9 @@ BANDS = 8
 # shorter text's shingles, unrelated ones at most 0.31 (docs/extraction.md).
 OVERLAP_SHINGLE_WORDS = 4
 MIN_SHINGLE_OVERLAP = 0.5
+
+# how far back an article looks for its story: the copies of a story come within days
+NEAR_DUP_WINDOW = timedelta(days=3)
 
 _WORD = re.compile(r"\w+")
 _MASK = (1 << BITS) - 1
@@ -194,3 +200,69 @@ def compare(
         title_similarity=round(_title_similarity(title_a, title_b), 4),
         same_story=candidate(fp_a, fp_b) and overlap >= MIN_SHINGLE_OVERLAP,
     )
+
+
+# --- the lookup, over the store's queries ------------------------------------------------
+
+
+class StoredArticle(Protocol):
+    id: int
+    story_id: int | None
+    title: str
+    body: str
+    fingerprint: int | None
+
+
+class StoryLookup(Protocol):
+    """What story lookup reads from the store (worker/store/items.py: StoryQueries)."""
+
+    def candidates(
+        self, keys: Iterable[str], article_id: int, since: datetime
+    ) -> list[tuple[int, int | None, int | None]]: ...
+
+    def text(self, article_id: int) -> tuple[str, str, int | None]: ...
+
+    def article(self, article_id: int) -> StoredArticle | None: ...
+
+    def earlier_in_story(self, story_id: int, before_id: int) -> Iterable[StoredArticle]: ...
+
+
+def find_story(
+    lookup: StoryLookup, article_id: int, fp: int, title: str, body: str, now: datetime
+) -> tuple[int, int | None, Evidence | None]:
+    """The story of the closest earlier article verified as the same story, or a new story
+    (this article's id); with that article and the evidence. Close fingerprints only
+    nominate: a merge hides this article's alerts, so `compare` reads both texts (of the
+    few close candidates) first."""
+    candidates = lookup.candidates(band_keys(fp), article_id, now - NEAR_DUP_WINDOW)
+    close = sorted(
+        (distance(fp, cand_fp), cand_id, story_id)
+        for cand_id, cand_fp, story_id in dict.fromkeys(candidates)
+        if cand_fp is not None and candidate(fp, cand_fp)
+    )
+    for _bits, cand_id, story_id in close:
+        cand_title, cand_body, cand_fp = lookup.text(cand_id)
+        evidence = compare(title, body, cand_title, cand_body, fp, cand_fp)
+        if evidence.same_story:
+            return story_id or cand_id, cand_id, evidence
+    return article_id, None, None
+
+
+def story_evidence(lookup: StoryLookup, article_id: int) -> tuple[int, Evidence] | None:
+    """For an article filed under an earlier article's story: the earlier article of that
+    story closest to it and the evidence of the decision (for "why" output); None when the
+    article started its own story."""
+    row = lookup.article(article_id)
+    if row is None or row.story_id in (None, row.id):
+        return None
+    best: tuple[int, Evidence] | None = None
+    for other in lookup.earlier_in_story(row.story_id, row.id):  # type: ignore[arg-type]
+        ev = compare(
+            row.title, row.body, other.title, other.body, row.fingerprint, other.fingerprint
+        )
+        if best is None or (ev.same_story, ev.shingle_overlap) > (
+            best[1].same_story,
+            best[1].shingle_overlap,
+        ):
+            best = (other.id, ev)
+    return best

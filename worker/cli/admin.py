@@ -38,14 +38,14 @@ def cmd_endpoints(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_sources(args: argparse.Namespace, ctx: Context) -> int:
     """List sources disabled after permanent errors, or poll one of them again."""
-    from worker import pipeline
+    from worker.sources import polling
 
     store = ctx.migrated_store()
     if args.action == "enable":
         config = load_config(ctx.settings.config_path).config
         spec = next((s for s in config.sources if s.name == args.name), None)
         with store.session() as session:
-            enabled = pipeline.enable_source(session, args.name, spec, datetime.now(UTC))
+            enabled = polling.enable_source(session, args.name, spec, datetime.now(UTC))
         if not enabled:
             print(f"source {args.name}: not disabled by newswatch (see `newswatch status`)")
             return 0
@@ -55,7 +55,7 @@ def cmd_sources(args: argparse.Namespace, ctx: Context) -> int:
         print(f"source {args.name}: enabled; polled again from now")
         return 0
     with store.session() as session:
-        rows = [(r.name, r.url, r.disabled_reason) for r in pipeline.disabled_sources(session)]
+        rows = [(r.name, r.url, r.disabled_reason) for r in polling.disabled_sources(session)]
     for name, url, reason in rows:
         print(f"{name:<24} {url}\n    {reason}")
     if not rows:

@@ -14,10 +14,10 @@ from sqlalchemy.orm import Session
 
 from worker.articles.extract import ExtractionError, extract_page
 from worker.articles.normalize import build_article, entry_data
+from worker.articles.parsing import story_evidence
 from worker.config.reload import ActiveConfig
 from worker.core.model import Article, MatchDocument
 from worker.core.urls import canonical_url
-from worker.pipeline import story_evidence
 from worker.service import watchdog
 from worker.sources.feeds import FeedError, parse_feed
 from worker.store import models as m

@@ -353,7 +353,8 @@ class RetentionSpec(_Strict):
     @field_validator("article_text")
     @classmethod
     def _near_dup_window(cls, v: int) -> int:
-        if v < 3 * 86400:  # worker.pipeline.NEAR_DUP_WINDOW reads the text of recent articles
+        # stories (worker.articles.stories.NEAR_DUP_WINDOW) compare the text of recent articles
+        if v < 3 * 86400:
             raise ValueError("article_text must be at least 3d (the near-duplicate window)")
         return v
 

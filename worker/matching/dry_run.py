@@ -15,9 +15,9 @@ from typing import Any
 
 from worker.core.model import MatchDocument
 from worker.matching.matcher import Matcher
-from worker.pipeline import article_from_row
 from worker.store import status
 from worker.store.db import Store
+from worker.store.items import article_from_row
 
 BATCH = 500  # articles read per query: bounded memory on a long history
 

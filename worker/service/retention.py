@@ -25,9 +25,11 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from worker.articles.stories import (
+    NEAR_DUP_WINDOW,  # stories still growing: their alerts guard them
+)
 from worker.bootstrap import Runtime
 from worker.config import RetentionSpec
-from worker.pipeline import NEAR_DUP_WINDOW  # stories still growing: their alerts guard them
 from worker.store import upkeep
 from worker.store.upkeep import RECLAIM_ABOVE, reclaim_sqlite_space, storage_report
 

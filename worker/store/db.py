@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, or_, text, update
+from sqlalchemy import ColumnElement, Engine, case, create_engine, event, or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -151,3 +151,35 @@ def claim(
         .execution_options(synchronize_session=False)
     )
     return session.execute(stmt).rowcount == 1
+
+
+def unclaimed(model: Any, now: datetime) -> ColumnElement[bool]:
+    """No live lease on the row: never claimed, or its claim ran out."""
+    return or_(model.claimed_until.is_(None), model.claimed_until < now)
+
+
+def defer(
+    session: Session,
+    model: Any,
+    row_id: Any,
+    until: datetime,
+    *conditions: Any,
+    give_back_attempt: bool = True,
+) -> None:
+    """Hold a row until `until` without it being anyone's failure: the lease keeps others
+    off and, with `give_back_attempt`, the attempt its claim counted is returned."""
+    values: dict[str, Any] = {"claimed_until": until}
+    if give_back_attempt:
+        values["attempts"] = case((model.attempts > 0, model.attempts - 1), else_=0)
+    session.execute(update(model).where(model.id == row_id, *conditions).values(**values))
+
+
+def mark_enqueued(session: Session, model: Any, ids: list[Any], now: datetime) -> None:
+    """Note that messages for these rows were (re)sent now, so the sweep leaves them be."""
+    if ids:
+        session.execute(
+            update(model)
+            .where(model.id.in_(ids))
+            .values(enqueued_at=now)
+            .execution_options(synchronize_session=False)
+        )

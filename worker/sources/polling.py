@@ -1,0 +1,445 @@
+"""The fetch stage's use cases: keep the source table in step with the config, dispatch
+the polls that are due, poll one source and record what came of it.
+
+No database transaction is open during the network I/O of a poll; the new items' ids
+are returned for the caller to enqueue after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from worker.alerts.notices import raise_notice
+from worker.articles.normalize import feed_items, link_data
+from worker.bootstrap import Runtime
+from worker.config import SourceSpec
+from worker.core import httpdate
+from worker.core.backoff import backoff
+from worker.core.clean import clean_text
+from worker.core.errors import NewswatchError
+from worker.core.httpdate import FETCH_RETRY_AFTER_CAP
+from worker.core.redact import redact_text
+from worker.core.states import SourceKind
+from worker.service import diskspace, ledger, observability
+from worker.service.failures import wait_for_disk
+from worker.sources import gap_log as gaps
+from worker.sources import schedule
+from worker.sources.feeds import FeedError, page_links, parse_feed
+from worker.sources.fetch_errors import FetchError
+from worker.sources.fetcher import FetchResult
+from worker.store import items, sources
+from worker.store import models as m
+
+log = logging.getLogger(__name__)
+
+# the errors a poll may meet on purpose; anything else is a bug, recorded as `internal`
+POLL_ERRORS = (NewswatchError,)  # FetchError and FeedError among them
+
+
+# --- the source table ------------------------------------------------------------------
+
+
+def sync_sources(session: Session, specs: Iterable[SourceSpec], now: datetime) -> None:
+    """Make the source table follow the config: new sources added, changed ones updated,
+    removed ones disabled (their history is kept).
+
+    A source newswatch disabled itself (`disabled_reason`, after permanent errors) stays
+    disabled until its URL changes: editing other options must not revive a dead feed.
+    """
+    wanted = {s.name: s for s in specs}
+    existing = sources.by_name(session)
+    for name, spec in wanted.items():
+        row = existing.get(name)
+        if row is None:
+            sources.add(session, name, spec.kind, spec.url, spec.every, spec.enabled, now)
+        else:
+            _follow_spec(row, spec, now)
+    for name, row in existing.items():
+        if name not in wanted and row.enabled:
+            row.enabled = False
+
+
+def _follow_spec(row: m.Source, spec: SourceSpec, now: datetime) -> None:
+    if row.url != spec.url or row.kind != spec.kind:
+        row.etag = row.last_modified = None  # a new URL has nothing to be conditional on
+        # nor a window to tell a gap by (worker/sources/gaps.py): its first poll is a first
+        row.window_size = row.window_newest_at = row.window_tokens = None
+        row.next_fetch_at = now
+        row.disabled_reason, row.permanent_failures = None, 0  # and a clean record
+    sooner = now + timedelta(seconds=spec.every)
+    if spec.every < row.every_seconds and row.next_fetch_at > sooner:
+        row.next_fetch_at = sooner
+    row.url, row.kind, row.every_seconds = spec.url, spec.kind, spec.every
+    row.enabled = spec.enabled and row.disabled_reason is None
+
+
+def disabled_sources(session: Session) -> list[m.Source]:
+    """Sources newswatch stopped polling itself (after permanent errors)."""
+    return sources.disabled(session)
+
+
+def enable_source(session: Session, name: str, spec: SourceSpec | None, now: datetime) -> bool:
+    """Poll a source newswatch disabled itself again, from now, with a clean record.
+
+    False when no source of that name was disabled by newswatch. The config still
+    decides: a source it no longer lists, or lists with `enabled: false`, stays off.
+    """
+    row = sources.named(session, name)
+    if row is None or row.disabled_reason is None:
+        return False
+    row.disabled_reason, row.permanent_failures, row.consecutive_failures = None, 0, 0
+    row.enabled = spec is not None and spec.enabled
+    row.next_fetch_at = now
+    return True
+
+
+def dispatch_due(rt: Runtime, limit: int = 1000) -> list[int]:
+    """Claim the sources whose time has come. A conditional update per source, so a
+    second beat (or a restarted one) can never dispatch the same fetch twice."""
+    now = rt.now()
+    active = rt.config.current()
+    with rt.store.session() as session:
+        if rt.synced_version != active.version:
+            sync_sources(session, active.loaded.config.sources, now)
+    rt.synced_version = active.version
+    with rt.store.session() as session:
+        due = sources.due_ids(session, now, limit)
+    claimed = []
+    for source_id in due:
+        with rt.store.session() as session:
+            if sources.claim_due(session, source_id, now, rt.settings.lease_seconds):
+                claimed.append(source_id)
+    return claimed
+
+
+# --- one poll --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _SourceRef:
+    """What recording a poll's failure needs of its source."""
+
+    id: int
+    name: str
+    every: int
+    failures: int
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """A claimed source as read before the poll (no transaction open during the I/O)."""
+
+    ref: _SourceRef
+    kind: str
+    url: str
+    etag: str | None
+    last_modified: str | None
+    previous: float | None  # the interval chosen after the last poll, if it succeeded
+    window: Any
+
+
+@dataclass
+class _Poll:
+    result: FetchResult
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    hints: list[float | None] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """A failed poll, as recorded: `kind` is the real cause (refused, dns, tls, timeout,
+    http_503, robots_disallow, not_a_feed, internal...)."""
+
+    kind: str
+    permanent: bool
+    retry_after: float | None
+    message: str
+
+
+def fetch_source(rt: Runtime, source_id: int, notices: list[str] | None = None) -> list[int]:
+    """Poll one source; store every new entry as an item. Returns the new item ids.
+
+    Ids of operational notices raised on the way (source disabled) are appended to
+    `notices` for the caller to enqueue after the commit. Whatever the poll raises, the
+    source fails alone: the error is recorded on its row and the claim released.
+    """
+    started = rt.now()
+    try:
+        return _poll_source(rt, source_id, started, notices)
+    except Exception as exc:  # a bug or an input nobody foresaw (POLL_ERRORS are handled inside)
+        if diskspace.is_disk_full(exc):  # not the source's failure: poll again later
+            wait_for_disk(rt, "source", source_id, exc, sources.defer_source)
+            return []
+        _record_internal_fetch_failure(rt, source_id, exc, started, notices)
+        return []
+
+
+def _record_internal_fetch_failure(
+    rt: Runtime, source_id: int, exc: Exception, started: datetime, notices: list[str] | None
+) -> None:
+    log.error("source %s: internal error while polling", source_id, exc_info=exc)
+    with rt.store.session() as session:
+        src = sources.get(session, source_id)
+        if src is None or src.claimed_until is None:
+            return  # the poll had already recorded its result and released the claim
+        ref = _SourceRef(source_id, src.name, src.every_seconds, src.consecutive_failures)
+    spec = rt.config.current().loaded.config.source(ref.name)
+    _record_fetch_failure(rt, ref, spec, _failure_of(exc), started, notices)
+
+
+def _poll_source(
+    rt: Runtime, source_id: int, started: datetime, notices: list[str] | None
+) -> list[int]:
+    src = _claimed_source(rt, source_id)
+    if src is None:
+        return []  # already done by another delivery of this message, or not dispatched
+    spec = rt.config.current().loaded.config.source(src.ref.name)
+    new_keys: set[str] = set()
+    try:
+        poll = _fetch_entries(rt, src, spec, started)
+        new_ids = _insert_items(rt, source_id, poll.entries, started, new_keys)
+    except POLL_ERRORS as exc:
+        _record_fetch_failure(rt, src.ref, spec, _failure_of(exc), started, notices)
+        return []
+    _record_success(rt, src, spec, poll, new_ids, new_keys, started)
+    return new_ids
+
+
+def _claimed_source(rt: Runtime, source_id: int) -> _Claimed | None:
+    with rt.store.session() as session:
+        src = sources.get(session, source_id)
+        if src is None or src.claimed_until is None or not src.enabled:
+            return None
+        ref = _SourceRef(source_id, src.name, src.every_seconds, src.consecutive_failures)
+        return _Claimed(
+            ref,
+            src.kind,
+            src.url,
+            src.etag,
+            src.last_modified,
+            _previous_interval(src, rt.settings.schedule_jitter),
+            gaps.previous_window(src),
+        )
+
+
+def _fetch_entries(rt: Runtime, src: _Claimed, spec: SourceSpec | None, started: datetime) -> _Poll:
+    result = rt.fetcher().get(
+        src.url,
+        etag=src.etag,
+        last_modified=src.last_modified,
+        expect="feed" if src.kind == SourceKind.FEED else "html",
+        respect_robots=spec.respect_robots if spec else True,
+    )
+    poll = _Poll(result, hints=[schedule.freshness_hint(result.headers, started)])
+    if result.not_modified:
+        if poll.hints[0] is None:  # a 304 carries no <ttl>: the feed's last word still holds
+            poll.hints.append(src.previous)
+    elif src.kind == SourceKind.FEED:
+        feed = parse_feed(result.body, result.headers.get("content-type"), result.url)
+        if feed.warning:
+            log.info(
+                "source %s: feed read with a warning: %s",
+                src.ref.name,
+                feed.warning,
+                extra={"source_id": src.ref.id},
+            )
+        poll.hints.append(feed.ttl_seconds)
+        poll.entries = feed_items(feed)  # one entry that cannot be read is a refused item
+    else:
+        html = rt.decode_html(result.body, result.headers.get("content-type"))
+        follow = spec.follow if spec else None
+        poll.entries = [link_data(u) for u in page_links(html, result.url, follow)]
+    return poll
+
+
+def _record_success(
+    rt: Runtime,
+    src: _Claimed,
+    spec: SourceSpec | None,
+    poll: _Poll,
+    new_ids: list[int],
+    new_keys: set[str],
+    started: datetime,
+) -> None:
+    ref = src.ref
+    longest = spec.longest_interval if spec else 4 * ref.every
+    interval = schedule.poll_interval(
+        ref.every, longest, *poll.hints, name=ref.name, jitter=rt.settings.schedule_jitter
+    )
+    values: dict[str, Any] = dict(
+        last_fetch_at=started,
+        last_success_at=started,
+        next_fetch_at=started + timedelta(seconds=interval),
+    )
+    not_modified = poll.result.not_modified
+    if not not_modified:
+        values.update(etag=poll.result.etag, last_modified=poll.result.last_modified)
+    with rt.store.session() as session:
+        if src.kind == SourceKind.FEED:  # a feed that moved past everything seen: a gap
+            values.update(
+                _observe_window(session, ref, src.window, poll.entries, new_keys, started)
+            )
+        sources.record_poll(session, ref.id, len(new_ids), **values)
+    observability.count_fetch("not_modified" if not_modified else "ok")
+    log.info(
+        "source %s: %d new item(s)%s, next poll in %.0fs",
+        ref.name,
+        len(new_ids),
+        " (304)" if not_modified else "",
+        interval,
+        extra={"source_id": ref.id, "new_items": len(new_ids), "outcome": "ok"},
+    )
+
+
+def _previous_interval(src: m.Source, jitter: float) -> float | None:
+    """The interval chosen after the last fetch, if that fetch succeeded (jitter removed)."""
+    if src.last_fetch_at is None or src.last_success_at != src.last_fetch_at:
+        return None
+    seconds = (src.next_fetch_at - src.last_fetch_at).total_seconds()
+    return schedule.without_jitter(src.name, seconds, jitter) if seconds > 0 else None
+
+
+def _failure_of(exc: Exception) -> _Failure:
+    if isinstance(exc, FetchError):
+        return _Failure(exc.outcome, exc.permanent, exc.retry_after, str(exc))
+    if isinstance(exc, FeedError):
+        # a body that is not a feed (an error page, a login wall) may be gone next poll:
+        # it backs off but never counts towards disabling the source
+        return _Failure("not_a_feed", False, None, str(exc))
+    if isinstance(exc, NewswatchError):
+        return _Failure(exc.kind, exc.permanent, exc.retry_after, str(exc))
+    return _Failure(ledger.error_kind(exc), False, None, ledger.describe(exc))
+
+
+def _record_fetch_failure(
+    rt: Runtime,
+    ref: _SourceRef,
+    spec: SourceSpec | None,
+    failure: _Failure,
+    started: datetime,
+    notices: list[str] | None,
+) -> None:
+    """Back off (exponentially, up to MAX_BACKOFF, never sooner than Retry-After or
+    `every`); count permanent errors and disable the source after `disable_after`."""
+    # bounded again here: a huge Retry-After must never overflow next_fetch_at
+    retry_after = httpdate.bounded(failure.retry_after, FETCH_RETRY_AFTER_CAP)
+    delay = max(backoff(ref.every, ref.failures + 1), timedelta(seconds=ref.every))
+    if retry_after:
+        delay = max(delay, timedelta(seconds=retry_after))
+    with rt.store.session() as session:
+        row = sources.get(session, ref.id, for_update=True)
+        assert row is not None
+        # a feed URL may carry a token (private feeds): messages show scheme and host only
+        error = redact_text(clean_text(failure.message), [row.url])[:2000]
+        row.claimed_until = None
+        row.last_fetch_at = started
+        row.last_error, row.last_error_kind = error, failure.kind
+        row.consecutive_failures = (row.consecutive_failures or 0) + 1
+        row.next_fetch_at = started + delay
+        if failure.permanent:  # transient errors in between neither add to nor clear the count
+            row.permanent_failures = (row.permanent_failures or 0) + 1
+            limit = spec.disable_after if spec else 5
+            if row.permanent_failures >= limit:
+                _disable(rt, session, row, error, started, notices)
+    observability.count_fetch(failure.kind)
+    log.warning(
+        "source %s: fetch failed (%s): %s",
+        ref.name,
+        failure.kind,
+        error,
+        extra={"source_id": ref.id, "outcome": failure.kind},
+    )
+
+
+def _disable(
+    rt: Runtime,
+    session: Session,
+    row: m.Source,
+    error: str,
+    started: datetime,
+    notices: list[str] | None,
+) -> None:
+    row.enabled = False
+    row.disabled_reason = (
+        f"disabled at {started.isoformat()} after {row.permanent_failures} permanent "
+        f"error(s) in a row; last: {error[:500]}"
+    )
+    notice = notify_source_disabled(rt, session, row, started)
+    if notice is not None and notices is not None:
+        notices.append(notice)
+
+
+def notify_source_disabled(
+    rt: Runtime, session: Session, row: m.Source, now: datetime
+) -> str | None:
+    """Say loudly that newswatch stopped polling a source: an ERROR log line always, and
+    an operational notice when a `notices:` channel is configured. Returns the notice's
+    delivery id (to enqueue after the commit), once per disabling."""
+    log.error(
+        "source %s DISABLED: %s. Fix the URL in the config (a changed URL re-enables it).",
+        row.name,
+        row.disabled_reason,
+        extra={"source_id": row.id, "event": "source_disabled"},
+    )
+    return raise_notice(
+        rt,
+        session,
+        f"source_disabled:{row.name}:{now.isoformat()}",
+        "source_disabled",
+        f"source {row.name} disabled",
+        f"newswatch stopped polling source {row.name} ({row.url}): {row.disabled_reason}.\n"
+        "Fix the URL in the config file; a changed URL re-enables the source.",
+        now,
+    )
+
+
+def _observe_window(
+    session: Session,
+    ref: _SourceRef,
+    window: Any,
+    entries: list[dict[str, Any]],
+    new_keys: set[str],
+    now: datetime,
+) -> dict[str, Any]:
+    """The gap check (sources/gap_log.py), failing alone: a bug in it never fails the poll."""
+    try:
+        with session.begin_nested():
+            return gaps.observe(session, ref.id, ref.name, window, entries, new_keys, now)
+    except Exception as exc:
+        log.error(
+            "source %s: gap check failed", ref.name, exc_info=exc, extra={"source_id": ref.id}
+        )
+        observability.count_failure("gap_check", ledger.error_kind(exc))
+        return {}
+
+
+def _insert_items(
+    rt: Runtime,
+    source_id: int,
+    entries: list[dict[str, Any]],
+    now: datetime,
+    new_keys: set[str] | None = None,
+) -> list[int]:
+    """Insert entries not seen before; the (source_id, entry_key) constraint decides.
+    Entries the feed reader refused are kept as `refused` items (with the reason) and
+    not returned: there is nothing to parse. The keys inserted go into `new_keys`."""
+    if not entries:
+        return []
+    new_ids: list[int] = []
+    with rt.store.session() as session:
+        for data in entries:
+            refused = data.get("refused")
+            row_id = items.insert_item(rt.store, session, source_id, data, now)
+            if row_id is not None and not refused:
+                new_ids.append(row_id)
+                if new_keys is not None:
+                    new_keys.add(data["entry_key"])
+            elif row_id is not None:
+                log.warning("item %s refused: %s", row_id, refused, extra={"source_id": source_id})
+    return new_ids

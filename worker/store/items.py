@@ -1,0 +1,282 @@
+"""Items, articles and their stories: every query the fetch, parse and sweep steps run
+on them. Uniqueness is the constraints' job, so inserts here may find the row taken."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from worker.core.model import Article
+from worker.core.states import ItemOutcome, ItemState, RulesState
+from worker.store import models as m
+from worker.store.db import Store, claim, defer, unclaimed
+
+# bounded: about one unrelated article in fifteen shares a band key
+STORY_CANDIDATES = 2000
+
+# --- items -----------------------------------------------------------------------------
+
+
+def insert_item(
+    store: Store, session: Session, source_id: int, data: dict[str, Any], now: datetime
+) -> int | None:
+    """Insert one feed entry unless its (source, entry_key) is taken; its id, or None.
+    An entry the feed reader refused is stored settled as `refused`, with the reason."""
+    refused = data.get("refused")
+    return session.execute(
+        store.insert_ignore(m.Item)
+        .values(
+            source_id=source_id,
+            entry_key=data["entry_key"],
+            url=data.get("url"),
+            data=data,
+            state=ItemState.REFUSED if refused else ItemState.PENDING,
+            error=refused,
+            outcome=ItemOutcome.REFUSED if refused else None,
+            outcome_detail=refused,
+            attempts=0,
+            enqueued_at=now,
+            created_at=now,
+        )
+        .returning(m.Item.id)
+    ).scalar()
+
+
+def get_item(session: Session, item_id: int) -> m.Item | None:
+    return session.get(m.Item, item_id)
+
+
+def get_source(session: Session, source_id: int) -> m.Source | None:
+    return session.get(m.Source, source_id)
+
+
+def claim_item(session: Session, item_id: int, now: datetime, lease_seconds: float) -> bool:
+    """Lease a pending item (counts the attempt); False when done or held elsewhere."""
+    return claim(session, m.Item, item_id, now, lease_seconds, m.Item.state == ItemState.PENDING)
+
+
+def note_item_error(session: Session, item_id: int, error: str, kind: str) -> None:
+    """Write why an attempt gave up on a still-pending item; its lease stays."""
+    session.execute(
+        update(m.Item)
+        .where(m.Item.id == item_id, m.Item.state == ItemState.PENDING)
+        .values(error=error, error_kind=kind)
+    )
+
+
+def defer_item(session: Session, item_id: int, until: datetime) -> None:
+    """Hold a pending item until `until`, giving back the attempt its claim counted."""
+    defer(session, m.Item, item_id, until, m.Item.state == ItemState.PENDING)
+
+
+def earlier_version(session: Session, item: m.Item, article_id: int, identity: str) -> int | None:
+    """Another item of the same source and entry identity that made `article_id`."""
+    return session.scalar(
+        select(m.Item.id)
+        .where(
+            m.Item.source_id == item.source_id,
+            m.Item.article_id == article_id,
+            m.Item.id != item.id,
+            m.Item.entry_key.startswith(f"{identity} #", autoescape=True),
+        )
+        .limit(1)
+    )
+
+
+def newer_parsed(session: Session, article_id: int, item_id: int) -> int | None:
+    """A later item already parsed into `article_id` (a later version won)."""
+    return session.scalar(
+        select(m.Item.id)
+        .where(
+            m.Item.article_id == article_id,
+            m.Item.state == ItemState.PARSED,
+            m.Item.id > item_id,
+        )
+        .limit(1)
+    )
+
+
+# --- articles --------------------------------------------------------------------------
+
+
+def get_article(session: Session, article_id: int) -> m.Article | None:
+    return session.get(m.Article, article_id)
+
+
+def claim_article(session: Session, article_id: int, now: datetime, lease_seconds: float) -> bool:
+    """Lease an article whose rules are pending (counts the attempt)."""
+    return claim(
+        session,
+        m.Article,
+        article_id,
+        now,
+        lease_seconds,
+        m.Article.rules_state == RulesState.PENDING,
+    )
+
+
+def defer_article(session: Session, article_id: int, until: datetime) -> None:
+    """Hold an article with pending rules until `until`, giving back the attempt."""
+    defer(session, m.Article, article_id, until, m.Article.rules_state == RulesState.PENDING)
+
+
+def copy_of(session: Session, url: str, content_hash: str) -> int | None:
+    """The article already stored under this canonical URL or this text, if any."""
+    return session.scalar(
+        select(m.Article.id).where(
+            or_(m.Article.canonical_url == url, m.Article.content_hash == content_hash)
+        )
+    )
+
+
+def with_text(session: Session, content_hash: str) -> int | None:
+    return session.scalar(select(m.Article.id).where(m.Article.content_hash == content_hash))
+
+
+def at_url_for_update(session: Session, url: str) -> m.Article | None:
+    return session.scalar(select(m.Article).where(m.Article.canonical_url == url).with_for_update())
+
+
+def add_article(
+    session: Session, source_id: int, article: Article, fp: int | None, now: datetime
+) -> m.Article | None:
+    """Insert a new article with its rules pending; None when a concurrent copy took its
+    URL or text first (the constraints decide)."""
+    row = m.Article(
+        source_id=source_id,
+        canonical_url=article.url,
+        content_hash=article.content_hash,
+        title=article.title,
+        body=article.body,
+        lead=article.lead,
+        authors=list(article.authors),
+        tags=list(article.tags),
+        published_at=article.published,
+        modified_at=article.modified,
+        language=article.language,
+        image_url=article.image_url,
+        fingerprint=fp,
+        rules_state=RulesState.PENDING,
+        enqueued_at=now,
+        created_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        return None
+    return row
+
+
+def add_bands(session: Session, article_id: int, keys: Iterable[str]) -> None:
+    for key in keys:
+        session.add(m.FingerprintBand(band_key=key, article_id=article_id))
+
+
+def drop_bands(session: Session, article_id: int) -> None:
+    session.execute(delete(m.FingerprintBand).where(m.FingerprintBand.article_id == article_id))
+
+
+def article_from_row(row: m.Article, source_name: str) -> Article:
+    return Article(
+        url=row.canonical_url,
+        title=row.title,
+        body=row.body,
+        authors=tuple(row.authors or ()),
+        published=row.published_at,
+        modified=row.modified_at,
+        lead=row.lead or "",
+        tags=tuple(row.tags or ()),
+        language=row.language,
+        image_url=row.image_url,
+        source=source_name,
+        content_hash=row.content_hash,
+    )
+
+
+# --- stories ---------------------------------------------------------------------------
+
+
+class StoryQueries:
+    """The queries story lookup needs (worker/articles/stories.py), on one session."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def candidates(
+        self, keys: Iterable[str], article_id: int, since: datetime
+    ) -> list[tuple[int, int | None, int | None]]:
+        """(id, fingerprint, story_id) of recent articles sharing a band key, newest
+        first: a copy of a story comes soon after it."""
+        rows = self.session.execute(
+            select(m.Article.id, m.Article.fingerprint, m.Article.story_id)
+            .join(m.FingerprintBand, m.FingerprintBand.article_id == m.Article.id)
+            .where(
+                m.FingerprintBand.band_key.in_(list(keys)),
+                m.Article.id != article_id,
+                m.Article.created_at >= since,
+            )
+            .order_by(m.Article.id.desc())
+            .limit(STORY_CANDIDATES)
+        ).all()
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    def text(self, article_id: int) -> tuple[str, str, int | None]:
+        """(title, body, fingerprint) of one article."""
+        row = self.session.execute(
+            select(m.Article.title, m.Article.body, m.Article.fingerprint).where(
+                m.Article.id == article_id
+            )
+        ).one()
+        return row.title, row.body, row.fingerprint
+
+    def article(self, article_id: int) -> m.Article | None:
+        return self.session.get(m.Article, article_id)
+
+    def earlier_in_story(self, story_id: int, before_id: int) -> list[m.Article]:
+        return list(
+            self.session.scalars(
+                select(m.Article)
+                .where(m.Article.story_id == story_id, m.Article.id < before_id)
+                .order_by(m.Article.id)
+            )
+        )
+
+
+# --- sweep -----------------------------------------------------------------------------
+
+
+def stale_items(session: Session, stale: datetime, now: datetime, limit: int) -> list[int]:
+    """Pending items nobody holds whose message is older than `stale` (maybe lost)."""
+    return list(
+        session.scalars(
+            select(m.Item.id)
+            .where(
+                m.Item.state == ItemState.PENDING,
+                m.Item.enqueued_at < stale,
+                unclaimed(m.Item, now),
+            )
+            .limit(limit)
+        )
+    )
+
+
+def stale_articles(session: Session, stale: datetime, now: datetime, limit: int) -> list[int]:
+    """Articles with pending rules nobody holds whose message is older than `stale`."""
+    return list(
+        session.scalars(
+            select(m.Article.id)
+            .where(
+                m.Article.rules_state == RulesState.PENDING,
+                m.Article.enqueued_at < stale,
+                unclaimed(m.Article, now),
+            )
+            .limit(limit)
+        )
+    )

@@ -1,0 +1,93 @@
+"""The source table: the poll schedule, its claims and each poll's result."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from worker.store import models as m
+from worker.store.db import defer, unclaimed
+
+
+def by_name(session: Session) -> dict[str, m.Source]:
+    return {s.name: s for s in session.scalars(select(m.Source))}
+
+
+def named(session: Session, name: str) -> m.Source | None:
+    return session.scalar(select(m.Source).where(m.Source.name == name))
+
+
+def get(session: Session, source_id: int, *, for_update: bool = False) -> m.Source | None:
+    return session.get(m.Source, source_id, with_for_update=for_update)
+
+
+def name_of(session: Session, source_id: int) -> str | None:
+    return session.scalar(select(m.Source.name).where(m.Source.id == source_id))
+
+
+def add(
+    session: Session, name: str, kind: str, url: str, every: int, enabled: bool, now: datetime
+) -> None:
+    session.add(
+        m.Source(
+            name=name, kind=kind, url=url, every_seconds=every, enabled=enabled, next_fetch_at=now
+        )
+    )
+
+
+def disabled(session: Session) -> list[m.Source]:
+    """Sources newswatch stopped polling itself, by name."""
+    return list(
+        session.scalars(
+            select(m.Source).where(m.Source.disabled_reason.is_not(None)).order_by(m.Source.name)
+        )
+    )
+
+
+def due_ids(session: Session, now: datetime, limit: int) -> list[int]:
+    """Enabled sources whose next poll has come and that nobody holds, soonest first."""
+    return list(
+        session.scalars(
+            select(m.Source.id)
+            .where(
+                m.Source.enabled.is_(True), m.Source.next_fetch_at <= now, unclaimed(m.Source, now)
+            )
+            .order_by(m.Source.next_fetch_at)
+            .limit(limit)
+        )
+    )
+
+
+def claim_due(session: Session, source_id: int, now: datetime, lease_seconds: float) -> bool:
+    """A conditional update: of two dispatchers, only one claims a source's poll."""
+    result = session.execute(
+        update(m.Source)
+        .where(m.Source.id == source_id, m.Source.next_fetch_at <= now, unclaimed(m.Source, now))
+        .values(claimed_until=now + timedelta(seconds=lease_seconds))
+    )
+    return result.rowcount == 1
+
+
+def record_poll(session: Session, source_id: int, new_items: int, **values: Any) -> None:
+    """A successful poll: the claim released, the failure counts cleared, `values` set."""
+    session.execute(
+        update(m.Source)
+        .where(m.Source.id == source_id)
+        .values(
+            claimed_until=None,
+            last_error=None,
+            last_error_kind=None,
+            consecutive_failures=0,
+            permanent_failures=0,
+            items_seen=m.Source.items_seen + new_items,
+            **values,
+        )
+    )
+
+
+def defer_source(session: Session, source_id: int, until: datetime) -> None:
+    """Hold the source's claim until `until` (a full disk: not the source's failure)."""
+    defer(session, m.Source, source_id, until, give_back_attempt=False)
