@@ -105,6 +105,11 @@ def strongly_connected(edges: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def test_cycle_finder_finds_each_cycle_and_only_cycles():
+    edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a", "e"}, "e": {"d"}, "f": {"a"}}
+    assert strongly_connected(edges) == [["a", "b", "c"], ["d", "e"]]
+
+
 def test_no_import_cycles():
     """No cycle among our modules, counting imports inside functions and TYPE_CHECKING."""
     grimp = pytest.importorskip("grimp", reason="import-linter (grimp) is not installed")
