@@ -59,8 +59,8 @@ import ahocorasick
 from worker.config import EntitySpec, WatchlistSpec
 from worker.config.to_matching import to_watchlists
 from worker.core.model import MatchDocument
+from worker.core.watchlists import Watchlist
 from worker.matching.compiler import Compiler, compile_matcher
-from worker.matching.inputs import Watchlist
 from worker.matching.text import fold
 
 COMMON = """the of and to in a is that for on was with he it as at by from his said

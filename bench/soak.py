@@ -7,7 +7,7 @@
 Part A, months in minutes: the database over time, and exactly once.
     The real pipeline step functions (worker/sources/polling.py dispatch_due,
     fetch_source; worker/articles/parsing.py parse_item; worker/matching/applying.py
-    apply_rules; worker/alerts/outbox.py deliver, tick; worker/service/sweep.py sweep;
+    apply_rules; worker/service/outbox.py deliver, tick; worker/service/sweep.py sweep;
     worker/service/retention.py prune) under a controlled clock, in process, against a real
     HTTP server on 127.0.0.1 whose feeds are stamped by that clock, a real webhook receiver
     and a file channel,
@@ -338,10 +338,10 @@ def config_text(
 
 def build_runtime(work: Path, db_url: str, clock: Clock) -> Any:
     from worker.bootstrap import Runtime
-    from worker.config.reload import LiveConfig
+    from worker.bootstrap.config_in_force import LiveConfig
     from worker.config.to_sources import fetch_options
+    from worker.http.fetcher import Fetcher
     from worker.settings import Settings
-    from worker.sources.fetcher import Fetcher
     from worker.store.db import Store
 
     class SimRuntime(Runtime):
@@ -479,9 +479,8 @@ def _mib(n: float) -> str:
 
 def part_a(opts: Options) -> Result:
     """The simulated months (see the module docstring)."""
-    from worker.alerts import outbox
     from worker.config import parse_interval
-    from worker.service import retention
+    from worker.service import outbox, retention
     from worker.service.sweep import sweep
     from worker.sources import polling
 

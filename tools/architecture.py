@@ -50,7 +50,7 @@ def build_graph() -> grimp.ImportGraph:
 
 
 def top_level(module: str) -> str:
-    """worker.alerts.outbox -> worker.alerts; worker.app -> worker.app."""
+    """worker.service.outbox -> worker.alerts; worker.app -> worker.app."""
     return ".".join(module.split(".")[:2])
 
 

@@ -19,7 +19,7 @@ from celery.signals import beat_init, setup_logging, worker_init, worker_process
 from kombu import Queue
 
 from worker.bootstrap import ProcessRuntime
-from worker.broker import QUEUES, broker_url_for
+from worker.service.broker import QUEUES, broker_url_for
 from worker.service.observability import setup_logging as our_setup_logging
 from worker.service.supervisor import ensure_dies_with_parent
 from worker.settings import Settings

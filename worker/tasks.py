@@ -16,15 +16,16 @@ from typing import Any
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from worker.alerts import outbox, sending
+from worker.alerts import sending
 from worker.app import NewswatchApp, enqueue
 from worker.articles import parsing
 from worker.bootstrap import Runtime
 from worker.matching import applying
-from worker.service import diskspace, health, observability, retention
+from worker.service import diskspace, health, outbox, retention
 from worker.service import sweep as sweeping
 from worker.service.observability import log_context
 from worker.sources import polling
+from worker.tracking import diskfull, metrics
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +64,9 @@ def _waits_for_disk(fn: Callable[..., None]) -> Callable[..., None]:
         try:
             fn(task, *args)
         except Exception as exc:
-            if not diskspace.is_disk_full(exc):
+            if not diskfull.is_disk_full(exc):
                 raise
-            observability.count_unit_failure("task", name, "disk_full")
+            metrics.count_unit_failure("task", name, "disk_full")
             log.error("%s%s: disk full, left for later: %s", name, args, exc)
 
     return run

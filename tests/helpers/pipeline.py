@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from worker.alerts import sending
 from worker.articles import parsing
 from worker.bootstrap import Runtime
-from worker.config.reload import LiveConfig
+from worker.bootstrap.config_in_force import LiveConfig
 from worker.matching import applying
 from worker.settings import Settings
 from worker.sources import polling

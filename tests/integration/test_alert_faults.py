@@ -22,10 +22,11 @@ from tests.helpers.pipeline import Clock, count, make_runtime, run_all
 from tests.helpers.webhook_receiver import closed_port
 from tests.integration.test_outbox import config, items, posts, story_items
 from worker import cli
-from worker.alerts import digests, outbox, sending
+from worker.alerts import digests, sending
 from worker.articles import parsing
 from worker.bootstrap import Runtime
 from worker.matching import applying
+from worker.service import outbox
 from worker.service.sweep import sweep
 from worker.sources import polling
 from worker.store import models as m

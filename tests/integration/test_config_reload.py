@@ -70,7 +70,7 @@ def test_an_emptied_config_is_refused_and_monitoring_goes_on(setup, caplog):
 
 def test_a_reload_removing_most_sources_applies_with_one_notice(setup, caplog):
     rt, ops = setup
-    caplog.set_level(logging.INFO, logger="worker.config.reload")
+    caplog.set_level(logging.INFO, logger="worker.bootstrap.config_in_force")
     # half is not more than half: applied quietly
     rt.config.path.write_text(config_text(str(ops), SOURCES[:2], WATCHLISTS))
     assert [s.name for s in rt.config.current().loaded.config.sources] == SOURCES[:2]

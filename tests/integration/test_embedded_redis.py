@@ -164,7 +164,7 @@ def test_a_long_data_folder_gets_a_short_private_socket(tmp_path):
     """A socket path over sockaddr_un's ~104-108 bytes cannot be bound (a hang, or two
     folders truncated to one path: "Address already in use"): such a folder gets a short
     socket in a private directory, the same one for every process of that folder."""
-    from worker.broker import broker_url_for
+    from worker.service.broker import broker_url_for
     from worker.settings import Settings
 
     base = tmp_path / ("long-folder-name-" * 5)

@@ -23,9 +23,9 @@ from tests.helpers.pipeline import Clock, make_runtime, rss
 from worker.config import FetchSpec
 from worker.config.to_sources import fetch_options
 from worker.core.httpdate import FETCH_RETRY_AFTER_CAP
+from worker.http.errors import FetchError
+from worker.http.fetcher import Fetcher
 from worker.sources import polling
-from worker.sources.fetch_errors import FetchError
-from worker.sources.fetcher import Fetcher
 from worker.store import models as m
 
 http_server = httpserver.http_server

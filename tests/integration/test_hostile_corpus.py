@@ -41,16 +41,17 @@ from sqlalchemy import func, select
 from tests.helpers.httpserver import RecordedRequest, TestServer
 from tests.helpers.httpserver import serve as serve_http
 from tests.helpers.pipeline import Clock, make_runtime
-from worker.alerts import outbox, sending
+from worker.alerts import sending
 from worker.articles import parsing
 from worker.bootstrap import Runtime
 from worker.core import clean
 from worker.core.httpdate import FETCH_RETRY_AFTER_CAP
 from worker.matching import applying
-from worker.service import ledger
+from worker.service import outbox
 from worker.service.sweep import sweep
 from worker.sources import polling
 from worker.store import models as m
+from worker.tracking import ledger
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CORPUS = DATA / "hostile" / "cases.yaml"

@@ -28,8 +28,8 @@ from tests.helpers.httpserver import RecordedRequest, TestServer
 from tests.helpers.netsafety import FakeDNS
 from worker.config import FetchSpec
 from worker.config.to_sources import fetch_options
-from worker.sources.fetch_errors import FetchError
-from worker.sources.fetcher import Fetcher, FetchResult, parse_retry_after
+from worker.http.errors import FetchError
+from worker.http.fetcher import Fetcher, FetchResult, parse_retry_after
 
 http_server = httpserver.http_server
 make_http_server = httpserver.make_http_server
@@ -799,7 +799,7 @@ def test_crawl_delay_for_another_agent_or_without_robots_is_not_kept(
 def test_a_huge_crawl_delay_is_capped(
     http_server: TestServer, make_fetcher: Callable[..., Fetcher]
 ) -> None:
-    from worker.sources.robots import MAX_CRAWL_DELAY
+    from worker.http.robots import MAX_CRAWL_DELAY
 
     fetcher = make_fetcher(respect_robots=True)
     http_server.add("/robots.txt", "User-agent: newswatch\nCrawl-delay: 86400\n")

@@ -16,11 +16,11 @@ from pathlib import Path
 from sqlalchemy import select, text
 
 from tests.helpers.pipeline import Clock, count, make_runtime, run_all
-from worker.articles.normalize import feed_items
 from worker.core import clean
 from worker.core.model import ParsedFeed, RefusedEntry
 from worker.service.sweep import sweep
 from worker.sources import polling
+from worker.sources.entries import feed_items
 from worker.store import models as m
 
 FEEDS = Path(__file__).resolve().parents[1] / "data" / "feeds"

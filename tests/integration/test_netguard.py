@@ -20,8 +20,8 @@ from tests.helpers.httpserver import TestServer, serve
 from tests.helpers.netsafety import FakeDNS
 from worker.config import FetchSpec
 from worker.config.to_sources import fetch_options
-from worker.sources.fetch_errors import FetchError
-from worker.sources.fetcher import Fetcher
+from worker.http.errors import FetchError
+from worker.http.fetcher import Fetcher
 
 http_server = httpserver.http_server
 fake_dns = netsafety.fake_dns

@@ -218,7 +218,7 @@ def test_respect_robots_is_a_per_source_option(tmp_path, database_url, http_serv
 def test_jitter_spreads_sources_of_one_interval(tmp_path, database_url, http_server, clock):
     """With jitter on, twenty 5-minute sources first polled on one tick fall due apart."""
     from worker.bootstrap import Runtime
-    from worker.config.reload import LiveConfig
+    from worker.bootstrap.config_in_force import LiveConfig
     from worker.settings import Settings
     from worker.store.db import Store
 

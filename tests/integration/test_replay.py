@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers.pipeline import Clock, count, make_runtime, run_all
 from worker import cli
-from worker.config.reload import compile_config
+from worker.bootstrap.config_in_force import compile_config
 from worker.matching.dry_run import replay
 from worker.store import models as m
 

@@ -15,11 +15,11 @@ from sqlalchemy import select
 from tests.helpers.pipeline import Clock, count, make_runtime, run_all
 from tests.helpers.schemas import webhook_validator
 from worker import cli
-from worker.alerts import outbox, sending
+from worker.alerts import sending
 from worker.articles import parsing
 from worker.cli.views import status_report
 from worker.matching import applying
-from worker.service import watchdog
+from worker.service import outbox, watchdog
 from worker.service.observability import DatabaseCollector
 from worker.service.sweep import sweep
 from worker.sources import polling

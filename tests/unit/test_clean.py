@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from worker.articles.normalize import build_article, content_digest, entry_data, feed_items
+from worker.articles.normalize import build_article
 from worker.core import clean
 from worker.core.model import FeedEntry, ParsedFeed, RefusedEntry
+from worker.sources.entries import content_digest, entry_data, feed_items
 from worker.sources.feeds import _convert_all, _entry, html_to_text
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from worker.articles.normalize import build_article, entry_data
+from worker.articles.normalize import build_article
+from worker.sources.entries import entry_data
 from worker.sources.feeds import FeedError, html_to_text, page_links, parse_feed
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "feeds"

@@ -16,7 +16,8 @@ from worker.core.httpdate import (
     parse_http_date,
     retry_after,
 )
-from worker.sources import fetcher, schedule
+from worker.http import fetcher
+from worker.sources import schedule
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 DAY = 86400.0

@@ -6,8 +6,8 @@ import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 
 from worker.articles.extract import ExtractionError
-from worker.service.ledger import InternalError, describe, error_kind
-from worker.sources.fetch_errors import FetchError
+from worker.http.errors import FetchError
+from worker.tracking.ledger import InternalError, describe, error_kind
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers import netsafety
 from tests.helpers.netsafety import FakeDNS
-from worker.sources.netguard import (
+from worker.http.netguard import (
     AddressGuard,
     AllowList,
     BlockedAddressError,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time
 
 import pytest
 
-from worker.alerts.policy import (
+from worker.core.alert_policy import (
     Policy,
     PolicyError,
     QuietHours,

@@ -20,10 +20,10 @@ from worker.config import WatchlistSpec
 from worker.config.to_matching import to_watchlists
 from worker.core.errors import InputError
 from worker.core.model import Hit, MatchDocument
+from worker.core.watchlists import RuleError
 from worker.matching.compiler import compile_matcher
 from worker.matching.evaluate import MAX_NEAR_GROUPS
 from worker.matching.explain import Explanation
-from worker.matching.inputs import RuleError
 from worker.matching.spelling import MAX_TERM_CHARS
 
 DATA = Path(__file__).parent.parent / "data" / "rules"

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from worker import cli
+from worker.bootstrap.config_in_force import LiveConfig
 from worker.config import EntitySpec, WatchlistSpec
-from worker.config.reload import LiveConfig
 from worker.config.to_matching import to_watchlists
+from worker.core.watchlists import RuleError
 from worker.matching.compiler import MAX_TOTAL_CHARS, compile_matcher
-from worker.matching.inputs import RuleError
 
 SEED_PAGE = Path(__file__).resolve().parents[1] / "data" / "extract" / "seed-article.html"
 

@@ -1,9 +1,8 @@
-"""Settings come from an environment mapping and a command's flags; nobody writes
-`os.environ`."""
+"""Settings come from an environment mapping and a command's flags (that nobody writes
+`os.environ` is checked by tests/unit/test_architecture.py)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -12,26 +11,6 @@ from worker.core.errors import InputError
 from worker.settings import Settings, SettingsError
 
 WORKER = Path(__file__).resolve().parents[2] / "worker"
-
-# writes to this process's environment, in any of their spellings
-_WRITE = re.compile(
-    r"os\.environ\s*\[[^\]]*\]\s*=|os\.environ\.(setdefault|update|pop|clear)\b|os\.putenv|"
-    r"del\s+os\.environ"
-)
-# prometheus_client takes its multiprocess folder from the environment only (its own
-# interface, read by every process that counts): the one write left, for that library
-ALLOWED = {("service/observability.py", "PROMETHEUS_MULTIPROC_DIR")}
-
-
-def test_nothing_writes_the_environment():
-    found = []
-    for path in sorted(WORKER.rglob("*.py")):
-        for n, line in enumerate(path.read_text().splitlines(), 1):
-            if _WRITE.search(line):
-                rel = str(path.relative_to(WORKER))
-                if not any(rel == f and var in line for f, var in ALLOWED):
-                    found.append(f"{rel}:{n}: {line.strip()}")
-    assert found == []
 
 
 def test_flags_override_the_environment(tmp_path):

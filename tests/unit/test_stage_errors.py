@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from worker.articles.extract import ExtractionError
 from worker.core.errors import NewswatchError, PermanentError, TransientError
+from worker.http.errors import FetchError
+from worker.http.netguard import BlockedAddressError
 from worker.sources.feeds import FeedError
-from worker.sources.fetch_errors import FetchError
-from worker.sources.netguard import BlockedAddressError
 
 
 def test_fetch_error_fields() -> None:

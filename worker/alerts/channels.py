@@ -31,7 +31,7 @@ from worker.core.redact import redact_text
 
 if TYPE_CHECKING:
     from worker.bootstrap import Runtime
-    from worker.config.reload import ActiveConfig
+    from worker.bootstrap.config_in_force import ActiveConfig
 
 Send = Callable[[], SendOutcome]
 

@@ -31,7 +31,6 @@ from worker.alerts.chat import (
 )
 from worker.alerts.display import neutralise
 from worker.alerts.mail import render_email
-from worker.alerts.model import ChannelInfo
 from worker.alerts.render import (
     PAYLOAD_VERSION,
     Alert,
@@ -42,6 +41,7 @@ from worker.alerts.render import (
     truncate,
     webhook_payload,
 )
+from worker.core.channels import ChannelInfo
 
 DIGEST_TYPE = "newswatch.digest"
 NOTICE_TYPE = "newswatch.notice"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from worker.alerts import channels
-from worker.alerts.notices import collect, dead_batch_notice, step_failed
+from worker.alerts.notices import dead_batch_notice
 from worker.alerts.outcome import SendOutcome, failure_outcome, gave_up
 from worker.alerts.render import Alert
 from worker.alerts.rendering import alert_rendering, digest_rendering
@@ -25,6 +25,7 @@ from worker.alerts.sending import count_failure, load_alert, record_outcome, ret
 from worker.core.states import BatchState, DeliveryState
 from worker.store import deliveries as store
 from worker.store import models as m
+from worker.tracking.notices import collect, step_failed
 
 if TYPE_CHECKING:
     from worker.bootstrap import Runtime

@@ -15,7 +15,6 @@ from typing import Any
 import jinja2
 import jinja2.sandbox
 
-from worker.alerts.model import ChannelInfo
 from worker.alerts.render import (
     Alert,
     Segment,
@@ -28,6 +27,7 @@ from worker.alerts.render import (
     story,
     truncate,
 )
+from worker.core.channels import ChannelInfo
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 

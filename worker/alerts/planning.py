@@ -1,6 +1,6 @@
 """Planning: the delivery rows written with a match, in the rules step's transaction.
 
-Per notified channel, the pure policy (worker/alerts/policy.py) decides whether the
+Per notified channel, the pure policy (worker/core/alert_policy.py) decides whether the
 match is sent now (a `pending` delivery, whose id the caller enqueues after the
 commit) or held in a digest batch (a `batched` delivery joined to the channel's batch
 due at the digest time).
@@ -13,9 +13,9 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from worker.alerts.policy import THROTTLE_WINDOW, route
 from worker.config import Config
 from worker.config.to_alerts import resolve_policy
+from worker.core.alert_policy import THROTTLE_WINDOW, route
 from worker.core.model import WatchlistMatch
 from worker.core.states import DeliveryKind, DeliveryRoute, DeliveryState
 from worker.store import deliveries as store

@@ -25,8 +25,8 @@ from worker.alerts.digest import (
     update_payload,
 )
 from worker.alerts.mail import render_email
-from worker.alerts.model import ChannelInfo
 from worker.alerts.render import Alert, webhook_payload
+from worker.core.channels import ChannelInfo
 
 
 @dataclass(frozen=True)

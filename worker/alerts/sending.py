@@ -14,17 +14,18 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from worker.alerts import channels
-from worker.alerts.notices import collect, dead_delivery_notice, notice_of
+from worker.alerts.notices import dead_delivery_notice, notice_of
 from worker.alerts.outcome import SendOutcome, failure_outcome, gave_up
 from worker.alerts.render import Alert
 from worker.alerts.rendering import Rendering, alert_rendering, notice_rendering
 from worker.core.backoff import backoff as _backoff
 from worker.core.model import Hit, WatchlistMatch
 from worker.core.states import DeliveryKind, DeliveryState
-from worker.service import observability
 from worker.store import deliveries as store
 from worker.store import models as m
 from worker.store.items import article_from_row
+from worker.tracking import metrics
+from worker.tracking.notices import collect
 
 if TYPE_CHECKING:
     from worker.bootstrap import Runtime
@@ -148,7 +149,7 @@ def record_outcome(
 
 def count_failure(unit: str, outcome: SendOutcome) -> None:
     kind = outcome.error_class or (f"http_{outcome.status}" if outcome.status else "refused")
-    observability.count_unit_failure(unit, outcome.stage or "send", kind)
+    metrics.count_unit_failure(unit, outcome.stage or "send", kind)
 
 
 def retry_delay(rt: Runtime, attempts: int, outcome: SendOutcome) -> timedelta:

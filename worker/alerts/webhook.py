@@ -31,8 +31,8 @@ from worker.alerts.outcome import SendOutcome
 from worker.core import httpdate
 from worker.core.errors import InputError, NewswatchError
 from worker.core.redact import redact_text, redact_url
-from worker.sources.fetch_errors import FetchError
-from worker.sources.fetcher import Fetcher
+from worker.http.errors import FetchError
+from worker.http.fetcher import Fetcher
 
 SECRET_PREFIX = "whsec_"
 # a receiver cannot park a delivery for longer than a day (worker.core.httpdate)

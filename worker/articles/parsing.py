@@ -9,23 +9,26 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
 from worker.articles import stories
 from worker.articles.extract import extract_page
 from worker.articles.normalize import build_article
-from worker.bootstrap import Runtime
 from worker.core.backoff import backoff
 from worker.core.errors import NewswatchError
 from worker.core.model import Article
 from worker.core.retention import item_identification
 from worker.core.states import ItemOutcome, ItemState, RulesState, SourceKind
-from worker.service import diskspace, ledger, observability
-from worker.service.failures import collect, wait_for_disk
 from worker.store import items
 from worker.store import models as m
+from worker.tracking import diskfull, ledger, metrics
+from worker.tracking.failures import wait_for_disk
+from worker.tracking.notices import collect
+
+if TYPE_CHECKING:
+    from worker.bootstrap import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ def _attempt_failed(
     permanent: bool,
     notices: list[str] | None,
 ) -> None:
-    if diskspace.is_disk_full(exc):
+    if diskfull.is_disk_full(exc):
         wait_for_disk(rt, "item", item_id, exc, items.defer_item)
     else:
         _item_failed(rt, item_id, url, exc, permanent, notices)
@@ -128,7 +131,7 @@ def _item_failed(
             collect(notices, notice)
         else:  # try again after a backoff; the sweep picks it up
             item.claimed_until = now + backoff(60, item.attempts)
-    observability.count_failure("item", kind)
+    metrics.count_failure("item", kind)
     extra = {"item_id": item_id, "error_kind": kind}
     if kind == "internal":  # a bug: the traceback is what a developer needs
         log.error("item %s (%s): internal error", item_id, url, exc_info=exc, extra=extra)

@@ -17,7 +17,9 @@ __all__ = ["build_parser", "main"]
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     """Run one command; `env` is its environment (this process's when None), read only."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # a worker may start again with the same arguments (cli/service.py)
     env = os.environ if env is None else env
     # every thread of a threads pool may hold a database connection at once
     threads = args.concurrency if getattr(args, "pool", None) == "threads" else 0

@@ -19,7 +19,7 @@ from worker.config import ConfigError
 from worker.settings import Settings
 
 if TYPE_CHECKING:
-    from worker.config.reload import ActiveConfig
+    from worker.bootstrap.config_in_force import ActiveConfig
     from worker.store.db import Store
 
 log = logging.getLogger("newswatch")
@@ -50,7 +50,7 @@ class Context:
     def compiled(self, *, watching: bool = True) -> ActiveConfig:
         """The config, loaded and compiled once; raises ConfigError. `watching=False` for
         the tools that only use its watchlists (reload.compile_config)."""
-        from worker.config.reload import compile_config
+        from worker.bootstrap.config_in_force import compile_config
 
         if watching not in self._active:
             self._active[watching] = compile_config(self.settings.config_path, watching=watching)

@@ -8,9 +8,11 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 from worker.cli.context import Context, log, paths, redact, setup_logging
 from worker.settings import Settings
+from worker.tracking.metrics import multiprocess_dir, multiprocess_folder
 
 # `newswatch run`: fetching and delivering wait on the network, parsing and matching use
 # the CPU, so each gets the pool that suits it (docs/load.md)
@@ -87,6 +89,7 @@ def _run_locked(args: argparse.Namespace, ctx: Context) -> int:
         ctx.env,
         config=settings.config_path if args.config else None,
         broker_url=settings.broker_url if embedded else None,
+        metrics_dir=multiprocess_dir(settings.data_dir),
     )
     try:
         supervisor = Supervisor(_run_children(args), on_tick=_disk_notices(settings), env=env)
@@ -125,6 +128,8 @@ def cmd_worker(args: argparse.Namespace, ctx: Context) -> int:
     settings = ctx.settings
     if settings.embedded_broker:
         exit_without_broker("worker")
+    if multiprocess_folder(ctx.env) is None:
+        _start_again_counting_into(multiprocess_dir(settings.data_dir), args, ctx)
     setup_logging(settings.log_level, settings.log_format)
     if args.supervisor_pid:  # started by `run`: end with it, even if it is SIGKILLed
         import signal
@@ -140,10 +145,18 @@ def cmd_worker(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def _celery_worker(settings: Settings, args: argparse.Namespace, *, beat: bool) -> None:
-    from worker.service.observability import enable_multiprocess
+def _start_again_counting_into(folder: Path, args: argparse.Namespace, ctx: Context) -> None:
+    """prometheus_client takes its multiprocess folder from the environment only, so a
+    worker started without one (by hand; `run` gives its workers theirs) replaces itself,
+    same pid and arguments, with an environment that has it, instead of writing os.environ."""
+    from worker.service.supervisor import child_environment
 
-    enable_multiprocess(settings.data_dir)  # before prometheus_client is imported anywhere
+    env = child_environment(ctx.env, metrics_dir=folder)
+    multiprocess_folder(env)
+    os.execve(sys.executable, [sys.executable, "-m", "worker.cli", *args.argv], env)
+
+
+def _celery_worker(settings: Settings, args: argparse.Namespace, *, beat: bool) -> None:
     from worker.app import QUEUES, create_app
 
     if settings.log_format == "json":

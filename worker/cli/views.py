@@ -13,12 +13,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from worker.articles.extract import ExtractionError, extract_page
-from worker.articles.normalize import build_article, entry_data
+from worker.articles.normalize import build_article
 from worker.articles.parsing import story_evidence
-from worker.config.reload import ActiveConfig
+from worker.bootstrap.config_in_force import ActiveConfig
 from worker.core.model import Article, MatchDocument
 from worker.core.urls import canonical_url
 from worker.service import watchdog
+from worker.sources.entries import entry_data
 from worker.sources.feeds import FeedError, parse_feed
 from worker.store import models as m
 from worker.store import status
@@ -31,7 +32,7 @@ def _read_input(active: ActiveConfig, source: str) -> tuple[bytes, str | None, s
         return sys.stdin.buffer.read(), None, "stdin:"
     if source.startswith(("http://", "https://")):
         from worker.config.to_sources import fetch_options
-        from worker.sources.fetcher import Fetcher
+        from worker.http.fetcher import Fetcher
 
         fetcher = Fetcher(fetch_options(active.loaded.config.fetch), respect_robots=True)
         try:

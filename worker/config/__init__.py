@@ -9,7 +9,7 @@ is wrong, and all problems are reported at once.
 - loader.py: files and folders, interpolation, validation -> LoadedConfig;
 - problems.py: ConfigProblem and ConfigError (file, line, key, message);
 - checks.py: a config that would watch nothing, a reload that removes much;
-- reload.py: the config as it is now in a running process (LiveConfig).
+- the config in force in a running process (LiveConfig) is worker/bootstrap/config_in_force.py.
 """
 
 from worker.config.checks import shrink_warning, watching_problems

@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from worker.alerts.policy import parse_quiet_hours, parse_relevance, parse_schedule
+from worker.core.alert_policy import parse_quiet_hours, parse_relevance, parse_schedule
 from worker.core.patterns import PatternError, compile_pattern
 
 _INTERVAL_RE = re.compile(
@@ -111,7 +111,7 @@ class SourceSpec(_Strict):
 
 
 class AlertPolicySpec(_Strict):
-    """How alerts reach a channel (worker/alerts/policy.py, docs/alerts.md "Policies").
+    """How alerts reach a channel (worker/core/alert_policy.py, docs/alerts.md "Policies").
 
     Set on a channel; a watchlist's `alerts:` overrides any of them for its own
     alerts. Unset (None) means "inherit": immediate, no throttle, no quiet hours,

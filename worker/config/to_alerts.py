@@ -1,19 +1,19 @@
-"""The config schema mapped into the alerts stage's own types (worker/alerts/model.py,
-worker/alerts/policy.py), so that the pure alerts code never sees a pydantic spec."""
+"""The config schema mapped into the alerts stage's own types (worker/core/channels.py,
+worker/core/alert_policy.py), so that the pure alerts code never sees a pydantic spec."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from worker.alerts.model import ChannelInfo
-from worker.alerts.policy import (
+from worker.config import AlertPolicySpec, ChannelSpec
+from worker.core.alert_policy import (
     Policy,
     Relevance,
     parse_quiet_hours,
     parse_relevance,
     parse_schedule,
 )
-from worker.config import AlertPolicySpec, ChannelSpec
+from worker.core.channels import ChannelInfo
 
 
 def channel_info(channel: ChannelSpec) -> ChannelInfo:

@@ -1,4 +1,4 @@
-"""Config specs -> the matcher's own inputs (worker.matching.inputs).
+"""Config specs -> the matcher's own inputs (worker.core.watchlists).
 
 The matcher knows nothing of pydantic or the config file; this is the one place the
 validated config is turned into what it compiles.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from worker.config import EntitySpec, WatchlistSpec
-from worker.matching.inputs import Entity, Watchlist
+from worker.core.watchlists import Entity, Watchlist
 
 
 def to_entity(spec: EntitySpec) -> Entity:

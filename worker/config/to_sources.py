@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from worker.config import FetchSpec
-from worker.sources.fetcher import FetchOptions
+from worker.http.fetcher import FetchOptions
 
 
 def fetch_options(spec: FetchSpec) -> FetchOptions:

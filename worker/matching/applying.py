@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
 from worker.alerts.planning import plan_deliveries
-from worker.bootstrap import Runtime
-from worker.config.reload import ActiveConfig
 from worker.core.backoff import backoff
 from worker.core.model import Article, MatchDocument, WatchlistMatch
 from worker.core.states import MatchState, RulesState
-from worker.service import diskspace, ledger, observability
-from worker.service.failures import collect, wait_for_disk
 from worker.store import items, matches, sources
 from worker.store import models as m
+from worker.tracking import diskfull, ledger, metrics
+from worker.tracking.failures import wait_for_disk
+from worker.tracking.notices import collect
+
+if TYPE_CHECKING:
+    from worker.bootstrap import Runtime
+    from worker.bootstrap.config_in_force import ActiveConfig
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +45,7 @@ def apply_rules(rt: Runtime, article_id: int) -> list[str]:
     try:
         return _apply_rules(rt, article_id, article, active, now)
     except Exception as exc:  # any class: a bug (`internal`) fails this article alone too
-        if diskspace.is_disk_full(exc):
+        if diskfull.is_disk_full(exc):
             wait_for_disk(rt, "article", article_id, exc, items.defer_article)
             return []
         return _rules_failed(rt, article_id, exc)
@@ -132,7 +136,7 @@ def _rules_failed(rt: Runtime, article_id: int, exc: Exception) -> list[str]:
             collect(notices, ledger.quarantine_article(rt, session, row, reason, now))
         else:  # try again after a backoff; the sweep picks it up
             row.claimed_until = now + backoff(60, row.attempts)
-    observability.count_failure("article", kind)
+    metrics.count_failure("article", kind)
     log.error(
         "article %s: rules failed (%s)",
         article_id,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
-from worker.matching.inputs import Watchlist
+from worker.core.watchlists import Watchlist
 from worker.matching.nodes import Leaf, Near, Node
 
 TEXT_FIELDS = frozenset({"title", "lead", "body"})

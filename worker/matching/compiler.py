@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import ahocorasick_rs
 
+from worker.core.watchlists import RuleError, Watchlist
 from worker.matching.compiled import (
     NAME_ROLES,
     TEXT_FIELDS,
@@ -24,7 +25,6 @@ from worker.matching.compiled import (
     Term,
 )
 from worker.matching.grammar import RULE_PATH, RuleBuilder, parse_rule
-from worker.matching.inputs import RuleError, Watchlist
 from worker.matching.matcher import Matcher
 from worker.matching.nodes import Leaf, Node, Not, Or, can_match_nothing, positive_parts
 from worker.matching.scanner import Scanner

@@ -12,8 +12,8 @@ from collections.abc import Callable
 import lark
 from lark.exceptions import UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from worker.core.watchlists import RuleError
 from worker.matching.compiled import SCOPES, CompiledWatchlist
-from worker.matching.inputs import RuleError
 from worker.matching.nodes import And, Leaf, Near, Node, Not, Or, positional
 from worker.matching.text import fold_term
 

@@ -9,9 +9,9 @@ Code inside the package imports from the module that owns a name; this one is fo
 callers outside it.
 """
 
+from worker.core.watchlists import Entity, RuleError, Watchlist
 from worker.matching.compiler import MAX_TOTAL_CHARS, compile_matcher
 from worker.matching.explain import Explanation
-from worker.matching.inputs import Entity, RuleError, Watchlist
 from worker.matching.matcher import Matcher, MatchOutcome, Rejection
 from worker.matching.spelling import MAX_TERM_CHARS
 

@@ -16,10 +16,8 @@ and everything resumes by itself once space returns. See docs/operations.md.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -27,10 +25,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import psycopg
-import redis.exceptions
-from sqlalchemy.exc import DBAPIError
 
 if TYPE_CHECKING:
     from worker.bootstrap import Runtime
@@ -41,36 +35,6 @@ log = logging.getLogger(__name__)
 # below this many free bytes a filesystem counts as full: SQLite needs room for a
 # transaction's journal and pages, and a write that half succeeds helps nobody
 DEFAULT_MIN_FREE = 8 * 1024 * 1024
-
-_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-_SQLITE_FULL = 13  # sqlite3's SQLITE_FULL result code
-_PG_DISK_FULL = "53100"
-
-
-def is_disk_full(exc: BaseException | None) -> bool:
-    """True when `exc`, or an exception it wraps, is a full disk's error."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if _one_is_disk_full(exc):
-            return True
-        # SQLAlchemy keeps the DBAPI error in `.orig`; Python chains the rest
-        wrapped = exc.orig if isinstance(exc, DBAPIError) else None
-        exc = wrapped or exc.__cause__ or exc.__context__
-    return False
-
-
-def _one_is_disk_full(exc: BaseException) -> bool:
-    if isinstance(exc, OSError) and exc.errno in _ERRNOS:
-        return True
-    if isinstance(exc, sqlite3.Error):
-        # getattr: the driver sets sqlite_errorcode only on errors SQLite itself returned
-        code = getattr(exc, "sqlite_errorcode", None)
-        return code == _SQLITE_FULL or "database or disk is full" in str(exc)
-    if isinstance(exc, psycopg.Error):
-        return exc.sqlstate == _PG_DISK_FULL
-    # Redis cannot persist and refuses writes (an external server; ours never does this)
-    return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith("MISCONF")
 
 
 def free_bytes(path: Path) -> int | None:
@@ -204,8 +168,8 @@ class DiskNotices:
                 self._noticed.discard((outage.path, outage.since))
 
     def _raise(self, outage: Outage) -> bool:
-        from worker.alerts.notices import raise_notice
         from worker.bootstrap import Runtime
+        from worker.tracking.notices import raise_notice
 
         since = outage.since.isoformat(timespec="seconds")
         limit = f"less than {self.watch.min_free} bytes free"

@@ -23,7 +23,7 @@ import redis
 from celery import Celery
 from sqlalchemy import text
 
-from worker.broker import QUEUES, broker_url_for
+from worker.service.broker import QUEUES, broker_url_for
 from worker.settings import Settings
 
 CANARY_TASK = "newswatch.canary"  # worker/tasks.py; sent by name, so no import of the tasks

@@ -33,10 +33,10 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from worker.store import status
+from worker.tracking import metrics
 
 ID_FIELDS = ("source_id", "item_id", "article_id", "delivery_id")
 QUEUE_PRIORITY_SEPARATOR = "\x06\x16"  # kombu's Redis transport: one list per priority step
@@ -171,101 +171,6 @@ def _relay_as_json(fd: int) -> None:
                 os.write(2, (json.dumps(line, ensure_ascii=False) + "\n").encode())
 
 
-# --- metrics: events counted in worker processes ---------------------------------------
-
-_fetches: Any = None
-# threads-pool workers count from many threads: registering the counter twice would raise
-_fetches_lock = threading.Lock()
-
-
-def multiprocess_dir(data_dir: Path) -> Path:
-    return data_dir / "metrics"
-
-
-def enable_multiprocess(data_dir: Path) -> None:
-    """Call before prometheus_client is first imported in this process tree (worker start):
-    the Celery pool children inherit the setting and write their counts to files."""
-    path = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(multiprocess_dir(data_dir)))
-    Path(path).mkdir(parents=True, exist_ok=True)
-
-
-def count_fetch(outcome: str) -> None:
-    global _fetches
-    if _fetches is None:
-        with _fetches_lock:
-            if _fetches is None:
-                from prometheus_client import Counter
-
-                _fetches = Counter(
-                    "newswatch_fetches", "Source fetches by outcome (ok, not_modified, error kind)",
-                    ["outcome"],
-                )  # fmt: skip
-    _fetches.labels(outcome=outcome).inc()
-
-
-_counters: dict[str, Any] = {}
-
-
-def _counter(name: str, doc: str, labels: tuple[str, ...]) -> Any:
-    counter = _counters.get(name)
-    if counter is None:
-        with _fetches_lock:
-            counter = _counters.get(name)
-            if counter is None:
-                from prometheus_client import Counter
-
-                counter = _counters[name] = Counter(name, doc, list(labels))
-    return counter
-
-
-def count_failure(unit: str, kind: str) -> None:
-    """One failed attempt of a unit of work (`item` parse, `article` rules), by error kind."""
-    _counter(
-        "newswatch_failures", "Failed attempts by unit (item, article) and error kind",
-        ("unit", "kind"),
-    ).labels(unit=unit, kind=kind).inc()  # fmt: skip
-
-
-def count_quarantined(unit: str, kind: str) -> None:
-    """A unit of work given up after its attempt limit (or a permanent error)."""
-    _counter(
-        "newswatch_quarantined", "Units quarantined (terminal failed state) by unit and kind",
-        ("unit", "kind"),
-    ).labels(unit=unit, kind=kind).inc()  # fmt: skip
-
-
-def count_unit_failure(unit: str, stage: str, error: str) -> None:
-    """One unit of work failed alone (a delivery, a digest batch, a step of a tick):
-    `stage` says where (load, render, send, ...), `error` the exception class or kind."""
-    _counter(
-        "newswatch_unit_failures", "Units of work that failed, by stage and class",
-        ("unit", "stage", "error"),
-    ).labels(unit=unit, stage=stage, error=error).inc()  # fmt: skip
-
-
-def count_gap(basis: str) -> None:
-    """A feed gap recorded (worker/sources/gaps.py), by what told it: `dates` or `window`."""
-    _counter(
-        "newswatch_gaps", "Feed gaps recorded: a poll found the feed past everything seen",
-        ("basis",),
-    ).labels(basis=basis).inc()  # fmt: skip
-
-
-def count_watchdog_incident(condition: str) -> None:
-    """A watchdog condition began to hold (worker/service/watchdog.py): one per incident."""
-    _counter(
-        "newswatch_watchdog_incidents", "Watchdog incidents opened, by condition",
-        ("condition",),
-    ).labels(condition=condition).inc()  # fmt: skip
-
-
-def count_heartbeat(outcome: str) -> None:
-    """A heartbeat ping: `ok`, `fail` (the fail URL was pinged), `error` (the ping failed)."""
-    _counter(
-        "newswatch_heartbeats", "Heartbeat pings by outcome", ("outcome",),
-    ).labels(outcome=outcome).inc()  # fmt: skip
-
-
 # --- metrics: state computed from the database at scrape time -------------------------
 
 
@@ -374,7 +279,7 @@ class DatabaseCollector:
     def _queue_depth(self) -> Any:
         from prometheus_client.core import GaugeMetricFamily
 
-        from worker.broker import QUEUES
+        from worker.service.broker import QUEUES
 
         fam = GaugeMetricFamily(
             "newswatch_queue_depth", "Messages waiting in each broker queue", labels=["queue"]
@@ -403,7 +308,7 @@ def build_registry(settings: Any, store: Any) -> Any:
     from worker.service.health import broker_redis
 
     registry = CollectorRegistry()
-    mp_dir = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or multiprocess_dir(settings.data_dir))
+    mp_dir = metrics.multiprocess_folder(os.environ) or metrics.multiprocess_dir(settings.data_dir)
     mp_dir.mkdir(parents=True, exist_ok=True)
     MultiProcessCollector(registry, path=str(mp_dir))
     registry.register(DatabaseCollector(store, broker_redis(settings)))

@@ -76,7 +76,11 @@ def ensure_dies_with_parent(sig: int, parent: int) -> None:
 
 
 def child_environment(
-    base: Mapping[str, str], *, config: Path | None = None, broker_url: str | None = None
+    base: Mapping[str, str],
+    *,
+    config: Path | None = None,
+    broker_url: str | None = None,
+    metrics_dir: Path | None = None,
 ) -> dict[str, str]:
     """The environment of `run`'s workers: `base` (run's own), with the config path the
     command was given and the broker it started, so that each worker builds the same
@@ -86,6 +90,8 @@ def child_environment(
         env["NEWSWATCH_CONFIG"] = str(config)
     if broker_url is not None:
         env["NEWSWATCH_BROKER_URL"] = broker_url
+    if metrics_dir is not None and not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)  # where the workers count
     return env
 
 

@@ -1,6 +1,6 @@
 """The watchdog: notices when newswatch stops watching, and a heartbeat while it watches.
 
-Run from the periodic outbox tick (`worker.alerts.outbox.tick`). Each condition is a query on
+Run from the periodic outbox tick (`worker.service.outbox.tick`). Each condition is a query on
 the database (the source of truth, whatever process did or did not do the work):
 
 - `no_fetch`: sources are enabled, but none was fetched successfully within its own
@@ -35,13 +35,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from worker.alerts.notices import raise_notice, step_failed
 from worker.bootstrap import Runtime
 from worker.config import Config, HeartbeatSpec, NoticesSpec
 from worker.core.durations import human as _ago
 from worker.core.redact import redact_text, redact_url
 from worker.store import incidents
 from worker.store import status as status_queries
+from worker.tracking import metrics
+from worker.tracking.notices import raise_notice, step_failed
 
 log = logging.getLogger(__name__)
 
@@ -316,15 +317,13 @@ def status(session: Session, now: datetime) -> dict[str, Any]:
 
 
 def _count_incident(condition: str) -> None:
-    from worker.service import observability
 
-    observability.count_watchdog_incident(condition)
+    metrics.count_watchdog_incident(condition)
 
 
 def _count_heartbeat(outcome: str) -> None:
-    from worker.service import observability
 
-    observability.count_heartbeat(outcome)
+    metrics.count_heartbeat(outcome)
 
 
 __all__ = ["CHECKS", "Finding", "Limits", "heartbeat", "oldest_waiting", "status", "tick"]

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from worker.sources import gaps
 from worker.store import incidents, status
 from worker.store import models as m
+from worker.tracking import metrics
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,8 @@ def observe(
 
 
 def _count_gap(basis: str) -> None:
-    from worker.service import observability
 
-    observability.count_gap(basis)
+    metrics.count_gap(basis)
 
 
 def recent(session: Session, limit: int = 20) -> list[dict[str, Any]]:

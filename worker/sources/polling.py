@@ -11,13 +11,10 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from worker.alerts.notices import raise_notice
-from worker.articles.normalize import feed_items, link_data
-from worker.bootstrap import Runtime
 from worker.config import SourceSpec
 from worker.core import httpdate
 from worker.core.backoff import backoff
@@ -26,15 +23,20 @@ from worker.core.errors import NewswatchError
 from worker.core.httpdate import FETCH_RETRY_AFTER_CAP
 from worker.core.redact import redact_text
 from worker.core.states import SourceKind
-from worker.service import diskspace, ledger, observability
-from worker.service.failures import wait_for_disk
+from worker.http.errors import FetchError
+from worker.http.fetcher import FetchResult
 from worker.sources import gap_log as gaps
 from worker.sources import schedule
+from worker.sources.entries import feed_items, link_data
 from worker.sources.feeds import FeedError, page_links, parse_feed
-from worker.sources.fetch_errors import FetchError
-from worker.sources.fetcher import FetchResult
 from worker.store import items, sources
 from worker.store import models as m
+from worker.tracking import diskfull, ledger, metrics
+from worker.tracking.failures import wait_for_disk
+from worker.tracking.notices import raise_notice
+
+if TYPE_CHECKING:
+    from worker.bootstrap import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +175,7 @@ def fetch_source(rt: Runtime, source_id: int, notices: list[str] | None = None) 
     try:
         return _poll_source(rt, source_id, started, notices)
     except Exception as exc:  # a bug or an input nobody foresaw (POLL_ERRORS are handled inside)
-        if diskspace.is_disk_full(exc):  # not the source's failure: poll again later
+        if diskfull.is_disk_full(exc):  # not the source's failure: poll again later
             wait_for_disk(rt, "source", source_id, exc, sources.defer_source)
             return []
         _record_internal_fetch_failure(rt, source_id, exc, started, notices)
@@ -286,7 +288,7 @@ def _record_success(
                 _observe_window(session, ref, src.window, poll.entries, new_keys, started)
             )
         sources.record_poll(session, ref.id, len(new_ids), **values)
-    observability.count_fetch("not_modified" if not_modified else "ok")
+    metrics.count_fetch("not_modified" if not_modified else "ok")
     log.info(
         "source %s: %d new item(s)%s, next poll in %.0fs",
         ref.name,
@@ -347,7 +349,7 @@ def _record_fetch_failure(
             limit = spec.disable_after if spec else 5
             if row.permanent_failures >= limit:
                 _disable(rt, session, row, error, started, notices)
-    observability.count_fetch(failure.kind)
+    metrics.count_fetch(failure.kind)
     log.warning(
         "source %s: fetch failed (%s): %s",
         ref.name,
@@ -415,7 +417,7 @@ def _observe_window(
         log.error(
             "source %s: gap check failed", ref.name, exc_info=exc, extra={"source_id": ref.id}
         )
-        observability.count_failure("gap_check", ledger.error_kind(exc))
+        metrics.count_failure("gap_check", ledger.error_kind(exc))
         return {}
 
 

@@ -179,7 +179,7 @@ class Item(Base):
     # what the last error was: a fetch error kind, `extraction`, `time_limit`, `internal`
     error_kind: Mapped[str | None] = mapped_column(String(40))
     article_id: Mapped[int | None] = mapped_column(ForeignKey("article.id"))
-    # The drop ledger (worker/service/ledger.py): what became of the item, and why. None while
+    # The drop ledger (worker/tracking/ledger.py): what became of the item, and why. None while
     # it is still on its way (pending, or parsed and waiting for the rules).
     outcome: Mapped[str | None] = mapped_column(String(20))
     outcome_detail: Mapped[str | None] = mapped_column(Text)

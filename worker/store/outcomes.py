@@ -1,5 +1,5 @@
 """The drop ledger's rows: what the rules step reads and writes to record an item's
-outcome (worker/service/ledger.py decides which one)."""
+outcome (worker/tracking/ledger.py decides which one)."""
 
 from __future__ import annotations
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from worker.alerts.digests import send_due_digests
-from worker.alerts.notices import check_notices, step_failed
+from worker.alerts.notices import check_notices
 from worker.service import watchdog
+from worker.tracking.notices import step_failed
 
 if TYPE_CHECKING:
     from worker.bootstrap import Runtime

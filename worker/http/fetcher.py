@@ -35,12 +35,12 @@ from urllib3.util.retry import Retry
 
 from worker.core import httpdate
 from worker.core.httpdate import FETCH_RETRY_AFTER_CAP
-from worker.sources.deadline import Deadline
-from worker.sources.fetch_errors import FetchError, reason, transport_kind
-from worker.sources.host_limits import HostLimiter, politeness_key
-from worker.sources.netguard import AddressGuard, BlockedAddressError, GuardedAdapter, socket_hook
-from worker.sources.robots import ROBOTS_MAX_BYTES, RobotsRules
-from worker.sources.sniff import ACCEPT, Expect, media_type, sniff_ok, type_verdict
+from worker.http.deadline import Deadline
+from worker.http.errors import FetchError, reason, transport_kind
+from worker.http.host_limits import HostLimiter, politeness_key
+from worker.http.netguard import AddressGuard, BlockedAddressError, GuardedAdapter, socket_hook
+from worker.http.robots import ROBOTS_MAX_BYTES, RobotsRules
+from worker.http.sniff import ACCEPT, Expect, media_type, sniff_ok, type_verdict
 
 MAX_REDIRECTS = 5
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})

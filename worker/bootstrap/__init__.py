@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.config.reload import LiveConfig
+from worker.bootstrap.config_in_force import LiveConfig
 from worker.config.to_sources import fetch_options
 from worker.core.encoding import decode_html
+from worker.http.fetcher import Fetcher
 from worker.settings import Settings
-from worker.sources.fetcher import Fetcher
 from worker.store.db import Store
 
 

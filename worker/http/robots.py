@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from worker.sources.deadline import Deadline
-from worker.sources.fetch_errors import FetchError
+from worker.http.deadline import Deadline
+from worker.http.errors import FetchError
 
 ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309 asks parsers to read at least 500 KiB
 # robots.txt Crawl-delay (not in RFC 9309; Bing and Yandex honour it) is kept between

@@ -27,8 +27,8 @@ from worker.config import (
     watching_problems,
 )
 from worker.config.to_matching import to_watchlists
+from worker.core.watchlists import RuleError
 from worker.matching.compiler import compile_matcher
-from worker.matching.inputs import RuleError
 from worker.matching.matcher import Matcher
 
 log = logging.getLogger(__name__)

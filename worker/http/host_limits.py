@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
-from worker.sources.deadline import Deadline
-from worker.sources.fetch_errors import FetchError
+from worker.http.deadline import Deadline
+from worker.http.errors import FetchError
 
 
 def politeness_key(url: str) -> str:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from worker.bootstrap import Runtime
-from worker.service import observability
+from worker.tracking import metrics
+
+if TYPE_CHECKING:
+    from worker.bootstrap import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +27,5 @@ def wait_for_disk(rt: Runtime, unit: str, row_id: int, exc: Exception, defer: De
     until = rt.now() + timedelta(seconds=rt.settings.requeue_after_seconds)
     with rt.store.session() as session:
         defer(session, row_id, until)
-    observability.count_failure(unit, "disk_full")
+    metrics.count_failure(unit, "disk_full")
     log.warning("%s %s: disk full, tried again later (no attempt spent): %s", unit, row_id, exc)
-
-
-def collect(out: list[str] | None, notice_id: str | None) -> None:
-    """Add a raised notice's delivery id to the caller's list, to enqueue after commit."""
-    if out is not None and notice_id is not None:
-        out.append(notice_id)

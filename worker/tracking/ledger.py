@@ -36,13 +36,14 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from worker.alerts.notices import raise_notice
 from worker.core.clean import clean_text
-from worker.core.errors import TransientError
+from worker.core.errors import NewswatchError, TransientError
 from worker.core.redact import redact_text
 from worker.core.states import ItemOutcome, ItemState, MatchState, RulesState
 from worker.store import models as m
 from worker.store import outcomes, status
+from worker.tracking import metrics
+from worker.tracking.notices import raise_notice
 
 if TYPE_CHECKING:
     from worker.bootstrap import Runtime
@@ -76,13 +77,8 @@ def describe(exc: BaseException) -> str:
 
 def error_kind(exc: BaseException) -> str:
     """Classify an exception: the error kinds we raise ourselves, else `internal`."""
-    from worker.articles.extract import ExtractionError
-    from worker.sources.fetch_errors import FetchError
-
-    if isinstance(exc, FetchError):
+    if isinstance(exc, NewswatchError):  # FetchError, ExtractionError, ...
         return str(exc.kind)
-    if isinstance(exc, ExtractionError):
-        return "extraction"
     if type(exc).__name__ == "SoftTimeLimitExceeded":  # Celery's; the core never imports it
         return "time_limit"
     return "internal"
@@ -156,13 +152,12 @@ def quarantine_item(
     """Put an item in its terminal failed state, on its row, counted and (unless
     `notify` is false) announced. Returns the notice delivery's id (to enqueue after
     the commit) when one is new."""
-    from worker.service import observability
 
     item.state, item.claimed_until = ItemState.FAILED, None
     item.outcome, item.outcome_detail = ItemOutcome.QUARANTINED, reason[:MAX_DETAIL]
     source = outcomes.source_name(session, item.source_id) or "?"
     item.error_kind = item.error_kind or "killed"  # no attempt came back to say
-    observability.count_quarantined("item", item.error_kind)
+    metrics.count_quarantined("item", item.error_kind)
     log.error(
         "item %s quarantined: %s",
         item.id,
@@ -189,12 +184,11 @@ def quarantine_article(
 ) -> str | None:
     """Put an article whose rules keep failing in its terminal state (`rules_state`
     failed); its items record the outcome. Returns a new notice's id, if any."""
-    from worker.service import observability
 
     article.rules_state, article.claimed_until = RulesState.FAILED, None
     kind = article.error_kind = article.error_kind or "killed"  # no attempt came back to say
     set_article_outcome(session, article.id, ItemOutcome.QUARANTINED, f"rules failed: {reason}")
-    observability.count_quarantined("article", kind)
+    metrics.count_quarantined("article", kind)
     log.error(
         "article %s quarantined (rules): %s",
         article.id,
