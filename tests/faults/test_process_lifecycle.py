@@ -134,3 +134,24 @@ def test_a_worker_or_beat_without_a_broker_says_what_to_do(tmp_path, command):
     run = run_cli(command, env=env, cwd=tmp_path, text=True, timeout=60)
     assert run.returncode == 2
     assert "REDIS_URL" in run.stderr and "newswatch run" in run.stderr
+
+
+def test_a_worker_started_by_hand_counts_into_its_data_folder(tmp_path, redis_url):
+    """prometheus_client reads its multiprocess folder from the environment only; a worker
+    started without one starts again (same pid, same arguments) with it, so its counts
+    reach the exporter, and nothing writes os.environ."""
+    data = tmp_path / "data"
+    env = {
+        "NEWSWATCH_CONFIG": str(_config(tmp_path)),
+        "NEWSWATCH_DATA_DIR": str(data),
+        "NEWSWATCH_BROKER_URL": redis_url,
+    }
+    with NewswatchProcesses(tmp_path, env) as procs:
+        proc = procs.worker(concurrency=1)
+        procs.wait_for(lambda: _ready_workers(procs, "worker") >= 1, 120, "the worker ready")
+        worker = psutil.Process(proc.pid)  # the same process, after it started again
+        assert worker.environ().get("PROMETHEUS_MULTIPROC_DIR") == str(data / "metrics")
+        assert worker.cmdline()[-4:] == ["worker", "--pool=prefork", "--concurrency=1",
+                                         "--hostname=worker@%h"]  # fmt: skip
+        assert (data / "metrics").is_dir()
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
