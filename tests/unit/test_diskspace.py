@@ -16,7 +16,8 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from worker.service.diskspace import DiskWatch, SpaceCheck, free_bytes, full_paths, is_disk_full
+from worker.service.diskspace import DiskWatch, SpaceCheck, free_bytes, full_paths
+from worker.tracking.diskfull import is_disk_full
 
 
 @pytest.fixture

@@ -320,19 +320,18 @@ def _teams_message(body: list[dict[str, Any]], url: str | None) -> dict[str, Any
     }
     if url:
         card["actions"] = [{"type": "Action.OpenUrl", "title": "Open article", "url": url}]
-    # The "message with attachments" envelope is what both classic incoming
-    # webhooks and Power Automate "post to a channel when a webhook request is
-    # received" workflows accept.
-    return {
-        "type": "message",
-        "attachments": [
-            {
-                "contentType": "application/vnd.microsoft.card.adaptive",
-                "contentUrl": None,
-                "content": card,
-            }
-        ],
+    return teams_message(card)
+
+
+def teams_message(card: dict[str, Any]) -> dict[str, Any]:
+    """A Teams message carrying one Adaptive Card: the "message with attachments"
+    envelope both classic incoming webhooks and Power Automate workflows accept."""
+    attachment = {
+        "contentType": "application/vnd.microsoft.card.adaptive",
+        "contentUrl": None,
+        "content": card,
     }
+    return {"type": "message", "attachments": [attachment]}
 
 
 _CHAT_RENDERERS: dict[str, Callable[[Alert], dict[str, Any]]] = {

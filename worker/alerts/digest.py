@@ -28,6 +28,7 @@ from worker.alerts.chat import (
     discord_escape,
     slack_escape,
     teams_escape,
+    teams_message,
 )
 from worker.alerts.display import neutralise
 from worker.alerts.mail import render_email
@@ -183,13 +184,7 @@ def digest_chat(alerts: Sequence[Alert], fmt: str) -> dict[str, Any]:
         "version": "1.4",
         "body": body,
     }
-    return {
-        "type": "message",
-        "attachments": [
-            {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None,
-             "content": card}
-        ],
-    }  # fmt: skip
+    return teams_message(card)
 
 
 # --- notices ---------------------------------------------------------------------
@@ -262,10 +257,4 @@ def notice_chat(n: Notice, fmt: str) -> dict[str, Any]:
              "wrap": True},
         ],
     }  # fmt: skip
-    return {
-        "type": "message",
-        "attachments": [
-            {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None,
-             "content": card}
-        ],
-    }  # fmt: skip
+    return teams_message(card)

@@ -322,17 +322,7 @@ def webhook_payload(alert: Alert) -> dict[str, Any]:
             "names": list(matched_names(m)),
             "snippet": m.snippet,
             "highlights": [[s, e] for s, e in m.highlights],
-            "hits": [
-                {
-                    "field": h.field,
-                    "start": h.start,
-                    "end": h.end,
-                    "text": h.text,
-                    "term": h.term,
-                    "entity": h.entity,
-                }
-                for h in m.hits
-            ],
+            "hits": [h.to_json() for h in m.hits],
         },
         "other_sources": [{"source": name, "url": url} for name, url in alert.other_sources],
     }

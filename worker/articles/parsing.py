@@ -35,8 +35,6 @@ log = logging.getLogger(__name__)
 # the errors an item may meet on purpose; anything else is a bug, recorded as `internal`
 ITEM_ERRORS = (NewswatchError,)  # FetchError and ExtractionError among them
 
-NO_ATTEMPT = "no attempt finished (worker killed or over its time limit)"
-
 
 def parse_item(rt: Runtime, item_id: int, notices: list[str] | None = None) -> int | None:
     """Turn one item into an article (or find it is a copy of one). Returns the new
@@ -90,11 +88,7 @@ def _claim(
             return None
         item = items.get_item(session, item_id)
         assert item is not None
-        if item.attempts > rt.settings.max_attempts:
-            # no error recorded: no attempt came back at all (worker killed, hard time limit)
-            last = item.error or NO_ATTEMPT
-            item.error = f"quarantined after {item.attempts - 1} attempts: {last}"[:2000]
-            collect(notices, ledger.quarantine_item(rt, session, item, item.error, now))
+        if ledger.attempts_spent(rt, session, item, now, notices):
             return None
         src = items.get_source(session, item.source_id)
         assert src is not None

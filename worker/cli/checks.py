@@ -7,9 +7,13 @@ import argparse
 import json
 import sys
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from worker.cli.context import Context, require_database, setup_logging
 from worker.config import ConfigError
+
+if TYPE_CHECKING:
+    from worker.bootstrap.config_in_force import ActiveConfig
 
 
 def cmd_check_config(args: argparse.Namespace, ctx: Context) -> int:
@@ -52,11 +56,8 @@ def cmd_match(args: argparse.Namespace, ctx: Context) -> int:
     from worker.cli.views import match_input
 
     setup_logging("WARNING")
-    try:
-        active = ctx.compiled(watching=False)  # only its watchlists
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    active = _watchlists(ctx)
+    if active is None:
         return 1
     result = match_input(active, args.input, explain=args.explain)
     json.dump(result, sys.stdout, ensure_ascii=False, indent=2, default=str)
@@ -74,11 +75,8 @@ def cmd_rules_test(args: argparse.Namespace, ctx: Context) -> int:
     except ValueError as exc:
         print(f"newswatch: --since: {exc}", file=sys.stderr)
         return 2
-    try:
-        active = ctx.compiled(watching=False)  # only its watchlists
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    active = _watchlists(ctx)
+    if active is None:
         return 1
     require_database(ctx.settings)
     report = replay(ctx.store(), active.matcher, since)
@@ -88,3 +86,13 @@ def cmd_rules_test(args: argparse.Namespace, ctx: Context) -> int:
     else:
         print(report.to_text())
     return 0
+
+
+def _watchlists(ctx: Context) -> ActiveConfig | None:
+    """The config compiled for its watchlists only; None, each problem printed, if invalid."""
+    try:
+        return ctx.compiled(watching=False)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None

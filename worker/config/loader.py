@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from worker.config.problems import ConfigError, ConfigProblem, _key_name, _origin_for
+from worker.config.problems import ConfigError, ConfigProblem, _key_name, _origin_for, line_for
 from worker.config.schema import Config
 from worker.config.yamlread import MAX_CONFIG_BYTES, _Builder, _compose, _Refused
 
@@ -53,14 +53,6 @@ def _interpolate(value: Any, path: tuple, env: Mapping[str, str], missing: list[
     if isinstance(value, list):
         return [_interpolate(v, (*path, i), env, missing) for i, v in enumerate(value)]
     return value
-
-
-def _line_for(path: tuple, lines: dict[tuple, int]) -> int | None:
-    while path:
-        if path in lines:
-            return lines[path]
-        path = path[:-1]
-    return lines.get(())
 
 
 def yaml_files(path: Path) -> Iterator[Path]:
@@ -177,7 +169,7 @@ class _Loading:
             self.problems.append(
                 ConfigProblem(
                     fname,
-                    _line_for(p, lines),
+                    line_for(p, lines),
                     _key_name(p, data),
                     f"environment variable {name} is not set",
                 )

@@ -51,7 +51,7 @@ def _key_name(path: tuple, data: Any) -> str:
     return "".join(parts)
 
 
-def _line_for(path: tuple, lines: dict[tuple, int]) -> int | None:
+def line_for(path: tuple, lines: dict[tuple, int]) -> int | None:
     while path:
         if path in lines:
             return lines[path]

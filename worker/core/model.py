@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,11 @@ class Hit:
     text: str  # the text as written in the article
     term: str  # the term or alias as configured
     entity: str | None = None  # entity name when the term is one of its aliases
+
+    def to_json(self) -> dict[str, Any]:
+        """As stored on a match and sent in a webhook payload."""
+        return {"field": self.field, "start": self.start, "end": self.end, "text": self.text,
+                "term": self.term, "entity": self.entity}  # fmt: skip
 
 
 @dataclass(frozen=True)

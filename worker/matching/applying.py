@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NO_ATTEMPT = "no attempt finished (worker killed or over its time limit)"
-
 
 def apply_rules(rt: Runtime, article_id: int) -> list[str]:
     """Match one article against the current watchlists; write matches, their
@@ -59,11 +57,7 @@ def _claim(rt: Runtime, article_id: int, now: datetime, notices: list[str]) -> A
             return None
         row = items.get_article(session, article_id)
         assert row is not None
-        if row.attempts > rt.settings.max_attempts:
-            # no error recorded: no attempt came back at all (worker killed, hard time limit)
-            last = row.error or NO_ATTEMPT
-            row.error = f"quarantined after {row.attempts - 1} attempts: {last}"[:2000]
-            collect(notices, ledger.quarantine_article(rt, session, row, row.error, now))
+        if ledger.attempts_spent(rt, session, row, now, notices):
             return None
         source_name = sources.name_of(session, row.source_id) or ""
         return items.article_from_row(row, source_name)

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, case, create_engine, event, or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.store.models import Base
@@ -124,6 +125,18 @@ class Store:
 def on_postgres(session: Session) -> bool:
     """The dialect of the session's connection: where PostgreSQL and SQLite differ."""
     return session.get_bind().dialect.name == "postgresql"
+
+
+def add_unless_duplicate(session: Session, row: Any) -> Any | None:
+    """Add `row` in a savepoint; None (and the session unharmed) when a unique constraint
+    says it is there already: how a second worker loses a race without an error."""
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        return None
+    return row
 
 
 def insert_ignore(model: Any, *, postgres: bool) -> Any:

@@ -8,13 +8,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from worker.core.model import Article
 from worker.core.states import ItemOutcome, ItemState, RulesState
 from worker.store import models as m
-from worker.store.db import Store, claim, defer, unclaimed
+from worker.store.db import Store, add_unless_duplicate, claim, defer, unclaimed
 
 # bounded: about one unrelated article in fifteen shares a band key
 STORY_CANDIDATES = 2000
@@ -165,13 +164,7 @@ def add_article(
         enqueued_at=now,
         created_at=now,
     )
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        return None
-    return row
+    return add_unless_duplicate(session, row)
 
 
 def add_bands(session: Session, article_id: int, keys: Iterable[str]) -> None:

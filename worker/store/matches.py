@@ -5,32 +5,15 @@ Both inserts lean on a unique constraint, so a redelivered rules task writes not
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import and_, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from worker.core.model import Hit, WatchlistMatch
+from worker.core.model import WatchlistMatch
 from worker.core.states import DeliveryState, MatchState
 from worker.store import models as m
-from worker.store.db import unclaimed
-
-
-def hits_to_json(hits: Iterable[Hit]) -> list[dict[str, Any]]:
-    return [
-        {
-            "field": h.field,
-            "start": h.start,
-            "end": h.end,
-            "text": h.text,
-            "term": h.term,
-            "entity": h.entity,
-        }
-        for h in hits
-    ]
+from worker.store.db import add_unless_duplicate, unclaimed
 
 
 def insert_match(
@@ -42,31 +25,20 @@ def insert_match(
         article_id=article.id,
         story_id=article.story_id,
         config_version=version,
-        hits=hits_to_json(wm.hits),
+        hits=[h.to_json() for h in wm.hits],
         names=list(wm.names),
         snippet=wm.snippet,
         highlights=[list(h) for h in wm.highlights],
         state=MatchState.ALERTED,
         created_at=now,
     )
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        return None
-    return row
+    return add_unless_duplicate(session, row)
 
 
 def claim_story(session: Session, watchlist: str, story_id: int, match_id: int) -> bool:
     """Claim the (watchlist, story) pair for this match; False when another match has it."""
-    try:
-        with session.begin_nested():
-            session.add(m.StoryAlert(watchlist=watchlist, story_id=story_id, match_id=match_id))
-            session.flush()
-    except IntegrityError:
-        return False
-    return True
+    row = m.StoryAlert(watchlist=watchlist, story_id=story_id, match_id=match_id)
+    return add_unless_duplicate(session, row) is not None
 
 
 def due_deliveries(session: Session, stale: datetime, now: datetime, limit: int) -> list[str]:

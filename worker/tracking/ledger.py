@@ -43,11 +43,11 @@ from worker.core.states import ItemOutcome, ItemState, MatchState, RulesState
 from worker.store import models as m
 from worker.store import outcomes, status
 from worker.tracking import metrics
-from worker.tracking.notices import raise_notice
+from worker.tracking.notices import collect, raise_notice
 
 if TYPE_CHECKING:
     from worker.bootstrap import Runtime
-    from worker.matching.rules import Rejection
+    from worker.matching.matcher import Rejection
 
 log = logging.getLogger(__name__)
 
@@ -207,3 +207,24 @@ def quarantine_article(
         "notice; `newswatch status` counts them.",
         now,
     )
+
+
+NO_ATTEMPT = "no attempt finished (worker killed or over its time limit)"
+
+
+def attempts_spent(
+    rt: Runtime,
+    session: Session,
+    row: m.Item | m.Article,
+    now: datetime,
+    notices: list[str] | None,
+) -> bool:
+    """At claim time: True when the row (an item or an article) has had its last attempt,
+    and then it is quarantined here, its notice's id added to `notices`. With no error
+    recorded, no attempt came back at all (worker killed, hard time limit)."""
+    if row.attempts <= rt.settings.max_attempts:
+        return False
+    row.error = f"quarantined after {row.attempts - 1} attempts: {row.error or NO_ATTEMPT}"[:2000]
+    quarantine = quarantine_item if isinstance(row, m.Item) else quarantine_article
+    collect(notices, quarantine(rt, session, row, row.error, now))
+    return True
