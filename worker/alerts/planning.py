@@ -43,7 +43,7 @@ def plan_deliveries(
         return []
     channels = {c.name: c for c in config.channels}
     kind = DeliveryKind.UPDATE if update_of_story else DeliveryKind.ALERT
-    now_ids: list[str] = []
+    planned: list[m.Delivery] = []
     for name in sorted(spec.notify):  # one lock order for every rules worker
         channel = channels.get(name)
         if channel is None:
@@ -68,8 +68,6 @@ def plan_deliveries(
                 delivery.state, delivery.batch_id = DeliveryState.BATCHED, batch_id
             else:  # that digest already left: this one goes out on its own
                 delivery.route = DeliveryRoute.IMMEDIATE
-        session.add(delivery)
-        if delivery.state == DeliveryState.PENDING:
-            now_ids.append(delivery.id)
-    session.flush()
-    return now_ids
+        planned.append(delivery)
+    store.add_planned(session, planned)
+    return [d.id for d in planned if d.state == DeliveryState.PENDING]

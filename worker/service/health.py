@@ -21,7 +21,6 @@ from typing import Any
 
 import redis
 from celery import Celery
-from sqlalchemy import text
 
 from worker.service.broker import QUEUES, broker_url_for
 from worker.settings import Settings
@@ -44,8 +43,7 @@ def broker_redis(settings: Settings) -> Any | None:
 def canary_hop(rt: Any, client: Any, token: str, hop: int) -> str | None:
     """One hop, inside a worker: prove the database answers, record the hop. Returns the
     queue of the next hop, or None after the last."""
-    with rt.store.session() as session:
-        session.execute(text("SELECT 1"))
+    rt.store.ping()
     key = KEY_PREFIX + token
     pipe = client.pipeline()
     pipe.hset(key, QUEUES[hop], f"{time.time():.6f}")

@@ -113,6 +113,11 @@ class Store:
                     yield conn
                     conn.commit()
 
+    def ping(self) -> None:
+        """One round trip: raises when the database does not answer."""
+        with self.session() as session:
+            session.execute(text("SELECT 1"))
+
     def insert_ignore(self, model: Any) -> Any:
         """INSERT ... ON CONFLICT DO NOTHING for this dialect (RETURNING gives None on conflict)."""
         return insert_ignore(model, postgres=self.is_postgres)

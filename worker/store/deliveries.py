@@ -43,6 +43,12 @@ def new_delivery(
     )  # fmt: skip
 
 
+def add_planned(session: Session, deliveries: list[m.Delivery]) -> None:
+    """Store the deliveries planned for one match, ids and all, in its transaction."""
+    session.add_all(deliveries)
+    session.flush()
+
+
 def recent_immediate(session: Session, channel: str, watchlist: str, since: datetime) -> int:
     """How many deliveries of (channel, watchlist) went out on their own since `since`.
 
