@@ -7,7 +7,8 @@
 Part A, months in minutes: the database over time, and exactly once.
     The real pipeline step functions (worker/sources/polling.py dispatch_due,
     fetch_source; worker/articles/parsing.py parse_item; worker/matching/applying.py
-    apply_rules; worker/service/outbox.py deliver, tick; worker/service/sweep.py sweep;
+    apply_rules; worker/alerts/sending.py deliver; worker/service/outbox.py tick;
+    worker/service/sweep.py sweep;
     worker/service/retention.py prune) under a controlled clock, in process, against a real
     HTTP server on 127.0.0.1 whose feeds are stamped by that clock, a real webhook receiver
     and a file channel,
