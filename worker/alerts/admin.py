@@ -58,9 +58,15 @@ def list_deliveries(
         rows = store.recent_deliveries(session, tuple(states), limit)
         return [
             {
-                "id": d.id, "state": d.state, "kind": d.kind, "channel": d.channel,
-                "watchlist": watchlist or d.watchlist, "route": d.route,
-                "batch": d.batch_id, "attempts": d.attempts, "created_at": d.created_at,
+                "id": d.id,
+                "state": d.state,
+                "kind": d.kind,
+                "channel": d.channel,
+                "watchlist": watchlist or d.watchlist,
+                "route": d.route,
+                "batch": d.batch_id,
+                "attempts": d.attempts,
+                "created_at": d.created_at,
                 "next_attempt_at": d.next_attempt_at if d.state == DeliveryState.FAILED else None,
                 "sent_at": d.sent_at,
                 # scrubbed here too: rows written before URLs were redacted
@@ -70,7 +76,7 @@ def list_deliveries(
                 "url": url,
             }
             for d, watchlist, title, url in rows
-        ]  # fmt: skip
+        ]
 
 
 def enable_endpoint(db: Store, url: str) -> bool:

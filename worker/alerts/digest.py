@@ -251,10 +251,17 @@ def notice_chat(n: Notice, fmt: str) -> dict[str, Any]:
         "type": "AdaptiveCard",
         "version": "1.4",
         "body": [
-            {"type": "TextBlock", "text": truncate(teams_escape(n.title), TEAMS_TEXT_MAX),
-             "weight": "Bolder", "wrap": True},
-            {"type": "TextBlock", "text": truncate(teams_escape(n.text), TEAMS_TEXT_MAX),
-             "wrap": True},
+            {
+                "type": "TextBlock",
+                "text": truncate(teams_escape(n.title), TEAMS_TEXT_MAX),
+                "weight": "Bolder",
+                "wrap": True,
+            },
+            {
+                "type": "TextBlock",
+                "text": truncate(teams_escape(n.text), TEAMS_TEXT_MAX),
+                "wrap": True,
+            },
         ],
-    }  # fmt: skip
+    }
     return teams_message(card)

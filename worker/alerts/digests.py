@@ -155,9 +155,12 @@ def _batch_outcome(
         batch.next_attempt_at = at + retry_delay(rt, batch.attempts, outcome)
         log.warning(
             "digest %s to %s failed (attempt %d), retry at %s: %s",
-            batch.id, batch.channel, batch.attempts, batch.next_attempt_at.isoformat(),
+            batch.id,
+            batch.channel,
+            batch.attempts,
+            batch.next_attempt_at.isoformat(),
             outcome.error,
-        )  # fmt: skip
+        )
 
 
 def _batch_failed(

@@ -50,13 +50,16 @@ def dead_batch_notice(
     if notices is None or not notices.delivery_dead:
         return None
     return raise_notice(
-        rt, session, f"delivery_dead:batch:{batch.id}", "delivery_dead",
+        rt,
+        session,
+        f"delivery_dead:batch:{batch.id}",
+        "delivery_dead",
         f"digest to {batch.channel} is dead",
         f"Digest {batch.id} ({batch.size} alert(s)) to channel {batch.channel} gave up after "
         f"{batch.attempts} attempt(s): {batch.last_error}\n"
         f"Retry it with: newswatch deliveries retry {batch.id}",
         now,
-    )  # fmt: skip
+    )
 
 
 def dead_delivery_notice(
@@ -70,20 +73,26 @@ def dead_delivery_notice(
         # The alert itself is broken, not the channel: one incident for the alert, however
         # many channels it was going to (each of its deliveries records the same reason).
         return raise_notice(
-            rt, session, f"delivery_dead:match:{d.match_id}", "delivery_dead",
+            rt,
+            session,
+            f"delivery_dead:match:{d.match_id}",
+            "delivery_dead",
             f"an alert of {d.watchlist or 'a watchlist'} cannot be sent ({stage} failed)",
             f"Delivery {d.id} (match {d.match_id}) to channel {d.channel} gave up after "
             f"{d.attempts} attempt(s): {d.last_error}\nIts deliveries to other channels fail "
             f"the same way: `newswatch deliveries --dead` lists them.\n{retry}",
             now,
-        )  # fmt: skip
+        )
     return raise_notice(
-        rt, session, f"delivery_dead:{d.id}", "delivery_dead",
+        rt,
+        session,
+        f"delivery_dead:{d.id}",
+        "delivery_dead",
         f"delivery to {d.channel} is dead ({d.watchlist or d.kind})",
         f"Delivery {d.id} to channel {d.channel} gave up after {d.attempts} attempt(s): "
         f"{d.last_error}\n{retry}",
         now,
-    )  # fmt: skip
+    )
 
 
 # --- incidents shown by the database and the live config ------------------------------
@@ -125,13 +134,19 @@ def _source_failing_notices(rt: Runtime, session: Session, now: datetime) -> lis
             continue
         hours = (now - since).total_seconds() / 3600
         # the incident starts at the last success: a recovery and a new failure is a new one
-        collect(out, raise_notice(
-            rt, session, f"source_failing:{name}:{since.isoformat()}", "source_failing",
-            f"source {name} failing for {hours:.0f} h",
-            f"Source {name} has not been fetched successfully since {since.isoformat()} "
-            f"({failures} failure(s) in a row). Last error: {error}",
-            now,
-        ))  # fmt: skip
+        collect(
+            out,
+            raise_notice(
+                rt,
+                session,
+                f"source_failing:{name}:{since.isoformat()}",
+                "source_failing",
+                f"source {name} failing for {hours:.0f} h",
+                f"Source {name} has not been fetched successfully since {since.isoformat()} "
+                f"({failures} failure(s) in a row). Last error: {error}",
+                now,
+            ),
+        )
     return out
 
 
@@ -143,13 +158,19 @@ def _config_rejected_notices(rt: Runtime, session: Session, now: datetime) -> li
         return []
     digest = hashlib.sha256(error.encode()).hexdigest()[:16]
     out: list[str] = []
-    collect(out, raise_notice(
-        rt, session, f"config_rejected:{active.version}:{digest}", "config_rejected",
-        "watchlist config rejected",
-        f"A change to {rt.config.path} was refused; version {active.version} stays in "
-        f"force.\n\n{error}",
-        now,
-    ))  # fmt: skip
+    collect(
+        out,
+        raise_notice(
+            rt,
+            session,
+            f"config_rejected:{active.version}:{digest}",
+            "config_rejected",
+            "watchlist config rejected",
+            f"A change to {rt.config.path} was refused; version {active.version} stays in "
+            f"force.\n\n{error}",
+            now,
+        ),
+    )
     return out
 
 
@@ -159,11 +180,17 @@ def _config_shrunk_notices(rt: Runtime, session: Session, now: datetime) -> list
         return []
     out: list[str] = []
     for version, removed in rt.config.shrinks:
-        collect(out, raise_notice(
-            rt, session, f"config_shrunk:{version}", "config_shrunk",
-            "config reload removed most sources or watchlists",
-            f"Version {version} of {rt.config.path} is in force: {removed}. Monitoring of "
-            "what was removed has stopped; restore the file if this was not meant.",
-            now,
-        ))  # fmt: skip
+        collect(
+            out,
+            raise_notice(
+                rt,
+                session,
+                f"config_shrunk:{version}",
+                "config_shrunk",
+                "config reload removed most sources or watchlists",
+                f"Version {version} of {rt.config.path} is in force: {removed}. Monitoring of "
+                "what was removed has stopped; restore the file if this was not meant.",
+                now,
+            ),
+        )
     return out

@@ -45,9 +45,14 @@ class SendOutcome:
         stage: str | None = "send",
     ) -> SendOutcome:
         return cls(
-            False, status=status, error=error, permanent=permanent or disable,
-            retry_after=retry_after, disable=disable, stage=stage,
-        )  # fmt: skip
+            False,
+            status=status,
+            error=error,
+            permanent=permanent or disable,
+            retry_after=retry_after,
+            disable=disable,
+            stage=stage,
+        )
 
     @classmethod
     def from_error(
@@ -55,9 +60,12 @@ class SendOutcome:
     ) -> SendOutcome:
         """A failure a sender understood: its kind names it, its fields decide the retry."""
         return cls.failed(
-            f"{exc.kind}: {exc}", status=status, permanent=exc.permanent,
-            retry_after=exc.retry_after, stage=stage,
-        )  # fmt: skip
+            f"{exc.kind}: {exc}",
+            status=status,
+            permanent=exc.permanent,
+            retry_after=exc.retry_after,
+            stage=stage,
+        )
 
 
 def failure_outcome(stage: str, exc: BaseException, url: str | None = None) -> SendOutcome:
@@ -77,6 +85,9 @@ def failure_outcome(stage: str, exc: BaseException, url: str | None = None) -> S
 def gave_up(attempts: int, stage: str) -> SendOutcome:
     """Earlier attempts never got as far as recording: the worker died in them."""
     return SendOutcome(
-        False, error=f"gave up after {attempts - 1} attempt(s): the last never finished "
-        "(the worker died or was killed while sending)", permanent=True, stage=stage,
-    )  # fmt: skip
+        False,
+        error=f"gave up after {attempts - 1} attempt(s): the last never finished "
+        "(the worker died or was killed while sending)",
+        permanent=True,
+        stage=stage,
+    )

@@ -59,9 +59,13 @@ def plan_deliveries(
             recent = store.recent_immediate(session, name, wm.watchlist, now - THROTTLE_WINDOW)
         decision = route(policy, now, recent)
         delivery = store.new_delivery(
-            match_id=match_row.id, channel=name, watchlist=wm.watchlist, kind=kind,
-            route=decision.reason, now=now,
-        )  # fmt: skip
+            match_id=match_row.id,
+            channel=name,
+            watchlist=wm.watchlist,
+            kind=kind,
+            route=decision.reason,
+            now=now,
+        )
         if decision.due_at is not None:
             batch_id = store.join_batch(session, name, decision.due_at, now)
             if batch_id is not None:

@@ -246,14 +246,23 @@ def displayable(alert: Alert) -> Alert:
     snippet, highlights = neutralise_spans(m.snippet, m.highlights)
     link = lambda u: percent_encode_format(u) if u else u  # noqa: E731
     article = replace(
-        a, **texts, url=link(a.url) or "", image_url=link(a.image_url),
-        authors=tuple(neutralise(x) for x in a.authors), tags=tuple(neutralise(x) for x in a.tags),
-        source=neutralise(a.source), language=neutralise(a.language) if a.language else a.language,
-    )  # fmt: skip
+        a,
+        **texts,
+        url=link(a.url) or "",
+        image_url=link(a.image_url),
+        authors=tuple(neutralise(x) for x in a.authors),
+        tags=tuple(neutralise(x) for x in a.tags),
+        source=neutralise(a.source),
+        language=neutralise(a.language) if a.language else a.language,
+    )
     match = replace(
-        m, watchlist=neutralise(m.watchlist), hits=tuple(hits), snippet=snippet,
-        highlights=highlights, names=tuple(neutralise(x) for x in m.names),
-    )  # fmt: skip
+        m,
+        watchlist=neutralise(m.watchlist),
+        hits=tuple(hits),
+        snippet=snippet,
+        highlights=highlights,
+        names=tuple(neutralise(x) for x in m.names),
+    )
     others = tuple((neutralise(n), link(u) or "") for n, u in alert.other_sources)
     return Alert(alert.delivery_id, neutralise(alert.watchlist), article, match, others)
 

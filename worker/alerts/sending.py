@@ -143,8 +143,12 @@ def record_outcome(
         d.next_attempt_at = at + retry_delay(rt, d.attempts, outcome)
         log.warning(
             "delivery %s to %s failed (attempt %d), retry at %s: %s",
-            d.id, d.channel, d.attempts, d.next_attempt_at.isoformat(), outcome.error,
-        )  # fmt: skip
+            d.id,
+            d.channel,
+            d.attempts,
+            d.next_attempt_at.isoformat(),
+            outcome.error,
+        )
 
 
 def count_failure(unit: str, outcome: SendOutcome) -> None:

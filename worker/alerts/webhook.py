@@ -208,9 +208,13 @@ def post_via_fetcher(fetcher: Fetcher) -> PostFn:
             result = fetcher.post_json(url, body, headers)
         except FetchError as exc:
             raise PostError(
-                str(exc), kind=exc.kind, permanent=exc.permanent, retry_after=exc.retry_after,
-                status=exc.status, headers=exc.headers,
-            ) from exc  # fmt: skip
+                str(exc),
+                kind=exc.kind,
+                permanent=exc.permanent,
+                retry_after=exc.retry_after,
+                status=exc.status,
+                headers=exc.headers,
+            ) from exc
         return result.status, result.headers
 
     return post

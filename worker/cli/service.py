@@ -104,11 +104,22 @@ def _run_children(args: argparse.Namespace) -> dict[str, list[str]]:
     name = args.hostname or f"newswatch-run-{os.getpid()}@%h"
     common = ["worker", "--skip-checks", f"--supervisor-pid={os.getpid()}"]
     children = {
-        "io": [*common, "--pool=threads", f"--concurrency={args.fetch_concurrency}",
-               f"--queues={RUN_IO_QUEUES}", f"--hostname=io.{name}"],
-        "cpu": [*common, "--pool=prefork", f"--concurrency={args.concurrency}",
-                f"--queues={RUN_CPU_QUEUES}", f"--hostname=cpu.{name}", "--beat"],
-    }  # fmt: skip
+        "io": [
+            *common,
+            "--pool=threads",
+            f"--concurrency={args.fetch_concurrency}",
+            f"--queues={RUN_IO_QUEUES}",
+            f"--hostname=io.{name}",
+        ],
+        "cpu": [
+            *common,
+            "--pool=prefork",
+            f"--concurrency={args.concurrency}",
+            f"--queues={RUN_CPU_QUEUES}",
+            f"--hostname=cpu.{name}",
+            "--beat",
+        ],
+    }
     return {kind: [sys.executable, "-m", "worker.cli", *argv] for kind, argv in children.items()}
 
 

@@ -117,8 +117,14 @@ class Hit:
 
     def to_json(self) -> dict[str, Any]:
         """As stored on a match and sent in a webhook payload."""
-        return {"field": self.field, "start": self.start, "end": self.end, "text": self.text,
-                "term": self.term, "entity": self.entity}  # fmt: skip
+        return {
+            "field": self.field,
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+            "term": self.term,
+            "entity": self.entity,
+        }
 
 
 @dataclass(frozen=True)

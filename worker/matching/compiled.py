@@ -31,7 +31,7 @@ class Term(NamedTuple):
     entity: int | None  # index into the watchlist's entities
 
 
-class Ref(NamedTuple):  # a tuple: 100,000s are made per compile, 4x faster than a dataclass
+class Ref(NamedTuple):  # a tuple: a compile makes one per key, by the 100,000
     """One way an automaton key counts for a watchlist term, and what to check first."""
 
     wl: int

@@ -201,15 +201,14 @@ def _compile(watchlists: Sequence[Watchlist], version: str) -> Matcher:
     refs = [compiler.keys[k] for k in keys]
     automaton = None
     if keys:
-        # Rust aho-corasick: measured 2x pyahocorasick's scan at 100,000 terms and
-        # ten times faster to build (docs/rules.md). Standard match kind with
-        # overlapping search reports every key at every place, like pyahocorasick.iter.
-        # On bytes: the view is ASCII for Latin text, and the str API's conversions
-        # cost a third of the scan.
+        # Rust aho-corasick, on bytes (the view is ASCII for Latin text): the choice and
+        # its figures are in docs/rules.md. The standard match kind with overlapping
+        # search reports every key at every place; its default implementation, not a
+        # DFA, which needs several times the memory.
         automaton = ahocorasick_rs.BytesAhoCorasick(
             [k.encode() for k in keys],
             matchkind=ahocorasick_rs.MatchKind.Standard,
-        )  # the implementation it picks was the fastest here; DFA took 5x the memory
+        )
     triggers = [_triggers(wl) for wl in compiler.watchlists]
     return Matcher(version, compiler.watchlists, Scanner(automaton, keys, refs), triggers)
 

@@ -118,16 +118,20 @@ class DiskWatch:
                 log.error(
                     "newswatch run: disk full at %s (%s bytes free, fewer than %s): writes "
                     "there fail; work waits and resumes by itself when space is freed",
-                    path, free_bytes(path), self.min_free,
-                )  # fmt: skip
+                    path,
+                    free_bytes(path),
+                    self.min_free,
+                )
             elif path not in full and path in self.open:
                 outage = self.open.pop(path)
                 outage.until = now
                 self.ended.append(outage)
                 log.warning(
                     "newswatch run: disk space back at %s (%s bytes free), full since %s",
-                    path, free_bytes(path), outage.since.isoformat(timespec="seconds"),
-                )  # fmt: skip
+                    path,
+                    free_bytes(path),
+                    outage.since.isoformat(timespec="seconds"),
+                )
 
 
 def _existing(path: Path) -> Path:

@@ -284,8 +284,11 @@ class Supervisor:
         delay = min(self.max_restart_delay, self.restart_delay * 2 ** (child.quick_exits - 1))
         log.error(
             "newswatch run: the %s worker %s unexpectedly after %.0f s; restarting it in %s s",
-            name, how, ran, f"{delay:g}",
-        )  # fmt: skip
+            name,
+            how,
+            ran,
+            f"{delay:g}",
+        )
         child.restart_at = now + delay
         return None
 

@@ -224,9 +224,14 @@ def _track(
         return []
     key = f"{finding.condition}:{opened.isoformat()}"  # the incident
     notice = raise_notice(
-        rt, session, key, finding.condition, finding.title,
-        f"{finding.text}\nSince {opened:%Y-%m-%d %H:%M} UTC.", now,
-    )  # fmt: skip
+        rt,
+        session,
+        key,
+        finding.condition,
+        finding.title,
+        f"{finding.text}\nSince {opened:%Y-%m-%d %H:%M} UTC.",
+        now,
+    )
     return [notice] if notice else []
 
 
@@ -238,13 +243,16 @@ def _gap_notices(rt: Runtime, session: Session, config: Config, now: datetime) -
     out: list[str] = []
     for gap, name, every in rows:
         notice = raise_notice(
-            rt, session, f"source_gap:{gap.id}", "source_gap",
+            rt,
+            session,
+            f"source_gap:{gap.id}",
+            "source_gap",
             f"source {name}: possible missed items",
             f"Source {name}: {gap.detail}.\nnewswatch cannot fetch what a feed no longer shows. "
             f"If this repeats, poll it more often (every: {_ago(timedelta(seconds=every))} now) "
             "or check for downtime around the last successful poll.",
             now,
-        )  # fmt: skip
+        )
         gap.notified_at = now
         if notice:
             out.append(notice)

@@ -37,10 +37,18 @@ def new_delivery(
 ) -> m.Delivery:
     """A pending delivery row; the caller adds it to the session once it is planned."""
     return m.Delivery(
-        id=str(uuid.uuid4()), match_id=match_id, channel=channel, watchlist=watchlist,
-        kind=kind, route=route, state=DeliveryState.PENDING, attempts=0,
-        next_attempt_at=now, enqueued_at=now, created_at=now,
-    )  # fmt: skip
+        id=str(uuid.uuid4()),
+        match_id=match_id,
+        channel=channel,
+        watchlist=watchlist,
+        kind=kind,
+        route=route,
+        state=DeliveryState.PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        enqueued_at=now,
+        created_at=now,
+    )
 
 
 def add_planned(session: Session, deliveries: list[m.Delivery]) -> None:
@@ -76,10 +84,14 @@ def claim_delivery(session: Session, delivery_id: str, now: datetime, lease: flo
     """Lease a due pending or failed delivery (counting the attempt); its attempts so
     far, or None when it is not due or someone else holds it."""
     if not claim(
-        session, m.Delivery, delivery_id, now, lease,
+        session,
+        m.Delivery,
+        delivery_id,
+        now,
+        lease,
         m.Delivery.state.in_((DeliveryState.PENDING, DeliveryState.FAILED)),
         m.Delivery.next_attempt_at <= now,
-    ):  # fmt: skip
+    ):
         return None
     attempts = session.scalar(select(m.Delivery.attempts).where(m.Delivery.id == delivery_id))
     return attempts or 0
@@ -173,11 +185,17 @@ def join_batch(session: Session, channel: str, due_at: datetime, now: datetime) 
         created = session.execute(
             insert_ignore(m.DigestBatch, postgres=on_postgres(session))
             .values(
-                id=str(uuid.uuid4()), channel=channel, due_at=due_at, state=BatchState.OPEN,
-                size=0, attempts=0, next_attempt_at=due_at, created_at=now,
+                id=str(uuid.uuid4()),
+                channel=channel,
+                due_at=due_at,
+                state=BatchState.OPEN,
+                size=0,
+                attempts=0,
+                next_attempt_at=due_at,
+                created_at=now,
             )
             .returning(m.DigestBatch.id)
-        ).scalar()  # fmt: skip
+        ).scalar()
         if created is not None:
             return created
         # a concurrent joiner created it (look again), or it is closed already
@@ -258,13 +276,21 @@ def insert_notice(
     return session.execute(
         insert_ignore(m.Delivery, postgres=on_postgres(session))
         .values(
-            id=str(uuid.uuid4()), match_id=None, channel=channel, kind=DeliveryKind.NOTICE,
-            route=DeliveryRoute.IMMEDIATE, notice_key=key[:300], notice=notice,
-            state=DeliveryState.PENDING, attempts=0, next_attempt_at=now, enqueued_at=now,
+            id=str(uuid.uuid4()),
+            match_id=None,
+            channel=channel,
+            kind=DeliveryKind.NOTICE,
+            route=DeliveryRoute.IMMEDIATE,
+            notice_key=key[:300],
+            notice=notice,
+            state=DeliveryState.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            enqueued_at=now,
             created_at=now,
         )
         .returning(m.Delivery.id)
-    ).scalar()  # fmt: skip
+    ).scalar()
 
 
 def failing_sources(session: Session) -> Sequence[Any]:
@@ -272,10 +298,13 @@ def failing_sources(session: Session) -> Sequence[Any]:
     enabled source whose last fetch failed."""
     return session.execute(
         select(
-            m.Source.name, m.Source.last_success_at, m.Source.created_at,
-            m.Source.last_error, m.Source.consecutive_failures,
+            m.Source.name,
+            m.Source.last_success_at,
+            m.Source.created_at,
+            m.Source.last_error,
+            m.Source.consecutive_failures,
         ).where(m.Source.enabled.is_(True), m.Source.consecutive_failures > 0)
-    ).all()  # fmt: skip
+    ).all()
 
 
 # --- disabled endpoints ----------------------------------------------------------------

@@ -44,9 +44,10 @@ def count_fetch(outcome: str) -> None:
                 from prometheus_client import Counter
 
                 _fetches = Counter(
-                    "newswatch_fetches", "Source fetches by outcome (ok, not_modified, error kind)",
+                    "newswatch_fetches",
+                    "Source fetches by outcome (ok, not_modified, error kind)",
                     ["outcome"],
-                )  # fmt: skip
+                )
     _fetches.labels(outcome=outcome).inc()
 
 
@@ -68,46 +69,53 @@ def _counter(name: str, doc: str, labels: tuple[str, ...]) -> Any:
 def count_failure(unit: str, kind: str) -> None:
     """One failed attempt of a unit of work (`item` parse, `article` rules), by error kind."""
     _counter(
-        "newswatch_failures", "Failed attempts by unit (item, article) and error kind",
+        "newswatch_failures",
+        "Failed attempts by unit (item, article) and error kind",
         ("unit", "kind"),
-    ).labels(unit=unit, kind=kind).inc()  # fmt: skip
+    ).labels(unit=unit, kind=kind).inc()
 
 
 def count_quarantined(unit: str, kind: str) -> None:
     """A unit of work given up after its attempt limit (or a permanent error)."""
     _counter(
-        "newswatch_quarantined", "Units quarantined (terminal failed state) by unit and kind",
+        "newswatch_quarantined",
+        "Units quarantined (terminal failed state) by unit and kind",
         ("unit", "kind"),
-    ).labels(unit=unit, kind=kind).inc()  # fmt: skip
+    ).labels(unit=unit, kind=kind).inc()
 
 
 def count_unit_failure(unit: str, stage: str, error: str) -> None:
     """One unit of work failed alone (a delivery, a digest batch, a step of a tick):
     `stage` says where (load, render, send, ...), `error` the exception class or kind."""
     _counter(
-        "newswatch_unit_failures", "Units of work that failed, by stage and class",
+        "newswatch_unit_failures",
+        "Units of work that failed, by stage and class",
         ("unit", "stage", "error"),
-    ).labels(unit=unit, stage=stage, error=error).inc()  # fmt: skip
+    ).labels(unit=unit, stage=stage, error=error).inc()
 
 
 def count_gap(basis: str) -> None:
     """A feed gap recorded (worker/sources/gaps.py), by what told it: `dates` or `window`."""
     _counter(
-        "newswatch_gaps", "Feed gaps recorded: a poll found the feed past everything seen",
+        "newswatch_gaps",
+        "Feed gaps recorded: a poll found the feed past everything seen",
         ("basis",),
-    ).labels(basis=basis).inc()  # fmt: skip
+    ).labels(basis=basis).inc()
 
 
 def count_watchdog_incident(condition: str) -> None:
     """A watchdog condition began to hold (worker/service/watchdog.py): one per incident."""
     _counter(
-        "newswatch_watchdog_incidents", "Watchdog incidents opened, by condition",
+        "newswatch_watchdog_incidents",
+        "Watchdog incidents opened, by condition",
         ("condition",),
-    ).labels(condition=condition).inc()  # fmt: skip
+    ).labels(condition=condition).inc()
 
 
 def count_heartbeat(outcome: str) -> None:
     """A heartbeat ping: `ok`, `fail` (the fail URL was pinged), `error` (the ping failed)."""
     _counter(
-        "newswatch_heartbeats", "Heartbeat pings by outcome", ("outcome",),
-    ).labels(outcome=outcome).inc()  # fmt: skip
+        "newswatch_heartbeats",
+        "Heartbeat pings by outcome",
+        ("outcome",),
+    ).labels(outcome=outcome).inc()
