@@ -217,9 +217,11 @@ def test_no_fetch_notifies_once_per_incident_and_none_while_healthy(
     tmp_path, database_url, http_server, clock
 ):
     ops = tmp_path / "ops.jsonl"
-    rt = make_runtime(
-        tmp_path, database_url, config(http_server, ops, notices=", no_fetch_after: 30m"), clock
-    )
+    # the backoff is jittered, so the recovery poll may come more than 2 h after the last
+    # success: source_failing (its default 2h; tested in test_outbox.py) would then join
+    # the no_fetch notices this test counts
+    limits = ", no_fetch_after: 30m, source_failing_after: 1d"
+    rt = make_runtime(tmp_path, database_url, config(http_server, ops, notices=limits), clock)
     serve(http_server, window(http_server, 0, 5, BASE))
     for _ in range(40):  # healthy for 40 minutes: nothing
         poll(rt, clock, 60)
