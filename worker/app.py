@@ -80,6 +80,9 @@ def _configure(app: Celery, settings: Settings) -> None:
         task_ignore_result=True,
         task_store_errors_even_if_ignored=False,
         worker_prefetch_multiplier=1,
+        # prefork only (a threads pool ignores it): a child is replaced after this many
+        # tasks, acks_late keeps the task it ends with; None (0 in settings) never
+        worker_max_tasks_per_child=settings.max_tasks_per_child or None,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # keep trying: Redis restarts are routine
         broker_transport_options={

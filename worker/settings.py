@@ -84,6 +84,9 @@ class Settings:
     # below this much free space the SQLite database's disk counts as full: work waits
     # (worker/service/diskspace.py)
     min_free_bytes: int = 8 * 1024 * 1024
+    # a prefork pool child is replaced after this many tasks (0: never), so memory that
+    # only grows (caches warmed by past work, C-heap fragmentation) is given back
+    max_tasks_per_child: int = 10_000
 
     @property
     def embedded_broker(self) -> bool:
@@ -148,6 +151,9 @@ class Settings:
             defaulted=defaulted,
             prune_seconds=_positive(env, "NEWSWATCH_PRUNE_SECONDS", 3600),
             min_free_bytes=int(_number(env, "NEWSWATCH_MIN_FREE_MB", 8, 0, 1 << 20) * 1024 * 1024),
+            max_tasks_per_child=int(
+                _number(env, "NEWSWATCH_MAX_TASKS_PER_CHILD", 10_000, 0, 1 << 31)
+            ),
         )
 
 

@@ -32,3 +32,16 @@ def test_a_bad_setting_is_an_input_error_naming_the_variable():
     assert isinstance(caught.value, InputError)
     assert caught.value.kind == "settings"
     assert caught.value.permanent
+
+
+def test_prefork_children_are_replaced_after_a_number_of_tasks(tmp_path):
+    from worker.app import create_app
+
+    env = {"NEWSWATCH_DATA_DIR": str(tmp_path), "NEWSWATCH_BROKER_URL": "redis://127.0.0.1:1/0"}
+    settings = Settings.from_env(env)
+    assert settings.max_tasks_per_child == 10_000
+    assert create_app(settings).conf.worker_max_tasks_per_child == 10_000
+    never = Settings.from_env({**env, "NEWSWATCH_MAX_TASKS_PER_CHILD": "0"})
+    assert create_app(never).conf.worker_max_tasks_per_child is None
+    with pytest.raises(SettingsError, match="NEWSWATCH_MAX_TASKS_PER_CHILD"):
+        Settings.from_env({**env, "NEWSWATCH_MAX_TASKS_PER_CHILD": "-1"})
