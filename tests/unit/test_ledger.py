@@ -7,7 +7,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from worker.articles.extract import ExtractionError
 from worker.http.errors import FetchError
-from worker.tracking.ledger import InternalError, describe, error_kind
+from worker.tracking.ledger import describe, error_kind
 
 
 @pytest.mark.parametrize(
@@ -24,14 +24,6 @@ from worker.tracking.ledger import InternalError, describe, error_kind
 )
 def test_kind_and_text(exc: Exception, kind: str, text: str) -> None:
     assert (error_kind(exc), describe(exc)) == (kind, text)
-
-
-def test_internal_error_looks_like_a_transient_fetch_error_to_the_fetch_path() -> None:
-    err = InternalError(KeyError("ttl"))
-    assert (err.kind, err.permanent, err.retry_after, str(err)) == (
-        "internal", False, None, "KeyError: 'ttl'",
-    )  # fmt: skip
-    assert isinstance(err.__cause__, KeyError)
 
 
 def test_the_recorded_text_is_bounded() -> None:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from worker.core.clean import clean_text
-from worker.core.errors import NewswatchError, TransientError
+from worker.core.errors import NewswatchError
 from worker.core.redact import redact_text
 from worker.core.states import ItemOutcome, ItemState, MatchState, RulesState
 from worker.store import models as m
@@ -51,19 +51,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = tuple(ItemOutcome)
 PENDING = status.PENDING  # shown for items still on their way (outcome not yet recorded)
 MAX_DETAIL = outcomes.MAX_DETAIL
-
-
-class InternalError(TransientError):
-    """An exception nobody foresaw (a bug), raised again as a transient error for the
-    fetch path: kind `internal` (or `time_limit`), not permanent (the next poll may well
-    succeed), no Retry-After."""
-
-    def __init__(self, exc: BaseException) -> None:
-        super().__init__(describe(exc), kind=error_kind(exc))
-        self.__cause__ = exc
 
 
 def describe(exc: BaseException) -> str:
