@@ -797,6 +797,11 @@ def part_b(args: argparse.Namespace) -> dict[str, Any]:
                     total += rss
                     series.setdefault(f"{name} {label}", []).append((now - t_start[0], rss))
             series.setdefault(f"{name} tree", []).append((now - t_start[0], total))
+        if args.samples:  # written as they come, so a long run can be read while it runs
+            with open(args.samples, "a") as out:
+                for key, points in series.items():
+                    if points[-1][0] == now - t_start[0]:
+                        out.write(json.dumps([key, *points[-1]]) + "\n")
 
     load_args = loadbench.main_args(
         [
@@ -852,6 +857,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--fetch-concurrency", type=int, default=16)
     b.add_argument("--concurrency", type=int, default=2)
     b.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
+    b.add_argument("--samples", help="append every RSS sample to this file (JSON lines)")
     args = p.parse_args(argv)
     # worker log lines (errors expected in the disk-full episode included) go to a file
     log_file = Path(tempfile.gettempdir()) / f"nw-soak-{args.part}-{os.getpid()}.log"
