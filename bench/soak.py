@@ -767,6 +767,28 @@ def slope_mb_per_hour(samples: list[tuple[float, float]]) -> float | None:
     return cov / var * 3600 / 2**20
 
 
+def window_slopes(samples: Path, after: float, before: float) -> list[str]:
+    """One Markdown row per process: its RSS at both ends of [after, before] and the
+    fitted slope, from the samples `part-b --samples` wrote."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    for line in samples.read_text().splitlines():
+        key, t, rss = json.loads(line)
+        if after <= t <= before:
+            series.setdefault(key, []).append((t, rss))
+    rows = [
+        "| process | samples | window s | RSS first / last MB | slope MB/h |",
+        "|---|---|---|---|---|",
+    ]
+    for key, points in sorted(series.items()):
+        if len(points) >= 3:
+            rows.append(
+                f"| {key} | {len(points)} | {points[0][0]:.0f}–{points[-1][0]:.0f} | "
+                f"{points[0][1] / 2**20:.1f} / {points[-1][1] / 2**20:.1f} | "
+                f"{slope_mb_per_hour(points) or 0.0:+.2f} |"
+            )
+    return rows
+
+
 def part_b(args: argparse.Namespace) -> dict[str, Any]:
     import psutil
 
@@ -858,7 +880,15 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--concurrency", type=int, default=2)
     b.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     b.add_argument("--samples", help="append every RSS sample to this file (JSON lines)")
+    w = sub.add_parser("slopes", help="RSS slopes per process from a --samples file")
+    w.add_argument("samples")
+    w.add_argument("--after", type=float, default=0, help="seconds left out at the start")
+    w.add_argument("--before", type=float, default=float("inf"), help="and after this")
     args = p.parse_args(argv)
+    if args.part == "slopes":
+        for line in window_slopes(Path(args.samples), args.after, args.before):
+            print(line)
+        return 0
     # worker log lines (errors expected in the disk-full episode included) go to a file
     log_file = Path(tempfile.gettempdir()) / f"nw-soak-{args.part}-{os.getpid()}.log"
     logging.basicConfig(filename=log_file, level=logging.WARNING)

@@ -5,9 +5,11 @@ once per channel and the rows of every kind bounded by retention."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from bench.soak import Options, part_a
+from bench.soak import Options, part_a, window_slopes
 from tests.conftest import POSTGRES_URL
 
 pytestmark = pytest.mark.slow
@@ -55,3 +57,13 @@ def test_a_short_soak_alerts_every_match_once_and_levels_off(tmp_path, database)
     if database == "sqlite":  # PostgreSQL's size counts space autovacuum has not reused
         # (at this size whole pages dominate: the two costs are not compared)
         assert result.stub_bytes_per_item > 0 and result.text_bytes_per_item > 0
+
+
+def test_slopes_read_a_window_of_the_samples(tmp_path):
+    """part B's samples file: a process that grows 1 MiB per hour, read after its warm-up."""
+    samples = tmp_path / "samples.jsonl"
+    rows = [["w main", t, 100 * 2**20 + (t / 3600) * 2**20] for t in range(0, 7201, 600)]
+    rows.append(["w main", 0, 500 * 2**20])  # a warm-up outlier, left out below
+    samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = window_slopes(samples, after=600, before=7200)
+    assert table[2] == "| w main | 12 | 600–7200 | 100.2 / 102.0 | +1.00 |"
