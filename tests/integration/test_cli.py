@@ -69,7 +69,10 @@ def test_match_reports_unreadable_input_as_an_error(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(CONFIG)
     run = newswatch("match", "--config", str(cfg), "-", stdin=b"")
-    assert json.loads(run.stdout)["error"].startswith("ExtractionError")
+    # one line on stderr naming the input and the extraction's complaint, and exit 1
+    err = run.stderr.decode()
+    assert run.returncode == 1 and run.stdout == b"" and err.count("\n") == 1, err
+    assert err.startswith("newswatch: match: -: ") and "Traceback" not in err
 
 
 def test_status_shows_sources_and_counts(tmp_path, http_server):

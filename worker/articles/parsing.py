@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -49,7 +49,7 @@ def parse_item(rt: Runtime, item_id: int, notices: list[str] | None = None) -> i
         return None
     data, source_name, source_kind = claimed
     spec = rt.config.current().loaded.config.source(source_name)
-    full_text = source_kind == SourceKind.PAGE or bool(spec and spec.full_text)
+    full_text = wants_full_text(source_kind, bool(spec and spec.full_text))
     robots = spec.respect_robots if spec else True
     url = data.get("url")
     try:
@@ -141,13 +141,35 @@ def record_item_error(rt: Runtime, item_id: int, error: str) -> None:
     log.warning("item %s: %s", item_id, error, extra={"item_id": item_id})
 
 
+class PageFetcher(Protocol):
+    """What fetches an item's page: the runtime's Fetcher (worker/http/fetcher.py)."""
+
+    def get(self, url: str, *, expect: str, respect_robots: bool) -> Any: ...
+
+
+def wants_full_text(source_kind: str, full_text: bool) -> bool:
+    """An item's article is its linked page (a listing page's, or `full_text: true`)."""
+    return source_kind == SourceKind.PAGE or full_text
+
+
 def _build_article(
     rt: Runtime, data: dict[str, Any], source_name: str, full_text: bool, respect_robots: bool
 ) -> Article:
+    return item_article(rt.fetcher(), data, source_name, full_text, respect_robots)
+
+
+def item_article(
+    fetcher: PageFetcher,
+    data: dict[str, Any],
+    source_name: str,
+    full_text: bool,
+    respect_robots: bool,
+) -> Article:
+    """One item's article, as the parse stage builds it (also `newswatch match`)."""
     url = data.get("url")
     if not (full_text and url):
         return build_article(data, source_name)
-    result = rt.fetcher().get(url, expect="html", respect_robots=respect_robots)
+    result = fetcher.get(url, expect="html", respect_robots=respect_robots)
     page = extract_page(result.body, result.url, result.headers.get("content-type"))
     return build_article(data, source_name, page, result.url)
 

@@ -52,17 +52,52 @@ def cmd_health(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_match(args: argparse.Namespace, ctx: Context) -> int:
-    """Parse one page or feed (file, URL or stdin) and print articles and watchlist hits."""
-    from worker.cli.views import match_input
+    """Parse one page or feed (file, URL or stdin), or fetch one configured source, and
+    print articles and watchlist hits; an input that cannot be read is one line on
+    stderr and exit 1."""
+    from worker.cli.preview import configured_source, preview_source
+    from worker.cli.views import InputProblem, match_input
 
     setup_logging("WARNING")
     active = _watchlists(ctx)
     if active is None:
         return 1
-    result = match_input(active, args.input, explain=args.explain)
+    wanted = _explained(args, active.matcher.watchlists)
+    if isinstance(wanted, int):
+        return wanted
+    # a configured source's URL goes the service's way (its full_text, its follow:)
+    source = args.source or configured_source(active, args.input)
+    try:
+        if source:
+            result = preview_source(
+                active, source, explain=args.explain, watchlists=wanted, limit=args.limit
+            )
+        else:
+            result = match_input(active, args.input, explain=args.explain, watchlists=wanted)
+    except InputProblem as exc:
+        print(f"newswatch: match: {exc}", file=sys.stderr)
+        return 1
     json.dump(result, sys.stdout, ensure_ascii=False, indent=2, default=str)
     print()
     return 0
+
+
+def _explained(args: argparse.Namespace, names: tuple[str, ...]) -> list[str] | int | None:
+    """The watchlists `--explain` must cover whether a term was found or not (None: those
+    with a term found); 2 with one line naming the valid ones for an unknown name."""
+    if args.all_watchlists:
+        return list(names)
+    if not args.watchlist:
+        return None
+    unknown = [w for w in args.watchlist if w not in names]
+    if unknown:
+        print(
+            f"newswatch: match: no watchlist {', '.join(map(repr, unknown))} "
+            f"(watchlists: {', '.join(names) or 'none'})",
+            file=sys.stderr,
+        )
+        return 2
+    return list(args.watchlist)
 
 
 def cmd_rules_test(args: argparse.Namespace, ctx: Context) -> int:

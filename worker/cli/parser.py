@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from worker.cli import admin, checks, service, status
+from worker.cli.matches import add_matches
 
 DESCRIPTION = "The `newswatch` command."
 
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_service(add)
     _add_checks(add)
     _add_views(add)
+    add_matches(add)
     _add_admin(add)
     _add_rules_and_db(sub)
     return parser
@@ -102,6 +104,20 @@ def _add_checks(add: _Add) -> None:
     )
     p.add_argument("input", nargs="?", default="-", help="file path, http(s) URL, or - for stdin")
     p.add_argument("--explain", action="store_true", help="show near misses and why")
+    p.add_argument(
+        "--source",
+        metavar="NAME",
+        help="fetch this configured source now and show what the service would do "
+        "(nothing stored or sent)",
+    )
+    p.add_argument("--limit", type=int, help="with --source: only the first N items")
+    p.add_argument(
+        "--watchlist",
+        action="append",
+        metavar="NAME",
+        help="explain this watchlist whether or not a term was found (repeatable)",
+    )
+    p.add_argument("--all-watchlists", action="store_true", help="explain every watchlist")
 
 
 def _add_views(add: _Add) -> None:

@@ -16,6 +16,7 @@ from worker.articles.extract import ExtractionError, extract_page
 from worker.articles.normalize import build_article
 from worker.articles.parsing import story_evidence
 from worker.bootstrap.config_in_force import ActiveConfig
+from worker.core.errors import NewswatchError
 from worker.core.model import Article, MatchDocument
 from worker.core.urls import canonical_url
 from worker.service import watchdog
@@ -24,6 +25,15 @@ from worker.sources.feeds import FeedError, parse_feed
 from worker.store import models as m
 from worker.store import status
 from worker.store.db import Store
+
+
+class InputProblem(Exception):
+    """What `match` could not read or fetch: one line for the user, exit 1."""
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _read_input(active: ActiveConfig, source: str) -> tuple[bytes, str | None, str]:
@@ -41,7 +51,12 @@ def _read_input(active: ActiveConfig, source: str) -> tuple[bytes, str | None, s
             fetcher.close()
         return result.body, result.headers.get("content-type"), result.url
     path = Path(source)
-    return path.read_bytes(), None, path.absolute().as_uri()
+    try:
+        return path.read_bytes(), None, path.absolute().as_uri()
+    except FileNotFoundError:
+        raise InputProblem(f"{source}: no such file") from None
+    except OSError as exc:
+        raise InputProblem(f"{source}: {exc.strerror or one_line(exc)}") from None
 
 
 def _looks_like_feed(body: bytes, content_type: str | None) -> bool:
@@ -63,23 +78,36 @@ def articles_from_input(body: bytes, content_type: str | None, url: str) -> list
     return [build_article({"url": url, "entry_key": url}, "cli", page, url)]
 
 
-def match_input(active: ActiveConfig, source: str, *, explain: bool = False) -> dict[str, Any]:
+def match_input(
+    active: ActiveConfig,
+    source: str,
+    *,
+    explain: bool = False,
+    watchlists: list[str] | None = None,
+) -> dict[str, Any]:
+    """One input through parse + rules; raises InputProblem (one line) when it cannot be
+    read. (The URL of a configured source goes the service's way: worker/cli/preview.py.)"""
     try:
         body, content_type, url = _read_input(active, source)
         articles = articles_from_input(body, content_type, url)
-    except (OSError, FeedError, ExtractionError, ValueError) as exc:
-        return {"error": f"{type(exc).__name__}: {exc}"}
-    out = []
-    for article in articles:
-        doc = MatchDocument.from_article(article)
-        entry: dict[str, Any] = {
-            "article": asdict(article),
-            "matches": [asdict(wm) for wm in active.matcher.match(doc)],
-        }
-        if explain:
-            entry["explain"] = [asdict(e) for e in active.matcher.explain(doc)]
-        out.append(entry)
+    except (NewswatchError, FeedError, ExtractionError, ValueError) as exc:
+        raise InputProblem(f"{source}: {one_line(exc)}") from None
+    out = [match_article(active, a, explain, watchlists) for a in articles]
     return {"config_version": active.version, "articles": out}
+
+
+def match_article(
+    active: ActiveConfig, article: Article, explain: bool, watchlists: list[str] | None
+) -> dict[str, Any]:
+    """One article's matches (and, asked, why each watchlist did or did not match)."""
+    doc = MatchDocument.from_article(article)
+    entry: dict[str, Any] = {
+        "article": asdict(article),
+        "matches": [asdict(wm) for wm in active.matcher.match(doc)],
+    }
+    if explain or watchlists:
+        entry["explain"] = [asdict(e) for e in active.matcher.explain(doc, watchlists)]
+    return entry
 
 
 def status_report(store: Store) -> dict[str, Any]:

@@ -10,6 +10,7 @@ threads.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from worker.core.model import MatchDocument, WatchlistMatch
@@ -110,13 +111,20 @@ class Matcher:
                 candidates.add(ref.wl)
         return candidates
 
-    def explain(self, doc: MatchDocument) -> list[Explanation]:
-        """Every watchlist that matched or nearly matched `doc` (any term found), and why."""
+    def explain(
+        self, doc: MatchDocument, watchlists: Collection[str] | None = None
+    ) -> list[Explanation]:
+        """Every watchlist that matched or nearly matched `doc` (any term found), and why;
+        with `watchlists`, exactly those, found or not ("why didn't X match?")."""
         found = self._scan(doc)
+        if watchlists is None:
+            chosen = sorted(found)
+        else:
+            chosen = [i for i, w in enumerate(self._watchlists) if w.spec.name in watchlists]
         out = []
-        for wl_index in sorted(found):
+        for wl_index in chosen:
             wl = self._watchlists[wl_index]
-            verdict = judge(wl, found[wl_index], doc, explain=True)
+            verdict = judge(wl, found.get(wl_index, {}), doc, explain=True)
             out.append(
                 Explanation(wl.spec.name, verdict.matched, verdict.reasons, verdict.hit_objects(wl))
             )
