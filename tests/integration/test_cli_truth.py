@@ -1,0 +1,74 @@
+"""The CLI tells the truth (issue 13): what `status` and `deliveries` show, errors that
+exit non-zero and name the choices, output cut short by `head`, global options."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers.pipeline import rss
+from tests.helpers.processes import REPO, _clean_environ, run_cli
+
+WATCH = "watchlists:\n  - name: troops\n    keywords: [troops]\nallow_empty: true\n"
+
+
+def _piped_into_head(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """`newswatch ARGS | head -1`: the first line read, then the reader gone."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        env={**_clean_environ(), **(env or {})},
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline().decode()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    return proc.wait(timeout=120), first, err
+
+
+def test_match_piped_into_head_ends_quietly(tmp_path: Path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(WATCH)
+    # far more output than a pipe holds: the writer is still writing when head leaves
+    feed = tmp_path / "big.xml"
+    feed.write_text(
+        rss(*((f"Troops move {i} " + "x" * 200, f"http://127.0.0.1/{i}") for i in range(600)))
+    )
+    code, first, err = _piped_into_head(["match", "--config", str(cfg), str(feed)])
+    assert first.startswith("{")
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert code == 141  # 128 + SIGPIPE, as a shell reports `yes | head`
+
+
+def test_version_and_a_real_description():
+    run = run_cli("--version", text=True)
+    assert run.returncode == 0
+    assert run.stdout.startswith("newswatch ") and run.stdout.strip() != "newswatch"
+    help_text = run_cli("--help", text=True).stdout
+    assert "watchlists" in help_text and "alerts" in help_text
+    assert "The `newswatch` command." not in help_text
+
+
+def test_global_options_before_the_command(tmp_path: Path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(WATCH)
+    before = run_cli("--config", str(cfg), "check-config", text=True)
+    after = run_cli("check-config", "--config", str(cfg), text=True)
+    assert before.returncode == after.returncode == 0, before.stderr
+    assert before.stdout == after.stdout and str(cfg) in before.stdout
+    # the one after the command wins over the one before it
+    other = tmp_path / "missing.yaml"
+    run = run_cli("--config", str(cfg), "check-config", "--config", str(other), text=True)
+    assert run.returncode == 1 and str(other) in run.stdout + run.stderr
+
+
+def test_deliveries_state_must_be_a_state(tmp_path: Path):
+    env = {"NEWSWATCH_DATA_DIR": str(tmp_path)}
+    run = run_cli("deliveries", "--state", "bogus", env=env, text=True)
+    assert run.returncode != 0
+    assert "bogus" in run.stderr
+    for state in ("pending", "batched", "failed", "sent", "dead"):
+        assert state in run.stderr
