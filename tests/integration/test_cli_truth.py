@@ -72,3 +72,69 @@ def test_deliveries_state_must_be_a_state(tmp_path: Path):
     assert "bogus" in run.stderr
     for state in ("pending", "batched", "failed", "sent", "dead"):
         assert state in run.stderr
+
+
+def _sources_config(server, *, with_old: bool) -> str:
+    old = f"  - name: old\n    feed: {server.url('/feed.xml')}\n" if with_old else ""
+    return f"""
+sources:
+  - name: wire
+    feed: {server.url("/feed.xml")}
+  - name: broken
+    feed: {server.url("/missing.xml")}
+  - name: gone
+    feed: {server.url("/gone.xml")}
+    disable_after: 1
+  - name: paused
+    feed: {server.url("/feed.xml")}
+    enabled: false
+{old}watchlists:
+  - name: troops
+    keywords: [troops]
+fetch:
+  allow_networks: [127.0.0.0/8]
+"""
+
+
+def test_status_shows_fetch_times_and_why_a_source_is_off(tmp_path, http_server):
+    from tests.helpers.pipeline import Clock, make_runtime, run_all
+
+    http_server.add("/feed.xml", rss(("Quiet day", http_server.url("/a"))))
+    http_server.add("/a", "<html><body><p>nothing</p></body></html>")
+    http_server.add("/gone.xml", b"", status=410)
+    db = f"sqlite:///{tmp_path / 'nw.db'}"
+    clock = Clock()
+    rt = make_runtime(tmp_path, db, _sources_config(http_server, with_old=True), clock)
+    run_all(rt)
+    # `old` leaves the config; the next pass follows it
+    (tmp_path / "newswatch.yaml").write_text(_sources_config(http_server, with_old=False))
+    clock.advance(3600)
+    run_all(rt)
+    env = {"DATABASE_URL": db, "NEWSWATCH_CONFIG": str(tmp_path / "newswatch.yaml")}
+    run = run_cli("status", env=env, text=True)
+    assert run.returncode == 0, run.stderr
+    rows = {line.split()[0]: line for line in run.stdout.splitlines() if line.startswith("  ")}
+    # a time, not a format spec, and when it is polled next
+    assert "last fetch 2026-01-01 13:00:00 UTC" in rows["wire"]
+    assert "next poll 2026-01-01 1" in rows["wire"]
+    assert "<" not in rows["wire"]
+    assert rows["broken"].endswith("ERROR (http_404): " + http_server.url("") + ": HTTP 404")
+    # three kinds of "off", each with its reason, none polled; a long reason is cut to a
+    # row's width, and says so (`--json` and `newswatch sources` give it whole)
+    assert "DISABLED after errors: disabled at 2026-01-01T12:00:00+00:00" in rows["gone"]
+    assert rows["gone"].endswith("…") and "HTTP 410" not in rows["gone"]
+    assert len(rows["gone"].split("failures 1   ")[1]) == 120
+    assert "removed from config" in rows["old"]
+    assert "disabled in config (enabled: false)" in rows["paused"]
+    for name in ("gone", "old", "paused"):
+        assert "next poll -" in rows[name]
+    report = __import__("json").loads(run_cli("status", "--json", env=env, text=True).stdout)
+    states = {s["name"]: s["state"] for s in report["sources"]}
+    assert states == {
+        "wire": "ok",
+        "broken": "error",
+        "gone": "disabled_after_errors",
+        "old": "removed_from_config",
+        "paused": "disabled_in_config",
+    }
+    assert "410" in {s["name"]: s for s in report["sources"]}["gone"]["disabled_reason"]
