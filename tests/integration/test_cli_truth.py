@@ -138,3 +138,112 @@ def test_status_shows_fetch_times_and_why_a_source_is_off(tmp_path, http_server)
         "paused": "disabled_in_config",
     }
     assert "410" in {s["name"]: s for s in report["sources"]}["gone"]["disabled_reason"]
+
+
+def _failed_deliveries(tmp_path, http_server):
+    """A store with two deliveries whose webhook answered 500 (failed, retry due later)."""
+    from tests.helpers.pipeline import Clock, make_runtime, run_all
+
+    http_server.add("/hook", b"down", status=500)
+    http_server.add(
+        "/feed.xml",
+        rss(("Troops leave", http_server.url("/a")), ("Troops arrive", http_server.url("/b"))),
+    )
+    for path in ("/a", "/b"):
+        http_server.add(
+            path,
+            "<html><body><article><p>" + "The troops move today. " * 20 + "</p></article>",
+            headers={"Content-Type": "text/html"},
+        )
+    config = f"""
+sources:
+  - name: wire
+    feed: {http_server.url("/feed.xml")}
+watchlists:
+  - name: troops
+    keywords: [troops]
+    notify: [hook]
+channels:
+  - name: hook
+    webhook: {http_server.url("/hook")}
+fetch:
+  allow_networks: [127.0.0.0/8]
+"""
+    db = f"sqlite:///{tmp_path / 'nw.db'}"
+    rt = make_runtime(tmp_path, db, config, Clock())
+    assert run_all(rt) == []
+    env = {"DATABASE_URL": db, "NEWSWATCH_CONFIG": str(tmp_path / "newswatch.yaml")}
+    return rt, env
+
+
+def test_deliveries_show_when_made_last_tried_and_next_due(tmp_path, http_server):
+    import json
+
+    _rt, env = _failed_deliveries(tmp_path, http_server)
+    run = run_cli("deliveries", env=env, text=True)
+    assert run.returncode == 0, run.stderr
+    times = [line for line in run.stdout.splitlines() if line.startswith("    created ")]
+    assert len(times) == 2
+    for line in times:
+        # Clock: 2026-01-01 12:00 UTC; the retry falls due some seconds later
+        assert line.startswith("    created 2026-01-01 12:00:00 UTC, last attempt 2026-01-01 12")
+        assert ", next attempt 2026-01-01 12:" in line
+    (row, *_) = json.loads(run_cli("deliveries", "--json", env=env, text=True).stdout)
+    assert row["state"] == "failed"
+    assert row["created_at"] and row["last_attempt_at"] and row["next_attempt_at"]
+
+
+def test_deliveries_retry_takes_a_unique_prefix(tmp_path, http_server):
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from worker.core.states import DeliveryKind, DeliveryRoute, DeliveryState
+    from worker.store import deliveries
+    from worker.store import models as m
+
+    rt, env = _failed_deliveries(tmp_path, http_server)
+    with rt.store.session() as session:
+        first, second = sorted(session.scalars(select(m.Delivery)), key=lambda d: d.id)
+        first_id, second_id, match_id = first.id, second.id, first.match_id
+        # a dead delivery whose id shares its first 8 characters with `first`
+        twin = deliveries.new_delivery(
+            match_id=match_id,
+            channel="elsewhere",  # one delivery per (match, channel)
+            watchlist="troops",
+            kind=DeliveryKind.ALERT,
+            route=DeliveryRoute.IMMEDIATE,
+            now=datetime(2026, 1, 1, tzinfo=UTC),
+        )
+        twin.id, twin.state = first_id[:8] + "-ffff-4fff-8fff-ffffffffffff", DeliveryState.DEAD
+        if twin.id == first_id:
+            twin.id = first_id[:8] + "-eeee-4eee-8eee-eeeeeeeeeeee"
+        session.add(twin)
+    ambiguous = run_cli("deliveries", "retry", first_id[:8], env=env, text=True)
+    assert ambiguous.returncode == 1
+    assert "ambiguous" in ambiguous.stderr
+    assert first_id in ambiguous.stderr and twin.id in ambiguous.stderr
+    unknown = run_cli("deliveries", "retry", "zz", env=env, text=True)
+    assert unknown.returncode == 1 and "'zz'" in unknown.stderr
+    # a unique prefix of the other one is enough
+    prefix = next(
+        second_id[:n]
+        for n in range(1, 37)
+        if not first_id.startswith(second_id[:n]) and not twin.id.startswith(second_id[:n])
+    )
+    run = run_cli("deliveries", "retry", prefix, env=env, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == f"delivery {second_id}: failed -> queued again"
+    # the whole id, as before, and what is not dead or failed says so, non-zero
+    again = run_cli("deliveries", "retry", second_id, env=env, text=True)
+    assert again.returncode == 1 and "not dead or failed" in again.stderr
+
+
+def test_sources_enable_a_typo_names_the_known_sources(tmp_path, http_server):
+    _rt, env = _failed_deliveries(tmp_path, http_server)
+    run = run_cli("sources", "enable", "wier", env=env, text=True)
+    assert run.returncode == 1
+    assert "'wier'" in run.stderr and "known: wire" in run.stderr
+    # a known source that newswatch did not disable: nothing to do, and no error
+    ok = run_cli("sources", "enable", "wire", env=env, text=True)
+    assert ok.returncode == 0 and "not disabled" in ok.stdout
