@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from worker.cli.context import Context, redact
 from worker.config import load_config
+from worker.store.db import Store
 
 
 def cmd_endpoints(args: argparse.Namespace, ctx: Context) -> int:
@@ -21,7 +22,11 @@ def cmd_endpoints(args: argparse.Namespace, ctx: Context) -> int:
         config = load_config(ctx.settings.config_path).config
         channel = next((c for c in config.channels if c.name == args.channel), None)
         if channel is None or channel.webhook is None:
-            print(f"newswatch: no webhook channel named {args.channel!r}", file=sys.stderr)
+            names = ", ".join(sorted(c.name for c in config.channels if c.webhook)) or "none"
+            print(
+                f"newswatch: no webhook channel named {args.channel!r}; known: {names}",
+                file=sys.stderr,
+            )
             return 1
         if not admin.enable_endpoint(store, channel.webhook):
             print(f"channel {args.channel}: its endpoint is not disabled")
@@ -39,12 +44,19 @@ def cmd_endpoints(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_sources(args: argparse.Namespace, ctx: Context) -> int:
     """List sources disabled after permanent errors, or poll one of them again."""
     from worker.sources import polling
+    from worker.store import status
 
     store = ctx.migrated_store()
     if args.action == "enable":
-        config = load_config(ctx.settings.config_path).config
+        config = load_config(ctx.settings.config_path, ctx.env).config
         spec = next((s for s in config.sources if s.name == args.name), None)
         with store.session() as session:
+            known = {s["name"] for s in status.sources(session)}
+            known |= {s.name for s in config.sources}
+            if args.name not in known:
+                names = ", ".join(sorted(known)) or "none"
+                print(f"newswatch: no source named {args.name!r}; known: {names}", file=sys.stderr)
+                return 1
             enabled = polling.enable_source(session, args.name, spec, datetime.now(UTC))
         if not enabled:
             print(f"source {args.name}: not disabled by newswatch (see `newswatch status`)")
@@ -65,18 +77,56 @@ def cmd_sources(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_deliveries(args: argparse.Namespace, ctx: Context) -> int:
     """List deliveries (newest first), or put a dead/failed one back to pending."""
-    from worker.alerts import admin
-
     store = ctx.migrated_store()  # no config needed: this works on the rows alone
     if args.action == "retry":
-        result = admin.retry(store, args.id, datetime.now(UTC))
-        if result is None:
-            print(f"newswatch: nothing dead or failed with id {args.id!r}", file=sys.stderr)
-            return 1
-        print(f"{result.kind} {result.id}: {result.previous_state} -> queued again")
-        return 0
+        return _retry(store, args.id.strip().lower())
+    return _list_deliveries(store, args)
+
+
+def _retry(store: Store, given: str) -> int:
+    """Retry the one delivery or digest batch whose id is (or starts with) `given`."""
+    from worker.alerts import admin
+    from worker.store import deliveries
+
+    with store.session() as session:
+        ids = deliveries.ids_starting(session, given, limit=MAX_SHOWN + 1) if given else []
+    if len(ids) != 1:
+        if not ids:
+            print(
+                f"newswatch: no delivery or digest batch id starts with {given!r}", file=sys.stderr
+            )
+        else:
+            more = ", ..." if len(ids) > MAX_SHOWN else ""
+            print(
+                f"newswatch: {given!r} is ambiguous: it starts the ids of "
+                f"{', '.join(ids[:MAX_SHOWN])}{more}; give more of the id",
+                file=sys.stderr,
+            )
+        return 1
+    result = admin.retry(store, ids[0], datetime.now(UTC))
+    if result is None:
+        print(f"newswatch: {ids[0]} is not dead or failed: nothing to retry", file=sys.stderr)
+        return 1
+    print(f"{result.kind} {result.id}: {result.previous_state} -> queued again")
+    return 0
+
+
+MAX_SHOWN = 10  # ids named in an "ambiguous" error
+WAITING = ("pending", "failed")  # the states whose next attempt is a time to show
+
+
+def _list_deliveries(store: Store, args: argparse.Namespace) -> int:
+    from worker.alerts import admin
+    from worker.store import deliveries
+
     states = ("dead",) if args.dead else tuple(args.state or ())
     rows = admin.list_deliveries(store, states=states, limit=args.limit)
+    with store.session() as session:
+        times = deliveries.attempt_times(session, [r["id"] for r in rows])
+    for r in rows:
+        last, due = times.get(r["id"], (None, None))
+        r["last_attempt_at"] = last
+        r["next_attempt_at"] = due if r["state"] in WAITING else None
     if args.json:
         json.dump(rows, sys.stdout, indent=2, default=str)
         print()
@@ -87,11 +137,27 @@ def cmd_deliveries(args: argparse.Namespace, ctx: Context) -> int:
             f"{r['id']}  {r['state']:<8} {r['kind']:<6} {r['channel']:<16} "
             f"{r['watchlist'] or '-':<16} attempts {r['attempts']:<2} {what[:60]}"
         )
+        print(
+            f"    created {_when(r['created_at'])}, last attempt {_when(r['last_attempt_at'])}"
+            f", next attempt {_next(r)}"
+        )
         if r["last_error"] and r["state"] != "sent":
             print(f"    last error: {r['last_error'][:200]}")
     if not rows:
         print("no deliveries")
     return 0
+
+
+def _when(at: datetime | None) -> str:
+    return "never" if at is None else at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _next(row: dict) -> str:
+    if row["state"] == "batched":
+        return f"with its digest ({row['batch']})"
+    if row["next_attempt_at"] is None:
+        return "none"  # sent, or given up (`deliveries retry ID` sends it again)
+    return _when(row["next_attempt_at"])
 
 
 def cmd_db_upgrade(args: argparse.Namespace, ctx: Context) -> int:

@@ -9,22 +9,42 @@ from typing import Any
 
 from worker.cli import admin, checks, service, status
 from worker.cli.matches import add_matches
+from worker.core.states import DeliveryState
 
-DESCRIPTION = "The `newswatch` command."
+DELIVERY_STATES = tuple(s.value for s in DeliveryState)
+
+DESCRIPTION = """\
+newswatch polls news feeds and pages, matches their articles against watchlists of
+names and keywords, and sends alerts by email, webhook or file.
+
+Start with `newswatch check-config`, try a page or feed with `newswatch match`, run the
+service with `newswatch run`, and see what it did with `newswatch status`."""
+
+EPILOG = """\
+Global options (--config) may come before or after the command. Settings come from the
+environment: NEWSWATCH_CONFIG, NEWSWATCH_DATA_DIR, DATABASE_URL, REDIS_URL (see
+docs/operations.md). Output cut short by its reader (`newswatch status | head`) ends
+quietly with exit status 141 (128 + SIGPIPE)."""
+
+CONFIG_HELP = "config file or folder (default: $NEWSWATCH_CONFIG or config/newswatch.yaml)"
 
 _Add = Callable[[str, Callable[..., int], str], argparse.ArgumentParser]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="newswatch", description=DESCRIPTION)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="newswatch",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--config", help=CONFIG_HELP)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func: Callable[..., int], help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
-        p.add_argument(
-            "--config",
-            help="config file or folder (default: $NEWSWATCH_CONFIG or config/newswatch.yaml)",
-        )
+        _add_config(p)
         p.set_defaults(func=func)
         return p
 
@@ -35,6 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_admin(add)
     _add_rules_and_db(sub)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("newswatch")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _add_config(p: argparse.ArgumentParser, help: str = CONFIG_HELP) -> None:
+    """`--config` after the command as well as before it: SUPPRESS, so that a command
+    that is not given one keeps the one given before the command (argparse copies a
+    subcommand's defaults over the main parser's)."""
+    p.add_argument("--config", default=argparse.SUPPRESS, help=help)
 
 
 def _add_service(add: _Add) -> None:
@@ -139,13 +175,18 @@ def _add_admin(add: _Add) -> None:
         "list deliveries; `deliveries retry ID` sends one again",
     )
     p.add_argument("--dead", action="store_true", help="only dead deliveries")
-    p.add_argument("--state", action="append", help="only this state (repeatable)")
+    p.add_argument(
+        "--state",
+        action="append",
+        choices=DELIVERY_STATES,
+        help=f"only this state (repeatable): {', '.join(DELIVERY_STATES)}",
+    )
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--json", action="store_true")
     p.set_defaults(action="list")
     dsub = p.add_subparsers(dest="action")
     retry = dsub.add_parser("retry", help="put a dead/failed delivery (or digest) back to pending")
-    retry.add_argument("id", help="delivery id (or digest batch id)")
+    retry.add_argument("id", help="delivery id or digest batch id, or a unique prefix of one")
     p = add("endpoints", admin.cmd_endpoints, "webhook endpoints switched off by 410 Gone")
     p.set_defaults(action="list")
     esub = p.add_subparsers(dest="action")
@@ -166,12 +207,12 @@ def _add_rules_and_db(sub: Any) -> None:
         help="replay stored articles against a (changed) config; sends and writes nothing",
         description="replay stored articles against a (changed) config; sends and writes nothing",
     )
-    test.add_argument("--config", help="the config to try (default: the running one)")
+    _add_config(test, "the config to try (default: the running one)")
     test.add_argument("--since", default="7d", help="articles stored within this (default 7d)")
     test.add_argument("--json", action="store_true")
     test.set_defaults(func=checks.cmd_rules_test)
     db = sub.add_parser("db", help="database schema")
     dbsub = db.add_subparsers(dest="db_command", required=True)
     up = dbsub.add_parser("upgrade", help="apply migrations")
-    up.add_argument("--config")
+    _add_config(up)
     up.set_defaults(func=admin.cmd_db_upgrade)

@@ -18,6 +18,9 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
 
     settings, store = ctx.settings, ctx.migrated_store()
     report = status_report(store)
+    configured = _configured_sources(ctx)
+    for source in report["sources"]:
+        source["state"], source["state_detail"] = source_state(source, configured)
     report["paths"] = {
         "config": str(settings.config_path),
         "database": redact(settings.database_url),
@@ -46,18 +49,56 @@ def _when(at: datetime | str | None) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+ROW_TEXT = 120  # an error or a reason in a status row, at most (`why` shows it whole)
+
+
+def _clip(text: str, width: int = ROW_TEXT) -> str:
+    """One line of at most `width` characters, an ellipsis where it was cut."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _configured_sources(ctx: Context) -> dict[str, bool] | None:
+    """Name -> enabled of the sources the config lists; None when it cannot be read (then
+    a source switched off by the config cannot be told from one removed from it)."""
+    from worker.config import ConfigError, load_config
+
+    try:
+        config = load_config(ctx.settings.config_path, ctx.env).config
+    except (ConfigError, OSError):
+        return None
+    return {s.name: s.enabled for s in config.sources}
+
+
+def source_state(s: dict[str, Any], configured: dict[str, bool] | None) -> tuple[str, str]:
+    """(state, what a person reads) of one source row: ok, error, disabled_after_errors
+    (by newswatch, with its reason), removed_from_config, disabled_in_config."""
+    if s["disabled_reason"]:
+        return "disabled_after_errors", f"DISABLED after errors: {s['disabled_reason']}"
+    if not s["enabled"]:
+        if configured is None:
+            return "disabled", "disabled (by the config, or removed from it)"
+        if s["name"] not in configured:
+            return "removed_from_config", "disabled: removed from config"
+        return "disabled_in_config", "disabled in config (enabled: false)"
+    if s["last_error"]:
+        return "error", f"ERROR ({s['last_error_kind']}): {s['last_error']}"
+    return "ok", "ok"
+
+
+def _source_line(s: dict[str, Any]) -> str:
+    polled = s["enabled"] and not s["disabled_reason"]
+    next_poll = _when(s["next_fetch_at"]) if polled else "-"
+    return (
+        f"  {s['name']:<24} last fetch {_when(s['last_fetch_at']):<23}  "
+        f"next poll {next_poll:<23}  items {s['items_seen']:<6} "
+        f"failures {s['consecutive_failures']:<3} {_clip(s['state_detail'])}"
+    )
+
+
 def _format_status(report: dict[str, Any]) -> str:
     lines = ["sources:"]
-    for s in report["sources"]:
-        state = (
-            "ok" if not s["last_error"] else f"ERROR ({s['last_error_kind']}): {s['last_error']}"
-        )
-        if not s["enabled"]:
-            state = "disabled"
-        lines.append(
-            f"  {s['name']:<24} last fetch {_when(s['last_fetch_at']):<25} "
-            f"items {s['items_seen']:<6} failures {s['consecutive_failures']:<3} {state}"
-        )
+    lines += [_source_line(s) for s in report["sources"]]
     lines += _format_watchdog(report)
     outcomes = ", ".join(f"{k} {v}" for k, v in report["outcomes"].items())
     lines.append(f"item outcomes: {outcomes}")

@@ -362,3 +362,28 @@ def recent_deliveries(session: Session, states: Sequence[str], limit: int) -> Se
     if states:
         query = query.where(m.Delivery.state.in_(states))
     return session.execute(query).all()
+
+
+def attempt_times(
+    session: Session, ids: Sequence[str]
+) -> dict[str, tuple[datetime | None, datetime | None]]:
+    """Per delivery id: (its last attempt, the time its next attempt falls due)."""
+    A, D = m.DeliveryAttempt, m.Delivery
+    last = dict(
+        session.execute(
+            select(A.delivery_id, func.max(A.at))
+            .where(A.delivery_id.in_(list(ids)))
+            .group_by(A.delivery_id)
+        ).all()
+    )
+    due = session.execute(select(D.id, D.next_attempt_at).where(D.id.in_(list(ids)))).all()
+    return {i: (last.get(i), at) for i, at in due}
+
+
+def ids_starting(session: Session, prefix: str, limit: int = 10) -> list[str]:
+    """Up to `limit` delivery and digest batch ids that start with `prefix`, sorted."""
+    found: set[str] = set()
+    for column in (m.Delivery.id, m.DigestBatch.id):
+        query = select(column).where(column.startswith(prefix, autoescape=True))
+        found.update(session.scalars(query.order_by(column).limit(limit)))
+    return sorted(found)[:limit]

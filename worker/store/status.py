@@ -233,6 +233,7 @@ SOURCE_FIELDS = (
     "consecutive_failures",
     "items_seen",
     "next_fetch_at",
+    "disabled_reason",
 )
 
 
