@@ -173,3 +173,20 @@ def test_a_config_error_is_an_input_error():
     assert isinstance(exc, InputError)
     assert (exc.kind, exc.permanent) == ("config", True)
     assert str(exc) == "c.yaml:3: sources[a].every: not an interval"
+
+
+def test_every_digest_schedule_the_example_documents_is_accepted():
+    """config/example.yaml documented `cron "0 8,17 * * 1-5 [zone]"`, which is refused:
+    each form its `digest:` comment shows must parse, and the example itself loads."""
+    from worker.core.alert_policy import parse_schedule
+
+    text = (REPO / "config" / "example.yaml").read_text()
+    (line,) = [x for x in text.splitlines() if x.strip().startswith("digest: daily")]
+    forms = [f.strip() for f in line.split("#", 1)[1].split("|")]
+    assert len(forms) == 4, forms
+    for form in forms:
+        written = form.removesuffix("(cron)").strip().strip('"')
+        parse_schedule(written.replace("[zone]", "Europe/Berlin"))
+        parse_schedule(written.replace(" [zone]", ""))
+    loaded = load_config(REPO / "config" / "example.yaml", env={"NEWSWATCH_SMTP_PASSWORD": "x"})
+    assert loaded.config.channel("security-desk").digest == "daily 08:00"
