@@ -14,7 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from worker.config.problems import ConfigError, ConfigProblem, _key_name, _origin_for, line_for
-from worker.config.schema import Config
+from worker.config.schema import WRITTEN, Config
 from worker.config.yamlread import MAX_CONFIG_BYTES, _Builder, _compose, _Refused
 
 DEFAULT_CONFIG_PATH = Path("config/newswatch.yaml")
@@ -222,7 +222,7 @@ class _Loading:
         """The merged sections as a Config; ConfigError with every problem found so far
         and every schema error, each at its file and line."""
         try:
-            config = Config.model_validate(self.merged)
+            config = Config.model_validate(self.merged, context=WRITTEN)
         except ValidationError as exc:
             for err in exc.errors():
                 loc = tuple(err["loc"])
