@@ -199,7 +199,7 @@ def write_config(path: Path, n: int, port: int, interval: float, alerts: Path) -
     lines = ["sources:"]
     for i in range(n):
         url = f"http://s{i}.load.localhost:{port}/feed/{i}.xml"
-        lines.append(f"  - {{name: s{i}, feed: '{url}', every: {int(interval)}}}")
+        lines.append(f"  - {{name: s{i}, feed: '{url}', every: {int(interval)}s}}")
     lines += [
         "watchlists:",
         f"  - {{name: zephyr, keywords: [{WORD}], notify: [archive]}}",

@@ -316,7 +316,7 @@ def config_text(
     opts: Options, feeds: Feeds, hook_url: str, sources: list[int], words: list[str]
 ) -> str:
     lines = ["sources:"]
-    lines += [f"  - {{name: s{i}, feed: '{feeds.url(i)}', every: {opts.poll}}}" for i in sources]
+    lines += [f"  - {{name: s{i}, feed: '{feeds.url(i)}', every: {opts.poll}s}}" for i in sources]
     keywords = ", ".join(words)
     lines += [
         "watchlists:",

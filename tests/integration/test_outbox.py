@@ -381,6 +381,39 @@ def test_notices_once_per_incident(tmp_path, database_url, site, clock):
     assert "bogus_section" in lines[2]["text"]
 
 
+def test_notice_titles_say_minutes_never_fetched_and_the_first_config_problem(
+    tmp_path, database_url, site, clock
+):
+    """Under an hour a title says minutes (not "failing for 0 h"); a source that never
+    worked says so, from when it was added; a refused config names the file and problem."""
+    ops = tmp_path / "ops.jsonl"
+    extra = "notices: {channel: ops, source_failing_after: 30m}\n"
+    channels = f"  - name: ops\n    file: {ops}\n"
+    site.add("/feed.xml", b"down", status=500)  # never a success
+    rt = make_runtime(tmp_path, database_url, config(site, channels, "ops", extra), clock)
+    added = rt.now()
+    for i in range(4):
+        run_all(rt)
+        if i == 0:  # added now, by the test's clock (the row's default is the wall clock)
+            with rt.store.session() as s:
+                s.execute(m.Source.__table__.update().values(created_at=added))
+        for d in check_notices(rt):
+            assert sending.deliver(rt, d)
+        clock.advance(600)
+    rt.config.path.write_text(rt.config.path.read_text() + "\nbogus_section: 1\n")
+    for d in check_notices(rt):
+        assert sending.deliver(rt, d)
+    failing, rejected = [json.loads(x) for x in ops.read_text().splitlines()]
+    assert failing["title"] == "source wire never fetched successfully (30 min)"
+    assert "failing since" not in failing["text"]
+    assert (
+        f"never been fetched successfully since it was added at {added.isoformat()}"
+        in failing["text"]
+    )
+    assert rejected["title"].startswith(f"config rejected: {rt.config.path}:")
+    assert "bogus_section" in rejected["title"]
+
+
 # --- CLI ---------------------------------------------------------------------------------------
 
 

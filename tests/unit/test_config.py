@@ -173,3 +173,61 @@ def test_a_config_error_is_an_input_error():
     assert isinstance(exc, InputError)
     assert (exc.kind, exc.permanent) == ("config", True)
     assert str(exc) == "c.yaml:3: sources[a].every: not an interval"
+
+
+def test_every_digest_schedule_the_example_documents_is_accepted():
+    """config/example.yaml documented `cron "0 8,17 * * 1-5 [zone]"`, which is refused:
+    each form its `digest:` comment shows must parse, and the example itself loads."""
+    from worker.core.alert_policy import parse_schedule
+
+    text = (REPO / "config" / "example.yaml").read_text()
+    (line,) = [x for x in text.splitlines() if x.strip().startswith("digest: daily")]
+    forms = [f.strip() for f in line.split("#", 1)[1].split("|")]
+    assert len(forms) == 4, forms
+    for form in forms:
+        written = form.removesuffix("(cron)").strip().strip('"')
+        parse_schedule(written.replace("[zone]", "Europe/Berlin"))
+        parse_schedule(written.replace(" [zone]", ""))
+    loaded = load_config(REPO / "config" / "example.yaml", env={"NEWSWATCH_SMTP_PASSWORD": "x"})
+    assert loaded.config.channel("security-desk").digest == "daily 08:00"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "says"),
+    [
+        ("sources:\n\t- name: a\n", 2, "tabs are not allowed in YAML, indent with spaces"),
+        (
+            "sources:\n  - name: a\n    feed: https://a.org/\n   ? every: 5m\n",
+            4,
+            "check the indentation of this line and the line above",
+        ),
+    ],
+)
+def test_yaml_errors_say_to_check_the_indentation(tmp_path, text, line, says):
+    """PyYAML's words ("expected <block end>, but found ...", a tab "that cannot start any
+    token") with what to do about them, at file:line."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    (found,) = problems(cfg)
+    assert found.startswith(f"{cfg}:{line}: not valid YAML: ") and says in found, found
+
+
+def test_schema_errors_are_in_plain_words(tmp_path):
+    """No pydantic jargon ("Input should be a valid tuple" for `notify: local-file`)."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "channels:\n  - {name: local-file, file: a.jsonl}\n"
+        "watchlists:\n  - name: a\n    keywords: [x]\n    notify: local-file\n"
+        "    min_mentions: lots\n    fold_diacritics: maybe\n"
+        "smtp: {security: tls, password: 12}\n"
+    )
+    found = problems(cfg)
+    assert found == [
+        f"{cfg}:6: watchlists[a].notify: notify must be a list of channel names, e.g. [local-file]",
+        f"{cfg}:7: watchlists[a].min_mentions: min_mentions must be a whole number, not 'lots'",
+        f"{cfg}:8: watchlists[a].fold_diacritics: fold_diacritics must be true or false, "
+        "not 'maybe'",
+        f"{cfg}:9: smtp.security: security must be 'none', 'starttls' or 'ssl'",
+        f"{cfg}:9: smtp.password: password must be text, not '...'",
+    ]
+    assert not any("Input should" in p for p in found)

@@ -88,3 +88,45 @@ def test_json_mode_turns_raw_stdout_lines_into_json_lines_on_stderr():
     records = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
     assert [r["message"] for r in records] == ["worker: Warm shutdown (MainProcess)", "stray print"]
     assert all(r["level"] == "WARNING" and r["ts"] for r in records)
+
+
+_TICK = (
+    "import os\n"
+    "from celery import beat\n"
+    "from celery.app import trace\n"
+    "from celery.worker import strategy\n"
+    "import logging\n"
+    "from worker.service.observability import setup_logging\n"
+    "from worker.settings import Settings\n"
+    "setup_logging(Settings.from_env(os.environ).log_level)\n"
+    "beat.logger.info('Scheduler: Sending due task %s (%s)', 'outbox', 'worker.tasks.outbox')\n"
+    "strategy.logger.info('Task %s[%s] received', 'worker.tasks.outbox', 'id-1')\n"
+    "trace.logger.info(trace.LOG_SUCCESS, {'name': 'worker.tasks.outbox', 'id': 'id-1',\n"
+    "    'runtime': 0.01, 'return_value': None})\n"
+    "trace.logger.error('Task %s[%s] raised unexpected: %s', 'worker.tasks.outbox', 'id-2', 'X')\n"
+    "logging.getLogger('worker.sources.polling').info('source wire: 3 new items')\n"
+)
+
+
+@pytest.mark.parametrize("level", ["", "INFO", "DEBUG"])
+def test_an_idle_service_is_quiet_unless_asked_to_be_verbose(level):
+    """Every beat tick logged "Sending due task", "received" and "succeeded" (about 60 lines
+    a minute when idle): by default only Celery's warnings and errors pass, our own INFO
+    lines still do, and NEWSWATCH_LOG_LEVEL=DEBUG shows them all."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSWATCH_")}
+    env["NEWSWATCH_LOG_LEVEL"] = level
+    done = subprocess.run(
+        [sys.executable, "-c", _TICK], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stderr
+    assert "raised unexpected" in out and "source wire: 3 new items" in out
+    routine = ("Sending due task", "received", "succeeded in")
+    if level == "DEBUG":
+        assert all(line in out for line in routine), out
+    else:
+        assert not any(line in out for line in routine), out

@@ -132,7 +132,12 @@ def _source_failing_notices(rt: Runtime, session: Session, now: datetime) -> lis
         since = last_ok or created
         if since is None or now - since < after:
             continue
-        hours = (now - since).total_seconds() / 3600
+        if last_ok is None:
+            title = f"source {name} never fetched successfully ({failing_for(now - since)})"
+            body = f"Source {name} has never been fetched successfully since it was added at "
+        else:
+            title = f"source {name} failing for {failing_for(now - since)}"
+            body = f"Source {name} has not been fetched successfully since "
         # the incident starts at the last success: a recovery and a new failure is a new one
         collect(
             out,
@@ -141,9 +146,8 @@ def _source_failing_notices(rt: Runtime, session: Session, now: datetime) -> lis
                 session,
                 f"source_failing:{name}:{since.isoformat()}",
                 "source_failing",
-                f"source {name} failing for {hours:.0f} h",
-                f"Source {name} has not been fetched successfully since {since.isoformat()} "
-                f"({failures} failure(s) in a row). Last error: {error}",
+                title,
+                f"{body}{since.isoformat()} ({failures} failure(s) in a row). Last error: {error}",
                 now,
             ),
         )
@@ -165,13 +169,34 @@ def _config_rejected_notices(rt: Runtime, session: Session, now: datetime) -> li
             session,
             f"config_rejected:{active.version}:{digest}",
             "config_rejected",
-            "watchlist config rejected",
+            rejected_title(error),
             f"A change to {rt.config.path} was refused; version {active.version} stays in "
             f"force.\n\n{error}",
             now,
         ),
     )
     return out
+
+
+def failing_for(span: timedelta) -> str:
+    """How long a source has failed, as read in a title: minutes under an hour ("45 min",
+    never "0 h"), whole hours under two days, then days."""
+    minutes = max(int(span.total_seconds() // 60), 0)
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes / 60:.0f} h"
+    return f"{minutes / 1440:.0f} days"
+
+
+def rejected_title(error: str) -> str:
+    """A refused config's title: its first problem, which names the file and line
+    ("config rejected: config/newswatch.yaml:12: watchlists[x].notify: ...")."""
+    first = error.strip().splitlines()[0] if error.strip() else "unknown problem"
+    title = f"config rejected: {first}"
+    if len(title) > 200:
+        title = title[:199] + "…"
+    return title
 
 
 def _config_shrunk_notices(rt: Runtime, session: Session, now: datetime) -> list[str]:

@@ -24,7 +24,15 @@ def cmd_check_config(args: argparse.Namespace, ctx: Context) -> int:
         for problem in exc.problems:
             print(problem)
         return 1
+    from worker.config.checks import address_problems, config_warnings
+
     cfg = active.loaded.config
+    for warning in config_warnings(active.loaded):  # applied as written: not fatal
+        print(warning)
+    if addresses := address_problems(active.loaded):
+        for problem in addresses:
+            print(problem)
+        return 1
     if args.connect:
         from worker.service.probes import reachability_problems
 

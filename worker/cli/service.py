@@ -43,9 +43,13 @@ def prepare(ctx: Context) -> None:
 def warn_unreachable(ctx: Context) -> None:
     """At start-up, name every SMTP server and webhook host that does not answer. A warning,
     not a refusal: a mail server that is down now may be up by the first alert."""
+    from worker.config.checks import address_problems, config_warnings
     from worker.service.probes import reachability_problems
 
-    for problem in reachability_problems(ctx.compiled().loaded.config):
+    loaded = ctx.compiled().loaded
+    for warning in config_warnings(loaded) + address_problems(loaded):
+        log.warning("config: %s", warning)  # each names its file and line
+    for problem in reachability_problems(loaded.config):
         log.warning("config %s: %s", ctx.settings.config_path, problem)
 
 

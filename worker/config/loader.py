@@ -14,7 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from worker.config.problems import ConfigError, ConfigProblem, _key_name, _origin_for, line_for
-from worker.config.schema import Config
+from worker.config.schema import WRITTEN, Config
 from worker.config.yamlread import MAX_CONFIG_BYTES, _Builder, _compose, _Refused
 
 DEFAULT_CONFIG_PATH = Path("config/newswatch.yaml")
@@ -113,7 +113,7 @@ class _Loading:
             return None
         except yaml.MarkedYAMLError as exc:
             line = exc.problem_mark.line + 1 if exc.problem_mark else None
-            self.problems.append(ConfigProblem(fname, line, "", f"not valid YAML: {exc.problem}"))
+            self.problems.append(ConfigProblem(fname, line, "", yaml_error_text(exc.problem)))
             return None
         except yaml.YAMLError as exc:
             self.problems.append(ConfigProblem(fname, None, "", f"not valid YAML: {exc}"))
@@ -222,7 +222,7 @@ class _Loading:
         """The merged sections as a Config; ConfigError with every problem found so far
         and every schema error, each at its file and line."""
         try:
-            config = Config.model_validate(self.merged)
+            config = Config.model_validate(self.merged, context=WRITTEN)
         except ValidationError as exc:
             for err in exc.errors():
                 loc = tuple(err["loc"])
@@ -231,11 +231,7 @@ class _Loading:
                     p for p in loc if isinstance(p, int) or not str(p).startswith("function-")
                 )
                 fname, line = _origin_for(data_loc, self.origin, str(self.root))
-                msg = err["msg"]
-                if err["type"] == "extra_forbidden":
-                    msg = "unknown key"
-                elif msg.startswith("Value error, "):
-                    msg = msg[len("Value error, ") :]
+                msg = plain_message(err, data_loc)
                 self.problems.append(
                     ConfigProblem(fname, line, _key_name(data_loc, self.merged), msg)
                 )
@@ -243,6 +239,64 @@ class _Loading:
         if self.problems:
             raise ConfigError(self.problems)
         return config
+
+
+def yaml_error_text(problem: str | None) -> str:
+    """PyYAML's words ("expected <block end>, but found '?'") with what to check."""
+    problem = problem or "unreadable"
+    if "'\\t'" in problem:
+        return "not valid YAML: a tab character; tabs are not allowed in YAML, indent with spaces"
+    return (
+        f"not valid YAML: {problem}; check the indentation of this line and the line above "
+        "(items of one list or mapping line up, with spaces, never tabs)"
+    )
+
+
+# what a list-valued key holds, for "must be a list of ..., e.g. [x]"
+_LIST_OF = {
+    "notify": "channel names",
+    "sources": "source names",
+    "exclude_sources": "source names",
+    "keywords": "words or phrases",
+    "exclude": "words or phrases",
+    "aliases": "names",
+    "weak_aliases": "names",
+    "context": "words",
+    "email": "email addresses",
+    "allow_networks": "networks or host names",
+    "names": "names",
+}
+
+
+def plain_message(err: Any, loc: tuple) -> str:
+    """A pydantic error in the config's own words (no "Input should be a valid tuple")."""
+    kind, msg, value = err["type"], err["msg"], err.get("input")
+    key = next((str(p) for p in reversed(loc) if not isinstance(p, int)), "")
+    if key in ("password", "secret", "url", "fail_url"):
+        value = "..."  # a secret is never quoted back
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if msg.startswith("Value error, "):
+        return msg[len("Value error, ") :]
+    if kind in ("tuple_type", "list_type"):
+        what = _LIST_OF.get(key, "values")
+        example = f"[{value}]" if isinstance(value, str | int | float) else "[a, b]"
+        return f"{key} must be a list of {what}, e.g. {example}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{key} must be a whole number, not {value!r}"
+    if kind in ("float_parsing", "float_type"):
+        return f"{key} must be a number, not {value!r}"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"{key} must be true or false, not {value!r}"
+    if kind == "string_type":
+        return f"{key} must be text, not {value!r}"
+    if kind == "missing":
+        return f"{key} is required"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"{key} must be a mapping of keys (key: value), not {value!r}"
+    if kind == "literal_error":
+        return f"{key} must be " + msg.removeprefix("Input should be ")
+    return msg
 
 
 def _reference_problems(merged: dict, origin: dict, default: str) -> list[ConfigProblem]:

@@ -11,6 +11,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -40,6 +41,21 @@ def parse_interval(value: str | int | float) -> int:
     return seconds
 
 
+# The loader validates with this context: in a file an interval needs its unit (`every: 10`
+# was read as 10 seconds, silently); code building specs may still pass seconds.
+WRITTEN = {"written": True}
+
+
+def written_interval(value: Any, info: ValidationInfo) -> int:
+    """An interval as written in the config file: `10` alone is refused (10 seconds or 10
+    minutes?), with the fix."""
+    written = isinstance(info.context, dict) and info.context.get("written")
+    if written and isinstance(value, int | float) and not isinstance(value, bool):
+        n = int(value) if float(value).is_integer() else value
+        raise ValueError(f"{n} has no unit; write {n}s or {n}m (or 1h, 1d)")
+    return parse_interval(value)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -63,8 +79,8 @@ class SourceSpec(_Strict):
 
     @field_validator("every", "max_every", mode="before")
     @classmethod
-    def _interval(cls, v: Any) -> int | None:
-        return None if v is None else parse_interval(v)
+    def _interval(cls, v: Any, info: ValidationInfo) -> int | None:
+        return None if v is None else written_interval(v, info)
 
     @property
     def longest_interval(self) -> int:
@@ -302,8 +318,8 @@ class NoticesSpec(_Strict):
         mode="before",
     )
     @classmethod
-    def _interval(cls, v: Any) -> int:
-        return parse_interval(v)
+    def _interval(cls, v: Any, info: ValidationInfo) -> int:
+        return written_interval(v, info)
 
 
 class HeartbeatSpec(_Strict):
@@ -317,8 +333,8 @@ class HeartbeatSpec(_Strict):
 
     @field_validator("every", mode="before")
     @classmethod
-    def _interval(cls, v: Any) -> int:
-        return parse_interval(v)
+    def _interval(cls, v: Any, info: ValidationInfo) -> int:
+        return written_interval(v, info)
 
     @field_validator("url", "fail_url")
     @classmethod
@@ -347,8 +363,8 @@ class RetentionSpec(_Strict):
 
     @field_validator("article_text", "attempts", "deliveries", "entries", mode="before")
     @classmethod
-    def _interval(cls, v: Any) -> int:
-        return parse_interval(v)
+    def _interval(cls, v: Any, info: ValidationInfo) -> int:
+        return written_interval(v, info)
 
     @field_validator("article_text")
     @classmethod

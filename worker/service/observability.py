@@ -124,8 +124,18 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{ids}]" if ids else line
 
 
+# Celery's routine lines, one per beat tick and two per task run ("Scheduler: Sending due
+# task", "Task ... received", "Task ... succeeded"): an idle service logged about 60 a
+# minute. Shown with NEWSWATCH_LOG_LEVEL=DEBUG; otherwise only their warnings and errors
+# (a failed or retried-out task still logs at ERROR).
+CHATTY_LOGGERS = ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+
+
 def setup_logging(level: str, fmt: str = "text") -> None:
-    """Configure the root logger (replacing any handler) for text or JSON lines on stderr."""
+    """Configure the root logger (replacing any handler) for text or JSON lines on stderr.
+
+    Quiet by default: Celery's per-task and per-tick lines (CHATTY_LOGGERS) only at
+    DEBUG, the verbose level (NEWSWATCH_LOG_LEVEL=DEBUG)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(ContextFilter())
@@ -134,6 +144,9 @@ def setup_logging(level: str, fmt: str = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    verbose = root.getEffectiveLevel() <= logging.DEBUG
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
     logging.captureWarnings(True)  # warnings become log records, so JSON mode stays JSON
 
 
