@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from worker.cli import admin, checks, service, status
+from worker.cli import admin, checks, service, status, web
 
 DESCRIPTION = "The `newswatch` command."
 
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_checks(add)
     _add_views(add)
     _add_admin(add)
+    web.add_web(add)
     _add_rules_and_db(sub)
     return parser
 

@@ -1,0 +1,127 @@
+"""A database filled by the real pipeline steps (tests/helpers/pipeline.py), and the
+dashboard serving it over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.pipeline import Clock, make_runtime, rss, run_all
+from worker.alerts.notices import check_notices
+from worker.bootstrap import Runtime
+from worker.web.pages import Data
+from worker.web.serve import make
+
+ARTICLE = """<html><head><title>{title}</title></head><body><nav>Home | World</nav><article>
+<h1>{title}</h1><p>{body}</p><p>Officials said more details would follow later in the week,
+and that talks would continue in the capital with all parties present.</p></article>
+<footer>Copyright Example</footer></body></html>"""
+
+STORIES = {
+    "/a/pmf-talks": (
+        "Militia leaders meet in Baghdad",
+        "Leaders of the Popular Mobilization Forces met government envoys on Tuesday "
+        "to discuss the future of the PMF within the state security apparatus.",
+    ),
+    "/a/un-chief": (
+        "UN chief calls for ceasefire",
+        "Secretary-General Antonio Guterres called on all parties to agree a ceasefire "
+        "and open the crossings for aid convoys without delay.",
+    ),
+    "/a/markets": (
+        "Markets steady after rate decision",
+        "Shares closed little changed after the central bank held its main rate, "
+        "as traders weighed the outlook for inflation and growth.",
+    ),
+}
+
+
+def config_text(server) -> str:
+    return f"""
+sources:
+  - name: wire
+    feed: {server.url("/feed.xml")}
+    every: 5m
+    full_text: true
+  - name: gone-feed
+    feed: {server.url("/missing.xml")}
+    every: 10m
+watchlists:
+  - name: pmf
+    names: [{{name: Popular Mobilization Forces, aliases: [PMF]}}]
+    notify: [hook, flaky]
+  - name: guterres
+    names: [Antonio Guterres]
+    notify: [hook, broken]
+channels:
+  - name: hook
+    webhook: {server.url("/hook")}
+  - name: flaky
+    webhook: {server.url("/flaky")}
+  - name: broken
+    webhook: {server.url("/broken")}
+notices:
+  channel: hook
+fetch:
+  allow_networks: [127.0.0.0/8]
+  deadline: 10
+"""
+
+
+@dataclass
+class Filled:
+    rt: Runtime
+    config: Path
+
+
+@pytest.fixture
+def filled(tmp_path: Path, http_server) -> Filled:
+    """One pass of the real pipeline: three articles (two match), deliveries sent, failed
+    (500) and dead (400), a source whose feed is gone (404), then a rejected config edit
+    recorded as a notice."""
+    http_server.add("/hook", b"", status=204)
+    http_server.add("/flaky", b"busy", status=500)
+    http_server.add("/broken", b"bad request", status=400)
+    for path, (title, body) in STORIES.items():
+        page = ARTICLE.format(title=title, body=body)
+        http_server.add(path, page, headers={"Content-Type": "text/html"})
+    items = [(title, http_server.url(path)) for path, (title, _) in STORIES.items()]
+    http_server.add("/feed.xml", rss(*items), headers={"Content-Type": "application/rss+xml"})
+    clock = Clock()
+    url = f"sqlite:///{tmp_path / 'newswatch.db'}"
+    rt = make_runtime(tmp_path, url, config_text(http_server), clock)
+    run_all(rt)
+    # an edit that is refused: the service keeps the last good version and says so
+    config = tmp_path / "newswatch.yaml"
+    config.write_text(config.read_text() + "\n  bogus: [unclosed\n")
+    clock.advance(60)
+    check_notices(rt)
+    return Filled(rt, config)
+
+
+@pytest.fixture
+def dashboard(filled: Filled) -> Iterator[str]:
+    """The dashboard over `filled`, on a free port of 127.0.0.1: its base URL."""
+    yield from _serve(filled, token=None)
+
+
+@pytest.fixture
+def dashboard_with_token(filled: Filled) -> Iterator[str]:
+    yield from _serve(filled, token="s3cret-token")
+
+
+def _serve(filled: Filled, token: str | None) -> Iterator[str]:
+    data = Data(filled.rt.store, filled.config, clock=filled.rt.clock)
+    server = make(data, "127.0.0.1", 0, token)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
