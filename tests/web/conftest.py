@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,13 +77,38 @@ fetch:
 class Filled:
     rt: Runtime
     config: Path
+    clock: Clock
+    server: Any
+
+
+DAILY = [
+    ("PMF units redeploy near Mosul", "Units of the Popular Mobilization Forces moved north."),
+    ("Guterres visits the border", "Antonio Guterres met aid workers at the crossing."),
+    ("Parliament debates PMF law", "Members argued over the PMF law and its budget."),
+]
+
+
+def add_history(filled: Filled, days: int) -> None:
+    """`days` more days of news through the real pipeline, one pass a day: each day the
+    feed shows that day's stories (some days more of them than others)."""
+    server, clock = filled.server, filled.clock
+    for day in range(days):
+        clock.advance(86400)
+        items = []
+        for n, (title, body) in enumerate(DAILY[: 1 + (day * 7) % len(DAILY)]):
+            path = f"/a/day{day}-{n}"
+            page = ARTICLE.format(title=f"{title} (day {day + 1})", body=f"{body} Day {day + 1}.")
+            server.add(path, page, headers={"Content-Type": "text/html"})
+            items.append((f"{title} (day {day + 1})", server.url(path)))
+        server.add("/feed.xml", rss(*items), headers={"Content-Type": "application/rss+xml"})
+        run_all(filled.rt)
 
 
 @pytest.fixture
-def filled(tmp_path: Path, http_server) -> Filled:
+def filled(request: pytest.FixtureRequest, tmp_path: Path, http_server) -> Filled:
     """One pass of the real pipeline: three articles (two match), deliveries sent, failed
     (500) and dead (400), a source whose feed is gone (404), then a rejected config edit
-    recorded as a notice."""
+    recorded as a notice. A test marked `history(DAYS)` gets that many more days first."""
     http_server.add("/hook", b"", status=204)
     http_server.add("/flaky", b"busy", status=500)
     http_server.add("/broken", b"bad request", status=400)
@@ -95,12 +121,15 @@ def filled(tmp_path: Path, http_server) -> Filled:
     url = f"sqlite:///{tmp_path / 'newswatch.db'}"
     rt = make_runtime(tmp_path, url, config_text(http_server), clock)
     run_all(rt)
+    filled = Filled(rt, tmp_path / "newswatch.yaml", clock, http_server)
+    if request.node.get_closest_marker("history"):
+        add_history(filled, request.node.get_closest_marker("history").args[0])
     # an edit that is refused: the service keeps the last good version and says so
-    config = tmp_path / "newswatch.yaml"
+    config = filled.config
     config.write_text(config.read_text() + "\n  bogus: [unclosed\n")
     clock.advance(60)
     check_notices(rt)
-    return Filled(rt, config)
+    return filled
 
 
 @pytest.fixture
