@@ -106,9 +106,16 @@ def add_history(filled: Filled, days: int) -> None:
 
 @pytest.fixture
 def filled(request: pytest.FixtureRequest, tmp_path: Path, http_server) -> Filled:
+    """One pass of the real pipeline on SQLite (`fill`). A test marked `history(DAYS)`
+    gets that many more days first."""
+    marker = request.node.get_closest_marker("history")
+    return fill(tmp_path, http_server, f"sqlite:///{tmp_path / 'newswatch.db'}", marker)
+
+
+def fill(tmp_path: Path, http_server, database_url: str, history: Any = None) -> Filled:
     """One pass of the real pipeline: three articles (two match), deliveries sent, failed
     (500) and dead (400), a source whose feed is gone (404), then a rejected config edit
-    recorded as a notice. A test marked `history(DAYS)` gets that many more days first."""
+    recorded as a notice."""
     http_server.add("/hook", b"", status=204)
     http_server.add("/flaky", b"busy", status=500)
     http_server.add("/broken", b"bad request", status=400)
@@ -118,12 +125,11 @@ def filled(request: pytest.FixtureRequest, tmp_path: Path, http_server) -> Fille
     items = [(title, http_server.url(path)) for path, (title, _) in STORIES.items()]
     http_server.add("/feed.xml", rss(*items), headers={"Content-Type": "application/rss+xml"})
     clock = Clock()
-    url = f"sqlite:///{tmp_path / 'newswatch.db'}"
-    rt = make_runtime(tmp_path, url, config_text(http_server), clock)
+    rt = make_runtime(tmp_path, database_url, config_text(http_server), clock)
     run_all(rt)
     filled = Filled(rt, tmp_path / "newswatch.yaml", clock, http_server)
-    if request.node.get_closest_marker("history"):
-        add_history(filled, request.node.get_closest_marker("history").args[0])
+    if history is not None:
+        add_history(filled, history.args[0])
     # an edit that is refused: the service keeps the last good version and says so
     config = filled.config
     config.write_text(config.read_text() + "\n  bogus: [unclosed\n")
@@ -135,15 +141,15 @@ def filled(request: pytest.FixtureRequest, tmp_path: Path, http_server) -> Fille
 @pytest.fixture
 def dashboard(filled: Filled) -> Iterator[str]:
     """The dashboard over `filled`, on a free port of 127.0.0.1: its base URL."""
-    yield from _serve(filled, token=None)
+    yield from serve(filled, token=None)
 
 
 @pytest.fixture
 def dashboard_with_token(filled: Filled) -> Iterator[str]:
-    yield from _serve(filled, token="s3cret-token")
+    yield from serve(filled, token="s3cret-token")
 
 
-def _serve(filled: Filled, token: str | None) -> Iterator[str]:
+def serve(filled: Filled, token: str | None) -> Iterator[str]:
     data = Data(filled.rt.store, filled.config, clock=filled.rt.clock)
     server = make(data, "127.0.0.1", 0, token)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

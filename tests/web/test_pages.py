@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 
+from tests.web.conftest import fill, serve
 from worker.store import dashboard as queries
 
 PAGES = ["/alerts", "/sources", "/deliveries", "/config", "/watchlists/pmf"]
@@ -148,3 +149,14 @@ def test_queries_read_what_the_pipeline_wrote(filled):
         by_state = queries.deliveries(s)
         assert [d.channel for d in by_state["dead"]] == ["broken"]
         assert queries.last_rejected_edit(s) is not None
+
+
+def test_every_page_renders_on_sqlite_and_postgresql(database_url, tmp_path, http_server):
+    filled = fill(tmp_path, http_server, database_url)
+    for base in serve(filled, token=None):
+        for path in PAGES:
+            assert get(base + path)[0] == 200, path
+        _, _, html = get(base + "/watchlists/guterres")
+        assert "1 in 30 days" in html and "<mark>Antonio Guterres</mark>" in html
+        _, _, html = get(base + "/alerts?watchlist=pmf&since=1d")
+        assert "Militia leaders" in html and "UN chief" not in html
