@@ -113,6 +113,10 @@ def test_click_through_every_page_in_chromium(browser, dashboard, tmp_path):
         assert expect in browser.find_element(By.TAG_NAME, "main").text
         saved.append(screenshot(browser, shots, f"{len(saved) + 1}-{title.lower()}"))
 
+    browser.find_element(By.ID, "nav-watchlists").click()
+    wait.until(ec.title_is("Watchlists · newswatch"))
+    assert "pmf" in browser.find_element(By.TAG_NAME, "main").text
+    saved.append(screenshot(browser, shots, "6-watchlists"))
     browser.find_element(By.ID, "nav-alerts").click()
     wait.until(ec.title_is("Alerts · newswatch"))
     browser.find_element(By.CSS_SELECTOR, 'a.tag[href="/watchlists/pmf"]').click()
@@ -120,7 +124,7 @@ def test_click_through_every_page_in_chromium(browser, dashboard, tmp_path):
     # the chart drawn by the shipped uPlot: a canvas, bars for the days with mentions
     wait.until(lambda d: d.find_element(By.ID, "chart").get_attribute("data-drawn") == "yes")
     assert browser.find_elements(By.CSS_SELECTOR, "#chart canvas")
-    saved.append(screenshot(browser, shots, "6-watchlist-pmf"))
+    saved.append(screenshot(browser, shots, "7-watchlist-pmf"))
 
     urls = requested_urls(browser)
     assert any(u.endswith("/static/uPlot.iife.min.js") for u in urls)

@@ -13,7 +13,7 @@ import pytest
 from tests.web.conftest import fill, serve
 from worker.store import dashboard as queries
 
-PAGES = ["/alerts", "/sources", "/deliveries", "/config", "/watchlists/pmf"]
+PAGES = ["/alerts", "/sources", "/deliveries", "/config", "/watchlists", "/watchlists/pmf"]
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
@@ -94,6 +94,15 @@ def test_config_page_shows_the_version_in_force_and_the_last_rejected_edit(dashb
     assert "Last rejected edit" in text and "watchlist config rejected" in text
     assert f"version {version} stays in force" in text
     assert "not valid now" in text  # the file on disk is the refused edit
+
+
+def test_watchlists_page_lists_each_watchlist_with_its_matches(dashboard):
+    status, _, html = get(dashboard + "/watchlists")
+    assert status == 200
+    text = text_of(html)
+    assert "guterres 1 1 2026-01-01 12:00:00 UTC" in text
+    assert "pmf 1 1 2026-01-01 12:00:00 UTC" in text
+    assert 'href="/watchlists/pmf"' in html
 
 
 def test_watchlist_page_has_the_chart_data_and_recent_matches(dashboard):

@@ -11,10 +11,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from worker.core.states import DeliveryKind, DeliveryState
+from worker.core.states import DeliveryKind, DeliveryState, MatchState
 from worker.store import models as m
 
 CONFIG_REJECTED = "config_rejected:"  # notice_key prefix (worker/alerts/notices.py)
@@ -229,11 +229,13 @@ class RejectedEdit:
     text: str
 
 
-def config_versions(session: Session, *, limit: int = 5) -> list[ConfigSeen]:
-    """The config versions the matches were made under, latest first."""
+def config_versions(session: Session, since: datetime, *, limit: int = 5) -> list[ConfigSeen]:
+    """The config versions the matches since `since` were made under, latest first
+    (ix_match_created_at: bounded by time, not a walk of every match ever made)."""
     M = m.Match
     q = (
         select(M.config_version, func.min(M.created_at), func.max(M.created_at), func.count())
+        .where(M.created_at >= since)
         .group_by(M.config_version)
         .order_by(func.max(M.created_at).desc())
         .limit(limit)
@@ -270,3 +272,25 @@ def mentions_per_day(session: Session, watchlist: str, since: datetime) -> list[
         .order_by(day)
     )
     return [(str(d), n) for d, n in session.execute(q)]
+
+
+@dataclass(frozen=True)
+class WatchlistSeen:
+    name: str
+    matches: int
+    alerted: int
+    last_match_at: datetime
+
+
+def watchlists_since(session: Session, since: datetime) -> list[WatchlistSeen]:
+    """Each watchlist that matched since `since`: matches, of which alerted (the rest
+    were further copies of a story), and its latest (ix_match_created_at)."""
+    M = m.Match
+    alerted = func.sum(case((M.state == MatchState.ALERTED, 1), else_=0))
+    q = (
+        select(M.watchlist, func.count(), alerted, func.max(M.created_at))
+        .where(M.created_at >= since)
+        .group_by(M.watchlist)
+        .order_by(M.watchlist)
+    )
+    return [WatchlistSeen(w, n, int(a or 0), last) for w, n, a, last in session.execute(q)]

@@ -40,6 +40,7 @@ URLS = Map(
         Rule("/sources", endpoint="sources"),
         Rule("/deliveries", endpoint="deliveries"),
         Rule("/config", endpoint="config"),
+        Rule("/watchlists", endpoint="watchlists"),
         Rule("/watchlists/<name>", endpoint="watchlist"),
         Rule("/static/<name>", endpoint="static"),
     ],

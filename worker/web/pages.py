@@ -20,6 +20,7 @@ from worker.web.format import segments
 
 ALERTS_LIMIT = 100
 CHART_DAYS = 30
+VERSIONS_DAYS = 90  # the Config page's versions, as recorded on the matches of this span
 
 
 @dataclass
@@ -82,7 +83,7 @@ def config(data: Data, args: Mapping[str, str]) -> Page:
     from worker.bootstrap.config_in_force import compile_config
 
     with data.store.session() as s:
-        versions = dashboard.config_versions(s)
+        versions = dashboard.config_versions(s, data.clock() - timedelta(days=VERSIONS_DAYS))
         rejected = dashboard.last_rejected_edit(s)
     file: dict[str, Any] = {"path": str(data.config_path), "version": None, "problems": []}
     try:
@@ -93,7 +94,12 @@ def config(data: Data, args: Mapping[str, str]) -> Page:
     except OSError as exc:
         file["problems"] = [f"cannot read it: {exc.strerror}"]
     file["loaded"] = data.clock()
-    context = {"file": file, "versions": versions, "rejected": rejected}
+    context = {
+        "file": file,
+        "versions": versions,
+        "rejected": rejected,
+        "versions_days": VERSIONS_DAYS,
+    }
     return "config.html", context
 
 
@@ -121,10 +127,18 @@ def watchlist(data: Data, args: Mapping[str, str], name: str) -> Page:
     return "watchlist.html", context
 
 
+def watchlists(data: Data, args: Mapping[str, str]) -> Page:
+    since = data.clock() - timedelta(days=CHART_DAYS)
+    with data.store.session() as s:
+        rows = dashboard.watchlists_since(s, since)
+    return "watchlists.html", {"watchlists": rows, "days": CHART_DAYS}
+
+
 VIEWS: dict[str, Callable[..., Page]] = {
     "alerts": alerts,
     "sources": sources,
     "deliveries": deliveries,
     "config": config,
+    "watchlists": watchlists,
     "watchlist": watchlist,
 }
