@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from worker.cli import admin, checks, service, status
+from worker.cli import admin, checks, service, status, web
 from worker.cli.matches import add_matches
 from worker.core.states import DeliveryState
 
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_views(add)
     add_matches(add)
     _add_admin(add)
+    web.add_web(add)
     _add_rules_and_db(sub)
     return parser
 

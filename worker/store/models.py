@@ -243,6 +243,7 @@ class Match(Base):
     __table_args__ = (
         UniqueConstraint("watchlist", "article_id"),
         Index("ix_match_article_id", "article_id"),  # an article's matches (why, pruning)
+        Index("ix_match_watchlist_created", "watchlist", "created_at"),  # the dashboard
         one_of("state", MatchState),
     )
 

@@ -1,0 +1,162 @@
+"""A database filled by the real pipeline steps (tests/helpers/pipeline.py), and the
+dashboard serving it over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers.pipeline import Clock, make_runtime, rss, run_all
+from worker.alerts.notices import check_notices
+from worker.bootstrap import Runtime
+from worker.web.pages import Data
+from worker.web.serve import make
+
+ARTICLE = """<html><head><title>{title}</title></head><body><nav>Home | World</nav><article>
+<h1>{title}</h1><p>{body}</p><p>Officials said more details would follow later in the week,
+and that talks would continue in the capital with all parties present.</p></article>
+<footer>Copyright Example</footer></body></html>"""
+
+STORIES = {
+    "/a/pmf-talks": (
+        "Militia leaders meet in Baghdad",
+        "Leaders of the Popular Mobilization Forces met government envoys on Tuesday "
+        "to discuss the future of the PMF within the state security apparatus.",
+    ),
+    "/a/un-chief": (
+        "UN chief calls for ceasefire",
+        "Secretary-General Antonio Guterres called on all parties to agree a ceasefire "
+        "and open the crossings for aid convoys without delay.",
+    ),
+    "/a/markets": (
+        "Markets steady after rate decision",
+        "Shares closed little changed after the central bank held its main rate, "
+        "as traders weighed the outlook for inflation and growth.",
+    ),
+}
+
+
+def config_text(server) -> str:
+    return f"""
+sources:
+  - name: wire
+    feed: {server.url("/feed.xml")}
+    every: 5m
+    full_text: true
+  - name: gone-feed
+    feed: {server.url("/missing.xml")}
+    every: 10m
+watchlists:
+  - name: pmf
+    names: [{{name: Popular Mobilization Forces, aliases: [PMF]}}]
+    notify: [hook, flaky]
+  - name: guterres
+    names: [Antonio Guterres]
+    notify: [hook, broken]
+channels:
+  - name: hook
+    webhook: {server.url("/hook")}
+  - name: flaky
+    webhook: {server.url("/flaky")}
+  - name: broken
+    webhook: {server.url("/broken")}
+notices:
+  channel: hook
+fetch:
+  allow_networks: [127.0.0.0/8]
+  deadline: 10
+"""
+
+
+@dataclass
+class Filled:
+    rt: Runtime
+    config: Path
+    clock: Clock
+    server: Any
+
+
+DAILY = [
+    ("PMF units redeploy near Mosul", "Units of the Popular Mobilization Forces moved north."),
+    ("Guterres visits the border", "Antonio Guterres met aid workers at the crossing."),
+    ("Parliament debates PMF law", "Members argued over the PMF law and its budget."),
+]
+
+
+def add_history(filled: Filled, days: int) -> None:
+    """`days` more days of news through the real pipeline, one pass a day: each day the
+    feed shows that day's stories (some days more of them than others)."""
+    server, clock = filled.server, filled.clock
+    for day in range(days):
+        clock.advance(86400)
+        items = []
+        for n, (title, body) in enumerate(DAILY[: 1 + (day * 7) % len(DAILY)]):
+            path = f"/a/day{day}-{n}"
+            page = ARTICLE.format(title=f"{title} (day {day + 1})", body=f"{body} Day {day + 1}.")
+            server.add(path, page, headers={"Content-Type": "text/html"})
+            items.append((f"{title} (day {day + 1})", server.url(path)))
+        server.add("/feed.xml", rss(*items), headers={"Content-Type": "application/rss+xml"})
+        run_all(filled.rt)
+
+
+@pytest.fixture
+def filled(request: pytest.FixtureRequest, tmp_path: Path, http_server) -> Filled:
+    """One pass of the real pipeline on SQLite (`fill`). A test marked `history(DAYS)`
+    gets that many more days first."""
+    marker = request.node.get_closest_marker("history")
+    return fill(tmp_path, http_server, f"sqlite:///{tmp_path / 'newswatch.db'}", marker)
+
+
+def fill(tmp_path: Path, http_server, database_url: str, history: Any = None) -> Filled:
+    """One pass of the real pipeline: three articles (two match), deliveries sent, failed
+    (500) and dead (400), a source whose feed is gone (404), then a rejected config edit
+    recorded as a notice."""
+    http_server.add("/hook", b"", status=204)
+    http_server.add("/flaky", b"busy", status=500)
+    http_server.add("/broken", b"bad request", status=400)
+    for path, (title, body) in STORIES.items():
+        page = ARTICLE.format(title=title, body=body)
+        http_server.add(path, page, headers={"Content-Type": "text/html"})
+    items = [(title, http_server.url(path)) for path, (title, _) in STORIES.items()]
+    http_server.add("/feed.xml", rss(*items), headers={"Content-Type": "application/rss+xml"})
+    clock = Clock()
+    rt = make_runtime(tmp_path, database_url, config_text(http_server), clock)
+    run_all(rt)
+    filled = Filled(rt, tmp_path / "newswatch.yaml", clock, http_server)
+    if history is not None:
+        add_history(filled, history.args[0])
+    # an edit that is refused: the service keeps the last good version and says so
+    config = filled.config
+    config.write_text(config.read_text() + "\n  bogus: [unclosed\n")
+    clock.advance(60)
+    check_notices(rt)
+    return filled
+
+
+@pytest.fixture
+def dashboard(filled: Filled) -> Iterator[str]:
+    """The dashboard over `filled`, on a free port of 127.0.0.1: its base URL."""
+    yield from serve(filled, token=None)
+
+
+@pytest.fixture
+def dashboard_with_token(filled: Filled) -> Iterator[str]:
+    yield from serve(filled, token="s3cret-token")
+
+
+def serve(filled: Filled, token: str | None) -> Iterator[str]:
+    data = Data(filled.rt.store, filled.config, clock=filled.rt.clock)
+    server = make(data, "127.0.0.1", 0, token)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

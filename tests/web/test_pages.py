@@ -1,0 +1,171 @@
+"""Each dashboard page over real HTTP on 127.0.0.1, against a database filled by the
+real pipeline (conftest.py): what it shows, and that it loads nothing from elsewhere."""
+
+from __future__ import annotations
+
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from tests.web.conftest import fill, serve
+from worker.store import dashboard as queries
+
+PAGES = ["/alerts", "/sources", "/deliveries", "/config", "/watchlists", "/watchlists/pmf"]
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return resp.status, dict(resp.headers), resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read().decode()
+
+
+def text_of(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def test_alerts_page_shows_matches_with_highlights_sources_links_and_channel_states(dashboard):
+    status, headers, html = get(dashboard + "/alerts")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    text = text_of(html)
+    assert "Militia leaders meet in Baghdad" in text and "UN chief calls for ceasefire" in text
+    assert "Markets steady" not in text  # matched nothing
+    # the snippet's stored highlights, marked
+    assert "<mark>Popular Mobilization Forces</mark>" in html
+    assert "<mark>Antonio Guterres</mark>" in html
+    assert "wire" in text and "2026-01-01 12:00:00 UTC" in text
+    assert re.search(r'href="http://127\.0\.0\.1:\d+/a/pmf-talks"', html)
+    # delivery state per channel: sent, failed with its next attempt, dead
+    assert "hook: sent" in text
+    assert re.search(r"flaky: failed \(next attempt 2026-01-01 12:\d\d:\d\d UTC\)", text)
+    assert "broken: dead" in text
+
+
+def test_alerts_filters_by_watchlist_source_and_since(dashboard):
+    _, _, html = get(dashboard + "/alerts?watchlist=guterres")
+    assert "UN chief" in html and "Militia leaders" not in html
+    _, _, html = get(dashboard + "/alerts?source=gone-feed")
+    assert "No matches for these filters" in html
+    # the clock is the pipeline's: matches were made at 12:00, an hour ago is 11:01
+    _, _, html = get(dashboard + "/alerts?since=1h")
+    assert "UN chief" in html and "Militia leaders" in html
+    _, _, html = get(dashboard + "/alerts?since=2026-01-02")
+    assert "No matches for these filters" in html
+    status, _, html = get(dashboard + "/alerts?since=yesterday-ish")
+    assert status == 200 and "is neither a span" in html
+
+
+def test_sources_page_shows_fetch_times_next_poll_and_the_last_error_with_its_kind(dashboard):
+    status, _, html = get(dashboard + "/sources")
+    assert status == 200
+    text = text_of(html)
+    gone, wire = text[text.index("gone-feed") : text.index("wire")], text[text.index("wire") :]
+    # the last error with its kind, and how many in a row
+    assert "http_404 (1 in a row)" in gone and "HTTP 404" in gone
+    assert "2026-01-01 12:10:00 UTC" in gone  # next poll: every 10 min
+    assert "10 min" in gone
+    # last fetch, last success, next poll (every 5 min); three items seen
+    assert "5 min 2026-01-01 12:00:00 UTC 2026-01-01 12:00:00 UTC 2026-01-01 12:05:00 UTC 3" in wire
+
+
+def test_deliveries_page_shows_pending_failed_with_next_attempt_and_dead_with_reason(dashboard):
+    status, _, html = get(dashboard + "/deliveries")
+    assert status == 200
+    failed = html[html.index('id="deliveries-failed"') : html.index('id="deliveries-dead"')]
+    dead = html[html.index('id="deliveries-dead"') :]
+    assert "flaky" in failed and "HTTP 500" in failed and "Militia leaders" in failed
+    assert re.search(r"2026-01-01 12:\d\d:\d\d UTC", failed)
+    assert "broken" in dead and "HTTP 400" in dead and "UN chief" in dead
+    pending = html[html.index('id="deliveries-pending"') : html.index('id="deliveries-failed"')]
+    assert "notice" in pending  # the rejected edit's notice, not sent yet
+
+
+def test_config_page_shows_the_version_in_force_and_the_last_rejected_edit(dashboard, filled):
+    status, _, html = get(dashboard + "/config")
+    assert status == 200
+    text = text_of(html)
+    version = filled.rt.config.current().version
+    assert version in text and "latest" in text
+    assert "Last rejected edit" in text and "watchlist config rejected" in text
+    assert f"version {version} stays in force" in text
+    assert "not valid now" in text  # the file on disk is the refused edit
+
+
+def test_watchlists_page_lists_each_watchlist_with_its_matches(dashboard):
+    status, _, html = get(dashboard + "/watchlists")
+    assert status == 200
+    text = text_of(html)
+    assert "guterres 1 1 2026-01-01 12:00:00 UTC" in text
+    assert "pmf 1 1 2026-01-01 12:00:00 UTC" in text
+    assert 'href="/watchlists/pmf"' in html
+
+
+def test_watchlist_page_has_the_chart_data_and_recent_matches(dashboard):
+    status, _, html = get(dashboard + "/watchlists/pmf")
+    assert status == 200
+    assert '<script src="/static/uPlot.iife.min.js"' in html
+    assert "1 in 30 days" in html and "Militia leaders" in html
+    data = re.search(r'<script type="application/json" id="chart-data">(.*?)</script>', html)
+    assert data and '"y": [0,' in data.group(1) and data.group(1).rstrip().endswith("}")
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_no_page_references_another_host(dashboard, path):
+    status, headers, html = get(dashboard + path)
+    assert status == 200
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    for url in re.findall(r"""https?://[^\s"'<>)]+""", html):
+        assert urllib.parse.urlsplit(url).hostname == "127.0.0.1", url
+
+
+def test_static_assets_are_served_from_the_package(dashboard):
+    status, headers, body = get(dashboard + "/static/uPlot.iife.min.js")
+    assert status == 200 and "javascript" in headers["Content-Type"] and "uPlot" in body
+    assert get(dashboard + "/static/../app.py")[0] == 404
+    assert get(dashboard + "/static/nothing.js")[0] == 404
+
+
+def test_the_dashboard_is_read_only(dashboard):
+    request = urllib.request.Request(dashboard + "/alerts", data=b"x", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(request, timeout=30)
+    assert err.value.code == 405
+
+
+def test_a_token_is_checked_on_every_request(dashboard_with_token):
+    base = dashboard_with_token
+    for path in [*PAGES, "/static/style.css"]:
+        assert get(base + path)[0] == 401, path
+        assert get(base + path, {"X-Newswatch-Token": "wrong"})[0] == 401, path
+        assert get(base + path, {"X-Newswatch-Token": "s3cret-token"})[0] == 200, path
+        assert get(base + path, {"Authorization": "Bearer s3cret-token"})[0] == 200, path
+        assert get(base + path + "?token=s3cret-token")[0] == 200, path
+    status, headers, _ = get(base + "/alerts?token=s3cret-token")
+    assert status == 200
+    assert "newswatch_token=" in headers["Set-Cookie"] and "HttpOnly" in headers["Set-Cookie"]
+
+
+def test_queries_read_what_the_pipeline_wrote(filled):
+    with filled.rt.store.session() as s:
+        rows = queries.alerts(s)
+        assert {r.watchlist for r in rows} == {"pmf", "guterres"}
+        assert queries.watchlist_names(s) == ["guterres", "pmf"]
+        by_state = queries.deliveries(s)
+        assert [d.channel for d in by_state["dead"]] == ["broken"]
+        assert queries.last_rejected_edit(s) is not None
+
+
+def test_every_page_renders_on_sqlite_and_postgresql(database_url, tmp_path, http_server):
+    filled = fill(tmp_path, http_server, database_url)
+    for base in serve(filled, token=None):
+        for path in PAGES:
+            assert get(base + path)[0] == 200, path
+        _, _, html = get(base + "/watchlists/guterres")
+        assert "1 in 30 days" in html and "<mark>Antonio Guterres</mark>" in html
+        _, _, html = get(base + "/alerts?watchlist=pmf&since=1d")
+        assert "Militia leaders" in html and "UN chief" not in html
