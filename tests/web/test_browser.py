@@ -106,7 +106,7 @@ def test_click_through_every_page_in_chromium(browser, dashboard, tmp_path):
     for nav, title, expect in (
         ("nav-sources", "Sources", "http_404"),
         ("nav-deliveries", "Deliveries", "HTTP 400"),
-        ("nav-config", "Config", "watchlist config rejected"),
+        ("nav-config", "Config", "Last rejected edit"),
     ):
         browser.find_element(By.ID, nav).click()
         wait.until(ec.title_is(f"{title} · newswatch"))

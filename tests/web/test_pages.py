@@ -91,7 +91,8 @@ def test_config_page_shows_the_version_in_force_and_the_last_rejected_edit(dashb
     text = text_of(html)
     version = filled.rt.config.current().version
     assert version in text and "latest" in text
-    assert "Last rejected edit" in text and "watchlist config rejected" in text
+    # the notice's title names the file and its first problem
+    assert "Last rejected edit" in text and f"config rejected: {filled.rt.config.path}" in text
     assert f"version {version} stays in force" in text
     assert "not valid now" in text  # the file on disk is the refused edit
 
