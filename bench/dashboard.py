@@ -37,7 +37,7 @@ from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from werkzeug.test import Client
 
 from tests.helpers.servers import throwaway_database
@@ -236,13 +236,15 @@ def fill(url: str, articles: int, matches: int, now: datetime) -> dict[str, int]
     return counts
 
 
-def pages(busiest: str, quietest: str, source: str) -> list[tuple[str, str]]:
-    """(label, path) of every page with the common filters."""
+def pages(busiest: str, quietest: str, busy: str, quiet: str) -> list[tuple[str, str]]:
+    """(label, path) of every page with the common filters: the watchlists and the sources
+    with the most and the fewest matches."""
     return [
         ("Alerts", "/alerts"),
         (f"Alerts, watchlist {busiest} (busiest)", f"/alerts?watchlist={quote(busiest)}"),
         (f"Alerts, watchlist {quietest} (quietest)", f"/alerts?watchlist={quote(quietest)}"),
-        (f"Alerts, source {source}", f"/alerts?source={quote(source)}"),
+        (f"Alerts, source {busy} (busiest)", f"/alerts?source={quote(busy)}"),
+        (f"Alerts, source {quiet} (quietest)", f"/alerts?source={quote(quiet)}"),
         ("Alerts, since 1d", "/alerts?since=1d"),
         (f"Watchlist {busiest}", f"/watchlists/{quote(busiest)}"),
         ("Watchlists", "/watchlists"),
@@ -266,25 +268,23 @@ def p95(values: list[float]) -> float:
     return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
 
+RANKED_WATCHLISTS = "SELECT watchlist FROM match GROUP BY watchlist ORDER BY count(*) DESC"
+# the busiest source, and one with a single match: the filter with the fewest rows to show
+RANKED_SOURCES = (
+    "SELECT s.name FROM source s JOIN article a ON a.source_id = s.id "
+    "JOIN match m ON m.article_id = a.id GROUP BY s.name ORDER BY count(*) DESC, s.name"
+)
+
+
 def time_pages(url: str, config: Path, runs: int) -> list[Timing]:
     store = Store(url)
     try:
         with store.engine.connect() as conn:
-            busy = conn.execute(
-                text("SELECT watchlist FROM match GROUP BY watchlist ORDER BY count(*) DESC")
-            ).scalars()
-            ranked = list(busy)
-            # a source with a handful of matches: the filter that finds few rows to show
-            source = conn.execute(
-                text(
-                    "SELECT s.name FROM source s JOIN article a ON a.source_id = s.id "
-                    "JOIN match m ON m.article_id = a.id GROUP BY s.name "
-                    "ORDER BY count(*), s.name LIMIT 1"
-                )
-            ).scalar_one()
+            watchlists = list(conn.execute(text(RANKED_WATCHLISTS)).scalars())
+            sources = list(conn.execute(text(RANKED_SOURCES)).scalars())
         client = Client(Dashboard(Data(store, config)))
         out = []
-        for label, path in pages(ranked[0], ranked[-1], source):
+        for label, path in pages(watchlists[0], watchlists[-1], sources[0], sources[-1]):
             status = client.get(path).status_code  # warm-up
             spent = []
             for _ in range(runs):
@@ -296,6 +296,28 @@ def time_pages(url: str, config: Path, runs: int) -> list[Timing]:
         return out
     finally:
         store.engine.dispose()
+
+
+def explain(url: str, config: Path, path: str) -> None:
+    """EXPLAIN ANALYZE of each statement the page at `path` runs, to stderr."""
+    store = Store(url)
+    seen: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", record)
+    Client(Dashboard(Data(store, config))).get(path)
+    event.remove(store.engine, "before_cursor_execute", record)
+    with store.engine.connect() as conn:
+        cursor = conn.connection.cursor()
+        for statement, parameters in seen:
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            shown = str(parameters)[:200]
+            print(f"--- {path}\n{statement}\n{shown}\n{plan}\n", file=sys.stderr)
+    store.engine.dispose()
 
 
 @contextlib.contextmanager
@@ -314,17 +336,29 @@ def database(admin_url: str, keep: bool) -> Iterator[str]:
     yield url
 
 
-def measure(admin_url: str, articles: int, matches: int, runs: int, keep: bool) -> list[Timing]:
-    with database(admin_url, keep) as url, tempfile.TemporaryDirectory() as folder:
-        config = Path(folder) / "newswatch.yaml"
-        config.write_text(config_text())
+def measure(
+    admin_url: str, articles: int, matches: int, runs: int, keep: bool, explained: list[str]
+) -> list[Timing]:
+    with database(admin_url, keep) as url:
         Store(url).upgrade()
         started = time.monotonic()
         counts = fill(url, articles, matches, datetime.now(UTC))
         took = time.monotonic() - started
         shown = ", ".join(f"{t} {n:,}" for t, n in counts.items())
         print(f"filled in {took:.0f} s: {shown}", file=sys.stderr)
-        return time_pages(url, config, runs)
+        return measure_filled(url, runs, explained)
+
+
+def measure_filled(url: str, runs: int, explained: list[str]) -> list[Timing]:
+    """The pages of a filled database (migrated first: a kept one gets new indexes)."""
+    Store(url).upgrade()
+    with tempfile.TemporaryDirectory() as folder:
+        config = Path(folder) / "newswatch.yaml"
+        config.write_text(config_text())
+        timings = time_pages(url, config, runs)
+        for path in explained:
+            explain(url, config, path)
+        return timings
 
 
 def table(results: list[tuple[str, list[Timing]]]) -> str:
@@ -347,13 +381,28 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--admin-url", default=os.environ.get("NEWSWATCH_BENCH_PG", ADMIN_URL))
     parser.add_argument("--keep", action="store_true", help="keep the databases made")
+    parser.add_argument(
+        "--explain",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="EXPLAIN ANALYZE the queries of this page (large size; repeatable)",
+    )
+    parser.add_argument(
+        "--reuse", metavar="URL", help="measure a database kept by --keep instead of filling"
+    )
     args = parser.parse_args()
+    if args.reuse:
+        timings = measure_filled(args.reuse, args.runs, args.explain)
+        print(table([(args.reuse.rsplit("/", 1)[-1], timings)]))
+        return 0
     sizes = [(args.articles, args.matches)]
     if args.baseline_articles:
         sizes.insert(0, (args.baseline_articles, args.baseline_matches))
     results = []
     for articles, matches in sizes:
-        timings = measure(args.admin_url, articles, matches, args.runs, args.keep)
+        explained = args.explain if (articles, matches) == sizes[-1] else []
+        timings = measure(args.admin_url, articles, matches, args.runs, args.keep, explained)
         results.append((f"{articles:,} articles / {matches:,} matches", timings))
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, {args.runs} runs")
     print(table(results))

@@ -39,7 +39,7 @@ def test_the_dashboard_bench_renders_every_page_at_two_sizes():
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
     header, body = rows[0], rows[1:]
     assert "500 articles / 50 matches" in header and "2,000 articles / 200 matches" in header
-    expected = [path for _, path in pages("watchlist-00", "w", "s")]
+    expected = [path for _, path in pages("w0", "w1", "s0", "s1")]
     assert len(body) == len(expected)
     for row, path in zip(body, expected, strict=True):
         cells = [c.strip() for c in row.strip("|").split("|")]
