@@ -241,12 +241,12 @@ def pages(busiest: str, quietest: str, busy: str, quiet: str) -> list[tuple[str,
     with the most and the fewest matches."""
     return [
         ("Alerts", "/alerts"),
-        (f"Alerts, watchlist {busiest} (busiest)", f"/alerts?watchlist={quote(busiest)}"),
-        (f"Alerts, watchlist {quietest} (quietest)", f"/alerts?watchlist={quote(quietest)}"),
-        (f"Alerts, source {busy} (busiest)", f"/alerts?source={quote(busy)}"),
-        (f"Alerts, source {quiet} (quietest)", f"/alerts?source={quote(quiet)}"),
+        ("Alerts, busiest watchlist", f"/alerts?watchlist={quote(busiest)}"),
+        ("Alerts, quietest watchlist", f"/alerts?watchlist={quote(quietest)}"),
+        ("Alerts, busiest source", f"/alerts?source={quote(busy)}"),
+        ("Alerts, quietest source", f"/alerts?source={quote(quiet)}"),
         ("Alerts, since 1d", "/alerts?since=1d"),
-        (f"Watchlist {busiest}", f"/watchlists/{quote(busiest)}"),
+        ("Watchlist page, busiest", f"/watchlists/{quote(busiest)}"),
         ("Watchlists", "/watchlists"),
         ("Sources", "/sources"),
         ("Deliveries", "/deliveries"),
@@ -364,11 +364,11 @@ def measure_filled(url: str, runs: int, explained: list[str]) -> list[Timing]:
 def table(results: list[tuple[str, list[Timing]]]) -> str:
     head = "| Page | " + " | ".join(f"{size}: median / p95 (ms)" for size, _ in results)
     lines = [head + " | Status |", "|---" * (len(results) + 2) + "|"]
-    for i, first in enumerate(results[0][1]):
+    for i, last in enumerate(results[-1][1]):  # the paths (names picked) of the largest
         cells = [f"{timings[i].median_ms:.1f} / {timings[i].p95_ms:.1f}" for _, timings in results]
         statuses = {timings[i].status for _, timings in results}
         status = ", ".join(str(s) for s in sorted(statuses))
-        lines.append(f"| {first.label} (`{first.path}`) | " + " | ".join(cells) + f" | {status} |")
+        lines.append(f"| {last.label} (`{last.path}`) | " + " | ".join(cells) + f" | {status} |")
     return "\n".join(lines)
 
 
