@@ -170,3 +170,20 @@ def test_every_page_renders_on_sqlite_and_postgresql(database_url, tmp_path, htt
         assert "1 in 30 days" in html and "<mark>Antonio Guterres</mark>" in html
         _, _, html = get(base + "/alerts?watchlist=pmf&since=1d")
         assert "Militia leaders" in html and "UN chief" not in html
+        # the source filter (by the source's id) and the watchlist names (a skip scan) on
+        # both databases
+        with filled.rt.store.session() as s:
+            assert {r.source for r in queries.alerts(s, source="wire")} == {"wire"}
+            assert len(queries.alerts(s, source="wire")) == 2
+            assert queries.alerts(s, source="gone-feed") == []
+            assert queries.alerts(s, source="no-such-source") == []
+            assert queries.watchlist_names(s) == ["guterres", "pmf"]
+
+
+def test_watchlist_names_of_an_empty_database(sqlite_url):
+    from worker.store.db import Store
+
+    store = Store(sqlite_url)
+    store.upgrade()
+    with store.session() as s:
+        assert queries.watchlist_names(s) == []

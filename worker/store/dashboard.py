@@ -53,8 +53,8 @@ def alerts(
     limit: int = 100,
 ) -> list[AlertRow]:
     """The latest matches, newest first (ix_match_created_at; ix_match_watchlist_created
-    when filtered by watchlist), each with its deliveries per channel
-    (uq_delivery_match_id_channel)."""
+    when filtered by watchlist; ix_article_source_id for a quiet source), each with its
+    deliveries per channel (uq_delivery_match_id_channel)."""
     M, A, S = m.Match, m.Article, m.Source
     q = (
         select(M, A.title, A.canonical_url, A.published_at, S.name)
@@ -66,7 +66,13 @@ def alerts(
     if watchlist:
         q = q.where(M.watchlist == watchlist)
     if source:
-        q = q.where(S.name == source)
+        # by the source's id, not its name: the planner then knows from the statistics of
+        # article.source_id whether the source is busy (walk the newest matches) or quiet
+        # (its articles by ix_article_source_id, then their matches)
+        source_id = session.scalar(select(S.id).where(S.name == source))
+        if source_id is None:
+            return []
+        q = q.where(A.source_id == source_id)
     if since is not None:
         q = q.where(M.created_at >= since)
     rows = [
@@ -109,8 +115,14 @@ def _channel_states(session: Session, match_ids: list[int]) -> dict[int, list[Ch
 
 
 def watchlist_names(session: Session) -> list[str]:
-    """Every watchlist that has matched (the alerts filter's choices)."""
-    return list(session.scalars(select(m.Match.watchlist).distinct().order_by(m.Match.watchlist)))
+    """Every watchlist that has matched (the alerts filter's choices): a skip scan of
+    ix_match_watchlist_created, one probe per watchlist (the next name after the last),
+    rather than a DISTINCT over every match ever made."""
+    M = m.Match
+    names = select(func.min(M.watchlist).label("name")).cte("names", recursive=True)
+    after = select(func.min(M.watchlist)).where(M.watchlist > names.c.name).scalar_subquery()
+    names = names.union_all(select(after).where(names.c.name.is_not(None)))
+    return list(session.scalars(select(names.c.name).where(names.c.name.is_not(None))))
 
 
 def source_names(session: Session) -> list[str]:

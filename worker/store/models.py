@@ -190,6 +190,7 @@ class Article(Base):
     __tablename__ = "article"
     __table_args__ = (
         Index("ix_article_rules_state", "rules_state", "enqueued_at"),
+        Index("ix_article_source_id", "source_id"),  # the dashboard's alerts of one source
         # retention: only the articles whose text is still kept, by age (a partial index,
         # so that the stubs of months of cleared articles are never walked again)
         Index(
