@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -156,6 +156,13 @@ def snippet_segments(match: WatchlistMatch, article: Article) -> tuple[Segment, 
     snippet, spans = match.snippet, match.highlights
     if not snippet:
         snippet, spans = _fallback_snippet(article, match.hits)
+    # Snippets are for reading in one glance: newlines become spaces.
+    return tuple(Segment(_WS_RE.sub(" ", s.text), s.hit) for s in split_highlights(snippet, spans))
+
+
+def split_highlights(snippet: str, spans: Iterable[Sequence[int]]) -> tuple[Segment, ...]:
+    """`snippet` cut into plain and highlighted pieces by stored (start, end) spans, clamped
+    to the snippet and merged where they overlap: a bad span never breaks the output."""
     merged: list[list[int]] = []
     for start, end in sorted(spans):
         start, end = max(0, start), min(len(snippet), end)
@@ -174,8 +181,7 @@ def snippet_segments(match: WatchlistMatch, article: Article) -> tuple[Segment, 
         pos = end
     if pos < len(snippet):
         out.append(Segment(snippet[pos:], False))
-    # Snippets are for reading in one glance: newlines become spaces.
-    return tuple(Segment(_WS_RE.sub(" ", s.text), s.hit) for s in out)
+    return tuple(out)
 
 
 def as_utc(moment: datetime) -> datetime:

@@ -6,9 +6,13 @@ import argparse
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from worker.alerts.render import split_highlights
 from worker.cli.context import Context, require_database, setup_logging
+
+if TYPE_CHECKING:
+    from worker.store.dashboard import AlertRow
 
 BOLD, PLAIN = "\033[1m", "\033[0m"
 
@@ -24,7 +28,7 @@ def add_matches(add: Any) -> None:
 
 def cmd_matches(args: argparse.Namespace, ctx: Context) -> int:
     from worker.matching.dry_run import parse_since
-    from worker.store import status
+    from worker.store import dashboard
 
     setup_logging("WARNING")
     try:
@@ -34,7 +38,8 @@ def cmd_matches(args: argparse.Namespace, ctx: Context) -> int:
         return 2
     require_database(ctx.settings)
     with ctx.migrated_store().session() as session:
-        rows = status.recent_matches(session, since, args.watchlist, args.limit)
+        found = dashboard.alerts(session, watchlist=args.watchlist, since=since, limit=args.limit)
+        rows = [_as_dict(r) for r in found]
     if args.json:
         json.dump(rows, sys.stdout, ensure_ascii=False, indent=2, default=_iso)
         print()
@@ -60,14 +65,28 @@ def to_text(rows: list[dict[str, Any]], since: datetime, watchlist: str | None, 
 def highlighted(snippet: str, spans: list[list[int]], color: bool) -> str:
     """The snippet with its stored highlights marked: bold on a terminal, else **…**."""
     start_mark, end_mark = (BOLD, PLAIN) if color else ("**", "**")
-    out, at = [], 0
-    for start, end in sorted((s, e) for s, e in spans if 0 <= s < e <= len(snippet)):
-        if start < at:
-            continue  # overlapping spans: the first one marks
-        out += [snippet[at:start], start_mark, snippet[start:end], end_mark]
-        at = end
-    out.append(snippet[at:])
+    out = [
+        f"{start_mark}{s.text}{end_mark}" if s.hit else s.text
+        for s in split_highlights(snippet, spans)
+    ]
     return " ".join("".join(out).split())
+
+
+def _as_dict(row: AlertRow) -> dict[str, Any]:
+    return {
+        "id": row.match_id,
+        "watchlist": row.watchlist,
+        "state": row.state,
+        "matched_at": row.created_at,
+        "published": row.published_at,
+        "title": row.title,
+        "source": row.source,
+        "url": row.url,
+        "snippet": row.snippet,
+        "highlights": [list(h) for h in row.highlights],
+        "article_id": row.article_id,
+        "story_id": row.story_id,
+    }
 
 
 def _iso(value: Any) -> str:

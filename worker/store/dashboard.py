@@ -41,6 +41,8 @@ class AlertRow:
     source: str
     snippet: str
     highlights: list[tuple[int, int]]
+    article_id: int
+    story_id: int | None
     deliveries: list[ChannelState] = field(default_factory=list)
 
 
@@ -87,6 +89,8 @@ def alerts(
             source=source_name,
             snippet=match.snippet or "",
             highlights=[(int(a), int(b)) for a, b in match.highlights or ()],
+            article_id=match.article_id,
+            story_id=match.story_id,
         )
         for match, title, url, published, source_name in session.execute(q)
     ]

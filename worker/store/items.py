@@ -247,29 +247,17 @@ class StoryQueries:
 
 def stale_items(session: Session, stale: datetime, now: datetime, limit: int) -> list[int]:
     """Pending items nobody holds whose message is older than `stale` (maybe lost)."""
-    return list(
-        session.scalars(
-            select(m.Item.id)
-            .where(
-                m.Item.state == ItemState.PENDING,
-                m.Item.enqueued_at < stale,
-                unclaimed(m.Item, now),
-            )
-            .limit(limit)
-        )
-    )
+    return _stale(session, m.Item, m.Item.state == ItemState.PENDING, stale, now, limit)
 
 
 def stale_articles(session: Session, stale: datetime, now: datetime, limit: int) -> list[int]:
     """Articles with pending rules nobody holds whose message is older than `stale`."""
-    return list(
-        session.scalars(
-            select(m.Article.id)
-            .where(
-                m.Article.rules_state == RulesState.PENDING,
-                m.Article.enqueued_at < stale,
-                unclaimed(m.Article, now),
-            )
-            .limit(limit)
-        )
-    )
+    pending = m.Article.rules_state == RulesState.PENDING
+    return _stale(session, m.Article, pending, stale, now, limit)
+
+
+def _stale(
+    session: Session, model: Any, pending: Any, stale: datetime, now: datetime, limit: int
+) -> list[int]:
+    query = select(model.id).where(pending, model.enqueued_at < stale, unclaimed(model, now))
+    return list(session.scalars(query.limit(limit)))

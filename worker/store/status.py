@@ -408,37 +408,3 @@ def articles_since(
         ):
             did[article_id].append(watchlist)
     return [(row, name) for row, name in rows], did
-
-
-def recent_matches(
-    session: Session, since: datetime, watchlist: str | None, limit: int
-) -> list[dict[str, Any]]:
-    """What matched at or after `since` (one watchlist's, when named), newest first: the
-    article's title, link and time, its source, and the match's snippet with highlights."""
-    query = (
-        select(m.Match, m.Article, m.Source.name)
-        .join(m.Article, m.Article.id == m.Match.article_id)
-        .outerjoin(m.Source, m.Source.id == m.Article.source_id)
-        .where(m.Match.created_at >= since)
-        .order_by(m.Match.created_at.desc(), m.Match.id.desc())
-        .limit(limit)
-    )
-    if watchlist is not None:
-        query = query.where(m.Match.watchlist == watchlist)
-    return [
-        {
-            "id": match.id,
-            "watchlist": match.watchlist,
-            "state": match.state,
-            "matched_at": match.created_at,
-            "published": article.published_at,
-            "title": article.title,
-            "source": source,
-            "url": article.canonical_url,
-            "snippet": match.snippet,
-            "highlights": [list(h) for h in match.highlights or ()],
-            "article_id": article.id,
-            "story_id": match.story_id,
-        }
-        for match, article, source in session.execute(query)
-    ]

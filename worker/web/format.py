@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from worker.alerts.render import split_highlights
 from worker.core.durations import human
 
 
@@ -19,19 +20,7 @@ def every(seconds: int | None) -> str:
 def segments(snippet: str, highlights: list[tuple[int, int]]) -> list[tuple[str, bool]]:
     """The snippet cut into (text, highlighted) pieces, from the stored highlight spans;
     spans out of range or overlapping are clipped, never fatal."""
-    out: list[tuple[str, bool]] = []
-    at = 0
-    for start, end in sorted(highlights):
-        start, end = max(start, at), min(end, len(snippet))
-        if start >= end:
-            continue
-        if start > at:
-            out.append((snippet[at:start], False))
-        out.append((snippet[start:end], True))
-        at = end
-    if at < len(snippet):
-        out.append((snippet[at:], False))
-    return out
+    return [(s.text, s.hit) for s in split_highlights(snippet, highlights)]
 
 
 FILTERS = {"when": when, "every": every}
