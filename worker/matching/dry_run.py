@@ -8,7 +8,9 @@ writes no row and sends nothing.
 
 As in the service, only the first article of a story alerts a watchlist (a
 `story_alert` claim); a later copy of the same story matches but is a duplicate,
-counted apart from "would alert". The first is taken within the window replayed.
+counted apart from "would alert". The first is the article that claimed the story
+before the window, if one did (its stored `story_alert`, under the running config),
+else the first that would match within the window replayed.
 """
 
 from __future__ import annotations
@@ -132,6 +134,9 @@ def replay(store: Store, matcher: Matcher, since: datetime) -> ReplayReport:
             if not rows:
                 break
             ids = [row.id for row, _ in rows]
+            stories = {row.story_id or row.id for row, _ in rows}
+            for key, first in status.alerts_before(session, stories, since).items():
+                first_of_story.setdefault(key, first)
             articles = [
                 (row.id, row.story_id, article_from_row(row, source or "")) for row, source in rows
             ]

@@ -408,3 +408,21 @@ def articles_since(
         ):
             did[article_id].append(watchlist)
     return [(row, name) for row, name in rows], did
+
+
+def alerts_before(
+    session: Session, stories: set[int], since: datetime
+) -> dict[tuple[str, int], int]:
+    """Per (watchlist, story) among `stories`, the article whose match claimed the story
+    (its alert) when that article was stored before `since`: a copy inside a replay window
+    of a story that alerted before it is a duplicate, not a new alert."""
+    if not stories:
+        return {}
+    SA, M, A = m.StoryAlert, m.Match, m.Article
+    rows = session.execute(
+        select(SA.watchlist, SA.story_id, M.article_id)
+        .join(M, M.id == SA.match_id)
+        .join(A, A.id == M.article_id)
+        .where(SA.story_id.in_(stories), A.created_at < since)
+    )
+    return {(w, story): article for w, story, article in rows}
