@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from tests.helpers.httpserver import http_server, make_http_server  # noqa: F401
+from tests.helpers.nodns.sitecustomize import getaddrinfo as no_dns_getaddrinfo
 from tests.helpers.servers import HOST, RedisServer, redis_binary, throwaway_database
 from tests.helpers.smtpserver import make_smtp_server, smtp_server  # noqa: F401
 
@@ -154,3 +155,10 @@ def redis_url(redis_server_url: str) -> Iterator[str]:
     finally:
         client.flushdb()
         client.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No DNS query leaves a test: host names other than localhost fail as unknown names
+    (child processes get the same from tests/helpers/nodns via their PYTHONPATH)."""
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns_getaddrinfo)

@@ -36,13 +36,19 @@ def wait_for(
         time.sleep(interval)
 
 
+NODNS = Path(__file__).parent / "nodns"  # its sitecustomize refuses host names
+
+
 def _clean_environ() -> dict[str, str]:
-    """This process's environment without newswatch's own settings (tests give theirs)."""
-    return {
+    """This process's environment without newswatch's own settings (tests give theirs),
+    and with no DNS: a child resolves only literal addresses and localhost."""
+    env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("NEWSWATCH_", "REDIS_URL", "DATABASE_URL"))
     }
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NODNS), env.get("PYTHONPATH")]))
+    return env
 
 
 def run_cli(

@@ -5,11 +5,14 @@ command a child process (exit code, stdout and stderr as the user sees them)."""
 from __future__ import annotations
 
 import json
+import os
+import pty
 import subprocess
+import sys
 from datetime import timedelta
 
 from tests.helpers.pipeline import Clock, count, make_runtime, rss, run_all
-from tests.helpers.processes import run_cli
+from tests.helpers.processes import REPO, _clean_environ, run_cli
 from tests.helpers.webhook_receiver import closed_port
 from worker.bootstrap.config_in_force import compile_config
 from worker.matching.dry_run import replay
@@ -154,6 +157,87 @@ def test_match_source_shows_what_follow_picks_and_what_would_match(tmp_path, htt
     assert not (tmp_path / "a.jsonl").exists()
 
 
+def _story_page(title: str, tail: str) -> str:
+    return (
+        f"<html><head><title>{title}</title></head><body><article><h1>{title}</h1>"
+        f"<p>{STORY}</p><p>{tail}</p></article></body></html>"
+    )
+
+
+def _story_listing(tmp_path, http_server):
+    """A listing whose `follow:` picks two copies of one story and a page about rain."""
+    links = "".join(f'<li><a href="/news/{p}">{p}</a></li>' for p in ("pmf1", "pmf2", "rain"))
+    listing = f'<html><body><a href="/about">About</a><ul>{links}</ul></body></html>'
+    http_server.add("/list", listing, headers={"Content-Type": "text/html"})
+    for path, tail in (("pmf1", "Reuters reported it first."), ("pmf2", "AFP reported it.")):
+        page = _story_page("PMF moves north", tail)
+        http_server.add(f"/news/{path}", page, headers={"Content-Type": "text/html"})
+    rain = PAGE.replace("ceasefire", "downpour").replace("Talks resume", "Rain")
+    http_server.add("/news/rain", rain, headers={"Content-Type": "text/html"})
+    return _cfg(
+        tmp_path, f"  - name: site\n    page: {http_server.url('/list')}\n    follow: /news/\n"
+    )
+
+
+def test_match_source_text_view_shows_links_alerts_and_duplicates(tmp_path, http_server):
+    cfg = _story_listing(tmp_path, http_server)
+    args = ("match", "--config", str(cfg), "--source", "site")
+    run = run_cli(*args, "--text", env=_env(tmp_path))
+    assert run.returncode == 0, run.stderr
+    text = run.stdout.decode()
+    first, second = http_server.url("/news/pmf1"), http_server.url("/news/pmf2")
+    assert "follow: '/news/' picks 3 link(s):" in text
+    assert f"  {first}\n  {second}\n  {http_server.url('/news/rain')}\n" in text
+    assert "/about" not in text
+    assert text.count("pmf: would alert") == 1
+    assert f"pmf: matches, would NOT alert (same story as {first})" in text
+    assert "3. Rain" in text and "no watchlist matches" in text
+    assert "Nothing was stored or sent." in text
+    assert not (tmp_path / "a.jsonl").exists()
+    # --json (and a pipe, by default) keeps the JSON, with the same decisions
+    for extra in (("--json",), ()):
+        out = json.loads(run_cli(*args, *extra, env=_env(tmp_path)).stdout)
+        by_url = {a["url"]: a for a in out["articles"]}
+        assert by_url[first]["alerts"] == ["pmf"] and by_url[first]["duplicate_of"] == {}
+        assert by_url[second]["alerts"] == [] and by_url[second]["duplicate_of"] == {"pmf": first}
+    both = run_cli(*args, "--json", "--text", env=_env(tmp_path))
+    assert both.returncode == 2 and b"not allowed with" in both.stderr
+
+
+def test_match_on_a_terminal_prints_text(tmp_path, http_server):
+    cfg = _story_listing(tmp_path, http_server)
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "match", "--config", str(cfg), "--source", "site"],
+            stdout=secondary,
+            stderr=subprocess.DEVNULL,
+            cwd=REPO,
+            env={**_clean_environ(), **_env(tmp_path)},
+        )
+        os.close(secondary)  # the child holds the only writer: EOF (EIO) when it exits
+        text = _read_all(primary)  # read while it writes: a full terminal would block it
+        code = proc.wait(timeout=120)
+    finally:
+        os.close(primary)
+    assert code == 0, text
+    assert text.startswith("source site (page, full text fetched)"), text[:200]
+    assert "pmf: would alert" in text
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the writer's side closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode().replace("\r\n", "\n")
+
+
 def test_match_source_unknown_or_failing_is_one_line(tmp_path, http_server):
     cfg = _cfg(tmp_path, f"  - name: dead\n    feed: {http_server.url('/missing.xml')}\n")
     run = run_cli("match", "--config", str(cfg), "--source", "nope", env=_env(tmp_path))
@@ -199,11 +283,14 @@ STORY = (
 )
 
 
-def _story_feed(http_server) -> str:
+COPIES = ("Reuters reported it first.", "AFP reported it as well.")
+
+
+def _story_feed(http_server, copies: tuple[str, ...] = COPIES) -> str:
     items = "".join(
         f"<item><title>PMF moves north</title><link>{http_server.url(f'/s/{i}')}</link>"
         f"<guid>s{i}</guid><description>{STORY}{tail}</description></item>"
-        for i, tail in enumerate(["Reuters reported it first.", "AFP reported it as well."])
+        for i, tail in enumerate(copies)
     )
     body = (
         f'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>{items}</channel></rss>'
@@ -230,6 +317,32 @@ def test_rules_test_counts_only_the_first_of_a_story(tmp_path, http_server, data
     assert second.duplicate_of == {"pmf": first.article_id}
     assert report.to_json()["would_alert"] == 1
     assert "1 would alert, 1 same-story duplicate(s)" in report.to_text()
+
+
+def test_rules_test_a_copy_of_a_story_that_alerted_before_the_window_is_a_duplicate(
+    tmp_path, http_server, database_url
+):
+    feed = _story_feed(http_server, COPIES[:1])
+    cfg = _cfg(tmp_path, f"  - name: wire\n    feed: {feed}\n")
+    clock = Clock()
+    rt = make_runtime(tmp_path, database_url, cfg.read_text(), clock)
+    run_all(rt)  # the first copy, stored and alerted at noon
+    clock.advance(3 * 3600)
+    _story_feed(http_server)
+    run_all(rt)  # the second copy, three hours later: a duplicate in the service
+    with rt.store.session() as s:
+        rows = s.query(m.Article).order_by(m.Article.id).all()
+        (first_id, second_id), stories = [a.id for a in rows], {a.story_id for a in rows}
+    assert len(stories) == 1
+    assert count(rt, m.Match, m.Match.state == "alerted") == 1
+    # a window that starts between the two copies holds only the second
+    report = replay(rt.store, compile_config(cfg).matcher, clock.now - timedelta(hours=1))
+    rt.store.dispose()
+    assert report.articles_seen == 1
+    (second,) = report.articles
+    assert second.article_id == second_id
+    assert second.alerts == () and second.duplicate_of == {"pmf": first_id}
+    assert report.would_alert == 0 and report.duplicates == 1
 
 
 # --- finding 6: newswatch matches ------------------------------------------------------

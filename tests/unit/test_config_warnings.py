@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import netsafety
+from tests.helpers.netsafety import FakeDNS
 from tests.helpers.processes import run_cli
+from worker import cli
 from worker.config import ConfigError, load_config
 
 HEAD = """\
@@ -55,7 +58,8 @@ def test_an_interval_without_a_unit_is_refused_with_the_fix(tmp_path):
 
 def test_check_config_prints_warnings_and_still_says_ok(tmp_path):
     cfg = _write(tmp_path, HEAD + SOURCE + WATCHLISTS)
-    done = run_cli("check-config", "--config", str(cfg), text=True)
+    # --offline: the source's name is not resolved (tested below, with a resolver of ours)
+    done = run_cli("check-config", "--offline", "--config", str(cfg), text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == (
@@ -99,3 +103,71 @@ def test_warnings_are_logged_at_start(tmp_path, caplog):
     text = caplog.text
     assert "lower-case 'and'" in text and "no 'notify'" in text
     assert "10.0.0.5 is a private address" in text
+
+
+fake_dns = netsafety.fake_dns  # the fixture: a resolver of ours, every connect() recorded
+
+NAMED = """\
+sources:
+  - name: intranet
+    feed: https://intranet.example/rss.xml
+  - name: wire
+    feed: https://news.example/rss.xml
+  - name: gone
+    feed: https://gone.example/rss.xml
+watchlists:
+  - {name: w, keywords: [x], notify: [local-file]}
+"""
+
+
+def test_a_host_name_resolving_to_a_private_address_is_refused(tmp_path, fake_dns: FakeDNS, capsys):
+    fake_dns.records |= {"intranet.example": ["10.1.2.3"], "news.example": ["93.184.216.34"]}
+    cfg = _write(tmp_path, HEAD + NAMED)
+    assert cli.main(["check-config", "--config", str(cfg)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert (
+        f"{cfg}:5: sources[intranet].feed: intranet.example resolves to 10.1.2.3, a private "
+        "address: every fetch would be refused; to monitor it, add it to "
+        "fetch.allow_networks (e.g. allow_networks: [intranet.example])"
+    ) in lines
+    # DNS that does not answer is a warning, not a failure of the check
+    (gone,) = [line for line in lines if "gone.example" in line]
+    assert gone.startswith(f"{cfg}:9: sources[gone].feed: warning: could not resolve gone.example")
+    assert not [line for line in lines if "news.example" in line]  # public: fine
+    assert fake_dns.connects == []  # resolved through the (patched) resolver, nothing sent
+    # allowed by name or by network: ok, the unresolved name still only a warning
+    for allow in ("[intranet.example]", "[10.0.0.0/8]"):
+        _write(tmp_path, HEAD + NAMED + f"fetch: {{allow_networks: {allow}}}\n")
+        assert cli.main(["check-config", "--config", str(cfg)]) == 0, allow
+        out = capsys.readouterr().out
+        assert "could not resolve gone.example" in out
+        assert out.splitlines()[-1].endswith("3 sources, 1 watchlists, 1 channels")
+    # --offline: no name is resolved at all
+    _write(tmp_path, HEAD + NAMED)
+    fake_dns.lookups.clear()
+    assert cli.main(["check-config", "--offline", "--config", str(cfg)]) == 0
+    assert fake_dns.lookups == []
+
+
+def test_a_resolver_that_never_answers_is_a_warning(tmp_path, monkeypatch):
+    import socket
+    import threading
+
+    from worker.config.checks import resolved_address_problems
+
+    never = threading.Event()
+
+    def hanging(*args, **kwargs):
+        never.wait(30)  # released at the end of the test
+        raise socket.gaierror(socket.EAI_AGAIN, "late")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    cfg = _write(tmp_path, HEAD + NAMED)
+    try:
+        errors, warnings = resolved_address_problems(load_config(cfg), timeout=0.2)
+    finally:
+        never.set()
+    assert errors == []
+    keys = [w.key for w in warnings]
+    assert keys == ["sources[intranet].feed", "sources[wire].feed", "sources[gone].feed"]
+    assert all("could not resolve" in w.message and "no answer" in w.message for w in warnings)

@@ -24,12 +24,22 @@ def cmd_check_config(args: argparse.Namespace, ctx: Context) -> int:
         for problem in exc.problems:
             print(problem)
         return 1
-    from worker.config.checks import address_problems, config_warnings
+    from worker.config.checks import (
+        address_problems,
+        config_warnings,
+        resolved_address_problems,
+    )
 
     cfg = active.loaded.config
-    for warning in config_warnings(active.loaded):  # applied as written: not fatal
+    addresses = address_problems(active.loaded)
+    warnings = config_warnings(active.loaded)  # applied as written: not fatal
+    if not args.offline:  # host names: a private answer is refused as a literal one is
+        by_name, unresolved = resolved_address_problems(active.loaded)
+        addresses += by_name
+        warnings += unresolved
+    for warning in warnings:
         print(warning)
-    if addresses := address_problems(active.loaded):
+    if addresses:
         for problem in addresses:
             print(problem)
         return 1
@@ -63,7 +73,8 @@ def cmd_match(args: argparse.Namespace, ctx: Context) -> int:
     """Parse one page or feed (file, URL or stdin), or fetch one configured source, and
     print articles and watchlist hits; an input that cannot be read is one line on
     stderr and exit 1."""
-    from worker.cli.preview import configured_source, preview_source
+    from worker.cli.match_text import to_text
+    from worker.cli.preview import configured_source, mark_story_duplicates, preview_source
     from worker.cli.views import InputProblem, match_input
 
     setup_logging("WARNING")
@@ -85,8 +96,14 @@ def cmd_match(args: argparse.Namespace, ctx: Context) -> int:
     except InputProblem as exc:
         print(f"newswatch: match: {exc}", file=sys.stderr)
         return 1
-    json.dump(result, sys.stdout, ensure_ascii=False, indent=2, default=str)
-    print()
+    mark_story_duplicates(result["articles"])
+    # as `status` and `matches`, text for a reader; JSON, unless asked for text, for a
+    # program reading a pipe (what `match` always printed before it had a text view)
+    if args.text or (not args.json and sys.stdout.isatty()):
+        print(to_text(result))
+    else:
+        json.dump(result, sys.stdout, ensure_ascii=False, indent=2, default=str)
+        print()
     return 0
 
 

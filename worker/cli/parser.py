@@ -125,6 +125,11 @@ def _add_checks(add: _Add) -> None:
         "--connect", action="store_true", help="also try each SMTP server and webhook host"
     )
     p.add_argument("--connect-timeout", type=float, default=5.0, help="seconds per try (5)")
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="do not resolve the sources' host names (checked for private addresses)",
+    )
     p = add(
         "health",
         checks.cmd_health,
@@ -155,6 +160,13 @@ def _add_checks(add: _Add) -> None:
         help="explain this watchlist whether or not a term was found (repeatable)",
     )
     p.add_argument("--all-watchlists", action="store_true", help="explain every watchlist")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument(
+        "--text", action="store_true", help="text for a reader (the default on a terminal)"
+    )
+    form.add_argument(
+        "--json", action="store_true", help="JSON (the default when stdout is not a terminal)"
+    )
 
 
 def _add_views(add: _Add) -> None:

@@ -7,12 +7,15 @@ its `follow:` pattern + `link_data` for a listing page), each item's article
 (worker/articles/parsing.py: `item_article`, which fetches and extracts the page when
 `full_text` says so), then the matcher. What needs the database is not known here and
 is said so: whether an item is new, and whether its story already alerted a watchlist.
+Within the items fetched now, a later copy of an earlier item's story does not alert a
+watchlist the earlier one alerts (the story check of worker/articles/stories.py).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from worker.articles import stories
 from worker.articles.parsing import ITEM_ERRORS, item_article, wants_full_text
 from worker.bootstrap.config_in_force import ActiveConfig
 from worker.cli.views import InputProblem, match_article, one_line
@@ -27,7 +30,8 @@ from worker.sources.feeds import FeedError, page_links, parse_feed
 NOT_KNOWN = (
     "not known without the database: which items are new (the service skips those it "
     "stored before) and which are copies of a story that already alerted a watchlist "
-    "(only the first copy alerts); `newswatch rules test` replays stored articles"
+    "(only the first copy alerts); among the items fetched now, a later copy of a story "
+    "is shown as a duplicate; `newswatch rules test` replays stored articles"
 )
 
 
@@ -123,3 +127,35 @@ def _item(
     except ITEM_ERRORS as exc:
         return {**head, "error": one_line(exc)}
     return {**head, **match_article(active, article, explain, watchlists)}
+
+
+def mark_story_duplicates(items: list[dict[str, Any]]) -> None:
+    """Give each matched item `alerts` (the watchlists it would alert) and `duplicate_of`
+    (watchlist -> URL of the earlier item of the same story that alerts it instead), as
+    the service's story claim would among these items. An article without body text
+    starts its own story, as in the service (worker/articles/parsing.py)."""
+    firsts: list[tuple[dict[str, Any], set[str]]] = []  # earlier articles, their alerts
+    for item in items:
+        if "article" not in item:
+            continue
+        article = item["article"]
+        earlier = next(
+            (
+                (first, claimed)
+                for first, claimed in firsts
+                if article["body"] and first["body"] and _same_story(article, first)
+            ),
+            None,
+        )
+        would = [wm["watchlist"] for wm in item["matches"]]
+        dup = {w: earlier[0]["url"] for w in would if earlier and w in earlier[1]}
+        item["alerts"] = [w for w in would if w not in dup]
+        item["duplicate_of"] = dup
+        if earlier is None:
+            firsts.append((article, set(would)))
+        else:
+            earlier[1].update(would)  # the story's claims, whichever copy made them
+
+
+def _same_story(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return stories.compare(a["title"], a["body"], b["title"], b["body"]).same_story

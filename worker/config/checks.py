@@ -10,7 +10,9 @@ from urllib.parse import urlsplit
 from worker.config.loader import LoadedConfig, yaml_files
 from worker.config.problems import ConfigProblem
 from worker.config.schema import Config
-from worker.http.netguard import AllowList, is_allowed_address
+from worker.http.netguard import AllowList, is_allowed_address, resolve_addresses
+
+RESOLVE_TIMEOUT = 3.0  # seconds per host name: check-config must not hang on a dead DNS
 
 
 def watching_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
@@ -104,7 +106,8 @@ def config_warnings(loaded: LoadedConfig) -> list[ConfigProblem]:
 def address_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
     """Sources at a private, loopback or link-local address (a literal IP or `localhost`)
     that `fetch.allow_networks` does not allow: every fetch would be refused. Refused by
-    check-config (host names are resolved only by `check-config --connect`)."""
+    check-config and warned of at start; host names are resolved by
+    `resolved_address_problems` (check-config only)."""
     allow = AllowList.parse(loaded.config.fetch.allow_networks)
     out = []
     for i, source in enumerate(loaded.config.sources):
@@ -127,3 +130,59 @@ def address_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
                 )
             )
     return out
+
+
+def resolved_address_problems(
+    loaded: LoadedConfig, timeout: float = RESOLVE_TIMEOUT
+) -> tuple[list[ConfigProblem], list[ConfigProblem]]:
+    """(errors, warnings) for sources whose host NAME resolves to a private, loopback or
+    link-local address that `fetch.allow_networks` does not allow: refused as a literal
+    private address is (every fetch would be refused). A name that does not resolve
+    now is a warning, not an error: DNS may be down where the check runs."""
+    allow = AllowList.parse(loaded.config.fetch.allow_networks)
+    errors, warnings = [], []
+    answers: dict[str, list[str] | str] = {}  # one lookup per host
+    for i, source in enumerate(loaded.config.sources):
+        host = (urlsplit(source.url).hostname or "").lower()
+        if not host or allow.allows_host(host) or _literal_or_local(host):
+            continue
+        if host not in answers:
+            try:
+                answers[host] = resolve_addresses(host, timeout)
+            except (OSError, UnicodeError) as exc:  # gaierror, TimeoutError, a bad label
+                answers[host] = str(exc) or type(exc).__name__
+        answer = answers[host]
+        file, line = loaded.where("sources", i, source.kind)
+        where = f"sources[{source.name}].{source.kind}"
+        if isinstance(answer, str):
+            warnings.append(
+                ConfigProblem(
+                    file,
+                    line,
+                    where,
+                    f"warning: could not resolve {host} ({answer}); its address was not checked",
+                )
+            )
+        elif blocked := [a for a in answer if not is_allowed_address(a, allow)]:
+            errors.append(
+                ConfigProblem(
+                    file,
+                    line,
+                    where,
+                    f"{host} resolves to {', '.join(blocked)}, a private address: every fetch "
+                    "would be refused; to monitor it, add it to fetch.allow_networks "
+                    f"(e.g. allow_networks: [{host}])",
+                )
+            )
+    return errors, warnings
+
+
+def _literal_or_local(host: str) -> bool:
+    """Judged without DNS by `address_problems`."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        is_allowed_address(host)
+    except ValueError:
+        return False
+    return True

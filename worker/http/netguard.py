@@ -372,3 +372,29 @@ class GuardedAdapter(HTTPAdapter):
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         raise BlockedAddressError(proxy, proxy, "proxies are not supported by the guarded fetcher")
+
+
+def resolve_addresses(host: str, timeout: float) -> list[str]:
+    """The addresses `host` resolves to, waiting at most `timeout` seconds: getaddrinfo
+    has no timeout of its own, so it runs in a daemon thread, left behind when late (it
+    keeps no process alive). Raises socket.gaierror (or another OSError) when the name
+    does not resolve, TimeoutError when no answer came in time."""
+    import threading
+
+    answer: list[list[AddrInfo]] = []
+    failure: list[OSError] = []
+
+    def ask() -> None:
+        try:
+            answer.append(_resolve(_normalize_host(host), 0))
+        except OSError as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=ask, name=f"resolve {host}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if failure:
+        raise failure[0]
+    if not answer:
+        raise TimeoutError(f"no answer within {timeout:g} s")
+    return list(dict.fromkeys(str(info[4][0]) for info in answer[0]))
