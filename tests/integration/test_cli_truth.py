@@ -3,6 +3,7 @@ exit non-zero and name the choices, output cut short by `head`, global options."
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -247,3 +248,84 @@ def test_sources_enable_a_typo_names_the_known_sources(tmp_path, http_server):
     # a known source that newswatch did not disable: nothing to do, and no error
     ok = run_cli("sources", "enable", "wire", env=env, text=True)
     assert ok.returncode == 0 and "not disabled" in ok.stdout
+
+
+PIPE_BUFFER = 64 * 1024  # Linux's default pipe capacity: more output than this blocks
+
+
+def test_status_matches_and_match_source_piped_into_head_end_quietly(tmp_path, http_server):
+    """`status | head -1`, `matches | head -1`, `match --source | head -1`: each with far
+    more output than a pipe holds, so the writer is still writing when head leaves."""
+    from tests.helpers.pipeline import Clock, make_runtime
+    from worker.articles import parsing
+    from worker.matching import applying
+    from worker.sources import polling
+    from worker.store import models as m
+
+    items = [(f"Troops move north, report {i} " + "y" * 120, f"/n/{i}") for i in range(400)]
+    http_server.add("/wire.xml", rss(*((t, http_server.url(p)) for t, p in items)))
+    # many configured sources, never fetched (only synced): rows for `status`
+    many = "".join(
+        f"  - name: quiet-source-{i:04d}-{'z' * 60}\n    feed: http://127.0.0.1:9/{i}.xml\n"
+        for i in range(900)
+    )
+    config = (
+        f"sources:\n  - name: wire\n    feed: {http_server.url('/wire.xml')}\n{many}"
+        "watchlists:\n  - name: troops\n    keywords: [troops]\n"
+        "fetch:\n  allow_networks: [127.0.0.0/8]\n"
+    )
+    db = f"sqlite:///{tmp_path / 'nw.db'}"
+    clock = Clock()
+    rt = make_runtime(tmp_path, db, config, clock)
+    polling.dispatch_due(rt)  # syncs every source; only `wire` is fetched
+    with rt.store.session() as session:
+        wire_id = session.query(m.Source.id).filter(m.Source.name == "wire").scalar()
+    for item_id in polling.fetch_source(rt, wire_id):
+        article_id = parsing.parse_item(rt, item_id)
+        if article_id is not None:
+            applying.apply_rules(rt, article_id)
+    rt.store.dispose()
+    env = {"DATABASE_URL": db, "NEWSWATCH_CONFIG": str(tmp_path / "newswatch.yaml")}
+    for args in (
+        ["status"],
+        ["matches", "--since", "3650d", "--limit", "1000"],
+        ["match", "--source", "wire"],
+    ):
+        whole = run_cli(*args, env=env)
+        assert whole.returncode == 0, whole.stderr
+        assert len(whole.stdout) > 2 * PIPE_BUFFER, (args, len(whole.stdout))
+        code, first, err = _piped_into_head(args, env)
+        assert first.strip(), args
+        assert "Traceback" not in err and "BrokenPipe" not in err, (args, err)
+        assert code == 141, (args, code, err)
+
+
+def test_status_cuts_a_long_error_to_a_row(tmp_path, http_server):
+    """An error row ran past 300 characters: a long error (as a TLS or parser failure
+    gives) is cut to the row's width with an ellipsis; `--json` keeps it whole."""
+    from tests.helpers.pipeline import Clock, make_runtime, run_all
+    from worker.store import models as m
+
+    long_path = "/feeds/rss.xml"
+    db = f"sqlite:///{tmp_path / 'nw.db'}"
+    config = (
+        f"sources:\n  - name: long\n    feed: {http_server.url(long_path)}\n"
+        "watchlists:\n  - name: troops\n    keywords: [troops]\n"
+        "fetch:\n  allow_networks: [127.0.0.0/8]\n"
+    )
+    rt = make_runtime(tmp_path, db, config, Clock())
+    run_all(rt)  # a real failure first: the row's error kind and count
+    long_error = "certificate verify failed: " + "unable to get local issuer certificate; " * 9
+    with rt.store.session() as session:
+        session.execute(m.Source.__table__.update().values(last_error=long_error))
+    rt.store.dispose()
+    env = {"DATABASE_URL": db, "NEWSWATCH_CONFIG": str(tmp_path / "newswatch.yaml")}
+    run = run_cli("status", env=env, text=True)
+    assert run.returncode == 0, run.stderr
+    (row,) = [line for line in run.stdout.splitlines() if line.startswith("  long ")]
+    detail = row.split("failures 1   ")[1]
+    assert detail.startswith("ERROR (http_404): ") and detail.endswith("…")
+    assert len(detail) == 120 and len(row) < 300
+    report = json.loads(run_cli("status", "--json", env=env, text=True).stdout)
+    (source,) = report["sources"]
+    assert source["last_error"] == long_error and len(long_error) > 300
