@@ -63,6 +63,12 @@ end
 return {1, wait}
 """
 
+# KEYS: a lock. ARGV: the holder's token. Deletes the lock only if it is still theirs.
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 T = TypeVar("T")
 
 
@@ -74,6 +80,7 @@ class SharedRedis:
     def __init__(self, url: str) -> None:
         self.client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
         self.acquire_script = self.client.register_script(_ACQUIRE)
+        self.unlock_script = self.client.register_script(_UNLOCK)
         self._down_until = 0.0
         self._lock = threading.Lock()
 
@@ -158,9 +165,8 @@ class SharedRobotsStore:
     """robots.txt verdicts per origin in Redis (JSON, expiring with their cache period),
     and the lock that lets one process fetch a robots.txt at a time."""
 
-    def __init__(self, shared: SharedRedis, lock_seconds: float = 30.0) -> None:
+    def __init__(self, shared: SharedRedis) -> None:
         self.shared = shared
-        self.lock_seconds = lock_seconds
 
     def get(self, site: str) -> tuple[dict[str, Any], float] | None:
         """The stored verdict and the seconds it has left, or None."""
@@ -175,17 +181,16 @@ class SharedRobotsStore:
     def put(self, site: str, record: dict[str, Any], ttl: float) -> None:
         self.shared.client.set(_key("robots", site), json.dumps(record), px=max(1, _ms(ttl)))
 
-    def lock(self, site: str) -> str | None:
+    def lock(self, site: str, seconds: float) -> str | None:
+        """A token when this process may fetch the robots.txt of `site` (for `seconds`,
+        the fetch's deadline: a killed holder's lock runs out with it), else None."""
         token = uuid.uuid4().hex
-        ok = self.shared.client.set(
-            _key("robots-lock", site), token, nx=True, px=_ms(self.lock_seconds)
-        )
+        key = _key("robots-lock", site)
+        ok = self.shared.client.set(key, token, nx=True, px=max(1, _ms(seconds)))
         return token if ok else None
 
     def unlock(self, site: str, token: str) -> None:
-        key = _key("robots-lock", site)
-        if self.shared.client.get(key) == token.encode():
-            self.shared.client.delete(key)
+        self.shared.unlock_script([_key("robots-lock", site)], [token])
 
 
 def _key(kind: str, name: str) -> str:
