@@ -18,4 +18,4 @@ from worker.http.host_limits import next_turn
     ],
 )
 def test_next_turn(now: float, next_free: float, remaining: float, expected: float | None) -> None:
-    assert next_turn(now, next_free, 1.0, remaining) == expected
+    assert next_turn(now, next_free, remaining) == expected

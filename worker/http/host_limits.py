@@ -23,11 +23,12 @@ def politeness_key(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
 
 
-def next_turn(now: float, next_free: float, interval: float, remaining: float) -> float | None:
+def next_turn(now: float, next_free: float, remaining: float) -> float | None:
     """The start of the next request to a host whose next turn is free from `next_free`:
     None when it is more than `remaining` seconds away (then no turn is taken, so a
     request that cannot wait does not push the others back). The turn after it is
-    then free from `start + interval`. The Lua script in shared_limits mirrors this."""
+    then free from `start` plus the host's interval. The Lua script in shared_limits
+    mirrors this."""
     start = max(now, next_free)
     if start - now > remaining:
         return None
@@ -77,7 +78,7 @@ class HostLimiter:
             return
         with self._lock:
             now = time.monotonic()
-            start = next_turn(now, self._next_start.get(host, 0.0), interval, deadline.remaining())
+            start = next_turn(now, self._next_start.get(host, 0.0), deadline.remaining())
             if start is None:
                 raise past_deadline(host)
             self._next_start[host] = start + interval
