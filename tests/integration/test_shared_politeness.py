@@ -149,3 +149,41 @@ def test_a_slot_its_holder_never_gave_back_expires(redis_url: str) -> None:
         )
         assert members and b"dead-process" not in members
     shared.close()
+
+
+def test_a_crawl_delay_holds_for_every_fetcher_on_the_redis(
+    http_server: TestServer, fake_dns: netsafety.FakeDNS, redis_url: str
+) -> None:
+    """Two fetchers (each with its own in-process limiter, as two processes have) and no
+    min_interval of their own: the robots.txt Crawl-delay one of them read spaces the
+    requests of both."""
+    times: list[float] = []
+    lock = threading.Lock()
+    http_server.add("/robots.txt", "User-agent: *\nCrawl-delay: 1\n")
+    pages = [f"/q/{i}" for i in range(6)]
+    for path in pages:
+        http_server.routes[path] = _timed(times, lock, b"page")
+    spec = FetchSpec(deadline=30.0, allow_networks=("127.0.0.0/8",))  # type: ignore[call-arg]
+    fetchers = [
+        Fetcher(fetch_options(spec), respect_robots=True, min_interval=0.0, shared_url=redis_url)
+        for _ in range(2)
+    ]
+    statuses: list[int] = []
+
+    def crawl(fetcher: Fetcher, paths: list[str]) -> None:
+        statuses.extend(fetcher.get(http_server.url(p)).status for p in paths)
+
+    threads = [
+        threading.Thread(target=crawl, args=(f, pages[i::2])) for i, f in enumerate(fetchers)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for f in fetchers:
+        f.close()
+    assert statuses == [200] * len(pages)
+    assert http_server.hits("/robots.txt") == 1
+    times.sort()
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= LIMIT - TOLERANCE, gaps
