@@ -7,6 +7,7 @@ queue if their worker dies, and store no results.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -18,8 +19,8 @@ from celery import Celery
 from celery.signals import beat_init, setup_logging, worker_init, worker_process_init
 from kombu import Queue
 
-from worker.bootstrap import ProcessRuntime
-from worker.service.broker import QUEUES, broker_url_for
+from worker.bootstrap import ProcessRuntime, Runtime
+from worker.service.broker import QUEUES, broker_url_for, politeness_url
 from worker.service.observability import setup_logging as our_setup_logging
 from worker.service.supervisor import ensure_dies_with_parent
 from worker.settings import Settings
@@ -55,7 +56,9 @@ def create_app(settings: Settings) -> NewswatchApp:
     worker starts, so this module never imports them."""
     app = NewswatchApp("newswatch", broker=broker_url_for(settings), include=["worker.tasks"])
     app.settings = settings
-    app.runtime = ProcessRuntime(settings)
+    # fetchers on the broker's Redis share per-host limits and robots.txt across processes
+    build = functools.partial(Runtime.build, politeness_url=politeness_url(settings))
+    app.runtime = ProcessRuntime(settings, build)
     _configure(app, settings)
     _tie_processes(app)
     return app

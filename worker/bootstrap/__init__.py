@@ -41,16 +41,19 @@ class Runtime:
     # the database disk's free-space check of this process (worker/tasks.py), made on first use
     # (a diskspace.SpaceCheck; not imported here, diskspace builds Runtimes itself)
     space_check: Any = field(default=None, repr=False)
+    # the Redis where fetchers share per-host limits and robots.txt (the broker's), or None
+    politeness_url: str | None = None
     _fetcher: Fetcher | None = field(default=None, repr=False)
     _fetch_spec: object = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def build(cls, settings: Settings) -> Runtime:
+    def build(cls, settings: Settings, politeness_url: str | None = None) -> Runtime:
         return cls(
             settings=settings,
             store=Store(settings.database_url, settings.db_pool_size),
             config=LiveConfig(settings.config_path, settings.config_check_seconds),
+            politeness_url=politeness_url,
         )
 
     def now(self) -> datetime:
@@ -63,7 +66,11 @@ class Runtime:
             if self._fetcher is None or spec != self._fetch_spec:
                 # the old one is not closed here: in a threads pool other tasks may still be
                 # in a request with it; its pooled connections close when it is collected
-                self._fetcher = Fetcher(fetch_options(spec), min_interval=spec.min_interval)
+                self._fetcher = Fetcher(
+                    fetch_options(spec),
+                    min_interval=spec.min_interval,
+                    shared_url=self.politeness_url,
+                )
                 self._fetch_spec = spec
             return self._fetcher
 

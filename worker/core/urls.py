@@ -8,6 +8,7 @@ import unicodedata
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tld import get_fld
+from url_normalize import url_normalize
 
 # Query parameters that only say where a click came from.
 _TRACKING_EXACT = frozenset(
@@ -63,17 +64,28 @@ def _is_tracking(key: str) -> bool:
     return k in _TRACKING_EXACT or k.startswith(_TRACKING_PREFIXES)
 
 
+def rfc3986(url: str) -> str:
+    """RFC 3986 section 6 normalisation (url-normalize): dot segments removed, percent
+    escapes upper-cased and unreserved ones decoded (%7E -> ~), non-ASCII paths
+    percent-encoded as UTF-8, host lower-cased and IDN as punycode, default port
+    dropped. A URL it cannot read is left as it is (our own parsing copes)."""
+    try:
+        return url_normalize(url, default_scheme="http") or url
+    except (ValueError, UnicodeError):  # e.g. a label IDNA refuses
+        return url
+
+
 def _normalize(url: str) -> str:
-    parts = urlsplit(url.strip())
+    parts = urlsplit(rfc3986(url.strip()))
     scheme = (parts.scheme or "http").lower()
     host = (parts.hostname or "").lower().rstrip(".")
     try:
         port = parts.port
     except ValueError:  # "host:abc" — keep the host, drop the nonsense port
         port = None
-    netloc = host
+    netloc = f"[{host}]" if ":" in host else host  # an IPv6 address keeps its brackets
     if port and port != _DEFAULT_PORTS.get(scheme):
-        netloc = f"{host}:{port}"
+        netloc = f"{netloc}:{port}"
     path = parts.path or "/"
     query = sorted(
         (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _is_tracking(k)

@@ -15,8 +15,10 @@ what a long-running crawler needs on top of requests:
   (scheme, robots.txt, and the guard when its connection is made);
 - a content-type check per what the caller expects, lenient where real
   feeds are sloppy (`sniff`);
-- robots.txt per host (RFC 9309), cached in-process (`robots`);
-- per-host concurrency limit and minimum interval between requests (`host_limits`).
+- robots.txt per host (RFC 9309, Protego), cached (`robots`);
+- per-host concurrency limit and minimum interval between requests (`host_limits`);
+  with `shared_url` (the broker's Redis) both are shared by every process on that
+  Redis (`shared_limits`), else they are this process's.
 
 Errors are raised as `FetchError` (`fetch_errors`). See docs/fetching.md.
 """
@@ -37,9 +39,10 @@ from worker.core import httpdate
 from worker.core.httpdate import FETCH_RETRY_AFTER_CAP
 from worker.http.deadline import Deadline
 from worker.http.errors import FetchError, reason, transport_kind
-from worker.http.host_limits import HostLimiter, politeness_key
+from worker.http.host_limits import HostLimiter, Limiter, politeness_key
 from worker.http.netguard import AddressGuard, BlockedAddressError, GuardedAdapter, socket_hook
 from worker.http.robots import ROBOTS_MAX_BYTES, RobotsRules
+from worker.http.shared_limits import SharedHostLimiter, SharedRedis, SharedRobotsStore
 from worker.http.sniff import ACCEPT, Expect, media_type, sniff_ok, type_verdict
 
 MAX_REDIRECTS = 5
@@ -114,7 +117,8 @@ class Fetcher:
 
     Keywords: `max_per_host` concurrent requests per host, `min_interval` seconds
     between request starts to one host, `robots_ttl` / `robots_error_ttl` seconds a
-    robots.txt verdict is cached.
+    robots.txt verdict is cached; `shared_url`: a Redis (URL) where these limits and the
+    robots.txt cache are shared with every other fetcher on it (None: per process).
     """
 
     def __init__(
@@ -127,6 +131,7 @@ class Fetcher:
         min_interval: float = 0.2,
         robots_ttl: float = 3600.0,
         robots_error_ttl: float = 300.0,
+        shared_url: str | None = None,
     ) -> None:
         self.options = options
         self.respect_robots = respect_robots
@@ -140,8 +145,13 @@ class Fetcher:
         )
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self._limiter = HostLimiter(max_per_host, min_interval)
-        self._robots = RobotsRules(robots_ttl, robots_error_ttl)
+        self._shared = SharedRedis(shared_url) if shared_url else None
+        self._limiter: Limiter = HostLimiter(max_per_host, min_interval)
+        robots_store = None
+        if self._shared is not None:
+            self._limiter = SharedHostLimiter(self._shared, max_per_host, min_interval)
+            robots_store = SharedRobotsStore(self._shared)
+        self._robots = RobotsRules(robots_ttl, robots_error_ttl, robots_store)
 
     # -- public API --
 
@@ -184,6 +194,8 @@ class Fetcher:
 
     def close(self) -> None:
         self.session.close()
+        if self._shared is not None:
+            self._shared.close()
 
     def __enter__(self) -> Fetcher:
         return self
@@ -201,6 +213,7 @@ class Fetcher:
         deadline: Deadline,
         max_bytes: int,
         respect_robots: bool,
+        truncate: bool = False,
     ) -> FetchResult:
         current = url
         for _hop in range(MAX_REDIRECTS + 1):
@@ -211,7 +224,14 @@ class Fetcher:
                     current, self.options.user_agent, deadline, self._load_robots
                 )
             result = self._request(
-                "GET", current, headers, deadline, max_bytes, expect=expect, spacing=spacing
+                "GET",
+                current,
+                headers,
+                deadline,
+                max_bytes,
+                expect=expect,
+                spacing=spacing,
+                truncate=truncate,
             )
             if result.status not in _REDIRECT_STATUSES:
                 _raise_for_status(result)
@@ -231,7 +251,8 @@ class Fetcher:
 
     def _load_robots(self, url: str, deadline: Deadline) -> bytes:
         accept = {"Accept": "text/plain, */*;q=0.5"}
-        return self._get(url, accept, "any", deadline, ROBOTS_MAX_BYTES, False).body
+        # a longer robots.txt is cut, not refused: RFC 9309 parses the first 500 KiB
+        return self._get(url, accept, "any", deadline, ROBOTS_MAX_BYTES, False, True).body
 
     # -- one request/response --
 
@@ -246,13 +267,16 @@ class Fetcher:
         data: bytes | None = None,
         expect: Expect = "any",
         spacing: float = 0.0,
+        truncate: bool = False,
     ) -> FetchResult:
         sent = {"User-Agent": self.options.user_agent, "Accept-Encoding": "gzip, deflate, br"}
         sent.update(headers)
         with self._limiter.slot(politeness_key(url), deadline, spacing):
             token = socket_hook.set(deadline.watch)
             try:
-                return self._exchange(method, url, sent, deadline, max_bytes, data, expect)
+                return self._exchange(
+                    method, url, sent, deadline, max_bytes, data, expect, truncate
+                )
             except FetchError:
                 raise
             except Exception as exc:
@@ -269,6 +293,7 @@ class Fetcher:
         max_bytes: int,
         data: bytes | None,
         expect: Expect,
+        truncate: bool = False,
     ) -> FetchResult:
         connect_timeout = min(self.options.connect_timeout, deadline.remaining())
         if connect_timeout <= 0:
@@ -285,7 +310,7 @@ class Fetcher:
             stream=True,
         )
         try:
-            body = self._read_checked(response, url, deadline, max_bytes, expect)
+            body = self._read_checked(response, url, deadline, max_bytes, expect, truncate)
         except BaseException:
             response.close()  # drop the connection: the rest of the body is unread
             raise
@@ -309,6 +334,7 @@ class Fetcher:
         deadline: Deadline,
         max_bytes: int,
         expect: Expect,
+        truncate: bool = False,
     ) -> bytes:
         status = response.status_code
         if status == 304 or status in _REDIRECT_STATUSES or status >= 400:
@@ -323,8 +349,9 @@ class Fetcher:
                 url=url,
                 status=status,
             )
-        _check_declared_length(response, url, max_bytes)
-        body = self._read_body(response, url, deadline, max_bytes)
+        if not truncate:
+            _check_declared_length(response, url, max_bytes)
+        body = self._read_body(response, url, deadline, max_bytes, truncate=truncate)
         if expect != "any" and not body:
             raise FetchError(
                 "content_type", f"{url}: empty body, expected {expect}", url=url, status=status

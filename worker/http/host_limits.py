@@ -1,11 +1,17 @@
-"""Per-host politeness: how many requests to one server at once, and how far apart."""
+"""Per-host politeness: how many requests to one server at once, and how far apart.
+
+Two implementations of one `slot()` contract: `HostLimiter` holds the limits in this
+process; `worker.http.shared_limits.SharedHostLimiter` holds them in Redis so they hold
+across processes and hosts. The arithmetic of a turn (`next_turn`) is pure and shared.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from worker.http.deadline import Deadline
@@ -17,8 +23,35 @@ def politeness_key(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
 
 
+def next_turn(now: float, next_free: float, remaining: float) -> float | None:
+    """The start of the next request to a host whose next turn is free from `next_free`:
+    None when it is more than `remaining` seconds away (then no turn is taken, so a
+    request that cannot wait does not push the others back). The turn after it is
+    then free from `start` plus the host's interval. The Lua script in shared_limits
+    mirrors this."""
+    start = max(now, next_free)
+    if start - now > remaining:
+        return None
+    return start
+
+
+def past_deadline(host: str) -> FetchError:
+    return FetchError("timeout", f"the next request slot for {host} is past the deadline")
+
+
+def no_free_slot(host: str) -> FetchError:
+    return FetchError("timeout", f"waited too long for a free slot for {host}")
+
+
+class Limiter(Protocol):
+    def slot(
+        self, host: str, deadline: Deadline, spacing: float = 0.0
+    ) -> AbstractContextManager[None]: ...
+
+
 class HostLimiter:
-    """At most `max_concurrent` requests per host at once, `min_interval` s apart."""
+    """At most `max_concurrent` requests per host at once, `min_interval` s apart,
+    in this process."""
 
     def __init__(self, max_concurrent: int, min_interval: float) -> None:
         self.max_concurrent = max_concurrent
@@ -33,7 +66,7 @@ class HostLimiter:
         with self._lock:
             sem = self._slots.setdefault(host, threading.BoundedSemaphore(self.max_concurrent))
         if not sem.acquire(timeout=deadline.remaining()):
-            raise FetchError("timeout", f"waited too long for a free slot for {host}")
+            raise no_free_slot(host)
         try:
             self._wait_turn(host, deadline, max(self.min_interval, spacing))
             yield
@@ -45,12 +78,9 @@ class HostLimiter:
             return
         with self._lock:
             now = time.monotonic()
-            start = max(now, self._next_start.get(host, 0.0))
-            if start - now > deadline.remaining():
-                # not reserved: a request that cannot wait must not push the others back
-                raise FetchError(
-                    "timeout", f"the next request slot for {host} is past the deadline"
-                )
+            start = next_turn(now, self._next_start.get(host, 0.0), deadline.remaining())
+            if start is None:
+                raise past_deadline(host)
             self._next_start[host] = start + interval
             if len(self._next_start) > 4096:  # forget hosts idle for a while
                 self._next_start = {h: t for h, t in self._next_start.items() if t > now}

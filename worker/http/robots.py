@@ -1,30 +1,39 @@
-"""robots.txt per origin (RFC 9309), cached in-process: may this URL be fetched, and
-how far apart (Crawl-delay)."""
+"""robots.txt per origin (RFC 9309, parsed by Protego): may this URL be fetched, and how
+far apart (Crawl-delay). Verdicts are cached in this process and, with a shared store
+(Redis), across processes: one fetch of a robots.txt per cache period for all of them."""
 
 from __future__ import annotations
 
 import threading
 import time
-import urllib.robotparser
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
+
+import redis
+from protego import Protego
 
 from worker.http.deadline import Deadline
 from worker.http.errors import FetchError
+from worker.http.shared_limits import SharedRobotsStore
 
-ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309 asks parsers to read at least 500 KiB
+# RFC 9309 2.5: parse at least 500 KiB; a longer robots.txt is read that far and the
+# rest ignored (not "allow everything", as a too-large answer used to mean)
+ROBOTS_MAX_BYTES = 500 * 1024
 # robots.txt Crawl-delay (not in RFC 9309; Bing and Yandex honour it) is kept between
 # requests to a host, up to this: a day-long delay would only starve the fetch pool
 MAX_CRAWL_DELAY = 60.0
+_WAIT_POLL = 0.05  # seconds between looks for the verdict another process is fetching
 
-# Fetches the robots.txt at a URL within the deadline: its body, or a FetchError.
+# Fetches the robots.txt at a URL within the deadline: its body (at most
+# ROBOTS_MAX_BYTES, cut there), or a FetchError.
 LoadRobots = Callable[[str, Deadline], bytes]
 
 
 @dataclass
 class _RobotsEntry:
-    parser: urllib.robotparser.RobotFileParser
+    parser: Protego
     expires: float
     # robots.txt was unreachable (RFC 9309: assume everything is disallowed for now): why
     failure: FetchError | None = None
@@ -36,28 +45,50 @@ def origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.lower()}"
 
 
-def _policy(allow_all: bool) -> urllib.robotparser.RobotFileParser:
-    parser = urllib.robotparser.RobotFileParser()
-    parser.allow_all = allow_all
-    parser.disallow_all = not allow_all
-    parser.modified()  # robotparser refuses everything until it has been "read"
-    return parser
+def product_token(user_agent: str) -> str:
+    """`newswatch` of `newswatch/0.1 (+https://…)`: what robots.txt groups name."""
+    return (user_agent.split() or [""])[0].split("/")[0]
 
 
-def _parse(body: bytes) -> urllib.robotparser.RobotFileParser:
-    parser = urllib.robotparser.RobotFileParser()
-    parser.parse(body.decode("utf-8", errors="replace").splitlines())
-    parser.modified()
-    return parser
+def robots_text(body: bytes) -> str:
+    """The text to parse: at most ROBOTS_MAX_BYTES, cut after the last whole line so a
+    rule is never read half (`Disallow: /private` cut to `Disallow: /pr`)."""
+    if len(body) >= ROBOTS_MAX_BYTES:
+        body = body[:ROBOTS_MAX_BYTES]
+        body = body[: body.rfind(b"\n") + 1] if b"\n" in body else b""
+    return body.decode("utf-8", errors="replace")
+
+
+def _record_entry(record: dict[str, Any], expires: float) -> _RobotsEntry:
+    """A cached verdict as the fetcher uses it (records are what the shared store keeps)."""
+    verdict = record["verdict"]
+    if verdict == "rules":
+        return _RobotsEntry(Protego.parse(record["body"]), expires)
+    if verdict == "allow":
+        return _RobotsEntry(Protego.parse(""), expires)
+    f = record["failure"]
+    failure = FetchError(
+        f["kind"],
+        f["message"],
+        url=f.get("url"),
+        status=f.get("status"),
+        retry_after=f.get("retry_after"),
+        headers=f.get("headers"),
+    )
+    return _RobotsEntry(Protego.parse("User-agent: *\nDisallow: /\n"), expires, failure)
 
 
 class RobotsRules:
     """The robots.txt verdicts of the origins fetched lately: `ttl` seconds for a
-    robots.txt read (or absent), `error_ttl` for one that was unreachable."""
+    robots.txt read (or absent), `error_ttl` for one that was unreachable. `shared`:
+    the store all processes share (None: this process only)."""
 
-    def __init__(self, ttl: float, error_ttl: float) -> None:
+    def __init__(
+        self, ttl: float, error_ttl: float, shared: SharedRobotsStore | None = None
+    ) -> None:
         self.ttl = ttl
         self.error_ttl = error_ttl
+        self.shared = shared
         self.entries: dict[str, _RobotsEntry] = {}
         self._lock = threading.Lock()
 
@@ -79,11 +110,12 @@ class RobotsRules:
                 retry_after=failure.retry_after,
                 headers=failure.headers,
             )
-        if not entry.parser.can_fetch(user_agent, url):
+        token = product_token(user_agent)
+        if not entry.parser.can_fetch(url, token):
             raise FetchError(
                 "robots_disallow", f"{url}: disallowed by robots.txt at {site}", url=url
             )
-        delay = entry.parser.crawl_delay(user_agent)
+        delay = entry.parser.crawl_delay(token)
         return min(float(delay), MAX_CRAWL_DELAY) if delay else 0.0
 
     def _get(self, site: str) -> _RobotsEntry | None:
@@ -93,30 +125,65 @@ class RobotsRules:
                 return None
             return entry
 
-    def _put(self, site: str, entry: _RobotsEntry) -> None:
+    def _put(self, site: str, entry: _RobotsEntry) -> _RobotsEntry:
         with self._lock:
             if len(self.entries) > 4096:  # forget expired hosts now and then
                 now = time.monotonic()
                 self.entries = {o: e for o, e in self.entries.items() if e.expires > now}
             self.entries[site] = entry
+        return entry
 
     def _load(self, site: str, deadline: Deadline, load: LoadRobots) -> _RobotsEntry:
-        """Fetch and cache robots.txt; RFC 9309 section 2.3.1 decides what failures mean."""
-        now = time.monotonic()
+        if self.shared is not None and self.shared.shared.available:
+            try:
+                return self._load_shared(self.shared, site, deadline, load)
+            except redis.RedisError as exc:
+                self.shared.shared.failed(exc)
+        record, ttl = self._fetch(site, deadline, load)
+        return self._put(site, _record_entry(record, time.monotonic() + ttl))
+
+    def _load_shared(
+        self, store: SharedRobotsStore, site: str, deadline: Deadline, load: LoadRobots
+    ) -> _RobotsEntry:
+        """The verdict another process stored, or fetch it under the lock and store it."""
+        while True:
+            found = store.get(site)
+            if found is not None:
+                record, left = found
+                return self._put(site, _record_entry(record, time.monotonic() + left))
+            token = store.lock(site, deadline.remaining() + 5.0)
+            if token is not None:
+                try:
+                    record, ttl = self._fetch(site, deadline, load)
+                    store.put(site, record, ttl)
+                finally:
+                    store.unlock(site, token)
+                return self._put(site, _record_entry(record, time.monotonic() + ttl))
+            if deadline.remaining() <= _WAIT_POLL:
+                raise FetchError(
+                    "timeout", f"{site}: waited too long for robots.txt (fetched elsewhere)"
+                )
+            time.sleep(_WAIT_POLL)
+
+    def _fetch(
+        self, site: str, deadline: Deadline, load: LoadRobots
+    ) -> tuple[dict[str, Any], float]:
+        """Fetch robots.txt: the verdict to cache and for how long (RFC 9309 2.3.1)."""
         try:
             body = load(f"{site}/robots.txt", deadline)
         except FetchError as exc:
             if exc.kind in ("blocked_address", "bad_scheme", "invalid_url") or deadline.expired:
                 raise  # the page itself would fail the same way: say so
-            if exc.kind == "too_large" or (
-                exc.status is not None and 400 <= exc.status < 500 and exc.status != 429
-            ):
-                # "unavailable" (4xx), or nothing sensible to parse: crawl freely
-                entry = _RobotsEntry(_policy(allow_all=True), now + self.ttl)
-            else:
-                # "unreachable" (5xx, 429, network errors): complete disallow, for a while
-                entry = _RobotsEntry(_policy(allow_all=False), now + self.error_ttl, exc)
-        else:
-            entry = _RobotsEntry(_parse(body), now + self.ttl)
-        self._put(site, entry)
-        return entry
+            if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
+                return {"verdict": "allow"}, self.ttl  # "unavailable": crawl freely
+            # "unreachable" (5xx, 429, network errors): complete disallow, for a while
+            failure = {
+                "kind": exc.kind,
+                "message": exc.message,
+                "url": exc.url,
+                "status": exc.status,
+                "retry_after": exc.retry_after,
+                "headers": dict(exc.headers) if exc.headers is not None else None,
+            }
+            return {"verdict": "disallow", "failure": failure}, self.error_ttl
+        return {"verdict": "rules", "body": robots_text(body)}, self.ttl

@@ -1,0 +1,189 @@
+"""Per-host limits and the robots.txt cache shared through Redis, by real separate
+fetcher processes against one site on 127.0.0.1, with the test's own redis-server.
+
+The spacing assertion reads the times the *server* recorded. Its tolerance is
+generous on purpose (TOLERANCE): a turn is reserved in Redis by the process that
+takes it, and the request then still has to pass that process's scheduling and its
+connection set-up on a shared two-core machine, where one request can be held back a
+few hundred milliseconds while the next is on time. Without shared limits the three
+processes collide within milliseconds, far below the bound, so the test still fails
+when the limits are per process.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.helpers import httpserver, netsafety
+from tests.helpers.httpserver import Answer, RecordedRequest, TestServer
+from worker.config import FetchSpec
+from worker.config.to_sources import fetch_options
+from worker.http.deadline import Deadline
+from worker.http.errors import FetchError
+from worker.http.fetcher import Fetcher
+from worker.http.shared_limits import SharedHostLimiter, SharedRedis
+
+http_server = httpserver.http_server
+fake_dns = netsafety.fake_dns
+
+pytestmark = pytest.mark.redis
+
+LIMIT = 1.0  # seconds between two requests to the site: one request per second
+TOLERANCE = 0.8  # see the module's docstring
+PROCESSES = 3
+PAGES_EACH = 3
+ROOT = Path(__file__).parents[2]
+
+
+def _timed(times: list[float], lock: threading.Lock, body: bytes) -> Callable[..., Answer]:
+    def answer(_request: RecordedRequest) -> Answer:
+        with lock:
+            times.append(time.monotonic())
+        return 200, {"Content-Type": "text/plain"}, body
+
+    return answer
+
+
+def test_three_fetcher_processes_keep_one_site_at_one_request_per_second(
+    tmp_path: Path, http_server: TestServer, redis_url: str
+) -> None:
+    times: list[float] = []
+    lock = threading.Lock()
+    http_server.routes["/robots.txt"] = _timed(times, lock, b"User-agent: *\nAllow: /\n")
+    pages = [f"/p/{i}" for i in range(PROCESSES * PAGES_EACH)]
+    for path in pages:
+        http_server.routes[path] = _timed(times, lock, b"page")
+    start = tmp_path / "start"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.helpers.polite_fetcher",
+                redis_url,
+                str(LIMIT),
+                str(start),
+                *(http_server.url(p) for p in pages[i::PROCESSES]),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(PROCESSES)
+    ]
+    try:
+        for p in procs:  # every process imported and built its fetcher
+            assert p.stdout is not None and json.loads(p.stdout.readline()) == {"ready": True}
+        start.touch()
+        outputs = [p.communicate(timeout=120)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    outcomes = [json.loads(line)["outcome"] for out in outputs for line in out.splitlines()]
+    assert outcomes == [200] * len(pages)
+    # robots.txt once per cache period for all three processes, not once per process
+    assert http_server.hits("/robots.txt") == 1
+    assert len(times) == len(pages) + 1
+    times.sort()
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= LIMIT - TOLERANCE, gaps
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_redis_down_falls_back_to_the_process_limits_with_a_warning(
+    http_server: TestServer, fake_dns: netsafety.FakeDNS, caplog: pytest.LogCaptureFixture
+) -> None:
+    http_server.add("/robots.txt", "User-agent: *\nDisallow: /private/\n")
+    url = http_server.add("/page", b"page")
+    spec = FetchSpec(deadline=10.0, allow_networks=("127.0.0.0/8",))  # type: ignore[call-arg]
+    nothing_there = f"redis://127.0.0.1:{_free_port()}/0"
+    with (
+        caplog.at_level(logging.WARNING, logger="worker.http.shared_limits"),
+        Fetcher(fetch_options(spec), respect_robots=True, shared_url=nothing_there) as f,
+    ):
+        assert f.get(url).status == 200
+        assert f.get(url).status == 200
+        # robots.txt still holds, from this process's cache
+        with pytest.raises(FetchError) as err:
+            f.get(http_server.url("/private/x"))
+    assert err.value.kind == "robots_disallow"
+    warnings = [r for r in caplog.records if "Redis unreachable" in r.getMessage()]
+    assert len(warnings) == 1  # once, not once per request
+    assert http_server.hits("/robots.txt") == 1
+
+
+def test_a_slot_its_holder_never_gave_back_expires(redis_url: str) -> None:
+    """A process killed in the middle of a fetch leaves its lease behind: the lease runs
+    out with the fetch's deadline (plus a margin), then the slot is free again."""
+    shared = SharedRedis(redis_url)
+    limiter = SharedHostLimiter(shared, max_concurrent=1, min_interval=0.0)
+    # taken and never released, as by a process killed mid-fetch
+    assert limiter._acquire("example.org", "dead-process", 0.0, Deadline(0.5))
+    ttl_ms = redis.Redis.from_url(redis_url).pttl("newswatch:polite:slots:example.org")
+    assert 0 < ttl_ms <= (0.5 + 5.0 + 1.0) * 1000  # the lease expires on its own
+    # a short wait: the slot is still held, so this one gives up
+    with pytest.raises(FetchError) as err, limiter.slot("example.org", Deadline(0.2)):
+        pass
+    assert err.value.kind == "timeout" and "free slot" in err.value.message
+    # long enough for the lease to run out: the slot is taken
+    with limiter.slot("example.org", Deadline(30.0)):
+        members = redis.Redis.from_url(redis_url).zrange(
+            "newswatch:polite:slots:example.org", 0, -1
+        )
+        assert members and b"dead-process" not in members
+    shared.close()
+
+
+def test_a_crawl_delay_holds_for_every_fetcher_on_the_redis(
+    http_server: TestServer, fake_dns: netsafety.FakeDNS, redis_url: str
+) -> None:
+    """Two fetchers (each with its own in-process limiter, as two processes have) and no
+    min_interval of their own: the robots.txt Crawl-delay one of them read spaces the
+    requests of both."""
+    times: list[float] = []
+    lock = threading.Lock()
+    http_server.add("/robots.txt", "User-agent: *\nCrawl-delay: 1\n")
+    pages = [f"/q/{i}" for i in range(6)]
+    for path in pages:
+        http_server.routes[path] = _timed(times, lock, b"page")
+    spec = FetchSpec(deadline=30.0, allow_networks=("127.0.0.0/8",))  # type: ignore[call-arg]
+    fetchers = [
+        Fetcher(fetch_options(spec), respect_robots=True, min_interval=0.0, shared_url=redis_url)
+        for _ in range(2)
+    ]
+    statuses: list[int] = []
+
+    def crawl(fetcher: Fetcher, paths: list[str]) -> None:
+        statuses.extend(fetcher.get(http_server.url(p)).status for p in paths)
+
+    threads = [
+        threading.Thread(target=crawl, args=(f, pages[i::2])) for i, f in enumerate(fetchers)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for f in fetchers:
+        f.close()
+    assert statuses == [200] * len(pages)
+    assert http_server.hits("/robots.txt") == 1
+    times.sort()
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= LIMIT - TOLERANCE, gaps
