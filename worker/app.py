@@ -101,6 +101,8 @@ def _configure(app: Celery, settings: Settings) -> None:
         worker_send_task_events=False,
         beat_schedule=_beat_schedule(settings),
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
+        # notes each tick in the broker's Redis for `newswatch health --beat`
+        beat_scheduler="worker.service.beat_alive:HeartbeatScheduler",
         task_annotations=_time_limit_annotations(settings),
     )
 

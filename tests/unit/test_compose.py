@@ -51,3 +51,22 @@ def test_compose_services_and_commands():
 
 def _option(command: list[str], name: str) -> str:
     return command[command.index(name) + 1]
+
+
+def test_each_worker_service_healthcheck_checks_the_queues_it_consumes():
+    """One worker service down must not mark the other unhealthy
+    (tests/e2e/test_compose_healthchecks.py runs these commands)."""
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    for name in ("fetcher", "worker"):
+        check = services[name]["healthcheck"]["test"]
+        assert check[:3] == ["CMD", "newswatch", "health"]
+        assert _option(check, "--queues") == _option(services[name]["command"], "--queues")
+    assert services["beat"]["healthcheck"]["test"][:4] == ["CMD", "newswatch", "health", "--beat"]
+
+
+def test_every_image_is_pinned_to_a_version():
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    for name, service in services.items():
+        if "image" in service:
+            _, _, tag = service["image"].partition(":")
+            assert tag and tag != "latest", f"{name}: {service['image']}"

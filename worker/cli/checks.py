@@ -59,12 +59,27 @@ def cmd_check_config(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_health(args: argparse.Namespace, ctx: Context) -> int:
-    """Exit 0 when a canary task makes it through every queue within the timeout."""
+    """Exit 0 when a canary task makes it through every queue (or --queues) within the
+    timeout; with --beat, when beat ticked within --max-age seconds."""
     from worker.app import create_app
-    from worker.service.health import check
+    from worker.service.health import QUEUES, beat_alive, check
 
     setup_logging("WARNING")
-    result = check(create_app(ctx.settings), ctx.settings, args.timeout)
+    if args.beat:
+        result = beat_alive(ctx.settings, args.max_age)
+        print(result.message, file=sys.stdout if result.ok else sys.stderr)
+        return 0 if result.ok else 1
+    route = [q.strip() for q in (args.queues or ",".join(QUEUES)).split(",") if q.strip()]
+    unknown = [q for q in route if q not in QUEUES]
+    if unknown or not route:
+        what = f"unknown queue {', '.join(unknown)}" if unknown else "no queue"
+        print(
+            f"newswatch health: --queues {args.queues!r}: {what}; "
+            f"the queues are {', '.join(QUEUES)}",
+            file=sys.stderr,
+        )
+        return 2
+    result = check(create_app(ctx.settings), ctx.settings, args.timeout, route)
     print(result.message, file=sys.stdout if result.ok else sys.stderr)
     return 0 if result.ok else 1
 

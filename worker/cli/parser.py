@@ -136,6 +136,20 @@ def _add_checks(add: _Add) -> None:
         "liveness: a canary task through every queue; exit 0 if back",
     )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
+    p.add_argument(
+        "--queues",
+        metavar="Q1,Q2",
+        help="the canary goes through these queues only, in this order (a worker's own "
+        "healthcheck); default: every queue",
+    )
+    p.add_argument(
+        "--beat",
+        action="store_true",
+        help="instead: exit 0 if beat's scheduler ticked within --max-age seconds",
+    )
+    p.add_argument(
+        "--max-age", type=float, default=120.0, help="with --beat: seconds (default 120)"
+    )
     p = add("metrics", status.cmd_metrics, "serve Prometheus metrics at /metrics")
     p.add_argument("--port", type=int, default=9464)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

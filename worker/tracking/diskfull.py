@@ -8,9 +8,15 @@ from __future__ import annotations
 import errno
 import sqlite3
 
-import psycopg
 import redis.exceptions
 from sqlalchemy.exc import DBAPIError
+
+try:
+    import psycopg
+
+    _PG_ERRORS: tuple[type[Exception], ...] = (psycopg.Error,)
+except ImportError:  # no `postgres` extra: no PostgreSQL, no PostgreSQL error to meet
+    _PG_ERRORS = ()
 
 _ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _SQLITE_FULL = 13  # sqlite3's SQLITE_FULL result code
@@ -37,7 +43,7 @@ def _one_is_disk_full(exc: BaseException) -> bool:
         # getattr: the driver sets sqlite_errorcode only on errors SQLite itself returned
         code = getattr(exc, "sqlite_errorcode", None)
         return code == _SQLITE_FULL or "database or disk is full" in str(exc)
-    if isinstance(exc, psycopg.Error):
-        return exc.sqlstate == _PG_DISK_FULL
+    if isinstance(exc, _PG_ERRORS):
+        return getattr(exc, "sqlstate", None) == _PG_DISK_FULL
     # Redis cannot persist and refuses writes (an external server; ours never does this)
     return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith("MISCONF")

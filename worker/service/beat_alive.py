@@ -1,0 +1,49 @@
+"""Beat's heartbeat: the scheduler refreshes a key in the broker's Redis as it ticks, so
+`newswatch health --beat` (a container's healthcheck) can tell a beat that schedules from
+one that hangs or lost its broker. The key expires by itself (BEAT_TTL_SECONDS): its remaining
+time gives the age of the last tick by Redis's own clock, whatever the hosts' clocks say.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+from celery.beat import PersistentScheduler
+
+from worker.service.health import BEAT_KEY, BEAT_TTL_SECONDS, redis_for_broker_url
+
+log = logging.getLogger(__name__)
+
+EVERY_SECONDS = 10.0  # at most one write per this many seconds, and a tick at least as often
+
+
+class HeartbeatScheduler(PersistentScheduler):
+    """Celery's persistent scheduler that also notes each tick (see the module docstring)."""
+
+    _noted_at = float("-inf")
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        delay = super().tick(*args, **kwargs)
+        now = time.monotonic()
+        if now - self._noted_at >= EVERY_SECONDS:
+            self._noted_at = now
+            note_tick(self.app.conf.broker_url)
+        return min(delay, EVERY_SECONDS)
+
+
+def note_tick(broker_url: str) -> None:
+    """Refresh the key; a broker that fails now is logged, never fatal: beat goes on, and
+    the healthcheck sees the key age."""
+    client = redis_for_broker_url(broker_url or "")
+    if client is None:
+        return
+    try:
+        client.set(BEAT_KEY, f"{socket.gethostname()}:{os.getpid()}", ex=BEAT_TTL_SECONDS)
+    except Exception as exc:  # broker errors come in many types (redis, socket)
+        log.warning("beat heartbeat not written: %s", exc)
+    finally:
+        client.close()
