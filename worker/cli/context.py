@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from worker.config import ConfigError
 from worker.settings import Settings
 
 if TYPE_CHECKING:
@@ -58,20 +57,9 @@ class Context:
 
     def check_config_or_exit(self) -> ActiveConfig:
         """The compiled config, or exit 1 listing its problems."""
-        try:
-            return self.compiled()
-        except ConfigError as exc:
-            path = self.settings.config_path
-            print(f"newswatch: config {path} is not valid:", file=sys.stderr)
-            for problem in exc.problems:
-                print(f"  {problem}", file=sys.stderr)
-            if "config" in self.settings.defaulted:
-                print(
-                    f"  (the default config path, relative to the current folder {Path.cwd()}; "
-                    "pass --config or set NEWSWATCH_CONFIG)",
-                    file=sys.stderr,
-                )
-            raise SystemExit(1) from None
+        from worker.service.startup import config_or_exit
+
+        return config_or_exit(self.settings, self.compiled)
 
     def close_store(self) -> None:
         store, self._store = self._store, None

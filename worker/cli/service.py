@@ -21,15 +21,9 @@ RUN_CPU_QUEUES = "control,parse,rules"
 
 
 def exit_without_broker(command: str) -> None:
-    """A worker or beat with no broker setting would retry a socket that nobody serves,
-    forever: only `newswatch run` starts the embedded Redis."""
-    print(
-        f"newswatch {command}: no broker. Set REDIS_URL (e.g. redis://127.0.0.1:6379/0) to "
-        "the Redis your workers and beat share, or use `newswatch run`, which starts an "
-        "embedded Redis for a single machine",
-        file=sys.stderr,
-    )
-    raise SystemExit(2)
+    from worker.service.startup import exit_without_broker as refuse
+
+    refuse(f"newswatch {command}")
 
 
 def prepare(ctx: Context) -> None:
