@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from worker.config import DEFAULT_CONFIG_PATH
@@ -90,6 +90,14 @@ class Settings:
     # where the config was looked for when none was given (`config_candidates`), for the
     # message that says none was found and to run `newswatch init`
     config_searched: tuple[Path, ...] = ()
+    db_pool_size_given: bool = False  # NEWSWATCH_DB_POOL_SIZE was set: a pool keeps it
+
+    def sized_for_threads(self, threads: int) -> Settings:
+        """For a threads pool: every thread may hold a database connection at once, so the
+        pool has at least one per thread, unless NEWSWATCH_DB_POOL_SIZE says otherwise."""
+        if self.db_pool_size_given or self.db_pool_size >= threads:
+            return self
+        return replace(self, db_pool_size=threads)
 
     def missing_config(self) -> str | None:
         """What to do when no config was given and none was found; None otherwise."""
@@ -177,6 +185,7 @@ class Settings:
                 _number(env, "NEWSWATCH_MAX_TASKS_PER_CHILD", 10_000, 0, 1 << 31)
             ),
             config_searched=searched,
+            db_pool_size_given=bool(env.get("NEWSWATCH_DB_POOL_SIZE")),
         )
 
 

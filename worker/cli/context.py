@@ -8,18 +8,19 @@ not pay for importing Celery, SQLAlchemy and the fetcher.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from worker.service.startup import defaulted_note, paths, redact
 from worker.settings import Settings
 
 if TYPE_CHECKING:
     from worker.bootstrap.config_in_force import ActiveConfig
     from worker.store.db import Store
+
+__all__ = ["Context", "defaulted_note", "log", "paths", "redact", "require_database"]
 
 log = logging.getLogger("newswatch")
 
@@ -73,23 +74,6 @@ def setup_logging(level: str, fmt: str = "text") -> None:
     setup(level, fmt)  # text, or one JSON object per line (NEWSWATCH_LOG_FORMAT=json)
 
 
-def paths(settings: Settings) -> str:
-    """Where this command looks: printed at start and by `status`, so that a command run
-    from the wrong folder shows it at once."""
-    text = (
-        f"config {settings.config_path}, database {redact(settings.database_url)}, "
-        f"data folder {settings.data_dir}"
-    )
-    return text + defaulted_note(settings)
-
-
-def defaulted_note(settings: Settings) -> str:
-    if not settings.defaulted:
-        return ""
-    names = " and ".join(settings.defaulted)
-    return f" ({names}: the default, relative to the current folder {Path.cwd()})"
-
-
 def require_database(settings: Settings) -> None:
     """A read command must not create an empty SQLite database where there was none (and
     then report "no sources"): it names the path it looked at and exits 1."""
@@ -103,8 +87,3 @@ def require_database(settings: Settings) -> None:
         file=sys.stderr,
     )
     raise SystemExit(1)
-
-
-def redact(url: str) -> str:
-    """Never print a password from a URL."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)  # redis://:PASSWORD@ too

@@ -122,6 +122,13 @@ def _add_service(add: _Add) -> None:
     p.add_argument("--beat", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--skip-checks", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
+    # any other flag goes to Celery's worker as it is (`celery worker --help`)
+    p.set_defaults(passes_through=True)
+    p.epilog = (
+        "Other flags are Celery's own and are passed to its worker unchanged, e.g. "
+        "-E, --max-tasks-per-child N, --autoscale MAX,MIN (see `celery worker --help`); "
+        "`--` ends newswatch's flags."
+    )
     add(
         "beat",
         service.cmd_beat,
