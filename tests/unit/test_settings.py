@@ -114,3 +114,16 @@ def test_xdg_directories_win_over_home(tmp_path, monkeypatch):
 def test_no_home_no_per_user_lookup(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert Settings.from_env({}).config_searched == (tmp_path / "config" / "newswatch.yaml",)
+
+
+def test_a_threads_pool_gets_a_database_connection_per_thread():
+    from worker.service.startup import _threads
+
+    assert Settings.from_env({}).sized_for_threads(16).db_pool_size == 16
+    assert Settings.from_env({}).sized_for_threads(2).db_pool_size == 5  # never below 5
+    given = Settings.from_env({"NEWSWATCH_DB_POOL_SIZE": "3"})
+    assert given.sized_for_threads(16).db_pool_size == 3  # what the operator said
+    # the worker's options, as Celery hands them to celeryd_init
+    assert _threads({"pool": "threads", "concurrency": 12}) == 12
+    assert _threads({"pool": "prefork", "concurrency": 12}) == 0
+    assert _threads({"concurrency": 12}) == 0
