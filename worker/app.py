@@ -16,12 +16,19 @@ from typing import Any
 
 from billiard.util import get_logger as multiprocessing_logger
 from celery import Celery
-from celery.signals import beat_init, setup_logging, worker_init, worker_process_init
+from celery.signals import (
+    beat_init,
+    celeryd_init,
+    setup_logging,
+    worker_init,
+    worker_process_init,
+)
 from kombu import Queue
 
 from worker.bootstrap import ProcessRuntime, Runtime
 from worker.service.broker import QUEUES, broker_url_for, politeness_url
 from worker.service.observability import setup_logging as our_setup_logging
+from worker.service.startup import prepare_worker
 from worker.service.supervisor import ensure_dies_with_parent
 from worker.settings import Settings
 
@@ -36,6 +43,10 @@ class NewswatchApp(Celery):
     settings: Settings
     runtime: ProcessRuntime  # tasks call `self.app.runtime.get()`
     worker_main_pid: int | None = None  # set in a worker's main process, before its pool forks
+    # a worker checks the config and migrates before its pool starts; `newswatch run`
+    # does that once for both of its workers and starts them without
+    startup_checks: bool = True
+    command: str = "celery worker"  # how the refusals name the command
 
 
 def enqueue(app: Celery, task: str, ids: Iterable[Any]) -> None:
@@ -61,7 +72,23 @@ def create_app(settings: Settings) -> NewswatchApp:
     app.runtime = ProcessRuntime(settings, build)
     _configure(app, settings)
     _tie_processes(app)
+    _prepare_workers(app)
     return app
+
+
+def _prepare_workers(app: NewswatchApp) -> None:
+    @celeryd_init.connect(weak=False)
+    def prepare(sender: Any = None, instance: Any = None, options: Any = None, **_: Any) -> None:
+        # the one place a worker is set up, whether `newswatch worker` or Celery's own
+        # `celery -A worker worker` started it (worker/service/startup.py)
+        if instance is None or instance.app is not app:
+            return
+        settings = prepare_worker(
+            app.settings, options or {}, checks=app.startup_checks, command=app.command
+        )
+        app.settings = app.runtime.settings = settings  # the pool sized for a threads pool
+        if settings.log_format == "json":
+            instance.quiet = True  # the banner is not JSON
 
 
 def _configure(app: Celery, settings: Settings) -> None:

@@ -3,6 +3,8 @@
 The app built from this process's environment. Nothing in newswatch imports this
 module: the `newswatch` commands build their settings and app themselves
 (worker/cli), and the tasks register on whichever app loads them (worker/tasks.py).
+A worker started this way is set up as `newswatch worker` sets it up (metrics folder,
+logging, config check, migrations): Celery's `celeryd_init`, worker/service/startup.py.
 """
 
 from worker.app import create_app

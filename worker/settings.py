@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from worker.config import DEFAULT_CONFIG_PATH
@@ -87,6 +87,27 @@ class Settings:
     # a prefork pool child is replaced after this many tasks (0: never), so memory that
     # only grows (caches warmed by past work, C-heap fragmentation) is given back
     max_tasks_per_child: int = 10_000
+    # where the config was looked for when none was given (`config_candidates`), for the
+    # message that says none was found and to run `newswatch init`
+    config_searched: tuple[Path, ...] = ()
+    db_pool_size_given: bool = False  # NEWSWATCH_DB_POOL_SIZE was set: a pool keeps it
+
+    def sized_for_threads(self, threads: int) -> Settings:
+        """For a threads pool: every thread may hold a database connection at once, so the
+        pool has at least one per thread, unless NEWSWATCH_DB_POOL_SIZE says otherwise."""
+        if self.db_pool_size_given or self.db_pool_size >= threads:
+            return self
+        return replace(self, db_pool_size=threads)
+
+    def missing_config(self) -> str | None:
+        """What to do when no config was given and none was found; None otherwise."""
+        if not self.config_searched or self.config_path.exists():
+            return None
+        looked = ", ".join(str(p) for p in self.config_searched)
+        return (
+            f"no config found (looked at {looked}): run `newswatch init` for a starter config, "
+            "or pass --config or set NEWSWATCH_CONFIG"
+        )
 
     @property
     def embedded_broker(self) -> bool:
@@ -116,12 +137,23 @@ class Settings:
         env = os.environ if env is None else env
         if config:
             env = {**env, "NEWSWATCH_CONFIG": str(Path(config).absolute())}
+        config_path, searched = _find_config(env)
         defaulted = tuple(
             name
-            for name, var in (("config", "NEWSWATCH_CONFIG"), ("data folder", "NEWSWATCH_DATA_DIR"))
-            if not env.get(var)
+            for name, cwd_default in (
+                (
+                    "config",
+                    not env.get("NEWSWATCH_CONFIG") and config_path == _CWD_CONFIG.absolute(),
+                ),
+                ("data folder", not env.get("NEWSWATCH_DATA_DIR")),
+            )
+            if cwd_default
         )
         data_dir = Path(env.get("NEWSWATCH_DATA_DIR") or "data").expanduser().absolute()
+        per_user = user_data_dir(env)
+        if not env.get("NEWSWATCH_DATA_DIR") and per_user and config_path == user_config_path(env):
+            # the per-user config's data folder is the per-user one, whatever the current folder
+            data_dir, defaulted = per_user, ()
         database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'newswatch.db'}"
         if database_url.startswith("postgres://"):  # Heroku-style URLs
             database_url = "postgresql://" + database_url[len("postgres://") :]
@@ -130,9 +162,7 @@ class Settings:
         broker_url = env.get("NEWSWATCH_BROKER_URL") or env.get("REDIS_URL") or None
         return cls(
             data_dir=data_dir,
-            config_path=Path(env.get("NEWSWATCH_CONFIG") or DEFAULT_CONFIG_PATH)
-            .expanduser()
-            .absolute(),
+            config_path=config_path,
             database_url=database_url,
             broker_url=broker_url,
             tick_seconds=_positive(env, "NEWSWATCH_TICK_SECONDS", 10),
@@ -154,7 +184,46 @@ class Settings:
             max_tasks_per_child=int(
                 _number(env, "NEWSWATCH_MAX_TASKS_PER_CHILD", 10_000, 0, 1 << 31)
             ),
+            config_searched=searched,
+            db_pool_size_given=bool(env.get("NEWSWATCH_DB_POOL_SIZE")),
         )
+
+
+_CWD_CONFIG = DEFAULT_CONFIG_PATH  # config/newswatch.yaml in the current folder
+
+
+def _user_dir(env: Mapping[str, str], xdg: str, fallback: str) -> Path | None:
+    """`$XDG_…_HOME/newswatch`, or `~/<fallback>/newswatch`: the XDG Base Directory rules
+    (a relative XDG value is ignored), read from `env` so that a command's environment, not
+    this process's, decides. None without HOME."""
+    base = env.get(xdg, "")
+    if base and Path(base).is_absolute():
+        return Path(base) / "newswatch"
+    home = env.get("HOME")
+    return Path(home) / fallback / "newswatch" if home else None
+
+
+def user_config_path(env: Mapping[str, str]) -> Path | None:
+    """The per-user config, found from any folder (`newswatch init` writes it)."""
+    folder = _user_dir(env, "XDG_CONFIG_HOME", ".config")
+    return folder / "newswatch.yaml" if folder else None
+
+
+def user_data_dir(env: Mapping[str, str]) -> Path | None:
+    """The data folder that goes with the per-user config."""
+    return _user_dir(env, "XDG_DATA_HOME", ".local/share")
+
+
+def _find_config(env: Mapping[str, str]) -> tuple[Path, tuple[Path, ...]]:
+    """The config in force and the places looked at: NEWSWATCH_CONFIG (which --config
+    sets), else ./config/newswatch.yaml, else the per-user one. When none exists, the
+    first default (whose absence the config check reports, with the places searched)."""
+    given = env.get("NEWSWATCH_CONFIG")
+    if given:
+        return Path(given).expanduser().absolute(), ()
+    candidates = tuple(p for p in (_CWD_CONFIG.absolute(), user_config_path(env)) if p)
+    found = next((p for p in candidates if p.exists()), candidates[0])
+    return found, candidates
 
 
 # hard limits well above the fetch deadline (60 s by default), so only a task that is

@@ -92,11 +92,18 @@ class NewswatchProcesses:
     def start(
         self, name: str, *args: str, extra_env: Mapping[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
+        """`newswatch ARGS` as a child process named `name`."""
+        return self.spawn(name, [sys.executable, "-m", "worker.cli", *args], extra_env)
+
+    def spawn(
+        self, name: str, command: list[str], extra_env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Any command (Celery's own, say) with these processes' environment and logs."""
         log_path = self.workdir / f"{name}.log"
         self.logs[name] = log_path
         fh = open(log_path, "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", *args],
+            command,
             cwd=self.workdir,
             env={**self.env, **(extra_env or {})},
             stdout=fh,

@@ -45,3 +45,85 @@ def test_prefork_children_are_replaced_after_a_number_of_tasks(tmp_path):
     assert create_app(never).conf.worker_max_tasks_per_child is None
     with pytest.raises(SettingsError, match="NEWSWATCH_MAX_TASKS_PER_CHILD"):
         Settings.from_env({**env, "NEWSWATCH_MAX_TASKS_PER_CHILD": "-1"})
+
+
+def _user_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """An environment whose home is under tmp_path: never the real one."""
+    return {"HOME": str(tmp_path / "home"), **extra}
+
+
+def _write(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("sources: []\n")
+    return path
+
+
+def test_config_discovery_order(tmp_path, monkeypatch):
+    """--config, NEWSWATCH_CONFIG, ./config/newswatch.yaml, then the per-user one."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    env = _user_env(tmp_path)
+    # nothing anywhere: the current folder's default, and both places named for the message
+    nothing = Settings.from_env(env)
+    assert nothing.config_path == cwd / "config" / "newswatch.yaml"
+    assert nothing.config_searched == (
+        cwd / "config" / "newswatch.yaml",
+        tmp_path / "home" / ".config" / "newswatch" / "newswatch.yaml",
+    )
+    assert "newswatch init" in (nothing.missing_config() or "")
+    # the per-user config (HOME/.config), and its data folder (HOME/.local/share)
+    user = _write(tmp_path / "home" / ".config" / "newswatch" / "newswatch.yaml")
+    found = Settings.from_env(env)
+    assert found.config_path == user
+    assert found.data_dir == tmp_path / "home" / ".local" / "share" / "newswatch"
+    assert found.defaulted == ()
+    assert found.missing_config() is None
+    # the current folder's config comes before the per-user one, with ./data
+    local = _write(cwd / "config" / "newswatch.yaml")
+    assert Settings.from_env(env).config_path == local
+    assert Settings.from_env(env).data_dir == cwd / "data"
+    # NEWSWATCH_CONFIG before both, --config before that
+    given = _write(tmp_path / "given.yaml")
+    assert Settings.from_env({**env, "NEWSWATCH_CONFIG": str(given)}).config_path == given
+    flag = _write(tmp_path / "flag.yaml")
+    assert (
+        Settings.from_env({**env, "NEWSWATCH_CONFIG": str(given)}, config=flag).config_path == flag
+    )
+    # a data folder that is set wins over the per-user one
+    local.unlink()
+    data = tmp_path / "elsewhere"
+    assert Settings.from_env({**env, "NEWSWATCH_DATA_DIR": str(data)}).data_dir == data
+
+
+def test_xdg_directories_win_over_home(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    env = _user_env(
+        tmp_path, XDG_CONFIG_HOME=str(tmp_path / "xc"), XDG_DATA_HOME=str(tmp_path / "xd")
+    )
+    user = _write(tmp_path / "xc" / "newswatch" / "newswatch.yaml")
+    _write(tmp_path / "home" / ".config" / "newswatch" / "newswatch.yaml")  # not used
+    settings = Settings.from_env(env)
+    assert settings.config_path == user
+    assert settings.data_dir == tmp_path / "xd" / "newswatch"
+    # a relative XDG value is ignored, as the XDG spec says: back to HOME
+    relative = Settings.from_env({**env, "XDG_CONFIG_HOME": "xc"})
+    assert relative.config_path == tmp_path / "home" / ".config" / "newswatch" / "newswatch.yaml"
+
+
+def test_no_home_no_per_user_lookup(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert Settings.from_env({}).config_searched == (tmp_path / "config" / "newswatch.yaml",)
+
+
+def test_a_threads_pool_gets_a_database_connection_per_thread():
+    from worker.service.startup import _threads
+
+    assert Settings.from_env({}).sized_for_threads(16).db_pool_size == 16
+    assert Settings.from_env({}).sized_for_threads(2).db_pool_size == 5  # never below 5
+    given = Settings.from_env({"NEWSWATCH_DB_POOL_SIZE": "3"})
+    assert given.sized_for_threads(16).db_pool_size == 3  # what the operator said
+    # the worker's options, as Celery hands them to celeryd_init
+    assert _threads({"pool": "threads", "concurrency": 12}) == 12
+    assert _threads({"pool": "prefork", "concurrency": 12}) == 0
+    assert _threads({"concurrency": 12}) == 0

@@ -46,15 +46,18 @@ def _silence_stdout() -> None:
 
 def _run(argv: Sequence[str] | None, env: Mapping[str, str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # `newswatch worker` passes the flags it does not know on to Celery's worker
+    # (--max-tasks-per-child, --autoscale, -E, ...); any other command refuses them
+    args, extra = parser.parse_known_args(argv)
+    extra = extra[1:] if extra[:1] == ["--"] else extra
+    if extra and not getattr(args, "passes_through", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.celery_args = extra
     args.argv = argv  # a worker may start again with the same arguments (cli/service.py)
     env = os.environ if env is None else env
-    # every thread of a threads pool may hold a database connection at once
-    threads = args.concurrency if getattr(args, "pool", None) == "threads" else 0
     try:
-        settings = Settings.from_env(
-            env, config=args.config, db_pool_size=max(5, threads) if threads else None
-        )
+        settings = Settings.from_env(env, config=args.config)
     except SettingsError as exc:
         print(f"newswatch: {exc}", file=sys.stderr)
         return 2

@@ -23,6 +23,8 @@ def cmd_check_config(args: argparse.Namespace, ctx: Context) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem)
+        if missing := settings.missing_config():
+            print(missing)
         return 1
     from worker.config.checks import (
         address_problems,

@@ -8,19 +8,19 @@ not pay for importing Celery, SQLAlchemy and the fetcher.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from worker.config import ConfigError
+from worker.service.startup import defaulted_note, paths, redact
 from worker.settings import Settings
 
 if TYPE_CHECKING:
     from worker.bootstrap.config_in_force import ActiveConfig
     from worker.store.db import Store
+
+__all__ = ["Context", "defaulted_note", "log", "paths", "redact", "require_database"]
 
 log = logging.getLogger("newswatch")
 
@@ -58,20 +58,9 @@ class Context:
 
     def check_config_or_exit(self) -> ActiveConfig:
         """The compiled config, or exit 1 listing its problems."""
-        try:
-            return self.compiled()
-        except ConfigError as exc:
-            path = self.settings.config_path
-            print(f"newswatch: config {path} is not valid:", file=sys.stderr)
-            for problem in exc.problems:
-                print(f"  {problem}", file=sys.stderr)
-            if "config" in self.settings.defaulted:
-                print(
-                    f"  (the default config path, relative to the current folder {Path.cwd()}; "
-                    "pass --config or set NEWSWATCH_CONFIG)",
-                    file=sys.stderr,
-                )
-            raise SystemExit(1) from None
+        from worker.service.startup import config_or_exit
+
+        return config_or_exit(self.settings, self.compiled)
 
     def close_store(self) -> None:
         store, self._store = self._store, None
@@ -83,23 +72,6 @@ def setup_logging(level: str, fmt: str = "text") -> None:
     from worker.service.observability import setup_logging as setup
 
     setup(level, fmt)  # text, or one JSON object per line (NEWSWATCH_LOG_FORMAT=json)
-
-
-def paths(settings: Settings) -> str:
-    """Where this command looks: printed at start and by `status`, so that a command run
-    from the wrong folder shows it at once."""
-    text = (
-        f"config {settings.config_path}, database {redact(settings.database_url)}, "
-        f"data folder {settings.data_dir}"
-    )
-    return text + defaulted_note(settings)
-
-
-def defaulted_note(settings: Settings) -> str:
-    if not settings.defaulted:
-        return ""
-    names = " and ".join(settings.defaulted)
-    return f" ({names}: the default, relative to the current folder {Path.cwd()})"
 
 
 def require_database(settings: Settings) -> None:
@@ -115,8 +87,3 @@ def require_database(settings: Settings) -> None:
         file=sys.stderr,
     )
     raise SystemExit(1)
-
-
-def redact(url: str) -> str:
-    """Never print a password from a URL."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)  # redis://:PASSWORD@ too

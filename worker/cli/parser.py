@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from worker.cli import admin, checks, service, status, web
+from worker.cli import admin, checks, service, starter, status, web
 from worker.cli.matches import add_matches
 from worker.core.states import DeliveryState
 
@@ -17,8 +17,9 @@ DESCRIPTION = """\
 newswatch polls news feeds and pages, matches their articles against watchlists of
 names and keywords, and sends alerts by email, webhook or file.
 
-Start with `newswatch check-config`, try a page or feed with `newswatch match`, run the
-service with `newswatch run`, and see what it did with `newswatch status`."""
+Start with `newswatch init` (a starter config), check it with `newswatch check-config`,
+try a page or feed with `newswatch match`, run the service with `newswatch run`, and see
+what it did with `newswatch status`."""
 
 EPILOG = """\
 Global options (--config) may come before or after the command. Settings come from the
@@ -26,7 +27,10 @@ environment: NEWSWATCH_CONFIG, NEWSWATCH_DATA_DIR, DATABASE_URL, REDIS_URL (see
 docs/operations.md). Output cut short by its reader (`newswatch status | head`) ends
 quietly with exit status 141 (128 + SIGPIPE)."""
 
-CONFIG_HELP = "config file or folder (default: $NEWSWATCH_CONFIG or config/newswatch.yaml)"
+CONFIG_HELP = (
+    "config file or folder (default: $NEWSWATCH_CONFIG, else ./config/newswatch.yaml, "
+    "else ~/.config/newswatch/newswatch.yaml)"
+)
 
 _Add = Callable[[str, Callable[..., int], str], argparse.ArgumentParser]
 
@@ -76,6 +80,17 @@ def _add_config(p: argparse.ArgumentParser, help: str = CONFIG_HELP) -> None:
 
 def _add_service(add: _Add) -> None:
     p = add(
+        "init",
+        starter.cmd_init,
+        "write a starter config and make a data folder (refuses to overwrite a config)",
+    )
+    p.add_argument(
+        "dir",
+        nargs="?",
+        help="folder for config/newswatch.yaml and data/ (default: the per-user config, "
+        "~/.config/newswatch, and data folder, ~/.local/share/newswatch)",
+    )
+    p = add(
         "run",
         service.cmd_run,
         "beat and workers together (embedded Redis + SQLite unless configured)",
@@ -107,6 +122,13 @@ def _add_service(add: _Add) -> None:
     p.add_argument("--beat", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--skip-checks", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
+    # any other flag goes to Celery's worker as it is (`celery worker --help`)
+    p.set_defaults(passes_through=True)
+    p.epilog = (
+        "Other flags are Celery's own and are passed to its worker unchanged, e.g. "
+        "-E, --max-tasks-per-child N, --autoscale MAX,MIN (see `celery worker --help`); "
+        "`--` ends newswatch's flags."
+    )
     add(
         "beat",
         service.cmd_beat,

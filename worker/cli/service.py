@@ -8,11 +8,10 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
 from worker.cli.context import Context, log, paths, redact, setup_logging
 from worker.settings import Settings
-from worker.tracking.metrics import multiprocess_dir, multiprocess_folder
+from worker.tracking.metrics import multiprocess_dir
 
 # `newswatch run`: fetching and delivering wait on the network, parsing and matching use
 # the CPU, so each gets the pool that suits it (docs/load.md)
@@ -21,15 +20,9 @@ RUN_CPU_QUEUES = "control,parse,rules"
 
 
 def exit_without_broker(command: str) -> None:
-    """A worker or beat with no broker setting would retry a socket that nobody serves,
-    forever: only `newswatch run` starts the embedded Redis."""
-    print(
-        f"newswatch {command}: no broker. Set REDIS_URL (e.g. redis://127.0.0.1:6379/0) to "
-        "the Redis your workers and beat share, or use `newswatch run`, which starts an "
-        "embedded Redis for a single machine",
-        file=sys.stderr,
-    )
-    raise SystemExit(2)
+    from worker.service.startup import exit_without_broker as refuse
+
+    refuse(f"newswatch {command}")
 
 
 def prepare(ctx: Context) -> None:
@@ -41,16 +34,9 @@ def prepare(ctx: Context) -> None:
 
 
 def warn_unreachable(ctx: Context) -> None:
-    """At start-up, name every SMTP server and webhook host that does not answer. A warning,
-    not a refusal: a mail server that is down now may be up by the first alert."""
-    from worker.config.checks import address_problems, config_warnings
-    from worker.service.probes import reachability_problems
+    from worker.service.startup import warn_unreachable as warn
 
-    loaded = ctx.compiled().loaded
-    for warning in config_warnings(loaded) + address_problems(loaded):
-        log.warning("config: %s", warning)  # each names its file and line
-    for problem in reachability_problems(loaded.config):
-        log.warning("config %s: %s", ctx.settings.config_path, problem)
+    warn(ctx.settings, ctx.compiled())
 
 
 def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
@@ -145,11 +131,14 @@ def _disk_notices(settings: Settings) -> Callable[[], None]:
 
 
 def cmd_worker(args: argparse.Namespace, ctx: Context) -> int:
+    """A Celery worker; what it sets up before its pool starts (metrics folder, logging,
+    config check, migrations) is done in Celery's `celeryd_init` (worker/app.py), as for
+    `celery -A worker worker`. Flags this command does not know go to Celery."""
+    from worker.app import QUEUES, create_app
+
     settings = ctx.settings
     if settings.embedded_broker:
         exit_without_broker("worker")
-    if multiprocess_folder(ctx.env) is None:
-        _start_again_counting_into(multiprocess_dir(settings.data_dir), args, ctx)
     setup_logging(settings.log_level, settings.log_format)
     if args.supervisor_pid:  # started by `run`: end with it, even if it is SIGKILLed
         import signal
@@ -157,39 +146,7 @@ def cmd_worker(args: argparse.Namespace, ctx: Context) -> int:
         from worker.service.supervisor import ensure_dies_with_parent
 
         ensure_dies_with_parent(signal.SIGTERM, args.supervisor_pid)
-    if not args.skip_checks:  # `run` did them once for both of its workers
-        log.info("newswatch worker: %s", paths(settings))
-        prepare(ctx)
-        warn_unreachable(ctx)
-    _celery_worker(settings, args, beat=args.beat)
-    return 0
-
-
-def _start_again_counting_into(folder: Path, args: argparse.Namespace, ctx: Context) -> None:
-    """prometheus_client takes its multiprocess folder from the environment only, so a
-    worker started without one (by hand; `run` gives its workers theirs) replaces itself,
-    same pid and arguments, with an environment that has it, instead of writing os.environ."""
-    from worker.service.supervisor import child_environment
-
-    env = child_environment(ctx.env, metrics_dir=folder)
-    multiprocess_folder(env)
-    os.execve(sys.executable, [sys.executable, "-m", "worker.cli", *args.argv], env)
-
-
-def _celery_worker(settings: Settings, args: argparse.Namespace, *, beat: bool) -> None:
-    from worker.app import QUEUES, create_app
-
-    if settings.log_format == "json":
-        from worker.service.observability import json_stdout
-
-        json_stdout()
-    if args.pool == "threads":
-        # Celery enforces no time limits in a threads pool (it cannot kill a thread), so the
-        # bounds are our own: every request has the fetcher's total deadline, SMTP its timeout
-        log.info("threads pool: Celery time limits do not apply; requests end at fetch.deadline")
-
     argv = [
-        *(["--quiet"] if settings.log_format == "json" else []),  # the banner is not JSON
         "worker",
         f"--loglevel={settings.log_level}",
         f"--pool={args.pool}",
@@ -199,9 +156,13 @@ def _celery_worker(settings: Settings, args: argparse.Namespace, *, beat: bool) 
         "--without-gossip",
         "--without-mingle",
     ]
-    if beat:
+    if args.beat:
         argv += ["--beat", f"--schedule={settings.data_dir / 'celerybeat-schedule'}"]
-    create_app(settings).worker_main(argv=argv)
+    app = create_app(settings)
+    app.startup_checks = not args.skip_checks  # `run` did them once for both of its workers
+    app.command = "newswatch worker"
+    app.worker_main(argv=[*argv, *args.celery_args])  # Celery's own flags last: they win
+    return 0
 
 
 def cmd_beat(args: argparse.Namespace, ctx: Context) -> int:
