@@ -137,7 +137,7 @@ def _add_service(add: _Add) -> None:
 
 
 def _add_checks(add: _Add) -> None:
-    """check-config, health, metrics, match."""
+    """check-config, health, metrics (and match)."""
     p = add(
         "check-config",
         checks.cmd_check_config,
@@ -175,6 +175,10 @@ def _add_checks(add: _Add) -> None:
     p = add("metrics", status.cmd_metrics, "serve Prometheus metrics at /metrics")
     p.add_argument("--port", type=int, default=9464)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    _add_match(add)
+
+
+def _add_match(add: _Add) -> None:
     p = add(
         "match",
         checks.cmd_match,
