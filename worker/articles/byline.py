@@ -9,13 +9,14 @@ the modification date, never the publication date.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 import lxml.etree as etree
 import lxml.html
 
 from worker.articles.dates import MODIFIED_CUE, PUBLISHED_CUE, TEXT_DATE, parse_date
+from worker.articles.metadata import is_site_name
 from worker.articles.text import collapse_ws, text_of, word_count
 
 _SKIP_TAGS = frozenset({"script", "style", "noscript", "template", "svg", "nav", "footer", "aside"})
@@ -157,9 +158,30 @@ def split_authors(raw: str | Iterable[str]) -> tuple[str, ...]:
                 not name
                 or _NOT_A_NAME.search(name)
                 or word_count(name) > 5
-                or not any(c.isupper() for c in name[:1])
+                # a sentence, not a name; scripts without case pass
+                or not name[:1].isalpha()
+                or name[:1].islower()
             ):
                 continue
             if name.lower() not in {o.lower() for o in out}:
                 out.append(name)
     return tuple(out[:10])
+
+
+def people(names: Iterable[str], sites: Iterable[str], host: str) -> tuple[str, ...]:
+    """The names that are not the site's or its publisher's: a page's author field often
+    holds "SPIEGEL ONLINE", "National Geographic" or "Deutsche Welle (www.dw.com)"."""
+    sites = list(sites)
+    return tuple(n for n in names if not is_site_name(n, sites, host, bare_label=False))
+
+
+def first_people(
+    sources: Iterable[Callable[[], tuple[str, ...]]], sites: Iterable[str], host: str
+) -> tuple[str, ...]:
+    """The people named by the first source that names any (later sources cost more)."""
+    sites = list(sites)
+    for source in sources:
+        found = people(source(), sites, host)
+        if found:
+            return found
+    return ()
