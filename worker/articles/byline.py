@@ -16,7 +16,7 @@ import lxml.etree as etree
 import lxml.html
 
 from worker.articles.dates import MODIFIED_CUE, PUBLISHED_CUE, TEXT_DATE, parse_date
-from worker.articles.metadata import is_site_name
+from worker.articles.metadata import fold, is_site_name
 from worker.articles.text import collapse_ws, text_of, word_count
 
 _SKIP_TAGS = frozenset({"script", "style", "noscript", "template", "svg", "nav", "footer", "aside"})
@@ -199,20 +199,28 @@ def split_authors(raw: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(out[:10])
 
 
-def people(names: Iterable[str], sites: Iterable[str], host: str) -> tuple[str, ...]:
+def people(
+    names: Iterable[str], sites: Iterable[str], host: str, persons: Iterable[str] = ()
+) -> tuple[str, ...]:
     """The names that are not the site's or its publisher's: a page's author field often
-    holds "SPIEGEL ONLINE", "National Geographic" or "Deutsche Welle (www.dw.com)"."""
-    sites = list(sites)
-    return tuple(n for n in names if not is_site_name(n, sites, host, bare_label=False))
+    holds "SPIEGEL ONLINE", "National Geographic" or "Deutsche Welle (www.dw.com)". A
+    name JSON-LD types as a Person stays, though a one-person site may bear it."""
+    sites, keep = list(sites), {fold(p) for p in persons}
+    return tuple(
+        n for n in names if fold(n) in keep or not is_site_name(n, sites, host, bare_label=False)
+    )
 
 
 def first_people(
-    sources: Iterable[Callable[[], tuple[str, ...]]], sites: Iterable[str], host: str
+    sources: Iterable[Callable[[], tuple[str, ...]]],
+    sites: Iterable[str],
+    host: str,
+    persons: Iterable[str] = (),
 ) -> tuple[str, ...]:
     """The people named by the first source that names any (later sources cost more)."""
-    sites = list(sites)
+    sites, persons = list(sites), list(persons)
     for source in sources:
-        found = people(source(), sites, host)
+        found = people(source(), sites, host, persons)
         if found:
             return found
     return ()

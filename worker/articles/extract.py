@@ -152,6 +152,7 @@ def _page_meta(tree: lxml.html.HtmlElement, url: str, host: str) -> tuple[Meta, 
         ),
         sites,
         host,
+        ld.persons,
     )
     return meta, sites
 

@@ -29,6 +29,7 @@ class Meta:
     lead: str = ""
     site_name: str = ""
     publisher: str = ""
+    persons: tuple[str, ...] = ()  # authors JSON-LD types as Person: never a site's name
     # every title the markup gives, most trusted first: the title is chosen among them
     titles: tuple[str, ...] = ()
 
@@ -91,6 +92,13 @@ def _ld_names(value: object) -> list[str]:
     return []
 
 
+def _ld_persons(value: object) -> list[str]:
+    items = value[:10] if isinstance(value, list) else [value]
+    return [
+        n for v in items if isinstance(v, dict) and "Person" in _ld_types(v) for n in _ld_names(v)
+    ]
+
+
 def _ld_url(value: object) -> str | None:
     if isinstance(value, str):
         return value
@@ -127,6 +135,7 @@ def meta_jsonld(tree: lxml.html.HtmlElement) -> Meta:
         found = Meta(
             title=_first_str(obj.get("headline")) or _first_str(obj.get("name")),
             authors=tuple(_ld_names(obj.get("author"))),
+            persons=tuple(_ld_persons(obj.get("author"))),
             published=parse_date(_first_str(obj.get("datePublished") or obj.get("dateCreated"))),
             modified=parse_date(_first_str(obj.get("dateModified"))),
             language=_first_str(obj.get("inLanguage")) or None,
