@@ -121,9 +121,7 @@ def test_jsonld_publisher_name_is_not_an_author() -> None:
         '{"@type": "NewsArticle", "author": {"@type": "Organization", "name": "Harbour Daily"},'
         ' "publisher": {"@type": "Organization", "name": "Harbour Daily"}}'
     )
-    got = page(
-        f'<script type="application/ld+json">{ld}</script>', HEADLINE + "<p>By Jane Doe</p>"
-    )
+    got = page(f'<script type="application/ld+json">{ld}</script>', HEADLINE + "<p>By Jane Doe</p>")
     assert got.authors == ("Jane Doe",)
 
 
