@@ -51,19 +51,29 @@ _EN_MONTHS = (
     r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?"
 )
 _MONTHS = rf"(?:{_EN_MONTHS}|" + "|".join(map(re.escape, _foreign_month_names())) + r")\.?"
-# A date string dateutil reads right: English month and weekday names, zones, numbers.
-_ENGLISH_ONLY = re.compile(
-    rf"^(?:[\d\s,.:/+\-]|\b(?:{_EN_MONTHS}|(?:Mon|Tues?|Wed(?:nes)?|Thu(?:rs)?|Fri|Sat(?:ur)?|"
-    r"Sun)(?:day)?|of|the|[ap]\.?m\.?|st|nd|rd|th|(?-i:T|Z|UTC|GMT|[A-Z]{2,4}T))\b\.?)*$",
+# The words of a date string dateutil reads right: English month and weekday names,
+# zones, ordinals, am/pm. A string with any other word goes to dateparser.
+_ENGLISH_WORD = re.compile(
+    rf"^(?:{_EN_MONTHS}|(?:Mon|Tues?|Wed(?:nes)?|Thu(?:rs)?|Fri|Sat(?:ur)?|Sun)(?:day)?|"
+    r"of|the|[ap]m?|m|st|nd|rd|th|t|z|utc|gmt|ist)$",
     re.I,
 )
+_LETTERS = re.compile(r"[^\W\d_]+")
+
+
+def _english_only(value: str) -> bool:
+    return all(_ENGLISH_WORD.match(w) or w.upper() in _TZINFOS for w in _LETTERS.findall(value))
+
+
 _WEEKDAY = r"(?:(?:Mon|Tues?|Wed(?:nes)?|Thu(?:rs)?|Fri|Sat(?:ur)?|Sun)(?:day)?\.?,?\s+)?"
 _TIME = (
     r"(?:,?\s+(?:at\s+)?\d{1,2}[:.]\d{2}(?::\d{2})?(?:\s*[ap]\.?m\.?)?"
     r"(?:\s*(?:UTC|GMT|[A-Z]{2,4}T))?)?"
 )
 TEXT_DATE = re.compile(
-    rf"\b{_WEEKDAY}(?:"
+    # every date starts with a digit, or a word or two then a digit: most positions fail fast
+    r"\b(?=\d|[^\W\d_]+\.?,?\s+(?:\d|[^\W\d_]+\.?\s+\d))"
+    rf"{_WEEKDAY}(?:"
     # 30 November 2017, 2. Dezember 2017, 1er décembre 2017, 30 de noviembre de 2017
     rf"\d{{1,2}}(?:st|nd|rd|th|er|º)?\.?\s+(?:of\s+|de\s+)?{_MONTHS},?\s+(?:de\s+)?\d{{4}}"
     rf"|{_MONTHS}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}"  # Dec 02, 2017
@@ -128,7 +138,7 @@ def parse_date(value: str | None, day_first: bool = True) -> datetime | None:
     try:
         if _ISO_DATE.match(value):
             dt = _iso(value)
-        elif _ENGLISH_ONLY.match(value):
+        elif _english_only(value):
             dt = dateutil_parser.parse(value, dayfirst=day_first, fuzzy=True, tzinfos=_TZINFOS)
         else:
             dt = _written_date(value)
