@@ -9,13 +9,14 @@ the modification date, never the publication date.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 import lxml.etree as etree
 import lxml.html
 
 from worker.articles.dates import MODIFIED_CUE, PUBLISHED_CUE, TEXT_DATE, parse_date
+from worker.articles.metadata import fold, is_site_name
 from worker.articles.text import collapse_ws, text_of, word_count
 
 _SKIP_TAGS = frozenset({"script", "style", "noscript", "template", "svg", "nav", "footer", "aside"})
@@ -112,9 +113,20 @@ def time_elements(tree: lxml.html.HtmlElement) -> tuple[datetime | None, datetim
     return published, modified
 
 
+# "By" alone in its element, the name in the next one: <span>by</span> <a>Name</a>
+_BYLINE_LABEL = re.compile(
+    r"^(?:written\s+|posted\s+|words\s+|story\s+|reporting\s+)?(?:by|von|par|por|door)\W*$",
+    re.I,
+)
+# "Tuesday 15 October 2019 by Name": the date first
+_LEADING_DATE = re.compile(rf"^\s*(?:{TEXT_DATE.pattern})[\s,|•·–-]*", re.I)
+
+
 def byline_authors(texts: list[tuple[str, etree._Element]]) -> tuple[str, ...]:
-    for text, _el in texts[:40]:
-        m = BYLINE.match(text)
+    for i, (text, _el) in enumerate(texts[:40]):
+        if _BYLINE_LABEL.match(text) and i + 1 < len(texts):
+            text = f"{text} {texts[i + 1][0]}"
+        m = BYLINE.match(text) or BYLINE.match(_LEADING_DATE.sub("", text, count=1))
         if m:
             names = split_authors(m.group(1))
             if names:
@@ -122,17 +134,25 @@ def byline_authors(texts: list[tuple[str, etree._Element]]) -> tuple[str, ...]:
     return ()
 
 
+def _token(attr: str, word: str) -> str:
+    return f'contains(concat(" ", normalize-space(@{attr}), " "), " {word} ")'
+
+
 def author_elements(tree: lxml.html.HtmlElement) -> tuple[str, ...]:
     for xpath in (
         './/*[@rel="author"]',
-        './/*[@itemprop="author"]',
-        './/*[contains(concat(" ", normalize-space(@class), " "), " author ")]',
+        f".//*[{_token('itemprop', 'author')}]",
+        f".//*[{_token('class', 'author')}]",
         './/*[contains(@class, "byline")]',
     ):
         for el in tree.xpath(xpath)[:3]:
-            names = split_authors(text_of(el))
-            if names:
-                return names
+            # the whole element, else its first link: the name without the job title
+            # that often follows it ("Ben Silverman Games Editor")
+            link = next(el.iter("a"), None)
+            for text in (text_of(el), text_of(link) if link is not None else ""):
+                names = split_authors(text)
+                if names:
+                    return names
     return ()
 
 
@@ -140,26 +160,67 @@ _AUTHOR_JUNK = re.compile(
     r"^(by|written by|posted by|author|authors|and|staff|admin|editor|update[sd]?)\b[:\s]*", re.I
 )
 _NOT_A_NAME = re.compile(
-    r"[@/<>{}|]|https?:|\d{3,}|\b(?:press|news|reuters|agency|staff|times|post|correspondent|"
+    r"[@/<>{}|]|https?:|\bwww\.|\d{3,}|\b(?:press|news|reuters|agency|staff|times|post|correspondent|"
     r"writer|reporter|editor|contributor|updated|published)\b",
     re.I,
 )
+
+
+# "and" in the languages of news; lower case only, so names are never split
+_AND = re.compile(r"\s*(?:,|;|&|\||\b(?:and|und|et|y|e|en|og|och)\b)\s*")
+# a homepage after the name: "Bradley M. Kuhn (http://ebb.org/bkuhn/)"
+_HOMEPAGE = re.compile(r"\s*\((?:https?://)?[^\s()]+/[^\s()]+\)")
+# "Name (avec Other et Third)", "Name (with Other)": co-authors
+_WITH = re.compile(r"\s*\((?:with|avec|mit|con|com|met)\s+([^()]+)\)", re.I)
+
+
+def _co_authors(text: str) -> str:
+    return _WITH.sub(r", \1", _HOMEPAGE.sub("", text))
 
 
 def split_authors(raw: str | Iterable[str]) -> tuple[str, ...]:
     parts = [raw] if isinstance(raw, str) else list(raw)
     out: list[str] = []
     for part in parts:
-        for name in re.split(r"\s*(?:,|;|\band\b|&|\|)\s*", collapse_ws(part)):
+        for name in _AND.split(_co_authors(collapse_ws(part))):
             name = _AUTHOR_JUNK.sub("", name).strip(" .:-–—")
             name = _AUTHOR_JUNK.sub("", name).strip(" .:-–—")
             if (
                 not name
                 or _NOT_A_NAME.search(name)
                 or word_count(name) > 5
-                or not any(c.isupper() for c in name[:1])
+                # a sentence, not a name; scripts without case pass
+                or not name[:1].isalpha()
+                or name[:1].islower()
             ):
                 continue
             if name.lower() not in {o.lower() for o in out}:
                 out.append(name)
     return tuple(out[:10])
+
+
+def people(
+    names: Iterable[str], sites: Iterable[str], host: str, persons: Iterable[str] = ()
+) -> tuple[str, ...]:
+    """The names that are not the site's or its publisher's: a page's author field often
+    holds "SPIEGEL ONLINE", "National Geographic" or "Deutsche Welle (www.dw.com)". A
+    name JSON-LD types as a Person stays, though a one-person site may bear it."""
+    sites, keep = list(sites), {fold(p) for p in persons}
+    return tuple(
+        n for n in names if fold(n) in keep or not is_site_name(n, sites, host, bare_label=False)
+    )
+
+
+def first_people(
+    sources: Iterable[Callable[[], tuple[str, ...]]],
+    sites: Iterable[str],
+    host: str,
+    persons: Iterable[str] = (),
+) -> tuple[str, ...]:
+    """The people named by the first source that names any (later sources cost more)."""
+    sites, persons = list(sites), list(persons)
+    for source in sources:
+        found = people(source(), sites, host, persons)
+        if found:
+            return found
+    return ()

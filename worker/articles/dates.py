@@ -5,48 +5,75 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 
-from dateutil import parser as dateparser
+import lxml.etree as etree
+import lxml.html
+from dateparser.date import DateDataParser
+from dateparser.languages.loader import default_loader
+from dateutil import parser as dateutil_parser
+from htmldate import find_date
 
 from worker.articles.text import collapse_ws
 
-# Month names of the other languages of Latin-script news (German, French, Spanish,
-# Italian, Portuguese, Dutch), full and abbreviated, with and without accents:
-# written dates in them are read by putting the English name in their place.
-_FOREIGN_MONTHS = {
-    month: names.split()
-    for month, names in {
-        "Jan": "januar jänner janvier enero gennaio janeiro januari janv jän ene gen",
-        "Feb": "februar février fevrier febrero febbraio fevereiro februari févr fevr fev",
-        "Mar": "märz maerz mars marzo março marco maart mär mrt",
-        "Apr": "april avril abril aprile avr abr",
-        "May": "mai mayo maggio maio mei mag",
-        "Jun": "juni juin junio giugno junho giu",
-        "Jul": "juli juillet julio luglio julho juil lug",
-        "Aug": "august août aout agosto augustus ago",
-        "Sep": "september septembre septiembre settembre setembro set sept",
-        "Oct": "oktober octobre octubre ottobre outubro okt ott out",
-        "Nov": "november novembre noviembre novembro",
-        "Dec": "dezember décembre decembre diciembre dicembre dezembro december dez déc dic",
-    }.items()
-}
-_FOREIGN_MONTH_OF = {name: month for month, names in _FOREIGN_MONTHS.items() for name in names}
-_FOREIGN_MONTH = re.compile(
-    r"\b(" + "|".join(sorted(_FOREIGN_MONTH_OF, key=len, reverse=True)) + r")\b\.?", re.I
+# Written dates in the other languages of news are read by dateparser, limited to these
+# languages (each one costs parse time); its locale data gives their month names.
+LANGUAGES = ("de", "fr", "es", "it", "pt", "nl", "sv", "da", "nb", "pl")
+_MONTH_KEYS = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+]
+
+
+def _foreign_month_names() -> list[str]:
+    names = {
+        name.lower().rstrip(".")
+        for lang in LANGUAGES
+        for key in _MONTH_KEYS
+        for name in default_loader.get_locale(lang).info.get(key, [])
+    }
+    # two-letter abbreviations would match ordinary words
+    return sorted((n for n in names if len(n) >= 3 and n.isalpha()), key=len, reverse=True)
+
+
+_EN_MONTHS = (
+    r"Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
+    r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?"
 )
-_MONTHS = (
-    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
-    r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?|"
-    + "|".join(sorted(_FOREIGN_MONTH_OF, key=len, reverse=True))
-    + r")\.?"
+_MONTHS = rf"(?:{_EN_MONTHS}|" + "|".join(map(re.escape, _foreign_month_names())) + r")\.?"
+# The words of a date string dateutil reads right: English month and weekday names,
+# zones, ordinals, am/pm. A string with any other word goes to dateparser.
+_ENGLISH_WORD = re.compile(
+    rf"^(?:{_EN_MONTHS}|(?:Mon|Tues?|Wed(?:nes)?|Thu(?:rs)?|Fri|Sat(?:ur)?|Sun)(?:day)?|"
+    r"of|the|[ap]m?|m|st|nd|rd|th|t|z|utc|gmt|ist)$",
+    re.I,
 )
+_LETTERS = re.compile(r"[^\W\d_]+")
+
+
+def _english_only(value: str) -> bool:
+    return all(_ENGLISH_WORD.match(w) or w.upper() in _TZINFOS for w in _LETTERS.findall(value))
+
+
 _WEEKDAY = r"(?:(?:Mon|Tues?|Wed(?:nes)?|Thu(?:rs)?|Fri|Sat(?:ur)?|Sun)(?:day)?\.?,?\s+)?"
 _TIME = (
     r"(?:,?\s+(?:at\s+)?\d{1,2}[:.]\d{2}(?::\d{2})?(?:\s*[ap]\.?m\.?)?"
     r"(?:\s*(?:UTC|GMT|[A-Z]{2,4}T))?)?"
 )
 TEXT_DATE = re.compile(
-    rf"\b{_WEEKDAY}(?:"
+    # every date starts with a digit, or a word or two then a digit: most positions fail fast
+    r"\b(?=\d|[^\W\d_]+\.?,?\s+(?:\d|[^\W\d_]+\.?\s+\d))"
+    rf"{_WEEKDAY}(?:"
     # 30 November 2017, 2. Dezember 2017, 1er décembre 2017, 30 de noviembre de 2017
     rf"\d{{1,2}}(?:st|nd|rd|th|er|º)?\.?\s+(?:of\s+|de\s+)?{_MONTHS},?\s+(?:de\s+)?\d{{4}}"
     rf"|{_MONTHS}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}"  # Dec 02, 2017
@@ -97,32 +124,27 @@ _TZINFOS = {
 }
 
 
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
 def parse_date(value: str | None, day_first: bool = True) -> datetime | None:
     """A timezone-aware UTC datetime from a machine or human date string, else None."""
     value = collapse_ws(value)
     if not value or len(value) > 80:
         return None
     value = re.sub(r"\b(at|on)\b", " ", value, flags=re.I)
-    if not value.isascii() or _FOREIGN_MONTH.search(value):
-        # "1er décembre 2017", "30 de noviembre de 2017" -> "1 Dec 2017", "30 Nov 2017"
-        value = _FOREIGN_MONTH.sub(lambda m: _FOREIGN_MONTH_OF[m[1].lower()], value)
-        value = re.sub(r"(\d)(?:er|º)\b", r"\1", value)
-        value = re.sub(r"\bde\b", " ", value, flags=re.I)
     value = re.sub(r"(\d)\.(\d{2})\b(?!\.)", r"\1:\2", value)  # 12.42 -> 12:42
     value = re.sub(r"\b([ap])\.m\.", r"\1m", value, flags=re.I)
     try:
-        if re.match(r"^\d{4}-\d{2}-\d{2}", value):
-            dt = dateparser.isoparse(value.replace(" ", "T", 1)) if "T" not in value else None
-            if dt is None:
-                dt = dateparser.isoparse(value)
+        if _ISO_DATE.match(value):
+            dt = _iso(value)
+        elif _english_only(value):
+            dt = dateutil_parser.parse(value, dayfirst=day_first, fuzzy=True, tzinfos=_TZINFOS)
         else:
-            dt = dateparser.parse(value, dayfirst=day_first, fuzzy=True, tzinfos=_TZINFOS)
+            dt = _written_date(value)
     except (ValueError, OverflowError, TypeError):
-        try:
-            dt = dateparser.parse(value, dayfirst=day_first, fuzzy=True, tzinfos=_TZINFOS)
-        except (ValueError, OverflowError, TypeError):
-            return None
-    if not 1990 <= dt.year <= 2100:
+        return None
+    if dt is None or not 1990 <= dt.year <= 2100:
         return None
     if dt.tzinfo is None:
         return dt.replace(tzinfo=UTC)
@@ -130,6 +152,47 @@ def parse_date(value: str | None, day_first: bool = True) -> datetime | None:
         return dt.astimezone(UTC)
     except (ValueError, OverflowError):
         return None
+
+
+def _iso(value: str) -> datetime:
+    """2017-12-02, 2017-12-02T12:42Z, "2015-07-10 09:53:00 -0400": never day first."""
+    machine = re.sub(r"\s+(?=[+-]\d{2}:?\d{2}$|Z$)", "", value).replace(" ", "T", 1)
+    try:
+        return dateutil_parser.isoparse(machine)
+    except ValueError:
+        return dateutil_parser.parse(value, dayfirst=False, yearfirst=True, tzinfos=_TZINFOS)
+
+
+@lru_cache(maxsize=1)
+def _date_parser() -> DateDataParser:
+    return DateDataParser(
+        languages=["en", *LANGUAGES],
+        settings={"PREFER_DAY_OF_MONTH": "first", "REQUIRE_PARTS": ["day", "month", "year"]},
+    )
+
+
+@lru_cache(maxsize=4096)
+def _written_date(value: str) -> datetime | None:
+    """A date written with month names of another language: "2. Dezember 2017 12:42",
+    "30 de noviembre de 2017". Cached: a site repeats its date lines on every page."""
+    value = re.sub(r"(\d)(?:er|º)\b", r"\1", value)  # 1er décembre
+    return _date_parser().get_date_data(value).date_obj
+
+
+def published_fallback(
+    tree: lxml.html.HtmlElement, url: str, modified: datetime | None
+) -> datetime | None:
+    """htmldate's original (publication) date, when our own rules found none; never a
+    date on the modification date's day (htmldate falls back to it when it finds no
+    other)."""
+    try:
+        found = find_date(tree, url=url or None, original_date=True, extensive_search=False)
+    except (ValueError, TypeError, RecursionError, etree.LxmlError):
+        return None
+    dt = parse_date(found) if found else None
+    if dt is None or (modified is not None and dt.date() == modified.date()):
+        return None
+    return dt
 
 
 def date_in_url(url: str) -> datetime | None:

@@ -30,11 +30,13 @@ from worker.articles.byline import (
     author_elements,
     byline_authors,
     dates_in_text,
+    first_people,
     header_texts,
+    people,
     split_authors,
     time_elements,
 )
-from worker.articles.dates import date_in_url
+from worker.articles.dates import date_in_url, published_fallback
 from worker.articles.metadata import (
     Meta,
     meta_jsonld,
@@ -120,18 +122,47 @@ def extract_page(html: str | bytes, url: str, content_type: str | None = None) -
         raise ExtractionError(f"extraction failed: {type(exc).__name__}: {exc}") from exc
 
 
+def _page_meta(tree: lxml.html.HtmlElement, url: str, host: str) -> tuple[Meta, list[str]]:
+    """What the page says of its article, with title, authors and dates chosen among the
+    sources; and the names the site goes by (never an author)."""
+    ld, og = meta_jsonld(tree), meta_og(tree)
+    sites = [n for n in (og.site_name, ld.site_name, ld.publisher) if n]
+    ld_title = ld.title
+    meta = ld
+    meta.fill(og)
+    header = header_texts(tree)
+    meta.title = page_title(tree, ld_title, og.titles, sites, host)
+    tp, tm = time_elements(tree)
+    near, plain, text_modified = dates_in_text(header)
+    meta.modified = meta.modified or tm or text_modified
+    meta.published = (
+        meta.published
+        or tp
+        or near
+        or published_fallback(tree, url, meta.modified)
+        or plain
+        or date_in_url(url)
+    )
+    meta.authors = first_people(
+        (
+            lambda: split_authors(ld.authors),
+            lambda: split_authors(og.authors),
+            lambda: byline_authors(header),
+            lambda: author_elements(tree),
+        ),
+        sites,
+        host,
+        ld.persons,
+    )
+    return meta, sites
+
+
 def _extract(text: str, url: str) -> PageContent:
     tree = _parse(text)
     host = re.sub(r"^[a-z]+://([^/:]+).*$", r"\1", url or "", flags=re.I)
-    meta = meta_jsonld(tree)
-    meta.fill(meta_og(tree))
-    header = header_texts(tree)
-    title = page_title(tree, meta, host)
-    tp, tm = time_elements(tree)
-    near, plain, text_modified = dates_in_text(header)
-    published = meta.published or tp or near or plain or date_in_url(url)
-    modified = meta.modified or tm or text_modified
-    authors = split_authors(meta.authors) or byline_authors(header) or author_elements(tree)
+    meta, sites = _page_meta(tree, url, host)
+    title, authors = meta.title, meta.authors
+    published, modified = meta.published, meta.modified
     language = page_language(tree, meta)
 
     doc = trafilatura_doc(tree, url)
@@ -158,7 +189,7 @@ def _extract(text: str, url: str) -> PageContent:
                 section=(doc.categories or [None])[0],
             )
         )
-        authors = authors or meta.authors
+        authors = authors or people(meta.authors, sites, host)
         title = title or strip_site(meta.title, meta.site_name or doc.sitename or "", host)
     lead = collapse_ws(meta.lead)
     if lead and collapse_ws(body[: len(lead) + 20]).lower().startswith(lead.lower()[:80]):

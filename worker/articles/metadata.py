@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,6 +28,10 @@ class Meta:
     image: str | None = None
     lead: str = ""
     site_name: str = ""
+    publisher: str = ""
+    persons: tuple[str, ...] = ()  # authors JSON-LD types as Person: never a site's name
+    # every title the markup gives, most trusted first: the title is chosen among them
+    titles: tuple[str, ...] = ()
 
     def fill(self, other: Meta) -> None:
         """Take other's values for the fields still empty here (self is more trusted)."""
@@ -41,11 +45,15 @@ _ARTICLE_TYPES = re.compile(
 )
 
 
+_CDATA = re.compile(r"^\s*(?://\s*)?<!\[CDATA\[|(?://\s*)?\]\]>\s*$")
+
+
 def _jsonld_objects(tree: lxml.html.HtmlElement) -> Iterator[dict]:
     for script in tree.iterfind(".//script[@type]"):
         if "ld+json" not in (script.get("type") or "").lower():
             continue
-        raw = (script.text or "").strip()
+        # XHTML pages wrap the JSON in a CDATA section, often behind "//"
+        raw = _CDATA.sub("", (script.text or "")).strip()
         if not raw or len(raw) > 500_000:
             continue
         try:
@@ -84,6 +92,13 @@ def _ld_names(value: object) -> list[str]:
     return []
 
 
+def _ld_persons(value: object) -> list[str]:
+    items = value[:10] if isinstance(value, list) else [value]
+    return [
+        n for v in items if isinstance(v, dict) and "Person" in _ld_types(v) for n in _ld_names(v)
+    ]
+
+
 def _ld_url(value: object) -> str | None:
     if isinstance(value, str):
         return value
@@ -114,11 +129,13 @@ def meta_jsonld(tree: lxml.html.HtmlElement) -> Meta:
         types = _ld_types(obj)
         if "WebSite" in types or "Organization" in types:
             meta.site_name = meta.site_name or _first_str(obj.get("name"))
+        meta.publisher = meta.publisher or _first_str(_ld_names(obj.get("publisher")))
         if not _ARTICLE_TYPES.search(types) or (types.strip() == "WebPage" and meta.title):
             continue
         found = Meta(
             title=_first_str(obj.get("headline")) or _first_str(obj.get("name")),
             authors=tuple(_ld_names(obj.get("author"))),
+            persons=tuple(_ld_persons(obj.get("author"))),
             published=parse_date(_first_str(obj.get("datePublished") or obj.get("dateCreated"))),
             modified=parse_date(_first_str(obj.get("dateModified"))),
             language=_first_str(obj.get("inLanguage")) or None,
@@ -136,14 +153,20 @@ def meta_jsonld(tree: lxml.html.HtmlElement) -> Meta:
 
 def _meta_tags(tree: lxml.html.HtmlElement) -> dict[str, list[str]]:
     tags: dict[str, list[str]] = {}
-    for el in tree.iterfind(".//meta"):
-        key = (el.get("property") or el.get("name") or el.get("itemprop") or "").strip().lower()
-        if not key:
-            key = (el.get("http-equiv") or "").strip().lower()
+    # RDFa property= is the standard's attribute, name= the loose one: its values first
+    metas = sorted(tree.iterfind(".//meta"), key=lambda el: el.get("property") is None)
+    for el in metas:
+        keys = (el.get("property") or el.get("name") or el.get("itemprop") or "").lower()
+        keys = keys or (el.get("http-equiv") or "").lower()
         value = collapse_ws(el.get("content"))
-        if key and value:
+        # a property may name several vocabularies at once: "dc:title og:title"
+        for key in keys.split() if value else ():
+            key = _DC_PREFIX.sub(lambda m: "dcterms." if "term" in m[0] else "dc.", key)
             tags.setdefault(key, []).append(value)
     return tags
+
+
+_DC_PREFIX = re.compile(r"^(?:dc|dcterms?)[:.]")
 
 
 def _pick(tags: dict[str, list[str]], *keys: str) -> str:
@@ -154,7 +177,17 @@ def _pick(tags: dict[str, list[str]], *keys: str) -> str:
 
 
 # meta names that carry each field, most trusted first
-_AUTHOR_KEYS = ("author", "article:author", "dc.creator", "parsely-author", "sailthru.author")
+_AUTHOR_KEYS = (
+    "dc.creator",
+    "dcterms.creator",
+    "author",
+    "article:author",
+    "byl",
+    "parsely-author",
+    "sailthru.author",
+)
+# Dublin Core is written for the document itself; og/twitter titles are for sharing
+_TITLE_KEYS = ("dc.title", "dcterms.title", "og:title", "twitter:title", "parsely-title")
 _PUBLISHED_KEYS = (
     "article:published_time",
     "og:article:published_time",
@@ -190,16 +223,24 @@ def _canonical_link(tree: lxml.html.HtmlElement) -> str | None:
     return None
 
 
+_URL_STARTS = ("http://", "https://", "/")
+
+
 def meta_og(tree: lxml.html.HtmlElement) -> Meta:
     tags = _meta_tags(tree)
-    authors = [
-        a
-        for key in _AUTHOR_KEYS
-        for a in tags.get(key, [])
-        if not a.startswith(("http://", "https://", "/"))
-    ]
+    # the first name that carries authors: names under other keys repeat or contradict it
+    authors = next(
+        (
+            found
+            for key in _AUTHOR_KEYS
+            if (found := [a for a in tags.get(key, []) if not a.startswith(_URL_STARTS)])
+        ),
+        [],
+    )
+    titles = tuple(dict.fromkeys(t for key in _TITLE_KEYS for t in tags.get(key, [])))
     return Meta(
-        title=_pick(tags, "og:title", "twitter:title", "dc.title", "parsely-title"),
+        title=titles[0] if titles else "",
+        titles=titles,
         authors=tuple(authors[:10]),
         published=parse_date(_pick(tags, *_PUBLISHED_KEYS)),
         modified=parse_date(_pick(tags, *_MODIFIED_KEYS)),
@@ -224,15 +265,13 @@ def meta_og(tree: lxml.html.HtmlElement) -> Meta:
 _TITLE_SEPARATORS = re.compile(r"\s+(?:\||-|–|—|::|«|»|·|•)\s+")
 
 
-def strip_site(title: str, site_name: str, host: str) -> str:
+def strip_site(title: str, site_name: str | Iterable[str], host: str) -> str:
     title = collapse_ws(title)
     parts = _TITLE_SEPARATORS.split(title)
     if len(parts) < 2:
         return title
-    site = {site_name.lower(), host.lower(), host.lower().removeprefix("www.")} - {""}
-    kept = [
-        p for p in parts if p.lower() not in site and p.lower().removeprefix("www.") not in site
-    ]
+    names = [site_name] if isinstance(site_name, str) else list(site_name)
+    kept = [p for p in parts if not is_site_name(p, names, host)]
     if kept and len(kept) < len(parts):
         return " - ".join(kept) if len(kept) > 1 else kept[0]
     # No site name known: drop a short last segment after a pipe-like separator.
@@ -242,20 +281,100 @@ def strip_site(title: str, site_name: str, host: str) -> str:
     return title
 
 
-def page_title(tree: lxml.html.HtmlElement, meta: Meta, host: str) -> str:
-    h1s = [text_of(h) for h in tree.iter("h1")]
-    h1s = [h for h in h1s if 2 <= word_count(h) <= 40]
-    raw_title = text_of(tree.find(".//title")) if tree.find(".//title") is not None else ""
-    candidate = meta.title or raw_title
-    # A headline that appears whole in an <h1> is the cleanest form.
-    for h in h1s:
-        if candidate and (h.lower() in candidate.lower() or candidate.lower() in h.lower()):
-            return (
-                h if h.lower() in candidate.lower() else strip_site(candidate, meta.site_name, host)
-            )
-    if candidate:
-        return strip_site(candidate, meta.site_name, host)
-    return h1s[0] if h1s else ""
+def _compact(text: str) -> str:
+    return re.sub(r"\W+", "", text.lower().removeprefix("www."))
+
+
+_SECOND_LEVEL = frozenset({"co", "com", "org", "net", "ac", "gov", "edu", "ne", "or"})
+
+
+def domain_label(host: str) -> str:
+    """ "spiegel" of www.spiegel.de, "bbc" of news.bbc.co.uk: the name a site goes by."""
+    labels = [x for x in host.lower().split(".") if x and x != "www"]
+    if len(labels) > 1:
+        labels.pop()  # the TLD
+    if len(labels) > 1 and labels[-1] in _SECOND_LEVEL:
+        labels.pop()
+    return labels[-1] if labels else ""
+
+
+# what a publisher adds to its domain's name when it signs as an author: "SPIEGEL ONLINE"
+_HOUSE_SUFFIXES = ("", "online", "news", "magazine", "digital", "staff", "desk", "team")
+
+
+def is_site_name(text: str, names: Iterable[str], host: str, bare_label: bool = True) -> bool:
+    """Whether text names the site: its og:site_name or publisher, its host, or its
+    domain's label spelled out ("The Verge" on theverge.com, "SPIEGEL ONLINE" on
+    spiegel.de). bare_label=False for authors: "Haki Benita" may own hakibenita.com."""
+    c = _compact(text)
+    if not c:
+        return False
+    label = domain_label(host)
+    known = {_compact(n) for n in names if n} | {_compact(host)}
+    if c in known:
+        return True
+    if len(label) < 3:
+        return False
+    house = {"the" + label} | {label + s for s in _HOUSE_SUFFIXES if s or bare_label}
+    return c in house
+
+
+_QUOTES = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "«": '"', "»": '"'})
+
+
+def fold(text: str) -> str:
+    """Case, quotes and every kind of space folded away, for comparing names and titles."""
+    return re.sub(r"\s+", " ", text.translate(_QUOTES)).strip().lower()
+
+
+def _agree(a: str, b: str) -> bool:
+    """The same title, or one a longer form of the other (a site suffix, a kicker)."""
+    fa, fb = fold(a), fold(b)
+    short = fa if len(fa) <= len(fb) else fb
+    return bool(short) and (fa == fb or (word_count(short) >= 2 and (fa in fb or fb in fa)))
+
+
+def page_title(
+    tree: lxml.html.HtmlElement,
+    ld_title: str,
+    meta_titles: Iterable[str],
+    sites: Iterable[str],
+    host: str,
+) -> str:
+    """The headline among the markup's titles (JSON-LD first, then meta tags), <title> and
+    the <h1>s: the one most of the other kinds agree with, ties to the more trusted.
+    A JSON-LD headline can be the description and an og:title a teaser; a lone <h1> can
+    be the site's logo: only agreement tells them apart."""
+    sites = [s for s in sites if s]
+    site_set = {fold(s) for s in sites} | {fold(host), fold(host).removeprefix("www.")}
+    site_name = sites[0] if sites else ""
+    h1s = [re.sub(r"\s+", " ", text_of(h)) for h in tree.iter("h1")]
+    h1s = [h for h in h1s if 2 <= word_count(h) <= 40][:3]
+    title_el = tree.find(".//title")
+    raw_title = text_of(title_el) if title_el is not None else ""
+    cands = [("ld", ld_title)] + [("meta", t) for t in meta_titles]
+    cands += [("title", raw_title)] + [("h1", h) for h in h1s]
+    cands = [(k, collapse_ws(t)) for k, t in cands if t and fold(t) not in site_set]
+    if not cands:
+        return ""
+    forms = [strip_site(t, site_name, host) for _, t in cands]
+
+    def support(i: int) -> int:
+        return len(
+            {
+                cands[j][0]
+                for j in range(len(cands))
+                if cands[j][0] != cands[i][0]
+                and (_agree(forms[i], forms[j]) or _agree(cands[i][1], cands[j][1]))
+            }
+        )
+
+    best = max(range(len(cands)), key=lambda i: (support(i), -i))
+    # Another source's headline that appears whole in the winner is its cleanest form
+    # ("Blog name: Headline" -> "Headline"); the longest, for an <h1> may be the blog name.
+    won = fold(forms[best])
+    inside = [t for t in (*forms, *h1s) if fold(t) != won and fold(t) in won and _agree(t, won)]
+    return max(inside, key=len) if inside else forms[best]
 
 
 def page_language(tree: lxml.html.HtmlElement, meta: Meta) -> str | None:
