@@ -54,9 +54,20 @@ def enqueue(app: Celery, task: str, ids: Iterable[Any]) -> None:
     down the rows stay pending in the database and the sweep sends them later, so a
     failure here loses nothing. By name: a process that only sends (the supervisor) has
     no tasks loaded, and where they are (a worker) Celery applies their options."""
-    for row_id in ids:
+    enqueue_later(app, task, ((row_id, 0.0) for row_id in ids))
+
+
+def enqueue_later(app: Celery, task: str, planned: Iterable[tuple[Any, float]]) -> None:
+    """`enqueue`, each message held `countdown` seconds (an ETA) before it runs."""
+    for row_id, countdown in planned:
         try:
-            app.send_task(task, (row_id,), retry=True, retry_policy={"max_retries": 3})
+            app.send_task(
+                task,
+                (row_id,),
+                countdown=countdown if countdown > 0 else None,
+                retry=True,
+                retry_policy={"max_retries": 3},
+            )
         except Exception as exc:  # broker errors come in many types (kombu, redis, socket)
             log.warning("could not enqueue %s(%s), the sweep will: %s", task, row_id, exc)
             return

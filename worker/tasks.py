@@ -17,7 +17,7 @@ from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from worker.alerts import sending
-from worker.app import NewswatchApp, enqueue
+from worker.app import NewswatchApp, enqueue, enqueue_later
 from worker.articles import parsing
 from worker.bootstrap import Runtime
 from worker.matching import applying
@@ -86,7 +86,9 @@ FETCH, PARSE, RULES, DELIVER = (
 @shared_task(name="newswatch.dispatch_due", bind=True)
 @_waits_for_disk
 def dispatch_due(task: Task) -> None:
-    enqueue(task.app, FETCH, polling.dispatch_due(runtime(task)))
+    rt = runtime(task)
+    # one tick ahead, each with its countdown: polled at its due time, not the next tick's
+    enqueue_later(task.app, FETCH, polling.dispatch_plan(rt, ahead=rt.settings.tick_seconds))
 
 
 @shared_task(name=FETCH, bind=True)

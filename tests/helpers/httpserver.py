@@ -56,6 +56,7 @@ class TestServer:
     routes: dict[str, Route] = field(default_factory=dict)
     requests: list[RecordedRequest] = field(default_factory=list)
     scheme: str = "http"
+    connections: int = 0  # TCP connections accepted
     _server: http.server.ThreadingHTTPServer | None = None
 
     __test__ = False  # not a test class, despite the name
@@ -86,6 +87,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # keep pytest output clean
+
+    def setup(self) -> None:
+        self.test_server.connections += 1  # one handler per accepted connection
+        super().setup()
 
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)

@@ -235,3 +235,51 @@ def test_https_keeps_sni_host_and_certificate_checks(
 
         strict = make(session=requests.Session())
         refused(lambda: strict.get(server.url("/feed", host="news.example")))
+
+
+# --- kept-alive connections ------------------------------------------------------
+
+
+def test_fifty_polls_of_one_host_share_a_connection(http_server: TestServer) -> None:
+    http_server.add("/feed", b"<rss/>", headers={"Content-Type": "application/rss+xml"})
+    fetcher = make(allow=("127.0.0.1/32",))
+    for _ in range(50):
+        assert fetcher.get(http_server.url("/feed")).body == b"<rss/>"
+    assert http_server.hits("/feed") == 50
+    assert 1 <= http_server.connections <= 2
+
+
+def test_connections_are_kept_for_more_than_ten_hosts(
+    fake_dns: FakeDNS, http_server: TestServer
+) -> None:
+    """urllib3 keeps pools for 10 hosts unless told more: the 11th would close the 1st."""
+    http_server.add("/feed", b"<rss/>")
+    hosts = [f"h{i}.example" for i in range(30)]
+    for host in hosts:
+        fake_dns.records[host] = ["127.0.0.1"]
+    fetcher = make(allow=("127.0.0.1/32",), respect_robots=False)
+    for _ in range(2):
+        for host in hosts:
+            fetcher.get(http_server.url("/feed", host=host))
+    assert http_server.hits("/feed") == 60
+    assert http_server.connections == 30
+
+
+def test_a_kept_connection_keeps_its_checked_address_and_a_new_one_is_checked_again(
+    fake_dns: FakeDNS, first_hop: TestServer
+) -> None:
+    first_hop.add("/feed", b"<rss/>")
+    fake_dns.records["rebind.example"] = ["127.0.0.2"]
+    fetcher = make(allow=("127.0.0.2/32",))
+    url = first_hop.url("/feed", host="rebind.example")
+    assert fetcher.get(url).body == b"<rss/>"
+    fake_dns.records["rebind.example"] = ["127.0.0.1"]  # the name flips to a blocked address
+    # the kept connection still leads only to the address checked when it was made
+    assert fetcher.get(url).body == b"<rss/>"
+    assert fake_dns.connects == [("127.0.0.2", first_hop.port)]
+    assert first_hop.connections == 1
+    first_hop.routes["/feed"] = (200, {"Connection": "close"}, b"<rss/>")
+    assert fetcher.get(url).body == b"<rss/>"  # the server closes this one after answering
+    refused(lambda: fetcher.get(url))  # a new connection: resolved and checked again
+    assert fake_dns.connects == [("127.0.0.2", first_hop.port)]  # nothing new attempted
+    assert first_hop.connections == 1

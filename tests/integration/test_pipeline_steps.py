@@ -138,6 +138,54 @@ def test_a_second_dispatcher_never_doubles_a_fetch(tmp_path, database_url, site,
     assert len(claimed) == 21 and len(set(claimed)) == 21
 
 
+def test_dispatch_looks_one_tick_ahead_and_counts_down_to_each_due_time(
+    tmp_path, database_url, site, clock
+):
+    extra = "\n".join(
+        f"  - name: s{i}\n    feed: {site.url(f'/f{i}.xml')}\n    every: 1m" for i in range(6)
+    )
+    rt = make_runtime(tmp_path, database_url, base_config(site, extra_sources=extra), clock)
+    polling.dispatch_due(rt)  # syncs the sources and claims them all
+    offsets = {"wire": -4.0, "s0": 0.0, "s1": 2.5, "s2": 9.75, "s3": 10.0, "s4": 10.5, "s5": 60}
+    with rt.store.session() as s:
+        for src in s.scalars(select(m.Source)):
+            src.claimed_until = None
+            src.next_fetch_at = clock.now + timedelta(seconds=offsets[src.name])
+        names = {src.id: src.name for src in s.scalars(select(m.Source))}
+    plan = polling.dispatch_plan(rt, ahead=10.0)
+    # due within the tick: each with the seconds until its due time, soonest first
+    assert [(names[i], delay) for i, delay in plan] == [
+        ("wire", 0.0), ("s0", 0.0), ("s1", 2.5), ("s2", 9.75), ("s3", 10.0),
+    ]  # fmt: skip
+    with rt.store.session() as s:
+        held = {src.name: src.claimed_until for src in s.scalars(select(m.Source))}
+    lease_end = clock.now + timedelta(seconds=10 + rt.settings.lease_seconds)
+    assert {n for n, until in held.items() if until is not None} == {
+        "wire", "s0", "s1", "s2", "s3"
+    }  # fmt: skip
+    assert all(until == lease_end for until in held.values() if until is not None)
+    # the lease holds them through their countdown: a second dispatch sends nothing again
+    clock.advance(10)
+    assert [names[i] for i, _ in polling.dispatch_plan(rt, ahead=10.0)] == ["s4"]
+    assert polling.dispatch_plan(rt, ahead=10.0) == []
+
+
+def test_a_batched_claim_takes_at_most_the_limit_soonest_first(tmp_path, database_url, site, clock):
+    extra = "\n".join(
+        f"  - name: s{i}\n    feed: {site.url(f'/f{i}.xml')}\n    every: 1m" for i in range(9)
+    )
+    rt = make_runtime(tmp_path, database_url, base_config(site, extra_sources=extra), clock)
+    polling.dispatch_due(rt, limit=0)  # syncs the sources, claims none
+    with rt.store.session() as s:
+        for i, src in enumerate(s.scalars(select(m.Source).order_by(m.Source.name))):
+            src.next_fetch_at = clock.now - timedelta(seconds=i)
+        by_due = [src.id for src in s.scalars(select(m.Source).order_by(m.Source.next_fetch_at))]
+    first = polling.dispatch_due(rt, limit=4)
+    assert first == by_due[:4]
+    rest = polling.dispatch_due(rt, limit=100)
+    assert rest == by_due[4:]
+
+
 def test_same_article_from_two_sources_is_one_article(tmp_path, database_url, site, clock):
     site.add(
         "/feed2.xml",

@@ -19,6 +19,10 @@ what a long-running crawler needs on top of requests:
 - per-host concurrency limit and minimum interval between requests (`host_limits`);
   with `shared_url` (the broker's Redis) both are shared by every process on that
   Redis (`shared_limits`), else they are this process's.
+- keep-alive: idle connections are kept for the `keep_alive_hosts` most recently used
+  hosts, so a poll of a host polled before skips the TCP (and TLS) handshake. The guard
+  checked a kept connection's address when it was made; a new connection is checked
+  again, so a host whose DNS changes meanwhile is refused from its next connection.
 
 Errors are raised as `FetchError` (`fetch_errors`). See docs/fetching.md.
 """
@@ -48,6 +52,9 @@ from worker.http.sniff import ACCEPT, Expect, media_type, sniff_ok, type_verdict
 MAX_REDIRECTS = 5
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
+# hosts whose idle connections are kept (least recently used dropped first): each is an
+# open socket, so bounded well below the usual limit of 1024 open files
+KEEP_ALIVE_HOSTS = 256
 
 
 @dataclass(frozen=True)
@@ -118,7 +125,8 @@ class Fetcher:
     Keywords: `max_per_host` concurrent requests per host, `min_interval` seconds
     between request starts to one host, `robots_ttl` / `robots_error_ttl` seconds a
     robots.txt verdict is cached; `shared_url`: a Redis (URL) where these limits and the
-    robots.txt cache are shared with every other fetcher on it (None: per process).
+    robots.txt cache are shared with every other fetcher on it (None: per process);
+    `keep_alive_hosts` hosts whose idle connections are kept.
     """
 
     def __init__(
@@ -132,6 +140,7 @@ class Fetcher:
         robots_ttl: float = 3600.0,
         robots_error_ttl: float = 300.0,
         shared_url: str | None = None,
+        keep_alive_hosts: int = KEEP_ALIVE_HOSTS,
     ) -> None:
         self.options = options
         self.respect_robots = respect_robots
@@ -141,6 +150,7 @@ class Fetcher:
         self.session.trust_env = False
         adapter = GuardedAdapter(
             AddressGuard(options.allow_networks),
+            pool_connections=keep_alive_hosts,  # a pool per host (urllib3's default: 10)
             max_retries=Retry(total=0, connect=0, read=False, redirect=False, status=False),
         )
         self.session.mount("http://", adapter)

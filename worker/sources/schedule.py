@@ -12,6 +12,11 @@ Then a deterministic per-source jitter (by default 0-10 % of the interval, from
 the source's name) is added, so that sources with the same interval spread out
 over time instead of all falling due on the same beat tick: each has a slightly
 different period, so even sources first polled together drift apart.
+
+When: beat looks one tick ahead and sends each due poll with a countdown to its due
+time (`send_delay`), so a poll starts at its time, not at the first tick after it. The
+tolerance: a source is polled between `every` and `every x (1 + jitter)` after its
+previous poll started, plus the queue's latency (the broker and a free worker thread).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from worker.core.httpdate import delay_seconds, parse_http_date, seconds_until
 
@@ -77,3 +82,9 @@ def poll_interval(
     """
     wanted = max([every, *(h for h in hints if h is not None)])
     return with_jitter(name, min(wanted, max(longest, every)), jitter)
+
+
+def send_delay(due: datetime, now: datetime) -> float:
+    """Seconds to hold a poll claimed at `now` so that it starts when it is due: 0 when
+    it is due already (or overdue), never more than the dispatch looked ahead."""
+    return max((due - now) / timedelta(seconds=1), 0.0)

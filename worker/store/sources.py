@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from worker.store import models as m
-from worker.store.db import defer, unclaimed
+from worker.store.db import defer, on_postgres, unclaimed
 
 
 def by_name(session: Session) -> dict[str, m.Source]:
@@ -61,14 +61,29 @@ def due_ids(session: Session, now: datetime, limit: int) -> list[int]:
     )
 
 
-def claim_due(session: Session, source_id: int, now: datetime, lease_seconds: float) -> bool:
-    """A conditional update: of two dispatchers, only one claims a source's poll."""
-    result = session.execute(
+def claim_due(
+    session: Session, now: datetime, due_by: datetime, until: datetime, limit: int
+) -> list[tuple[int, datetime]]:
+    """Lease the enabled sources due by `due_by` that nobody holds (at most `limit`,
+    soonest first): one UPDATE ... RETURNING, so a batch costs one statement.
+
+    The conditions are repeated on the UPDATE itself: a row another dispatcher claimed
+    between the inner SELECT and the UPDATE fails them and is left to its claimer
+    (PostgreSQL re-checks an updated row's WHERE; SQLite runs one writer at a time), so
+    of two dispatchers only one claims a source's poll. On PostgreSQL the inner SELECT
+    skips rows another claim holds locked instead of waiting for them."""
+    due = (m.Source.enabled.is_(True), m.Source.next_fetch_at <= due_by, unclaimed(m.Source, now))
+    pick = select(m.Source.id).where(*due).order_by(m.Source.next_fetch_at).limit(limit)
+    if on_postgres(session):
+        pick = pick.with_for_update(skip_locked=True)
+    rows = session.execute(
         update(m.Source)
-        .where(m.Source.id == source_id, m.Source.next_fetch_at <= now, unclaimed(m.Source, now))
-        .values(claimed_until=now + timedelta(seconds=lease_seconds))
-    )
-    return result.rowcount == 1
+        .where(m.Source.id.in_(pick.scalar_subquery()), *due)
+        .values(claimed_until=until)
+        .returning(m.Source.id, m.Source.next_fetch_at)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return sorted(((row[0], row[1]) for row in rows), key=lambda r: r[1])
 
 
 def record_poll(session: Session, source_id: int, new_items: int, **values: Any) -> None:
