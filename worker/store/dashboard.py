@@ -135,6 +135,7 @@ def source_names(session: Session) -> list[str]:
 
 @dataclass(frozen=True)
 class SourceRow:
+    id: int
     name: str
     kind: str
     url: str
@@ -158,6 +159,7 @@ def sources(session: Session) -> list[SourceRow]:
     gaps = dict(session.execute(select(G.source_id, func.count()).group_by(G.source_id)).all())
     return [
         SourceRow(
+            id=s.id,
             name=s.name,
             kind=s.kind,
             url=s.url,
