@@ -298,6 +298,7 @@ def test_sources_page_tells_removed_from_switched_off_and_draws_items_per_day(da
     assert data["series"]["wire"] == [0] * 13 + [4]
     assert data["series"]["agency"][-1] == 1 and sum(data["series"]["gone-feed"]) == 0
     assert 'class="spark" data-source="wire"' in html
+    assert "None: no feed has moved past what was seen" in html
     assert '<script src="/static/uPlot.iife.min.js"' in html
 
 
@@ -306,14 +307,20 @@ def test_sources_page_lists_each_sources_gap_records(dashboard, filled):
     with filled.rt.store.session() as s:
         wire_id = s.scalar(select(m.Source.id).where(m.Source.name == "wire"))
         gaps = queries_panels.gaps_by_source(s)
-    assert wire_id in gaps  # the feed moved past everything seen, day after day
-    total, newest = gaps[wire_id]
+        details = [g.detail for g in s.scalars(select(m.SourceGap).order_by(m.SourceGap.id))]
+    assert list(gaps) == [wire_id]  # the feed moved past everything seen, day after day
     _, _, html = get(dashboard + "/sources")
-    row = re.search(r'<tr[^>]*id="source-wire">.*?</tr>', html, re.S).group(0)
-    assert f"<summary>{total}</summary>" in row
-    for gap in newest:
-        assert f"{gap.detected_at:%Y-%m-%d %H:%M:%S} UTC" in row and gap.detail in unescape(row)
-    assert "<summary>" not in re.search(r'<tr[^>]*id="source-agency">.*?</tr>', html, re.S).group(0)
+    row = text_of(re.search(r'<tr[^>]*id="source-wire">.*?</tr>', html, re.S).group(0))
+    newest = f"{gaps[wire_id].newest_at:%Y-%m-%d %H:%M:%S} UTC"
+    assert f"{gaps[wire_id].count} last {newest}" in row
+    agency = text_of(re.search(r'<tr[^>]*id="source-agency">.*?</tr>', html, re.S).group(0))
+    assert "last " not in agency
+    # each record, newest first, with what it was
+    section = unescape(text_of(html[html.index('id="gap-records"') :]))
+    assert f"the newest {len(details)}" in section
+    assert section.index(newest) < section.index(details[0])
+    for detail in details:
+        assert detail in section
 
 
 def test_story_copies_of_a_story_and_of_none(filled):

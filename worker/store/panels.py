@@ -124,33 +124,19 @@ def latest_articles(session: Session, *, limit: int) -> list[Recent]:
 
 
 @dataclass(frozen=True)
-class Gap:
-    detected_at: datetime
-    basis: str
-    visible: int
-    detail: str
+class Gaps:
+    """A source's gap records: how many, and when the newest was found."""
+
+    count: int
+    newest_at: datetime
 
 
-def gaps_by_source(session: Session, *, per_source: int = 3) -> dict[int, tuple[int, list[Gap]]]:
-    """source id -> (its gap records, its newest `per_source` of them)
-    (ix_source_gap_source_detected)."""
+def gaps_by_source(session: Session) -> dict[int, Gaps]:
+    """source id -> its gap records (ix_source_gap_source_detected, from the index
+    alone); what each gap was is in `status.recent_gaps`, newest first."""
     G = m.SourceGap
-    ranked = select(
-        G.source_id,
-        G.detected_at,
-        G.basis,
-        G.visible,
-        G.detail,
-        func.row_number()
-        .over(partition_by=G.source_id, order_by=(G.detected_at.desc(), G.id.desc()))
-        .label("n"),
-        func.count().over(partition_by=G.source_id).label("total"),
-    ).subquery()
-    q = select(ranked).where(ranked.c.n <= per_source).order_by(ranked.c.source_id, ranked.c.n)
-    out: dict[int, tuple[int, list[Gap]]] = {}
-    for source_id, at, basis, visible, detail, _n, total in session.execute(q):
-        out.setdefault(source_id, (total, []))[1].append(Gap(at, basis, visible, detail))
-    return out
+    q = select(G.source_id, func.count(), func.max(G.detected_at)).group_by(G.source_id)
+    return {source_id: Gaps(n, newest) for source_id, n, newest in session.execute(q)}
 
 
 def items_per_day(session: Session, since: datetime) -> dict[int, dict[str, int]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from worker.config import ConfigError, parse_interval
-from worker.store import dashboard, panels
+from worker.store import dashboard, panels, status
 from worker.store.db import Store
 from worker.web import panels as config_panels
 from worker.web.format import segments
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 ALERTS_LIMIT = 100
 CHART_DAYS = 30
 SPARK_DAYS = 14  # the Sources page's items per day
+GAPS_SHOWN = 20  # the Sources page's newest gap records, each with what it was
 OTHER_SOURCES = 5  # per alert: the other sources of its story shown
 TOGETHER_MATCHES = 500  # the Watchlist page's co-occurrence: its latest matches looked at
 VERSIONS_DAYS = 90  # the Config page's versions, as recorded on the matches of this span
@@ -111,6 +112,7 @@ def sources(data: Data, args: Mapping[str, str]) -> Page:
     with data.store.session() as s:
         rows = dashboard.sources(s)
         gaps = panels.gaps_by_source(s)
+        recent_gaps = status.recent_gaps(s, limit=GAPS_SHOWN)
         per_day = panels.items_per_day(s, start)
     days = [(start + timedelta(days=i)).date().isoformat() for i in range(SPARK_DAYS)]
     xs = [int(datetime.fromisoformat(d).replace(tzinfo=UTC).timestamp()) for d in days]
@@ -120,7 +122,8 @@ def sources(data: Data, args: Mapping[str, str]) -> Page:
         "sources": rows,
         "now": now,
         "standing": config_panels.source_standing(rows, data.active()),
-        "gaps": {r.name: gaps.get(r.id, (0, [])) for r in rows},
+        "gaps": {r.name: gaps.get(r.id) for r in rows},
+        "recent_gaps": recent_gaps,
         "spark": spark,
         "spark_chart": chart,
         "spark_days": SPARK_DAYS,
