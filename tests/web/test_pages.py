@@ -122,6 +122,9 @@ def test_watchlists_page_lists_each_watchlist_with_its_matches(dashboard):
     assert "guterres 3 2 2026-01-01 12:00:00 UTC" in text
     assert "pmf 2 2 2026-01-01 12:00:00 UTC" in text
     assert 'href="/watchlists/pmf"' in html
+    # a configured watchlist that never matched is listed too: its page has its near misses
+    assert "No match in 30 days (in the config in force): rates ." in text
+    assert 'href="/watchlists/rates"' in html
 
 
 def test_watchlist_page_has_the_chart_data_and_recent_matches(dashboard):

@@ -198,7 +198,12 @@ def watchlists(data: Data, args: Mapping[str, str]) -> Page:
     since = data.clock() - timedelta(days=CHART_DAYS)
     with data.store.session() as s:
         rows = dashboard.watchlists_since(s, since)
-    return "watchlists.html", {"watchlists": rows, "days": CHART_DAYS}
+    # the config's watchlists that did not match in the span, so each page can be reached
+    active = data.active()
+    configured = [w.name for w in active.loaded.config.watchlists] if active else []
+    seen = {r.name for r in rows}
+    quiet = [name for name in configured if name not in seen]
+    return "watchlists.html", {"watchlists": rows, "quiet": quiet, "days": CHART_DAYS}
 
 
 VIEWS: dict[str, Callable[..., Page]] = {

@@ -38,7 +38,8 @@
         cursor: { show: false },
         select: { show: false },
         axes: [{ show: false }, { show: false }],
-        scales: { x: { time: false }, y: { range: function (u, min, max) { return [0, Math.max(1, max)]; } } },
+        // a little below zero, so that a source with no items shows a flat line at 0
+        scales: { x: { time: false }, y: { range: function (u, min, max) { var top = Math.max(1, max); return [-0.08 * top, top]; } } },
         series: [{}, { stroke: "#1f6feb", fill: "rgba(31,111,235,0.15)", width: 1.5, points: { show: false } }]
       };
       new uPlot(opts, [data.x, counts], spots[i]);
