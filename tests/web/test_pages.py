@@ -295,10 +295,10 @@ def test_sources_page_tells_removed_from_switched_off_and_draws_items_per_day(da
     assert "HTTP 410" in row["dead-feed"] and "http_410 (1 in a row)" in row["dead-feed"]
     assert "disabled: removed from the config" in row["retired"]
     assert "disabled" not in row["gone-feed"] and "http_404" in row["gone-feed"]
-    # items per day: the data of one uPlot sparkline per source, 14 days to today
+    # items per day: the data of one uPlot sparkline per source, 7 days to today
     data = json.loads(re.search(r'id="spark-data">(.*?)</script>', html, re.S).group(1))
-    assert len(data["x"]) == 14 and data["x"][-1] == 1767225600  # 2026-01-01 UTC
-    assert data["series"]["wire"] == [0] * 13 + [4]
+    assert len(data["x"]) == 7 and data["x"][-1] == 1767225600  # 2026-01-01 UTC
+    assert data["series"]["wire"] == [0] * 6 + [4]
     assert data["series"]["agency"][-1] == 1 and sum(data["series"]["gone-feed"]) == 0
     assert 'class="spark" data-source="wire"' in html
     assert "None: no feed has moved past what was seen" in html

@@ -1,8 +1,8 @@
 """dashboard: a source's items per day
 
-The dashboard's Sources page draws each source's feed entries per day over 14 days
+The dashboard's Sources page draws each source's feed entries per day over 7 days
 (worker/store/panels.py items_per_day): an index on item (created_at, source_id) lets
-PostgreSQL count them from the index alone instead of reading two weeks of item rows
+PostgreSQL count them from the index alone instead of reading a week of item rows
 (each with the feed's JSON) from the table (bench/dashboard.py; docs/dashboard.md).
 
 Revision ID: 0010
