@@ -10,7 +10,7 @@ shaped like a real history: ~500 sources (some disabled, some failing, gap recor
 item per article, articles over 90 days, matches of ~20 watchlists (a few busy, most
 quiet) with snippets and highlights, deliveries per match on 2-3 channels (sent, pending,
 failed with a next attempt, dead with a reason), and notices (a rejected config among
-them). Then ANALYZE.
+them). Then VACUUM ANALYZE.
 
 It times each page through the WSGI app `newswatch web` serves (worker.web.app.Dashboard,
 called in process with werkzeug's test client: the whole server-side render, SQL and
@@ -70,11 +70,18 @@ channels:
 
 
 def config_text() -> str:
+    """The watchlists of the matches; watchlist-00's rule finds a term in every article
+    and never holds, so its page lists a near miss for each article it looks at (the
+    most that page renders)."""
     watchlists = "".join(
         f"  - name: watchlist-{w:02d}\n    keywords: [term {w}]\n    notify: [hook, mail]\n"
-        for w in range(WATCHLISTS)
+        for w in range(1, WATCHLISTS)
     )
-    return CONFIG.format(watchlists=watchlists)
+    busiest = (
+        '  - name: watchlist-00\n    rule: \'"border talks" AND "term 0"\'\n'
+        "    notify: [hook, mail]\n"
+    )
+    return CONFIG.format(watchlists=busiest + watchlists)
 
 
 # Each statement runs in one session after `setseed`, with :now (naive UTC), :n articles,
@@ -229,7 +236,9 @@ def fill(url: str, articles: int, matches: int, now: datetime) -> dict[str, int]
             names = {k: v for k, v in params.items() if f":{k}" in statement}
             conn.execute(text(statement), names)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("ANALYZE"))
+        # VACUUM too: a history months old has been vacuumed by autovacuum, so its
+        # visibility map lets the planner read an index alone (Index Only Scan)
+        conn.execute(text("VACUUM ANALYZE"))
         tables = ["source", "article", "item", "match", "delivery", "source_gap"]
         counts = {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables}
     engine.dispose()
@@ -247,6 +256,7 @@ def pages(busiest: str, quietest: str, busy: str, quiet: str) -> list[tuple[str,
         ("Alerts, quietest source", f"/alerts?source={quote(quiet)}"),
         ("Alerts, since 1d", "/alerts?since=1d"),
         ("Watchlist page, busiest", f"/watchlists/{quote(busiest)}"),
+        ("Watchlist page, quietest", f"/watchlists/{quote(quietest)}"),
         ("Watchlists", "/watchlists"),
         ("Sources", "/sources"),
         ("Deliveries", "/deliveries"),

@@ -33,6 +33,11 @@ STORIES = {
         "Secretary-General Antonio Guterres called on all parties to agree a ceasefire "
         "and open the crossings for aid convoys without delay.",
     ),
+    "/a/envoy": (
+        "Envoy meets militia commanders",
+        "An envoy of Antonio Guterres met commanders of the Popular Mobilization Forces "
+        "north of the capital to ask for safe passage for the aid convoys.",
+    ),
     "/a/markets": (
         "Markets steady after rate decision",
         "Shares closed little changed after the central bank held its main rate, "
@@ -51,6 +56,17 @@ sources:
   - name: gone-feed
     feed: {server.url("/missing.xml")}
     every: 10m
+  - name: agency
+    feed: {server.url("/agency.xml")}
+    every: 5m
+    full_text: true
+  - name: dead-feed
+    feed: {server.url("/gone.xml")}
+    every: 10m
+    disable_after: 1
+  - name: retired
+    feed: {server.url("/retired.xml")}
+    every: 30m
 watchlists:
   - name: pmf
     names: [{{name: Popular Mobilization Forces, aliases: [PMF]}}]
@@ -58,6 +74,9 @@ watchlists:
   - name: guterres
     names: [Antonio Guterres]
     notify: [hook, broken]
+  - name: rates
+    rule: '"central bank" AND "rate cut"'
+    notify: [hook]
 channels:
   - name: hook
     webhook: {server.url("/hook")}
@@ -112,22 +131,42 @@ def filled(request: pytest.FixtureRequest, tmp_path: Path, http_server) -> Fille
     return fill(tmp_path, http_server, f"sqlite:///{tmp_path / 'newswatch.db'}", marker)
 
 
+# the agency's copy of the UN chief story: another source, a few words changed (a copy
+# of the same story by its fingerprint, not the same text)
+COPY = (
+    "UN chief urges ceasefire",
+    "Secretary-General Antonio Guterres called on all parties to agree a ceasefire "
+    "and to open the crossings for aid convoys without any delay.",
+)
+FEED = {"Content-Type": "application/rss+xml"}
+
+
 def fill(tmp_path: Path, http_server, database_url: str, history: Any = None) -> Filled:
-    """One pass of the real pipeline: three articles (two match), deliveries sent, failed
-    (500) and dead (400), a source whose feed is gone (404), then a rejected config edit
+    """One pass of the real pipeline: four articles (three match, one of them two
+    watchlists; one nearly matches a third), another source's copy of one story,
+    deliveries sent, failed (500) and dead (400), a source whose feed is gone (404), one
+    switched off after a 410, one then removed from the config, and a rejected config edit
     recorded as a notice."""
     http_server.add("/hook", b"", status=204)
     http_server.add("/flaky", b"busy", status=500)
     http_server.add("/broken", b"bad request", status=400)
-    for path, (title, body) in STORIES.items():
+    http_server.add("/gone.xml", b"gone", status=410)
+    http_server.add("/retired.xml", rss(), headers=FEED)
+    for path, (title, body) in {**STORIES, "/b/un-chief": COPY}.items():
         page = ARTICLE.format(title=title, body=body)
         http_server.add(path, page, headers={"Content-Type": "text/html"})
     items = [(title, http_server.url(path)) for path, (title, _) in STORIES.items()]
-    http_server.add("/feed.xml", rss(*items), headers={"Content-Type": "application/rss+xml"})
+    http_server.add("/feed.xml", rss(*items), headers=FEED)
+    http_server.add("/agency.xml", rss((COPY[0], http_server.url("/b/un-chief"))), headers=FEED)
     clock = Clock()
     rt = make_runtime(tmp_path, database_url, config_text(http_server), clock)
     run_all(rt)
     filled = Filled(rt, tmp_path / "newswatch.yaml", clock, http_server)
+    # `retired` taken out of the config: the next pass disables it, its history kept
+    text = filled.config.read_text()
+    start = text.index("  - name: retired")
+    filled.config.write_text(text[:start] + text[text.index("watchlists:") :])
+    run_all(rt)
     if history is not None:
         add_history(filled, history.args[0])
     # an edit that is refused: the service keeps the last good version and says so
@@ -150,7 +189,8 @@ def dashboard_with_token(filled: Filled) -> Iterator[str]:
 
 
 def serve(filled: Filled, token: str | None) -> Iterator[str]:
-    data = Data(filled.rt.store, filled.config, clock=filled.rt.clock)
+    # the runtime's config in force: the last good version through the refused edit
+    data = Data(filled.rt.store, filled.config, clock=filled.rt.clock, live=filled.rt.config)
     server = make(data, "127.0.0.1", 0, token)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -94,6 +94,9 @@ def test_click_through_every_page_in_chromium(browser, dashboard, tmp_path):
     marks = browser.find_elements(By.CSS_SELECTOR, ".snippet mark")
     assert {m.text for m in marks} >= {"Popular Mobilization Forces", "Antonio Guterres"}
     assert browser.find_elements(By.CSS_SELECTOR, ".channels .state.dead")
+    # the other sources of a story: the wire's UN chief story names the agency's copy
+    others = {o.text for o in browser.find_elements(By.CSS_SELECTOR, ".others a")}
+    assert others == {"agency", "wire"}
     saved.append(screenshot(browser, shots, "1-alerts"))
 
     Select(browser.find_element(By.ID, "f-watchlist")).select_by_visible_text("guterres")
@@ -103,8 +106,20 @@ def test_click_through_every_page_in_chromium(browser, dashboard, tmp_path):
     assert tags == {"guterres"}
     saved.append(screenshot(browser, shots, "2-alerts-guterres"))
 
+    browser.find_element(By.ID, "nav-sources").click()
+    wait.until(ec.title_is("Sources · newswatch"))
+    main = browser.find_element(By.TAG_NAME, "main").text
+    assert "http_404" in main and "switched off by newswatch after errors" in main
+    assert "disabled: removed from the config" in main
+    assert browser.find_elements(By.CSS_SELECTOR, "#gap-records tr.gap")  # two weeks: gaps
+    # one sparkline per source, each drawn by the shipped uPlot on a canvas
+    sparks = browser.find_elements(By.CSS_SELECTOR, ".spark")
+    assert len(sparks) == 5
+    wait.until(lambda d: all(s.get_attribute("data-drawn") == "yes" for s in sparks))
+    assert all(s.find_elements(By.TAG_NAME, "canvas") for s in sparks)
+    saved.append(screenshot(browser, shots, "3-sources"))
+
     for nav, title, expect in (
-        ("nav-sources", "Sources", "http_404"),
         ("nav-deliveries", "Deliveries", "HTTP 400"),
         ("nav-config", "Config", "Last rejected edit"),
     ):
@@ -124,7 +139,25 @@ def test_click_through_every_page_in_chromium(browser, dashboard, tmp_path):
     # the chart drawn by the shipped uPlot: a canvas, bars for the days with mentions
     wait.until(lambda d: d.find_element(By.ID, "chart").get_attribute("data-drawn") == "yes")
     assert browser.find_elements(By.CSS_SELECTOR, "#chart canvas")
+    assert "name: Popular Mobilization Forces" in browser.find_element(By.ID, "rule").text
+    together = browser.find_element(By.ID, "together").text
+    assert "guterres" in together and "Antonio Guterres" in together
     saved.append(screenshot(browser, shots, "7-watchlist-pmf"))
+
+    # from a watchlist to the one that matched the same articles
+    browser.find_element(By.CSS_SELECTOR, '#together a[href="/watchlists/guterres"]').click()
+    wait.until(ec.title_is("guterres · newswatch"))
+    assert "Popular Mobilization Forces" in browser.find_element(By.ID, "together").text
+
+    # a watchlist that never matched: reached from the Watchlists page, its near misses
+    browser.find_element(By.ID, "nav-watchlists").click()
+    wait.until(ec.title_is("Watchlists · newswatch"))
+    browser.find_element(By.CSS_SELECTOR, '#quiet a[href="/watchlists/rates"]').click()
+    wait.until(ec.title_is("rates · newswatch"))
+    near = browser.find_element(By.ID, "near-misses").text
+    assert "Markets steady after rate decision" in near
+    assert 'rule needs "rate cut": not found' in near
+    saved.append(screenshot(browser, shots, "8-watchlist-rates"))
 
     urls = requested_urls(browser)
     assert any(u.endswith("/static/uPlot.iife.min.js") for u in urls)

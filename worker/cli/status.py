@@ -15,6 +15,7 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     from worker.alerts.admin import STATES
     from worker.cli.views import status_report
     from worker.service.retention import format_storage, storage_report
+    from worker.store.status import source_state
 
     settings, store = ctx.settings, ctx.migrated_store()
     report = status_report(store)
@@ -68,22 +69,6 @@ def _configured_sources(ctx: Context) -> dict[str, bool] | None:
     except (ConfigError, OSError):
         return None
     return {s.name: s.enabled for s in config.sources}
-
-
-def source_state(s: dict[str, Any], configured: dict[str, bool] | None) -> tuple[str, str]:
-    """(state, what a person reads) of one source row: ok, error, disabled_after_errors
-    (by newswatch, with its reason), removed_from_config, disabled_in_config."""
-    if s["disabled_reason"]:
-        return "disabled_after_errors", f"DISABLED after errors: {s['disabled_reason']}"
-    if not s["enabled"]:
-        if configured is None:
-            return "disabled", "disabled (by the config, or removed from it)"
-        if s["name"] not in configured:
-            return "removed_from_config", "disabled: removed from config"
-        return "disabled_in_config", "disabled in config (enabled: false)"
-    if s["last_error"]:
-        return "error", f"ERROR ({s['last_error_kind']}): {s['last_error']}"
-    return "ok", "ok"
 
 
 def _source_line(s: dict[str, Any]) -> str:

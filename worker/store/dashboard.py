@@ -135,6 +135,7 @@ def source_names(session: Session) -> list[str]:
 
 @dataclass(frozen=True)
 class SourceRow:
+    id: int
     name: str
     kind: str
     url: str
@@ -148,16 +149,15 @@ class SourceRow:
     last_error_kind: str | None
     consecutive_failures: int
     items_seen: int
-    gaps: int
 
 
 def sources(session: Session) -> list[SourceRow]:
-    """Every source with its health (one row per configured source: a small table), and
-    its gap records (ix_source_gap_source_detected)."""
-    S, G = m.Source, m.SourceGap
-    gaps = dict(session.execute(select(G.source_id, func.count()).group_by(G.source_id)).all())
+    """Every source with its health (one row per configured source: a small table); its
+    gap records and items per day: worker/store/panels.py."""
+    S = m.Source
     return [
         SourceRow(
+            id=s.id,
             name=s.name,
             kind=s.kind,
             url=s.url,
@@ -171,7 +171,6 @@ def sources(session: Session) -> list[SourceRow]:
             last_error_kind=s.last_error_kind,
             consecutive_failures=s.consecutive_failures or 0,
             items_seen=s.items_seen or 0,
-            gaps=gaps.get(s.id, 0),
         )
         for s in session.scalars(select(S).order_by(S.name))
     ]

@@ -426,3 +426,21 @@ def alerts_before(
         .where(SA.story_id.in_(stories), A.created_at < since)
     )
     return {(w, story): article for w, story, article in rows}
+
+
+def source_state(s: dict[str, Any], configured: dict[str, bool] | None) -> tuple[str, str]:
+    """(state, what a person reads) of one source row: ok, error, disabled_after_errors
+    (by newswatch, with its reason), removed_from_config, disabled_in_config.
+    `configured`: name -> enabled of the sources the config lists (None: unknown). One
+    copy for `newswatch status` and the dashboard's Sources page."""
+    if s["disabled_reason"]:
+        return "disabled_after_errors", f"DISABLED after errors: {s['disabled_reason']}"
+    if not s["enabled"]:
+        if configured is None:
+            return "disabled", "disabled (by the config, or removed from it)"
+        if s["name"] not in configured:
+            return "removed_from_config", "disabled: removed from config"
+        return "disabled_in_config", "disabled in config (enabled: false)"
+    if s["last_error"]:
+        return "error", f"ERROR ({s['last_error_kind']}): {s['last_error']}"
+    return "ok", "ok"
