@@ -22,6 +22,9 @@ ARTICLE = """<html><head><title>{title}</title></head><body><nav>Home | World</n
 and that talks would continue in the capital with all parties present.</p></article>
 <footer>Copyright Example</footer></body></html>"""
 
+FEED = {"Content-Type": "application/rss+xml"}
+HTML = {"Content-Type": "text/html"}
+
 STORIES = {
     "/a/pmf-talks": (
         "Militia leaders meet in Baghdad",
@@ -101,10 +104,42 @@ class Filled:
 
 
 DAILY = [
-    ("PMF units redeploy near Mosul", "Units of the Popular Mobilization Forces moved north."),
-    ("Guterres visits the border", "Antonio Guterres met aid workers at the crossing."),
-    ("Parliament debates PMF law", "Members argued over the PMF law and its budget."),
+    ("PMF units redeploy near {place}", "Units of the Popular Mobilization Forces {act}."),
+    ("Guterres visits {place}", "Antonio Guterres {act}."),
+    ("Parliament debates PMF law in {place}", "Members argued over the PMF law as {act}."),
 ]
+# Each day's stories differ in more than the day's number (places, what happened, a
+# closing line of their own), as real news does: the same text every day would be one
+# story by its fingerprint, and the Alerts page would show every day as a copy.
+PLACES = ["Mosul", "Kirkuk", "Basra", "Erbil", "Najaf", "Tikrit", "Samarra", "Ramadi"]
+ACTS = [
+    "moved north after a night of shelling along the river road",
+    "met aid workers and doctors at a crowded field hospital",
+    "handed over checkpoints to the army before the harvest season",
+    "opened talks with tribal elders about rebuilding two bridges",
+    "reported three convoys delayed by flooding on the highway",
+    "announced a budget for salaries, fuel and new barracks",
+    "toured a school that reopened after four years of closure",
+]
+CLOSINGS = [
+    "Residents said prices of bread and fuel had doubled since spring.",
+    "A spokesman declined to comment on the number of casualties.",
+    "Engineers expect the power station to reopen within a month.",
+    "Observers from the neighbouring provinces were invited to attend.",
+    "Farmers complained that the irrigation canals are still blocked.",
+]
+
+
+def daily_article(day: int, n: int) -> tuple[str, str]:
+    """Day `day`'s story `n`: its title and body."""
+    title, body = DAILY[n]
+    place = PLACES[(day * 3 + n) % len(PLACES)]
+    act = ACTS[(day * 2 + n * 3) % len(ACTS)]
+    closing = CLOSINGS[(day + n * 2) % len(CLOSINGS)]
+    return (
+        f"{title.format(place=place)} (day {day + 1})",
+        f"{body.format(act=act)} {closing} Day {day + 1}.",
+    )
 
 
 def add_history(filled: Filled, days: int) -> None:
@@ -114,12 +149,12 @@ def add_history(filled: Filled, days: int) -> None:
     for day in range(days):
         clock.advance(86400)
         items = []
-        for n, (title, body) in enumerate(DAILY[: 1 + (day * 7) % len(DAILY)]):
+        for n in range(1 + (day * 7) % len(DAILY)):
+            title, body = daily_article(day, n)
             path = f"/a/day{day}-{n}"
-            page = ARTICLE.format(title=f"{title} (day {day + 1})", body=f"{body} Day {day + 1}.")
-            server.add(path, page, headers={"Content-Type": "text/html"})
-            items.append((f"{title} (day {day + 1})", server.url(path)))
-        server.add("/feed.xml", rss(*items), headers={"Content-Type": "application/rss+xml"})
+            server.add(path, ARTICLE.format(title=title, body=body), headers=HTML)
+            items.append((title, server.url(path)))
+        server.add("/feed.xml", rss(*items), headers=FEED)
         run_all(filled.rt)
 
 
@@ -138,7 +173,6 @@ COPY = (
     "Secretary-General Antonio Guterres called on all parties to agree a ceasefire "
     "and to open the crossings for aid convoys without any delay.",
 )
-FEED = {"Content-Type": "application/rss+xml"}
 
 
 def fill(tmp_path: Path, http_server, database_url: str, history: Any = None) -> Filled:
