@@ -26,7 +26,9 @@ _FURNITURE_LINE = re.compile(
     r"advertisement|sponsored( content)?|sign up .{0,80}newsletter.*|"
     r"subscribe to .{0,60}|.{0,40}cookies?.{0,80}(?:accept|consent|policy).*|"
     r"(?:\d+ )?comments?|leave a (?:comment|reply)|click here .{0,60}|"
-    r"(?:image|photo|picture)(?: credit)?:.{0,80}|copyright ©.*|© .{0,80})\W*$",
+    r"(?:image|photo|picture)(?: credit)?:.{0,80}|copyright ©.*|© .{0,80}|"
+    # A byline's cue word left alone once the extractor dropped the author's markup.
+    r"(?:written |posted )?(?:by|von|par|por|door))\W*$",
     re.I,
 )
 # Headings after which a page's body is over: everything below is furniture.
@@ -136,7 +138,7 @@ def readability_text(html: str) -> list[str]:
     return [t for t in (text_of(b) for b in blocks) if t]
 
 
-def trafilatura_doc(tree: lxml.html.HtmlElement, url: str):
+def trafilatura_doc(tree: lxml.html.HtmlElement, url: str, precision: bool = False):
     try:
         return trafilatura.bare_extraction(
             tree,
@@ -145,7 +147,7 @@ def trafilatura_doc(tree: lxml.html.HtmlElement, url: str):
             with_metadata=False,
             include_comments=False,
             include_tables=True,
-            favor_precision=True,
+            favor_precision=precision,
             deduplicate=False,
         )
     except (RecursionError, ValueError, TypeError, AttributeError, etree.LxmlError):

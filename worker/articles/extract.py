@@ -35,6 +35,7 @@ from worker.articles.byline import (
     time_elements,
 )
 from worker.articles.dates import date_in_url
+from worker.articles.furniture import drop_furniture, drop_hidden_metadata
 from worker.articles.metadata import (
     Meta,
     meta_jsonld,
@@ -134,13 +135,16 @@ def _extract(text: str, url: str) -> PageContent:
     authors = split_authors(meta.authors) or byline_authors(header) or author_elements(tree)
     language = page_language(tree, meta)
 
+    drop_hidden_metadata(tree)  # read above; in the text it is noise
     doc = trafilatura_doc(tree, url)
     paragraphs = block_texts(doc.body) if doc is not None and doc.body is not None else []
-    paragraphs = continuations(_parse(text), paragraphs)
+    original = _parse(text)
+    paragraphs = continuations(original, paragraphs)
     if sum(word_count(p) for p in paragraphs) < _SHORT_BODY_WORDS:
         alt = readability_text(text)
         if sum(word_count(p) for p in alt) > 2 * sum(word_count(p) for p in paragraphs):
             paragraphs = alt
+    paragraphs = drop_furniture(original, paragraphs, url, title)
     paragraphs = drop_boilerplate(paragraphs)
     paragraphs = drop_header_lines(paragraphs, title)
     body = "\n\n".join(paragraphs)
