@@ -91,8 +91,17 @@ def test_hidden_schema_metadata_is_removed_before_extraction() -> None:
     assert "Hidden but not metadata" in text
 
 
-def test_lone_byline_cue_word_is_dropped() -> None:
-    assert drop_boilerplate(["by", *PROSE, "Written by"]) == PROSE
+def test_lone_byline_cue_word_and_follow_prompts_are_dropped() -> None:
+    follow = "Follow Harbour News on Facebook, Twitter and Instagram."
+    assert drop_boilerplate(["by", *PROSE, "Written by", follow]) == PROSE
+    kept = "Follow the money, the mayor said on Tuesday."
+    assert drop_boilerplate([*PROSE, kept]) == [*PROSE, kept]
+
+
+def test_the_pages_headline_is_dropped_even_when_the_title_differs() -> None:
+    tree = page("<div class='head'><h1>Bridge shut: what it means for you</h1></div>")
+    out = drop_furniture(tree, ["Bridge shut: what it means for you", *PROSE], URL, "Bridge")
+    assert out == PROSE
 
 
 COMMENTED = """<html><head><title>Bridge closed</title></head><body>

@@ -27,6 +27,7 @@ _FURNITURE_LINE = re.compile(
     r"subscribe to .{0,60}|.{0,40}cookies?.{0,80}(?:accept|consent|policy).*|"
     r"(?:\d+ )?comments?|leave a (?:comment|reply)|click here .{0,60}|"
     r"(?:image|photo|picture)(?: credit)?:.{0,80}|copyright ©.*|© .{0,80}|"
+    r"follow .{1,60} on (?:facebook|twitter|instagram|youtube|linkedin|tiktok)\b.*|"
     # A byline's cue word left alone once the extractor dropped the author's markup.
     r"(?:written |posted )?(?:by|von|par|por|door))\W*$",
     re.I,

@@ -139,7 +139,7 @@ def drop_furniture(
         el, anc = found[i], marked.get(i)
         if anc is not None and holds[id(anc)] * 2 < matched:
             continue
-        if el is not None and link_heavy(el, host):
-            continue
+        if el is not None and (el.tag == "h1" or link_heavy(el, host)):
+            continue  # the page's headline, told apart from its <title>; or a teaser
         out.append(p)
     return out
