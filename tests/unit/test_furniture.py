@@ -127,3 +127,20 @@ def test_reader_comments_stay_out_and_short_body_lines_stay_in() -> None:
     assert "Repairs start in July." in body  # short, but nothing marks it as furniture
     for word in ("Flibbertigibbet", "Zanzibar", "Ottoline", "Copyright"):
         assert word not in body
+
+
+LOOSE = """<html><head><title>Deals of the day</title></head><body><article>
+<h1>Deals of the day</h1><section class="article-page">{loose}<p></p>
+<h2>Kettle for $19</h2><a href="https://shop.example/k"><img src="k.jpg"></a>The steel kettle has
+dropped to its lowest price this year at the hardware shop on the high street, and the offer runs
+until the end of the week.<br><ul><li><a href="https://shop.example/k">Get it for $19</a></li></ul>
+<h2>Lamp for $25</h2><a href="https://shop.example/l"><img src="l.jpg"></a>A reading lamp with three
+brightness settings is down by a third, the first discount on it since the shop started selling it
+in the spring.<br><ul><li><a href="https://shop.example/l">Get it for $25</a></li></ul>
+</section></article></body></html>"""
+
+
+def test_loose_text_after_a_heading_is_kept() -> None:
+    body = extract_page(LOOSE.format(loose=" ".join(PROSE)), URL).body
+    assert "lowest price this year" in body
+    assert "first discount on it since" in " ".join(body.split())

@@ -57,6 +57,11 @@ def block_texts(body: etree._Element) -> list[str]:
             text = text_of(el)
             if text:
                 out.append(text)
+        # Loose text after a block (a heading followed by text not wrapped in <p>) is
+        # kept by the extractor as the block's tail: it is a paragraph of its own.
+        tail = " ".join((el.tail or "").split())
+        if tail:
+            out.append(tail)
     return out
 
 
