@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import lxml.html
 
-from worker.articles.body import drop_boilerplate
+from worker.articles.body import drop_boilerplate, drop_header_lines
 from worker.articles.extract import extract_page
 from worker.articles.furniture import drop_furniture, drop_hidden_metadata
 
@@ -144,3 +144,10 @@ def test_loose_text_after_a_heading_is_kept() -> None:
     body = extract_page(LOOSE.format(loose=" ".join(PROSE)), URL).body
     assert "lowest price this year" in body
     assert "first discount on it since" in " ".join(body.split())
+
+
+def test_author_lines_above_the_first_paragraph_are_dropped() -> None:
+    lines = ["Jan Smit", "By Ann Lee and Jan Smit", *PROSE, "Jan Smit"]
+    out = drop_header_lines(lines, "Bridge closed", ("Jan Smit", "Ann Lee"))
+    assert out == [*PROSE, "Jan Smit"]  # a name below the body's start is text
+    assert drop_header_lines(["Jan Smit", *PROSE], "Bridge closed") == ["Jan Smit", *PROSE]

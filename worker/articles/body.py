@@ -42,6 +42,10 @@ _END_MARKER = re.compile(
 )
 
 
+_CUE = re.compile(r"^(?:by|von|par|por|door)\s+")
+_NAMES = re.compile(r"\s*(?:,|&|\band\b)\s*")
+
+
 def block_texts(body: etree._Element) -> list[str]:
     out: list[str] = []
     for el in body:
@@ -119,14 +123,20 @@ def continuations(original: lxml.html.HtmlElement, paragraphs: list[str]) -> lis
     return out
 
 
-def drop_header_lines(paragraphs: list[str], title: str) -> list[str]:
-    """Drop the title, byline and date lines an extractor kept above the first paragraph."""
+def drop_header_lines(
+    paragraphs: list[str], title: str, authors: tuple[str, ...] = ()
+) -> list[str]:
+    """Drop the title, byline, author and date lines an extractor kept above the first
+    paragraph (an author's name is a line of its own when the page marks it up inline)."""
+    names = {a.lower() for a in authors if a.strip()}
     start = 0
     for p in paragraphs[:4]:
         short = word_count(p) <= 12
         is_title = bool(title) and p.lower() == title.lower()
         is_date = short and bool(TEXT_DATE.search(p)) and word_count(TEXT_DATE.sub("", p)) <= 5
-        if not (is_title or (short and BYLINE.match(p)) or is_date):
+        parts = [n for n in _NAMES.split(_CUE.sub("", p.lower())) if n]
+        is_author = short and bool(parts) and all(n in names for n in parts)
+        if not (is_title or (short and BYLINE.match(p)) or is_date or is_author):
             break
         start += 1
     return paragraphs[start:]

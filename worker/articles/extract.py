@@ -146,7 +146,7 @@ def _extract(text: str, url: str) -> PageContent:
             paragraphs = alt
     paragraphs = drop_furniture(original, paragraphs, url, title)
     paragraphs = drop_boilerplate(paragraphs)
-    paragraphs = drop_header_lines(paragraphs, title)
+    paragraphs = drop_header_lines(paragraphs, title, authors)
     body = "\n\n".join(paragraphs)
     if not body.strip():
         raise ExtractionError("no article text found")
