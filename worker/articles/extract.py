@@ -138,7 +138,7 @@ def _extract(text: str, url: str) -> PageContent:
     drop_hidden_metadata(tree)  # read above; in the text it is noise
     doc = trafilatura_doc(tree, url)
     paragraphs = block_texts(doc.body) if doc is not None and doc.body is not None else []
-    original = _parse(text)
+    original = tree  # bare_extraction worked on a copy of it
     paragraphs = continuations(original, paragraphs)
     if sum(word_count(p) for p in paragraphs) < _SHORT_BODY_WORDS:
         alt = readability_text(text)

@@ -54,9 +54,9 @@ def block_index(root: etree._Element) -> dict[str, etree._Element]:
     """The page's text blocks by their text (the first one when a text repeats)."""
     index: dict[str, etree._Element] = {}
     for el in root.iter(_BLOCK_TAGS):
-        text = text_of(el)
-        if text:
-            index.setdefault(_key(text), el)
+        key = _key("".join(el.itertext()))
+        if key:
+            index.setdefault(key, el)
     return index
 
 
