@@ -54,7 +54,7 @@ def block_index(root: etree._Element) -> dict[str, etree._Element]:
     """The page's text blocks by their text (the first one when a text repeats)."""
     index: dict[str, etree._Element] = {}
     for el in root.iter(_BLOCK_TAGS):
-        key = _key("".join(el.itertext()))
+        key = _key(el.text_content())
         if key:
             index.setdefault(key, el)
     return index
