@@ -26,7 +26,10 @@ _FURNITURE_LINE = re.compile(
     r"advertisement|sponsored( content)?|sign up .{0,80}newsletter.*|"
     r"subscribe to .{0,60}|.{0,40}cookies?.{0,80}(?:accept|consent|policy).*|"
     r"(?:\d+ )?comments?|leave a (?:comment|reply)|click here .{0,60}|"
-    r"(?:image|photo|picture)(?: credit)?:.{0,80}|copyright ©.*|© .{0,80})\W*$",
+    r"(?:image|photo|picture)(?: credit)?:.{0,80}|copyright ©.*|© .{0,80}|"
+    r"follow .{1,60} on (?:facebook|twitter|instagram|youtube|linkedin|tiktok)\b.*|"
+    # A byline's cue word left alone once the extractor dropped the author's markup.
+    r"(?:written |posted )?(?:by|von|par|por|door))\W*$",
     re.I,
 )
 # Headings after which a page's body is over: everything below is furniture.
@@ -37,6 +40,10 @@ _END_MARKER = re.compile(
     r"share this(?: article| story)?:?|about the author)\W*$",
     re.I,
 )
+
+
+_CUE = re.compile(r"^(?:by|von|par|por|door)\s+")
+_NAMES = re.compile(r"\s*(?:,|&|\band\b)\s*")
 
 
 def block_texts(body: etree._Element) -> list[str]:
@@ -54,6 +61,11 @@ def block_texts(body: etree._Element) -> list[str]:
             text = text_of(el)
             if text:
                 out.append(text)
+        # Loose text after a block (a heading followed by text not wrapped in <p>) is
+        # kept by the extractor as the block's tail: it is a paragraph of its own.
+        tail = " ".join((el.tail or "").split())
+        if tail:
+            out.append(tail)
     return out
 
 
@@ -111,14 +123,20 @@ def continuations(original: lxml.html.HtmlElement, paragraphs: list[str]) -> lis
     return out
 
 
-def drop_header_lines(paragraphs: list[str], title: str) -> list[str]:
-    """Drop the title, byline and date lines an extractor kept above the first paragraph."""
+def drop_header_lines(
+    paragraphs: list[str], title: str, authors: tuple[str, ...] = ()
+) -> list[str]:
+    """Drop the title, byline, author and date lines an extractor kept above the first
+    paragraph (an author's name is a line of its own when the page marks it up inline)."""
+    names = {a.lower() for a in authors if a.strip()}
     start = 0
     for p in paragraphs[:4]:
         short = word_count(p) <= 12
         is_title = bool(title) and p.lower() == title.lower()
         is_date = short and bool(TEXT_DATE.search(p)) and word_count(TEXT_DATE.sub("", p)) <= 5
-        if not (is_title or (short and BYLINE.match(p)) or is_date):
+        parts = [n for n in _NAMES.split(_CUE.sub("", p.lower())) if n]
+        is_author = short and bool(parts) and all(n in names for n in parts)
+        if not (is_title or (short and BYLINE.match(p)) or is_date or is_author):
             break
         start += 1
     return paragraphs[start:]
@@ -136,7 +154,7 @@ def readability_text(html: str) -> list[str]:
     return [t for t in (text_of(b) for b in blocks) if t]
 
 
-def trafilatura_doc(tree: lxml.html.HtmlElement, url: str):
+def trafilatura_doc(tree: lxml.html.HtmlElement, url: str, precision: bool = False):
     try:
         return trafilatura.bare_extraction(
             tree,
@@ -145,7 +163,7 @@ def trafilatura_doc(tree: lxml.html.HtmlElement, url: str):
             with_metadata=False,
             include_comments=False,
             include_tables=True,
-            favor_precision=True,
+            favor_precision=precision,
             deduplicate=False,
         )
     except (RecursionError, ValueError, TypeError, AttributeError, etree.LxmlError):

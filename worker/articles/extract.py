@@ -37,6 +37,7 @@ from worker.articles.byline import (
     time_elements,
 )
 from worker.articles.dates import date_in_url, published_fallback
+from worker.articles.furniture import drop_furniture, drop_hidden_metadata
 from worker.articles.metadata import (
     Meta,
     meta_jsonld,
@@ -165,15 +166,18 @@ def _extract(text: str, url: str) -> PageContent:
     published, modified = meta.published, meta.modified
     language = page_language(tree, meta)
 
+    drop_hidden_metadata(tree)  # read above; in the text it is noise
     doc = trafilatura_doc(tree, url)
     paragraphs = block_texts(doc.body) if doc is not None and doc.body is not None else []
-    paragraphs = continuations(_parse(text), paragraphs)
+    original = tree  # bare_extraction worked on a copy of it
+    paragraphs = continuations(original, paragraphs)
     if sum(word_count(p) for p in paragraphs) < _SHORT_BODY_WORDS:
         alt = readability_text(text)
         if sum(word_count(p) for p in alt) > 2 * sum(word_count(p) for p in paragraphs):
             paragraphs = alt
+    paragraphs = drop_furniture(original, paragraphs, url, title)
     paragraphs = drop_boilerplate(paragraphs)
-    paragraphs = drop_header_lines(paragraphs, title)
+    paragraphs = drop_header_lines(paragraphs, title, authors)
     body = "\n\n".join(paragraphs)
     if not body.strip():
         raise ExtractionError("no article text found")
