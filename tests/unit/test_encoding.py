@@ -193,3 +193,24 @@ def test_a_mislabelled_feed_is_guessed_not_garbled() -> None:
 def test_a_feed_declaring_utf16_in_ascii_bytes_is_utf8() -> None:
     doc = rss("Café crème", "utf-16").encode()
     assert parse_feed(doc, "application/rss+xml").entries[0].title == "Café crème"
+
+
+@pytest.mark.parametrize("label", ["gb2312", "iso-8859-1", "shift_jis", "windows-1251"])
+@pytest.mark.parametrize("where", ["meta", "http"])
+def test_a_legacy_label_on_utf8_bytes_loses_to_the_bytes(label: str, where: str) -> None:
+    # a page re-saved as UTF-8 that kept its old declaration, or a server's default charset
+    text = "朱镕基 met Müller and Дмитрий in Zürich"
+    meta = f'<meta charset="{label}">' if where == "meta" else ""
+    body = f"<html><head>{meta}<title>t</title></head><body><p>{text}</p></body></html>"
+    content_type = f"text/html; charset={label}" if where == "http" else None
+    assert text in decode_html(body.encode("utf-8"), content_type)
+
+
+@pytest.mark.parametrize(
+    ("label", "text"),
+    [("gb2312", "朱镕基总理"), ("iso-8859-1", "Müller à Zürich"), ("shift_jis", "東京都の知事")],
+)
+def test_a_legacy_label_on_its_own_bytes_still_rules(label: str, text: str) -> None:
+    body = f'<html><head><meta charset="{label}"></head><body><p>{text}</p></body></html>'
+    codec = {"gb2312": "gb18030", "iso-8859-1": "cp1252", "shift_jis": "cp932"}[label]
+    assert text in decode_html(body.encode(codec))

@@ -24,7 +24,10 @@ no declaration at all.
 
 Trust order for HTML (the HTML standard's sniffing): a byte order mark, the HTTP
 Content-Type charset, the page's own <meta charset> / http-equiv declaration or
-XML declaration (in the first 4 KB), then charset-normalizer's guess.
+XML declaration (in the first 4 KB), then charset-normalizer's guess. One departure
+from browsers: a declared legacy encoding loses to UTF-8 when the non-ASCII bytes
+(first 64 KB) are all valid UTF-8, since mislabelled pages are common and a wrong
+label garbles every accented or CJK name a watchlist looks for.
 
 Feeds are XML: a byte order mark, then the first of the HTTP charset, the XML
 declaration and UTF-8 (XML's default) that decodes without an error (servers
@@ -386,7 +389,29 @@ def html_encoding(body: bytes, content_type: str | None = None) -> str:
     bom = _bom(body)
     if bom:
         return bom[0]
-    return charset_from_content_type(content_type) or charset_from_meta(body) or _detect(body)
+    declared = charset_from_content_type(content_type) or charset_from_meta(body)
+    if declared is None:
+        return _detect(body)
+    if declared not in ("utf-8", "utf-16le", "utf-16be") and _is_utf8_text(body):
+        return "utf-8"
+    return declared
+
+
+def _is_utf8_text(body: bytes) -> bool:
+    """Non-ASCII bytes that are all valid UTF-8: the label is wrong (a page re-saved as
+    UTF-8 that kept its old <meta charset>, a server's default charset). Text in a legacy
+    encoding with non-ASCII characters is almost never valid UTF-8 (its lead and
+    continuation bytes would have to pair up throughout), so the bytes are the better
+    evidence; following the label would garble every non-ASCII name on the page."""
+    head = body[:_DETECT_BYTES]
+    if head.isascii():
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # a character cut by the sample's end is not evidence against UTF-8
+        return len(body) > len(head) and exc.start >= len(head) - 3
+    return True
 
 
 def decode_html(body: bytes, content_type: str | None = None) -> str:
