@@ -256,7 +256,7 @@ def story_evidence(lookup: StoryLookup, article_id: int) -> tuple[int, Evidence]
     if row is None or row.story_id in (None, row.id):
         return None
     best: tuple[int, Evidence] | None = None
-    for other in lookup.earlier_in_story(row.story_id, row.id):  # type: ignore[arg-type]
+    for other in lookup.earlier_in_story(row.story_id, row.id):
         ev = compare(
             row.title, row.body, other.title, other.body, row.fingerprint, other.fingerprint
         )
