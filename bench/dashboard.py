@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -311,7 +312,7 @@ def time_pages(url: str, config: Path, runs: int) -> list[Timing]:
 def explain(url: str, config: Path, path: str) -> None:
     """EXPLAIN ANALYZE of each statement the page at `path` runs, to stderr."""
     store = Store(url)
-    seen: list[tuple[str, object]] = []
+    seen: list[tuple[str, Any]] = []  # (statement, the driver's parameters)
 
     def record(conn, cursor, statement, parameters, context, executemany):
         if statement.lstrip().upper().startswith("SELECT"):

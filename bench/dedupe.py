@@ -283,9 +283,9 @@ class Tally:
         fps = np.fromiter((np_fingerprint(t) for t in texts), dtype=np.uint64, count=len(texts))
         for i in range(0, len(texts), max(1, len(texts) // 50)):  # the numpy copy is exact
             assert signed(int(fps[i])) == fp_of(texts[i]), kind
-        close = close_pairs(fps, max(12, dedupe.CANDIDATE_MAX_BITS))
-        old = sum(bits <= 12 for _, _, bits in close)
-        close = [(i, j) for i, j, bits in close if bits <= dedupe.CANDIDATE_MAX_BITS]
+        near = close_pairs(fps, max(12, dedupe.CANDIDATE_MAX_BITS))
+        old = sum(bits <= 12 for _, _, bits in near)
+        close = [(i, j) for i, j, bits in near if bits <= dedupe.CANDIDATE_MAX_BITS]
 
         # compare() on these pairs, with each text's shingles read once (a few texts are in
         # many close pairs); checked against compare() itself on every 50th pair
@@ -322,10 +322,14 @@ class Tally:
             )
 
     def total(self) -> tuple[str, int, int, int, int, float]:
+        rows = self.rows
         return (
             "all generated",
-            *(sum(r[c] for r in self.rows) for c in (1, 2, 3, 4)),  # type: ignore[misc]
-            max(r[5] for r in self.rows),
+            sum(r[1] for r in rows),
+            sum(r[2] for r in rows),
+            sum(r[3] for r in rows),
+            sum(r[4] for r in rows),
+            max(r[5] for r in rows),
         )
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from sqlalchemy import update  # noqa: E402
+
 from tests.helpers.pipeline import Clock, make_runtime  # noqa: E402
 from tests.helpers.servers import throwaway_database  # noqa: E402
 from worker.sources import polling  # noqa: E402
@@ -51,7 +53,7 @@ def measure(kind: str, args: argparse.Namespace) -> tuple[list[float], list[floa
         polling.dispatch_due(rt, limit=0)  # the config sync, untimed
         for _ in range(args.repeat):
             with rt.store.session() as s:
-                s.execute(m.Source.__table__.update().values(claimed_until=None))
+                s.execute(update(m.Source).values(claimed_until=None))
             clock.advance(3600)
             wall, cpu = time.perf_counter(), time.process_time()
             claimed = polling.dispatch_due(rt, limit=args.sources)

@@ -191,7 +191,7 @@ def nw_meta(html: bytes, url: str) -> Meta:
 
 def tf_meta(html: bytes, url: str) -> Meta:
     doc = trafilatura.bare_extraction(html, url=url, with_metadata=True, include_comments=False)
-    if doc is None:
+    if doc is None or isinstance(doc, dict):  # a dict only with as_dict=True
         return Meta()
     authors = [a.strip() for a in (doc.author or "").split(";") if a.strip()]
     return Meta(doc.title or "", authors, doc.date or "", doc.text or "")
@@ -288,7 +288,8 @@ def _missed_text(pred: str, gold: str, limit: int = 300) -> str:
     """Runs of gold tokens that are not in pred, as text (first `limit` characters)."""
     have = set(shingles(tokens(pred)))
     toks = tokens(gold)
-    runs, cur = [], []
+    runs: list[str] = []
+    cur: list[str] = []
     for i in range(len(toks) - 3):
         if tuple(toks[i : i + 4]) in have:
             if cur:

@@ -39,9 +39,9 @@ def stages(html: bytes, url: str) -> list[tuple[str, list[str]]]:
     """The paragraphs after each step, in the order extract.py runs them."""
     text = _to_text(html, None)
     tree = _parse(text)
-    meta = meta_jsonld(tree)
-    meta.fill(meta_og(tree))
-    title = page_title(tree, meta, "")
+    ld, og = meta_jsonld(tree), meta_og(tree)
+    sites = [n for n in (og.site_name, ld.site_name, ld.publisher) if n]
+    title = page_title(tree, ld.title, og.titles, sites, "")
     out = [("trafilatura precision mode (for comparison)", _paras(text, url, True))]
     paras = _paras(text, url, False)
     out.append(("trafilatura default mode (the base)", paras))

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import gc
 import json
 import os
@@ -49,8 +50,9 @@ import sys
 import time
 import tracemalloc
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -61,7 +63,11 @@ from worker.config.to_matching import to_watchlists
 from worker.core.model import MatchDocument
 from worker.core.watchlists import Watchlist
 from worker.matching.compiler import Compiler, compile_matcher
+from worker.matching.matcher import Matcher
 from worker.matching.text import fold
+
+if TYPE_CHECKING:
+    from flashtext import KeywordProcessor  # imported where used: only this comparison needs it
 
 COMMON = """the of and to in a is that for on was with he it as at by from his said
 government minister president forces military troops city people country
@@ -170,7 +176,10 @@ def automaton_keys(specs: list[Watchlist]) -> list[str]:
     return list(compiler.keys)
 
 
-def timed(fn: Callable[[], object]) -> tuple[float, object]:
+T = TypeVar("T")
+
+
+def timed(fn: Callable[[], T]) -> tuple[float, T]:
     gc.collect()
     t0 = time.perf_counter()
     result = fn()
@@ -247,15 +256,15 @@ def main() -> None:
     for n in sizes:
         terms = all_terms[:n]
         specs = to_watchlists(make_watchlists(random.Random(n), terms))
-        build, matcher = timed(lambda specs=specs: compile_matcher(specs, version="bench"))
-        peak = traced_peak(lambda specs=specs: compile_matcher(specs))
+        build, matcher = timed(functools.partial(compile_matcher, specs, version="bench"))
+        peak = traced_peak(functools.partial(compile_matcher, specs))
         # full and normalize alternate, best of `--rounds` each: on a machine shared with
         # other jobs a load spike then hits both, and the ratio between them holds
         t_full = t_norm_n = float("inf")
         for _ in range(args.rounds):
             t, _views = timed(fold_all)
             t_norm_n = min(t_norm_n, t)
-            t, found = timed(lambda m=matcher: sum(len(m.match(d)) for d in docs))
+            t, found = timed(functools.partial(_matches, matcher, docs))
             t_full = min(t_full, t)
         print(
             f"{n:>7} {'full':<10} {mb / t_full:10.1f} {build:8.2f} {peak / 1e6:8.1f}"
@@ -306,9 +315,9 @@ def main() -> None:
 
         # one big alternation; longest first so that the leftmost match is the longest
         alternation = "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True))
-        re_build, pattern = timed(lambda a=alternation: re.compile(rf"\b(?:{a})\b", re.I))
+        re_build, pattern = timed(functools.partial(re.compile, rf"\b(?:{alternation})\b", re.I))
         sample = "\n".join(d.body for d in docs)[: args.re_kb * 1000]
-        t_re, _ = timed(lambda p=pattern, s=sample: sum(1 for _ in p.finditer(s)))
+        t_re, _ = timed(functools.partial(_count, pattern.finditer(sample)))  # lazy until counted
         re_mbs = len(sample.encode()) / 1e6 / t_re
         print(
             f"{n:>7} {'re':<10} {re_mbs:10.3f} {re_build:8.2f} {'':>8}"
@@ -325,9 +334,7 @@ def main() -> None:
 
         fl_build, kp = timed(flash_build)
         fl_peak = traced_peak(flash_build)
-        t_fl, _ = timed(
-            lambda kp=kp: sum(len(kp.extract_keywords(d.title + "\n" + d.body)) for d in docs)
-        )
+        t_fl, _ = timed(functools.partial(_flash_hits, kp, docs))
         print(
             f"{n:>7} {'flashtext':<10} {mb / t_fl:10.1f} {fl_build:8.2f} {fl_peak / 1e6:8.1f}"
             f"  full is {t_fl / t_full:.1f}x"
@@ -335,6 +342,18 @@ def main() -> None:
         if real:
             _measure_real(real, matcher, n, args.rounds)
         del matcher, kp, pattern
+
+
+def _matches(matcher: Matcher, docs: list[MatchDocument]) -> int:
+    return sum(len(matcher.match(d)) for d in docs)
+
+
+def _count(found: Iterator[object]) -> int:
+    return sum(1 for _ in found)
+
+
+def _flash_hits(kp: KeywordProcessor, docs: list[MatchDocument]) -> int:
+    return sum(len(kp.extract_keywords(d.title + "\n" + d.body)) for d in docs)
 
 
 _PUNCT = re.compile(r"[\W_]+")
@@ -353,15 +372,16 @@ def _real_pages(dataset: Path) -> list[MatchDocument]:
     ]
 
 
-def _measure_real(docs: list[MatchDocument], matcher: object, n: int, rounds: int) -> None:
+def _measure_real(docs: list[MatchDocument], matcher: Matcher, n: int, rounds: int) -> None:
     """full / normalize / automaton on real pages, best of `rounds`, alternating."""
     mb = sum(len(d.body.encode()) for d in docs) / 1e6
     views = [fold(d.body).text.encode() for d in docs]
-    automaton = matcher._scanner.automaton  # type: ignore[attr-defined]
+    automaton = matcher._scanner.automaton
+    assert automaton is not None  # the bench's watchlists have terms
     t_full = t_norm = t_ac = float("inf")
     for _ in range(rounds * 3):  # under 1 MB: more rounds for a stable best
         t_norm = min(t_norm, timed(lambda: [fold(d.body) for d in docs])[0])
-        t, found = timed(lambda: sum(len(matcher.match(d)) for d in docs))  # type: ignore[attr-defined]
+        t, found = timed(lambda: sum(len(matcher.match(d)) for d in docs))
         t_full = min(t_full, t)
         t_ac = min(
             t_ac,

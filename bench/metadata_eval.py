@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -70,7 +71,8 @@ def page_url(html: bytes) -> str:
     except (ValueError, lxml.etree.ParserError):
         return ""
     for xpath in ('//link[@rel="canonical"]/@href', '//meta[@property="og:url"]/@content'):
-        hits = [h for h in tree.xpath(xpath) if h.startswith("http")]
+        found = cast("list[str]", tree.xpath(xpath))  # an attribute path: strings
+        hits = [h for h in found if h.startswith("http")]
         if hits:
             return hits[0]
     return ""
@@ -87,7 +89,7 @@ def run_newswatch(html: bytes, url: str) -> Found:
 
 def run_trafilatura(html: bytes, url: str) -> Found:
     doc = trafilatura.bare_extraction(html, url=url or None, with_metadata=True)
-    if doc is None:
+    if doc is None or isinstance(doc, dict):  # a dict only with as_dict=True
         return Found()
     return Found(doc.title or "", (doc.author or "").replace("; ", ", "), doc.date or "")
 

@@ -332,7 +332,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         counts=dict(
             zip(
                 ["nw200", "nw304", "uw200", "uw304", "nw_conn", "uw_conn", "other"],
-                list(counts),
+                counts[:],
                 strict=True,
             )
         ),

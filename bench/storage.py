@@ -124,7 +124,7 @@ fetch:
             clock.advance(61)
             run_all(rt)
         with rt.store.session() as s:
-            n = s.scalar(select(func.count()).select_from(m.Article))
+            n = s.scalar(select(func.count()).select_from(m.Article)) or 0
             item_json = s.scalar(select(func.avg(func.length(func.json(m.Item.data)))))
             body = s.scalar(select(func.avg(func.length(m.Article.body))))
         kept = (used_bytes(rt) - empty) / n

@@ -31,6 +31,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.message import Message
 from typing import Any
 
 import pytest
@@ -44,7 +45,7 @@ Route = Answer | Callable[["RecordedRequest"], Answer]
 class RecordedRequest:
     method: str
     path: str  # with the query string
-    headers: Mapping[str, str]  # http.client.HTTPMessage: case-insensitive
+    headers: Message  # an http.client.HTTPMessage: case-insensitive
     body: bytes
     port: int  # the server that received it
 

@@ -74,4 +74,4 @@ def run_all(rt: Runtime) -> list[str]:
 
 def count(rt: Runtime, model, *where) -> int:
     with rt.store.session() as s:
-        return s.scalar(select(func.count()).select_from(model).where(*where))
+        return s.scalar(select(func.count()).select_from(model).where(*where)) or 0

@@ -208,7 +208,7 @@ def _slack_link_blocks(s: Story) -> list[dict[str, Any]]:
 
 def _discord_payload(alert: Alert) -> dict[str, Any]:
     s = story(alert)
-    fields = [
+    fields: list[dict[str, Any]] = [
         {"name": "Watchlist", "value": discord_escape(s.watchlist), "inline": True},
         {"name": "Matched", "value": discord_escape(", ".join(s.names)) or "-", "inline": True},
         {"name": "Source", "value": discord_escape(s.source) or "-", "inline": True},

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from worker.alerts.display import neutralise, neutralise_spans, percent_encode_format
@@ -160,7 +160,11 @@ def snippet_segments(match: WatchlistMatch, article: Article) -> tuple[Segment, 
     return tuple(Segment(_WS_RE.sub(" ", s.text), s.hit) for s in split_highlights(snippet, spans))
 
 
-def split_highlights(snippet: str, spans: Iterable[Sequence[int]]) -> tuple[Segment, ...]:
+# a stored span: a tuple from the matcher, a list once it has been through JSON
+_Span = TypeVar("_Span", tuple[int, int], tuple[int, ...], list[int])
+
+
+def split_highlights(snippet: str, spans: Iterable[_Span]) -> tuple[Segment, ...]:
     """`snippet` cut into plain and highlighted pieces by stored (start, end) spans, clamped
     to the snippet and merged where they overlap: a bad span never breaks the output."""
     merged: list[list[int]] = []
@@ -253,7 +257,9 @@ def displayable(alert: Alert) -> Alert:
     link = lambda u: percent_encode_format(u) if u else u  # noqa: E731
     article = replace(
         a,
-        **texts,
+        title=texts["title"],
+        lead=texts["lead"],
+        body=texts["body"],
         url=link(a.url) or "",
         image_url=link(a.image_url),
         authors=tuple(neutralise(x) for x in a.authors),

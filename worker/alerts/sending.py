@@ -83,7 +83,7 @@ def load_alert(session: Session, d: m.Delivery) -> Alert:
         watchlist=match.watchlist,
         hits=tuple(Hit(**h) for h in match.hits or ()),
         snippet=match.snippet or "",
-        highlights=tuple(tuple(h) for h in match.highlights or ()),  # type: ignore[misc]
+        highlights=tuple(tuple(h) for h in match.highlights or ()),
         names=tuple(match.names or ()),
     )
     article = article_from_row(rows.article, rows.source_name)

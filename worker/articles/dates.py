@@ -135,6 +135,7 @@ def parse_date(value: str | None, day_first: bool = True) -> datetime | None:
     value = re.sub(r"\b(at|on)\b", " ", value, flags=re.I)
     value = re.sub(r"(\d)\.(\d{2})\b(?!\.)", r"\1:\2", value)  # 12.42 -> 12:42
     value = re.sub(r"\b([ap])\.m\.", r"\1m", value, flags=re.I)
+    dt: datetime | None
     try:
         if _ISO_DATE.match(value):
             dt = _iso(value)

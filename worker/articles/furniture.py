@@ -54,7 +54,7 @@ def block_index(root: etree._Element) -> dict[str, etree._Element]:
     """The page's text blocks by their text (the first one when a text repeats)."""
     index: dict[str, etree._Element] = {}
     for el in root.iter(_BLOCK_TAGS):
-        key = _key(el.text_content())
+        key = _key(text_of(el))
         if key:
             index.setdefault(key, el)
     return index
@@ -91,7 +91,10 @@ def _not_title(paragraphs: list[str], title: str) -> list[str]:
 def drop_hidden_metadata(root: etree._Element) -> None:
     """Remove hidden schema.org blocks: metadata for machines (a headline, dates, an image
     URL as text) that extractors in recall mode read as paragraphs."""
-    for el in root.xpath(_HIDDEN_METADATA):
+    found = root.xpath(_HIDDEN_METADATA)
+    for el in found if isinstance(found, list) else ():
+        if not isinstance(el, etree._Element):
+            continue
         parent = el.getparent()
         if parent is not None:
             parent.remove(el)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -56,11 +56,13 @@ def parse_item(rt: Runtime, item_id: int, notices: list[str] | None = None) -> i
         article = _build_article(rt, data, source_name, full_text, robots)
         return _store_article(rt, item_id, article)
     except ITEM_ERRORS as exc:  # the page, its fetch or its extraction failed
-        return _attempt_failed(rt, item_id, url, exc, _permanent(exc), notices)
+        _attempt_failed(rt, item_id, url, exc, _permanent(exc), notices)
+        return None
     except Exception as exc:  # a bug: recorded as `internal`, it fails this item alone too
         if ledger.error_kind(exc) == "time_limit":
             raise  # the task records it and keeps the lease (docs/operations.md)
-        return _attempt_failed(rt, item_id, url, exc, False, notices)
+        _attempt_failed(rt, item_id, url, exc, False, notices)
+        return None
 
 
 def _attempt_failed(
@@ -144,7 +146,7 @@ def record_item_error(rt: Runtime, item_id: int, error: str) -> None:
 class PageFetcher(Protocol):
     """What fetches an item's page: the runtime's Fetcher (worker/http/fetcher.py)."""
 
-    def get(self, url: str, *, expect: str, respect_robots: bool) -> Any: ...
+    def get(self, url: str, *, expect: Literal["html"], respect_robots: bool) -> Any: ...
 
 
 def wants_full_text(source_kind: str, full_text: bool) -> bool:

@@ -29,7 +29,7 @@ import hashlib
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -142,7 +142,7 @@ def shingles(text: str, n: int = OVERLAP_SHINGLE_WORDS) -> set[str]:
     return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
-def shingle_overlap(a: set[str], b: set[str]) -> float:
+def shingle_overlap(a: Set[str], b: Set[str]) -> float:
     """Share of the smaller set found in the other: a trimmed or padded copy stays high."""
     if not a or not b:
         return 0.0
@@ -256,7 +256,7 @@ def story_evidence(lookup: StoryLookup, article_id: int) -> tuple[int, Evidence]
     if row is None or row.story_id in (None, row.id):
         return None
     best: tuple[int, Evidence] | None = None
-    for other in lookup.earlier_in_story(row.story_id, row.id):  # type: ignore[arg-type]
+    for other in lookup.earlier_in_story(row.story_id, row.id):
         ev = compare(
             row.title, row.body, other.title, other.body, row.fingerprint, other.fingerprint
         )

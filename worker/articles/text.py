@@ -14,7 +14,8 @@ def collapse_ws(text: str | None) -> str:
 
 
 def text_of(el: etree._Element) -> str:
-    return collapse_ws(" ".join(el.itertext()))
+    # lxml-stubs type itertext() as str | bytes; on Python 3 it yields only str
+    return collapse_ws(" ".join(el.itertext()))  # type: ignore[arg-type]
 
 
 def word_count(text: str) -> int:

@@ -94,7 +94,7 @@ def _label(spec: WatchlistSpec, path: tuple[str | int, ...]) -> str:
 
 def _signature(path: Path) -> tuple:
     files = sorted(path.glob("*.y*ml")) if path.is_dir() else [path]
-    out = []
+    out: list[tuple[str | int | None, ...]] = []
     for f in files:
         try:
             st = f.stat()

@@ -49,8 +49,8 @@ def cmd_check_config(args: argparse.Namespace, ctx: Context) -> int:
         from worker.service.probes import reachability_problems
 
         problems = reachability_problems(cfg, timeout=args.connect_timeout)
-        for problem in problems:
-            print(f"{settings.config_path}: {problem}")
+        for reason in problems:
+            print(f"{settings.config_path}: {reason}")
         if problems:
             return 1
     print(

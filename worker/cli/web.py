@@ -10,7 +10,7 @@ from worker.cli.context import Context, paths
 TOKEN_ENV = "NEWSWATCH_WEB_TOKEN"
 
 
-def add_web(add) -> None:  # type: ignore[no-untyped-def]
+def add_web(add) -> None:
     p = add("web", cmd_web, "the read-only dashboard: alerts, sources, deliveries, config")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any free)")

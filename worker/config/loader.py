@@ -109,7 +109,7 @@ class _Loading:
         try:
             node, yaml_problems = _compose(text)
         except _Refused as exc:
-            self.problems.append(ConfigProblem(fname, exc.mark.line + 1, "", exc.message))
+            self.problems.append(ConfigProblem(fname, exc.line, "", exc.message))
             return None
         except yaml.MarkedYAMLError as exc:
             line = exc.problem_mark.line + 1 if exc.problem_mark else None
@@ -325,7 +325,7 @@ def _reference_problems(merged: dict, origin: dict, default: str) -> list[Config
             targets = wl.get(key)
             for ti, target in enumerate(targets if isinstance(targets, list) else []):
                 if isinstance(target, str) and target not in valid:
-                    loc = ("watchlists", wi, key, ti)
+                    loc: tuple[str | int, ...] = ("watchlists", wi, key, ti)
                     fname, line = _origin_for(loc, origin, default)
                     what = "channel" if key == "notify" else "source"
                     listed = ", ".join(sorted(valid)) or "none defined"

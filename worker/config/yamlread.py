@@ -7,7 +7,7 @@ docs/operations.md, "Bad config", and config/example.yaml).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -20,12 +20,17 @@ MAX_ALIAS_VALUES = 100_000
 MAX_ALIAS_CHARS = 10_000_000
 
 
-class _Refused(yaml.YAMLError):
-    """A file the loader will not build; `mark` says where."""
+class _Mark(Protocol):
+    line: int  # 0-based
 
-    def __init__(self, mark: yaml.Mark, message: str):
+
+class _Refused(yaml.YAMLError):
+    """A file the loader will not build; `line` (1-based, None if unknown) says where."""
+
+    def __init__(self, mark: _Mark | None, message: str):
         super().__init__(message)
-        self.mark, self.message = mark, message
+        self.line = mark.line + 1 if mark is not None else None
+        self.message = message
 
 
 class _BoundedLoader(yaml.SafeLoader):
@@ -50,6 +55,7 @@ class _BoundedLoader(yaml.SafeLoader):
                     f"alias *{event.anchor} is inside its own anchor: it would never end",
                 )
             node = super().compose_node(parent, index)
+            assert node is not None  # the stubs allow None; PyYAML always returns a node here
             values, chars = self._size(node)
             self.alias_values += values
             self.alias_chars += chars
@@ -68,14 +74,17 @@ class _BoundedLoader(yaml.SafeLoader):
         if anchor is not None:
             self.open_anchors.add(anchor)
         try:
-            return super().compose_node(parent, index)
+            node = super().compose_node(parent, index)
+            assert node is not None  # as above
+            return node
         finally:
             self.depth -= 1
             if anchor is not None:
                 self.open_anchors.discard(anchor)
 
-    def compose_mapping_node(self, anchor: str | None) -> yaml.MappingNode:
-        node = super().compose_mapping_node(anchor)
+    # types-PyYAML has `anchor` as a dict; PyYAML passes the event's anchor name
+    def compose_mapping_node(self, anchor: str | None) -> yaml.MappingNode:  # type: ignore[override]
+        node = super().compose_mapping_node(anchor)  # type: ignore[arg-type]
         first: dict[tuple[str, str], int] = {}
         for key, _ in node.value:
             line = key.start_mark.line + 1

@@ -293,7 +293,7 @@ def _meta_label(attributes: dict[str, str]) -> str | None:
     return None
 
 
-def _meta_encoding(label: str | None) -> str | None:
+def _meta_encoding(label: str | bytes | None) -> str | None:
     found = encoding_for_label(label)
     # a page whose <meta> is readable as ASCII is not UTF-16; x-user-defined means 1252 here
     if found in ("utf-16be", "utf-16le"):

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import Any
 
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -232,7 +232,7 @@ def _resolve(name: str, port: int) -> list[AddrInfo]:
     if name == "localhost" or name.endswith(".localhost"):
         # RFC 6761: always loopback, never sent to a DNS server
         return [_addrinfo(ipaddress.ip_address(a), port) for a in ("127.0.0.1", "::1")]
-    return socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+    return list(socket.getaddrinfo(name, port, type=socket.SOCK_STREAM))
 
 
 def _literal_address(name: str) -> IPAddress | None:
@@ -348,8 +348,9 @@ class GuardedAdapter(HTTPAdapter):
     guard would only ever see the proxy's address.
     """
 
-    # so that a pickled and restored adapter is still guarded
-    __attrs__: ClassVar[list[str]] = [*HTTPAdapter.__attrs__, "guard"]
+    # so that a pickled and restored adapter is still guarded (a tuple: the stubs make
+    # it an instance attribute, so it cannot be annotated as a ClassVar here)
+    __attrs__ = (*HTTPAdapter.__attrs__, "guard")
 
     def __init__(self, guard: AddressGuard, **kwargs: Any) -> None:
         self.guard = guard

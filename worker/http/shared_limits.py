@@ -147,7 +147,13 @@ class SharedHostLimiter:
         while self.shared.available:
             remaining = deadline.remaining()
             lease = remaining + LEASE_MARGIN
-            args = [token, self.max_concurrent, _ms(interval), _ms(remaining), _ms(lease)]
+            args: list[str | int] = [
+                token,
+                self.max_concurrent,
+                _ms(interval),
+                _ms(remaining),
+                _ms(lease),
+            ]
             status, wait_ms = (int(v) for v in self.shared.acquire_script(keys, args))
             if status == 1:
                 if wait_ms > 0:

@@ -355,7 +355,8 @@ def _translate_latin(text: str) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
 
     Raises _NotLatin otherwise. Same result as `_translate_reference`.
     """
-    _irregular_runs.runs = runs = []
+    runs: list[tuple[int, str]] = []
+    _irregular_runs.runs = runs
     encoded = codecs.charmap_encode(text, "newswatch-fold", _FOLD_MAP)[0]
     translated = encoded.translate(_VIEW_BYTES).decode("ascii")
     at, shift = _breaks(runs)

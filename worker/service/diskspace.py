@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
     from worker.bootstrap import Runtime
     from worker.settings import Settings
 
@@ -221,7 +223,7 @@ class DiskCollector:
         self.paths = [settings.data_dir, *([db.parent] if db else [])]
         self.min_free = settings.min_free_bytes
 
-    def collect(self) -> Iterable[object]:
+    def collect(self) -> Iterable[Metric]:
         from prometheus_client.core import GaugeMetricFamily
 
         free = GaugeMetricFamily(

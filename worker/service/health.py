@@ -98,6 +98,7 @@ def check(
     except Exception as exc:  # broker errors come in many types (kombu, redis, socket)
         return HealthResult(False, 0.0, (), f"could not send the canary: {exc}")
     reached: tuple[str, ...] = ()
+    last_error: Exception | None = None
     try:
         while time.monotonic() - started < timeout:
             try:

@@ -208,7 +208,7 @@ class DatabaseCollector:
             up.add_metric([], 0)
         yield up
         if self.broker is not None:
-            yield self._queue_depth()
+            yield self._queue_depth(self.broker)
         took = GaugeMetricFamily("newswatch_scrape_seconds", "Time spent computing this scrape")
         took.add_metric([], time.monotonic() - started)
         yield took
@@ -289,7 +289,7 @@ class DatabaseCollector:
             out.append(fam)
         return out
 
-    def _queue_depth(self) -> Any:
+    def _queue_depth(self, broker: Any) -> Any:
         from prometheus_client.core import GaugeMetricFamily
 
         from worker.service.broker import QUEUES
@@ -300,7 +300,7 @@ class DatabaseCollector:
         try:
             for queue in QUEUES:
                 names = [queue] + [f"{queue}{QUEUE_PRIORITY_SEPARATOR}{p}" for p in range(1, 10)]
-                pipe = self.broker.pipeline()
+                pipe = broker.pipeline()
                 for n in names:
                     pipe.llen(n)
                 fam.add_metric([queue], sum(pipe.execute()))

@@ -22,7 +22,7 @@ def reachability_problems(config: Config, timeout: float = 3.0) -> list[str]:
     for ch in config.channels:
         if ch.kind == "email":
             spec, key = (ch.smtp, f"channels[{ch.name}].smtp") if ch.smtp else (config.smtp, "smtp")
-            ident = (spec.host, spec.port, spec.security)
+            ident: tuple[str, int, str] = (spec.host, spec.port, spec.security)
             smtp_users.setdefault(ident, []).append(ch.name)
             smtp_specs.setdefault(ident, (key, spec))
         elif ch.kind == "webhook" and ch.webhook:

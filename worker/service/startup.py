@@ -137,7 +137,7 @@ def _threads(options: Mapping[str, Any]) -> int:
     if name not in ("threads", "celery.concurrency.thread"):
         return 0
     concurrency = options.get("concurrency")
-    return int(concurrency) if str(concurrency or "").isdigit() else os.cpu_count() or 1
+    return int(str(concurrency)) if str(concurrency or "").isdigit() else os.cpu_count() or 1
 
 
 def paths(settings: Settings) -> str:

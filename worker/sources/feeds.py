@@ -124,7 +124,7 @@ def _refused(raw: Any, base: str, reason: str) -> RefusedEntry:
     return RefusedEntry(entry_key=key, url=url, reason=clean_text(reason)[:2000])
 
 
-def _entry(e: Mapping[str, Any], base_url: str) -> FeedEntry:
+def _entry(e: dict[str, Any], base_url: str) -> FeedEntry:  # a FeedParserDict
     link = _abs(e.get("link"), base_url)
     title = _field_text(e, "title")
     summary = _field_text(e, "summary")
@@ -182,10 +182,15 @@ def _json_entry(item: Any, base: str) -> FeedEntry:
     content_html = item.get("content_html") if isinstance(item.get("content_html"), str) else None
     content_text = item.get("content_text") if isinstance(item.get("content_text"), str) else ""
     summary = _plain(item.get("summary")) or _plain(content_text)
-    authors = item.get("authors")
-    if not isinstance(authors, list):
-        authors = [item["author"]] if isinstance(item.get("author"), dict) else []
-    tags = item.get("tags") if isinstance(item.get("tags"), list) else []
+    listed = item.get("authors")
+    authors: list[Any] = (
+        listed
+        if isinstance(listed, list)
+        else [item["author"]]
+        if isinstance(item.get("author"), dict)
+        else []
+    )
+    tags: list[Any] = item["tags"] if isinstance(item.get("tags"), list) else []
     key = item.get("id") or link or _hash_key(title, summary)
     return FeedEntry(
         entry_key=_key(str(key)),
@@ -217,7 +222,8 @@ def _struct_time(value: Any) -> datetime | None:
     if not value:
         return None
     try:
-        return bounded_date(datetime(*tuple(value)[:6], tzinfo=UTC))
+        # tzinfo by keyword after *args: mypy cannot tell the args stop at 6
+        return bounded_date(datetime(*tuple(value)[:6]).replace(tzinfo=UTC))
     except (TypeError, ValueError, OverflowError):
         return None
 

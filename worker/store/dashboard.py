@@ -111,6 +111,7 @@ def _channel_states(session: Session, match_ids: list[int]) -> dict[int, list[Ch
     )
     out: dict[int, list[ChannelState]] = defaultdict(list)
     for match_id, channel, state, attempts, next_at, error in session.execute(q):
+        assert match_id is not None  # in_(match_ids): the notices' rows have none
         waiting = state in (DeliveryState.PENDING, DeliveryState.FAILED)
         out[match_id].append(
             ChannelState(channel, state, attempts, next_at if waiting else None, error)

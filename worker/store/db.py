@@ -13,12 +13,23 @@ import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Engine, case, create_engine, event, or_, text, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Engine,
+    case,
+    create_engine,
+    event,
+    or_,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.dml import UpdateBase
 
 from worker.store.models import Base
 
@@ -150,6 +161,12 @@ def insert_ignore(model: Any, *, postgres: bool) -> Any:
     return insert(model).on_conflict_do_nothing()
 
 
+def rows_changed(session: Session, stmt: UpdateBase) -> int:
+    """How many rows an UPDATE or DELETE changed (`execute` is typed as returning a plain
+    Result; for these statements it is a CursorResult)."""
+    return cast("CursorResult[Any]", session.execute(stmt)).rowcount
+
+
 def claim(
     session: Session, model: Any, row_id: Any, now: datetime, lease_seconds: float, *conditions: Any
 ) -> bool:
@@ -168,7 +185,7 @@ def claim(
         .values(claimed_until=now + timedelta(seconds=lease_seconds), attempts=model.attempts + 1)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(stmt).rowcount == 1
+    return rows_changed(session, stmt) == 1
 
 
 def unclaimed(model: Any, now: datetime) -> ColumnElement[bool]:

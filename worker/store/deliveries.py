@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from worker.core.states import BatchState, DeliveryKind, DeliveryRoute, DeliveryState
 from worker.store import models as m
-from worker.store.db import claim, insert_ignore, on_postgres
+from worker.store.db import claim, insert_ignore, on_postgres, rows_changed
 
 # --- deliveries -----------------------------------------------------------------------
 
@@ -232,13 +232,14 @@ def claim_due_batches(session: Session, now: datetime, lease: float, limit: int)
         return ids
     claimed = []
     for batch_id in session.scalars(query.limit(limit)).all():
-        result = session.execute(
+        changed = rows_changed(
+            session,
             update(m.DigestBatch)
             .where(m.DigestBatch.id == batch_id, *due)
             .values(**claim_values)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session=False),
         )
-        if result.rowcount == 1:
+        if changed == 1:
             claimed.append(batch_id)
     return claimed
 

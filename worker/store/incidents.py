@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from worker.core.states import DeliveryKind, DeliveryState
 from worker.store import models as m
-from worker.store.db import Store
+from worker.store.db import Store, rows_changed
 from worker.store.status import HEARTBEAT
 
 # --- what the conditions read ----------------------------------------------------------------
@@ -65,13 +65,16 @@ def matched_since(session: Session, since: datetime) -> bool:
 def unsent_alerts(session: Session, made_after: datetime, made_until: datetime) -> int:
     """Alerts made in (made_after, made_until] and not sent (failed or dead alike)."""
     D = m.Delivery
-    return session.scalar(
-        select(func.count()).where(
-            *_ALERTS,
-            D.state != DeliveryState.SENT,
-            D.created_at > made_after,
-            D.created_at <= made_until,
+    return (
+        session.scalar(
+            select(func.count()).where(
+                *_ALERTS,
+                D.state != DeliveryState.SENT,
+                D.created_at > made_after,
+                D.created_at <= made_until,
+            )
         )
+        or 0
     )
 
 
@@ -132,11 +135,12 @@ def heartbeat_due(store: Store, now: datetime, every: timedelta) -> bool:
         if row is not None and row.opened_at is not None and row.opened_at > now - every:
             return False  # the usual tick: a read, no write
         session.execute(store.insert_ignore(W).values(name=HEARTBEAT))
-        claimed = session.execute(
+        claimed = rows_changed(
+            session,
             update(W)
             .where(W.name == HEARTBEAT, or_(W.opened_at.is_(None), W.opened_at <= now - every))
-            .values(opened_at=now)  # the slot: when this ping was taken
-        ).rowcount
+            .values(opened_at=now),  # the slot: when this ping was taken
+        )
     return claimed == 1
 
 

@@ -52,7 +52,7 @@ def set_article_outcome(session: Session, article_id: int, outcome: str, detail:
     )
 
 
-def article_identity(session: Session, article_id: int) -> tuple[str, str] | None:
+def article_identity(session: Session, article_id: int | None) -> tuple[str, str] | None:
     """(canonical URL, content hash) of an article; None if there is none."""
     A = m.Article
     row = session.execute(

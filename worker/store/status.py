@@ -30,7 +30,7 @@ PENDING = "pending"  # the outcome shown for items still on their way (none reco
 HEARTBEAT = "heartbeat"  # the heartbeat's watchdog_state row; the others are conditions
 
 # the outcome an item's state already says, for rows no step wrote one on
-DERIVED_OUTCOME = {
+DERIVED_OUTCOME: dict[str, ItemOutcome] = {
     ItemState.REFUSED: ItemOutcome.REFUSED,
     ItemState.FAILED: ItemOutcome.QUARANTINED,
     ItemState.DUPLICATE: ItemOutcome.DUPLICATE,

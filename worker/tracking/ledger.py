@@ -122,7 +122,7 @@ def record_rules_outcome(
 set_article_outcome = outcomes.set_article_outcome
 
 
-def duplicate_detail(session: Session, article_id: int, url: str, content_hash: str) -> str:
+def duplicate_detail(session: Session, article_id: int | None, url: str, content_hash: str) -> str:
     """Which constraint made an item a copy of an existing article."""
     row = outcomes.article_identity(session, article_id)
     if row is not None and row[0] == url:
@@ -214,6 +214,9 @@ def attempts_spent(
     if row.attempts <= rt.settings.max_attempts:
         return False
     row.error = f"quarantined after {row.attempts - 1} attempts: {row.error or NO_ATTEMPT}"[:2000]
-    quarantine = quarantine_item if isinstance(row, m.Item) else quarantine_article
-    collect(notices, quarantine(rt, session, row, row.error, now))
+    if isinstance(row, m.Item):
+        notice = quarantine_item(rt, session, row, row.error, now)
+    else:
+        notice = quarantine_article(rt, session, row, row.error, now)
+    collect(notices, notice)
     return True

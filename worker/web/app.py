@@ -81,7 +81,7 @@ class Dashboard:
         try:
             endpoint, args = URLS.bind_to_environ(request.environ).match()
         except HTTPException as exc:
-            return exc.get_response()  # type: ignore[return-value]
+            return exc.get_response()
         if endpoint == "static":
             return static_file(args["name"])
         view = pages.VIEWS[endpoint]
@@ -112,6 +112,6 @@ def static_file(name: str) -> Response:
     folder = resources.files("worker.web") / "static"
     path = folder / name
     if "/" in name or name.startswith(".") or not path.is_file():
-        return NotFound().get_response()  # type: ignore[return-value]
+        return NotFound().get_response()
     mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
     return Response(path.read_bytes(), mimetype=mimetype)

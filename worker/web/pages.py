@@ -97,7 +97,8 @@ def other_sources(session: Any, rows: list[dashboard.AlertRow]) -> dict[int, lis
     copies = panels.story_copies(session, story_of.values())
     out = {}
     for row in rows:
-        seen, picked = {row.source}, []
+        seen: set[str] = {row.source}
+        picked: list[Any] = []
         for c in copies.get(story_of[row.match_id], ()):
             if c.source not in seen and len(picked) < OTHER_SOURCES:
                 seen.add(c.source)

@@ -14,7 +14,12 @@ target_metadata = Base.metadata
 def run_migrations_online() -> None:
     connection = context.config.attributes.get("connection")
     if connection is None:  # plain `alembic` CLI use
-        engine = create_engine(context.config.get_main_option("sqlalchemy.url"))
+        url = context.config.get_main_option("sqlalchemy.url")
+        if url is None:
+            raise SystemExit(
+                "alembic: set sqlalchemy.url in alembic.ini (or use `newswatch db upgrade`)"
+            )
+        engine = create_engine(url)
         with engine.connect() as connection:
             _run(connection)
             connection.commit()
@@ -43,6 +48,7 @@ def _sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
         yield
         return
     raw = connection.connection.driver_connection
+    assert raw is not None  # a connection in use holds its driver's connection
     enforced = raw.execute("PRAGMA foreign_keys").fetchone()[0]
     raw.execute("PRAGMA foreign_keys=OFF")
     try:
