@@ -11,7 +11,10 @@ What it runs, all on 127.0.0.1:
   contain the watched word; the rest never match. robots.txt is a 404 (allowed).
 - a generated config: N sources polled every `--interval` seconds, each on a host name of
   its own under `.load.localhost` (loopback without DNS; politeness is per host name, as
-  N real sites would be), four watchlists (one hits), and a file channel.
+  N real sites would be), four watchlists (one hits), and a file channel. With
+  `--sources-per-host K`, K sources share each host name (`s<i // K>.load.localhost`):
+  several feeds of one site, so that the site's limit (`--min-interval`, the config's
+  `fetch.min_interval`) is what holds the polls back.
 - a private redis-server, and a private PostgreSQL database created on `--postgres`
   (dropped at the end), or SQLite with `--database sqlite`.
 - `newswatch beat` and `--workers` worker processes of `--concurrency` each
@@ -28,6 +31,12 @@ seen to alert (item stored by a fetch -> delivery sent_at: the pipeline's own la
 and p95, the peak RSS of each worker process tree, of all newswatch processes together and of the
 host (used memory, everything included). `--workers 1,2` runs the same load
 with 1 and then 2 worker processes.
+
+Per site (host name), from the feed server's own clock, every request counted (feeds,
+robots.txt, anything else): the most requests in any window of `--min-interval` seconds
+(1 if the limit held) and of one second, the smallest gap between two requests, and how
+many gaps were shorter than `--min-interval`, for the worst site. And the machine's
+1-minute load average during the run (mean and peak of one sample a second).
 """
 
 from __future__ import annotations
@@ -94,10 +103,15 @@ class Plan:
         return int.from_bytes(digest, "big") % 10000 < self.hit_percent * 100
 
 
-def feed_body(plan: Plan, i: int, latest: int, port: int) -> bytes:
+def host_name(i: int, per_host: int) -> str:
+    """Source i's host: `per_host` consecutive sources share one (1: a host per source)."""
+    return f"s{i // per_host}.load.localhost"
+
+
+def feed_body(plan: Plan, i: int, latest: int, port: int, per_host: int) -> bytes:
     items = []
     for k in range(latest, max(latest - FEED_ITEMS, -1), -1):
-        link = f"http://s{i}.load.localhost:{port}/item/{i}/{k}"
+        link = f"http://{host_name(i, per_host)}:{port}/item/{i}/{k}"
         topic = f"{WORD} sighting" if plan.hits(i, k) else "Weather update"
         # words unique to the item: each is a story of its own (no near-duplicate merging)
         words = " ".join(f"u{i}x{k}y{j}" for j in range(10))
@@ -112,24 +126,30 @@ def feed_body(plan: Plan, i: int, latest: int, port: int) -> bytes:
 
 
 FEED_PATH = re.compile(rb"^GET /feed/(\d+)\.xml ")
+HOST_HEADER = re.compile(rb"(?im)^host:[ \t]*([^\s:]+)")
 
 
-def serve_feeds(plan: Plan, port: int, ready: Any, stats_out: Any, stop: Any) -> None:
+def serve_feeds(
+    plan: Plan, port: int, per_host: int, ready: Any, stats_out: Any, stop: Any
+) -> None:
     """The feed server (runs in its own process). Sends back, at the end, every source's
-    poll times and the answer counts."""
+    poll times, every host's request times (all requests) and the answer counts."""
 
     polls: dict[int, list[float]] = {}
-    counts = {"200": 0, "304": 0, "other": 0}
+    hosts: dict[str, list[float]] = {}
+    counts = {"200": 0, "304": 0, "other": 0, "robots": 0}
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 now = time.time()
+                host = HOST_HEADER.search(head)
+                hosts.setdefault(host.group(1).decode() if host else "?", []).append(now)
                 match = FEED_PATH.match(head)
                 if match is None:
                     status, body, extra = b"404 Not Found", b"not found", b""
-                    counts["other"] += 1
+                    counts["robots" if head.startswith(b"GET /robots.txt ") else "other"] += 1
                 else:
                     i = int(match.group(1))
                     polls.setdefault(i, []).append(now)
@@ -139,7 +159,7 @@ def serve_feeds(plan: Plan, port: int, ready: Any, stats_out: Any, stop: Any) ->
                         status, body, extra = b"304 Not Modified", b"", b"ETag: " + etag + b"\r\n"
                         counts["304"] += 1
                     else:
-                        status, body = b"200 OK", feed_body(plan, i, latest, port)
+                        status, body = b"200 OK", feed_body(plan, i, latest, port, per_host)
                         extra = b"ETag: " + etag + b"\r\nContent-Type: application/rss+xml\r\n"
                         counts["200"] += 1
                 writer.write(
@@ -160,7 +180,7 @@ def serve_feeds(plan: Plan, port: int, ready: Any, stats_out: Any, stop: Any) ->
                 await asyncio.sleep(0.2)
 
     asyncio.run(main())
-    stats_out.send({"polls": polls, "counts": counts})
+    stats_out.send({"polls": polls, "hosts": hosts, "counts": counts})
 
 
 # --- servers we own --------------------------------------------------------------------
@@ -195,10 +215,11 @@ def private_database(kind: str, admin_url: str, workdir: Path) -> Any:
         yield url
 
 
-def write_config(path: Path, n: int, port: int, interval: float, alerts: Path) -> None:
+def write_config(path: Path, args: argparse.Namespace, port: int, alerts: Path) -> None:
+    n, interval, per_host = args.sources, args.interval, args.sources_per_host
     lines = ["sources:"]
     for i in range(n):
-        url = f"http://s{i}.load.localhost:{port}/feed/{i}.xml"
+        url = f"http://{host_name(i, per_host)}:{port}/feed/{i}.xml"
         lines.append(f"  - {{name: s{i}, feed: '{url}', every: {int(interval)}s}}")
     lines += [
         "watchlists:",
@@ -211,11 +232,67 @@ def write_config(path: Path, n: int, port: int, interval: float, alerts: Path) -
         "fetch:",
         "  allow_networks: ['.load.localhost']",
         "  deadline: 30",
+        f"  min_interval: {args.min_interval}",
     ]
     path.write_text("\n".join(lines) + "\n")
 
 
 # --- one run ---------------------------------------------------------------------------
+
+
+@dataclass
+class SiteRates:
+    """Requests per site (host name) as the feed server saw them, worst site of each."""
+
+    hosts: int = 0
+    requests: int = 0
+    robots: int = 0  # robots.txt requests, all hosts
+    max_in_interval: int = 0  # most requests in any window of min_interval (limit: 1)
+    max_per_s: int = 0  # most requests in any 1 s window (limit: 1 / min_interval)
+    min_gap_ms: float | None = None  # smallest gap between two requests to one host
+    gaps: int = 0
+    gaps_under: int = 0  # gaps shorter than min_interval, all hosts
+    hosts_under: int = 0  # hosts with at least one such gap
+    # gaps shorter than half of min_interval: two processes each keeping only its own
+    # limit would leave many (their turns are independent); scheduling jitter few
+    gaps_under_half: int = 0
+    gap_p1_ms: float | None = None  # 1st percentile of the gaps, all hosts
+
+
+def max_in_window(times: list[float], width: float) -> int:
+    """The most of the (sorted) `times` in any half-open window [t, t + width)."""
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= width:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def site_rates(
+    hosts: dict[str, list[float]], min_interval: float, t0: float, t1: float, robots: int
+) -> SiteRates:
+    """Per-host request rates over [t0, t1], worst host of each figure."""
+    out = SiteRates(hosts=len(hosts), robots=robots)
+    every_gap: list[float] = []
+    for times in hosts.values():
+        times = sorted(t for t in times if t0 <= t <= t1)
+        out.requests += len(times)
+        out.max_in_interval = max(out.max_in_interval, max_in_window(times, min_interval))
+        out.max_per_s = max(out.max_per_s, max_in_window(times, 1.0))
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        every_gap += gaps
+        under = sum(1 for g in gaps if g < min_interval)
+        out.gaps += len(gaps)
+        out.gaps_under += under
+        out.hosts_under += under > 0
+        out.gaps_under_half += sum(1 for g in gaps if g < min_interval / 2)
+        if gaps:
+            low = round(1000 * min(gaps), 1)
+            out.min_gap_ms = low if out.min_gap_ms is None else min(out.min_gap_ms, low)
+    p1 = percentile(every_gap, 1)
+    out.gap_p1_ms = None if p1 is None else round(1000 * p1, 1)
+    return out
 
 
 @dataclass
@@ -228,6 +305,8 @@ class Result:
     database: str
     layout: str = "prefork"
     fetch_concurrency: int = 0
+    sources_per_host: int = 1
+    min_interval: float = 0.2
     fetches_per_s: float = 0.0
     polls_200: int = 0
     polls_304: int = 0
@@ -242,6 +321,9 @@ class Result:
     newswatch_rss_mb: float = 0.0  # peak of all newswatch process trees (workers + beat)
     host_used_mb: float = 0.0  # peak used memory of the whole machine (psutil)
     server_cpu_percent: float = 0.0  # of one core
+    load_avg_mean: float = 0.0  # 1-minute load average, sampled each second
+    load_avg_max: float = 0.0
+    sites: SiteRates | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -272,13 +354,15 @@ def run(
     result = Result(
         args.sources, args.interval, workers, args.concurrency, args.duration, args.database,
         args.layout, args.fetch_concurrency if args.layout == "split" else 0,
+        args.sources_per_host, args.min_interval,
     )  # fmt: skip
     plan = Plan(t0=time.time(), item_every=args.item_every or 4 * args.interval,
                 hit_percent=args.hit_percent)  # fmt: skip
     port = free_port()
     ready, stop = mp.Event(), mp.Event()
     stats_in, stats_out = mp.Pipe(duplex=False)
-    server = mp.Process(target=serve_feeds, args=(plan, port, ready, stats_out, stop))
+    server_args = (plan, port, args.sources_per_host, ready, stats_out, stop)
+    server = mp.Process(target=serve_feeds, args=server_args)
     server.start()
     ready.wait(10)
     redis_proc, redis_url = start_redis(work)
@@ -287,7 +371,7 @@ def run(
         with private_database(args.database, args.postgres, work) as db_url:
             alerts = work / "alerts.jsonl"
             config = work / "load.yaml"
-            write_config(config, args.sources, port, args.interval, alerts)
+            write_config(config, args, port, alerts)
             env = {
                 **{k: v for k, v in os.environ.items() if not k.startswith("NEWSWATCH_")},
                 "REDIS_URL": redis_url,
@@ -343,12 +427,14 @@ def run(
             started = time.time()
             peaks = [0] * trees
             peak_all, peak_host = 0, 0
+            loads: list[float] = []
             server_cpu0 = psutil.Process(server.pid).cpu_times()
             while time.time() - started < args.duration:
                 sizes = [tree_rss(p.pid) for p in procs]
                 peaks = [max(a, b) for a, b in zip(peaks, sizes[:trees], strict=True)]
                 peak_all = max(peak_all, sum(sizes))
                 peak_host = max(peak_host, psutil.virtual_memory().used)
+                loads.append(os.getloadavg()[0])
                 if on_sample is not None:
                     on_sample(time.time(), procs[:trees])
                 for p in procs:
@@ -362,6 +448,8 @@ def run(
             result.worker_rss_mb = [round(p / 2**20) for p in peaks]
             result.newswatch_rss_mb = round(peak_all / 2**20)
             result.host_used_mb = round(peak_host / 2**20)
+            result.load_avg_mean = round(statistics.fmean(loads), 2) if loads else 0.0
+            result.load_avg_max = round(max(loads, default=0.0), 2)
             lags = collect_lags(db_url, plan, started, ended)
             result.alerts = len(lags)
             pub = [p for p, _ in lags]
@@ -384,7 +472,7 @@ def run(
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
         stop.set()
-        stats = stats_in.recv() if stats_in.poll(15) else {"polls": {}, "counts": {}}
+        stats = stats_in.recv() if stats_in.poll(15) else {"polls": {}, "hosts": {}, "counts": {}}
         server.join(10)
         redis_proc.kill()
         redis_proc.wait(10)
@@ -395,6 +483,8 @@ def run(
     result.polls_304 = stats["counts"].get("304", 0)
     result.kept_up = round(kept_up(polls, args, started, ended), 3)
     result.first_round_s = _r(first_round(polls, args.sources, started))
+    robots = stats["counts"].get("robots", 0)
+    result.sites = site_rates(stats["hosts"], args.min_interval, started, ended, robots)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     else:
@@ -472,6 +562,10 @@ def main_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--item-every", type=float, default=0,
                    help="a source publishes every (seconds); default 4 x interval")  # fmt: skip
     p.add_argument("--hit-percent", type=float, default=10, help="items with the watched word")
+    p.add_argument("--sources-per-host", type=int, default=1,
+                   help="sources sharing one host name (a site with several feeds)")  # fmt: skip
+    p.add_argument("--min-interval", type=float, default=0.2,
+                   help="fetch.min_interval: seconds between requests to one host")  # fmt: skip
     p.add_argument("--duration", type=float, default=0, help="seconds; default 2 x interval")
     p.add_argument("--workers", default="1", help="worker processes; 1,2 runs both")
     p.add_argument("--concurrency", type=int, default=8, help="pool size per (prefork) worker")
@@ -523,7 +617,27 @@ def main(argv: list[str] | None = None) -> int:
             )
             for note in r.notes:
                 print(f"  {note}")
+        print_sites(results)
     return 0
+
+
+def print_sites(results: list[Result]) -> None:
+    print()
+    print(
+        "| workers | sites x sources | requests to sites | robots.txt | max per min_interval "
+        "| max per 1 s | min gap / p1 | gaps < min_interval (sites) | gaps < min_interval / 2 "
+        "| load avg mean / peak |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        s = r.sites or SiteRates()
+        print(
+            f"| {r.workers} | {s.hosts} x {r.sources_per_host} | {s.requests} | {s.robots} "
+            f"| {s.max_in_interval} ({r.min_interval} s) | {s.max_per_s} "
+            f"| {s.min_gap_ms} / {s.gap_p1_ms} ms "
+            f"| {s.gaps_under} of {s.gaps} ({s.hosts_under}) | {s.gaps_under_half} "
+            f"| {r.load_avg_mean} / {r.load_avg_max} |"
+        )
 
 
 if __name__ == "__main__":

@@ -53,3 +53,37 @@ def test_kept_up_counts_late_sources() -> None:
     assert load.kept_up({0: on_time, 1: on_time}, args, 0.0, 45.0) == 1.0
     assert load.kept_up({0: on_time, 1: late}, args, 0.0, 45.0) == 0.5
     assert load.kept_up({0: on_time}, args, 0.0, 45.0) == 0.5  # one never polled
+
+
+def _load_module():
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import load
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    return load
+
+
+def test_site_rates_find_a_site_over_its_limit() -> None:
+    """bench/load.py's per-site figures, on made-up request times (min_interval 0.2 s):
+    one site 0.25 s apart, one with two requests 30 ms apart (two processes that each
+    kept only their own turn)."""
+    load = _load_module()
+    polite = [0.0, 0.25, 0.5, 0.75, 1.0]
+    clash = [0.0, 0.03, 0.4, 0.65]
+    rates = load.site_rates({"a": polite}, 0.2, 0.0, 10.0, robots=1)
+    assert (rates.max_in_interval, rates.gaps_under, rates.gaps_under_half) == (1, 0, 0)
+    assert rates.max_per_s == 4 and rates.min_gap_ms == 250.0
+    rates = load.site_rates({"a": polite, "b": clash}, 0.2, 0.0, 10.0, robots=2)
+    assert rates.hosts == 2 and rates.requests == 9 and rates.gaps == 7
+    assert rates.max_in_interval == 2 and rates.min_gap_ms == 30.0
+    assert (rates.gaps_under, rates.gaps_under_half, rates.hosts_under) == (1, 1, 1)
+    # requests outside the measured window do not count
+    assert load.site_rates({"b": clash}, 0.2, 0.1, 10.0, robots=0).gaps_under == 0
+
+
+def test_sources_share_hosts() -> None:
+    load = _load_module()
+    assert load.host_name(0, 20) == load.host_name(19, 20) != load.host_name(20, 20)
+    assert load.host_name(7, 1) == "s7.load.localhost"  # one host per source, as before
+    assert load.max_in_window([0.0, 0.1, 0.2, 0.95, 1.0, 1.05], 1.0) == 5  # 0.1 to 1.05
