@@ -8,6 +8,7 @@ queue if their worker dies, and store no results.
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import os
 import signal
@@ -197,6 +198,8 @@ def _tie_processes(app: NewswatchApp) -> None:
     def remember_main_process(sender: Any = None, **_: object) -> None:
         if sender is not None and sender.app is app:
             app.worker_main_pid = os.getpid()  # in the main process, before the pool forks
+            gc.collect()
+            gc.freeze()
 
     @worker_process_init.connect(weak=False)
     def pool_child_dies_with_main(**_: object) -> None:
