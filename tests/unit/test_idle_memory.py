@@ -49,13 +49,13 @@ def _loaded_after(imports: str, watched: tuple[str, ...]) -> list[str]:
     return out.stdout.split()
 
 
-def test_the_supervisor_keeps_no_store_and_no_http_client() -> None:
+def test_the_supervisor_keeps_no_store_no_http_client_and_no_schema() -> None:
     # what `newswatch run` imports for its own life (the one-off steps run in a child)
     imports = (
         "import worker.cli, worker.cli.service, worker.service.supervisor, "
         "worker.service.embedded_redis, worker.service.diskspace, worker.service.observability"
     )
-    watched = ("sqlalchemy", "celery", "requests", "psycopg", "alembic", "trafilatura")
+    watched = ("sqlalchemy", "celery", "requests", "pydantic", "psycopg", "alembic", "trafilatura")
     assert _loaded_after(imports, watched) == []
 
 
