@@ -18,9 +18,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from worker.alerts import sending
 from worker.app import NewswatchApp, enqueue, enqueue_later
-from worker.articles import parsing
 from worker.bootstrap import Runtime
-from worker.matching import applying
 from worker.service import diskspace, health, outbox, retention
 from worker.service import sweep as sweeping
 from worker.service.observability import log_context
@@ -103,6 +101,11 @@ def fetch_source(task: Task, source_id: int) -> None:
 @shared_task(name=PARSE, bind=True)
 @_waits_for_disk
 def parse_item(task: Task, item_id: int) -> None:
+    # the parse and rules stages are imported where they run: the threads worker (fetch,
+    # alerts) never loads the extractors; a prefork worker loads them before it forks
+    # (worker/app.py, _prepare_to_fork)
+    from worker.articles import parsing
+
     notices: list[str] = []
     rt = runtime(task)
     with log_context(item_id=item_id):
@@ -121,6 +124,8 @@ def parse_item(task: Task, item_id: int) -> None:
 @shared_task(name=RULES, bind=True)
 @_waits_for_disk
 def apply_rules(task: Task, article_id: int) -> None:
+    from worker.matching import applying
+
     with log_context(article_id=article_id):
         enqueue(task.app, DELIVER, applying.apply_rules(runtime(task), article_id))
 

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from worker.cli import admin, checks, service, starter, status, web
+from worker.cli import checks, service, starter, status, web
 from worker.cli.matches import add_matches
 from worker.core.states import DeliveryState
 
@@ -224,7 +224,7 @@ def _add_views(add: _Add) -> None:
 def _add_admin(add: _Add) -> None:
     p = add(
         "deliveries",
-        admin.cmd_deliveries,
+        _admin("cmd_deliveries"),
         "list deliveries; `deliveries retry ID` sends one again",
     )
     p.add_argument("--dead", action="store_true", help="only dead deliveries")
@@ -240,12 +240,12 @@ def _add_admin(add: _Add) -> None:
     dsub = p.add_subparsers(dest="action")
     retry = dsub.add_parser("retry", help="put a dead/failed delivery (or digest) back to pending")
     retry.add_argument("id", help="delivery id or digest batch id, or a unique prefix of one")
-    p = add("endpoints", admin.cmd_endpoints, "webhook endpoints switched off by 410 Gone")
+    p = add("endpoints", _admin("cmd_endpoints"), "webhook endpoints switched off by 410 Gone")
     p.set_defaults(action="list")
     esub = p.add_subparsers(dest="action")
     enable = esub.add_parser("enable", help="switch a channel's webhook endpoint on again")
     enable.add_argument("channel")
-    p = add("sources", admin.cmd_sources, "sources disabled after permanent errors")
+    p = add("sources", _admin("cmd_sources"), "sources disabled after permanent errors")
     p.set_defaults(action="list")
     ssub = p.add_subparsers(dest="action")
     enable = ssub.add_parser("enable", help="poll a source disabled after permanent errors again")
@@ -268,4 +268,18 @@ def _add_rules_and_db(sub: Any) -> None:
     dbsub = db.add_subparsers(dest="db_command", required=True)
     up = dbsub.add_parser("upgrade", help="apply migrations")
     _add_config(up)
-    up.set_defaults(func=admin.cmd_db_upgrade)
+    up.set_defaults(func=_admin("cmd_db_upgrade"))
+
+
+def _admin(name: str) -> Callable[..., int]:
+    """The command `name` of cli/admin.py, imported when it runs: admin loads the store
+    (SQLAlchemy and the models), which `newswatch run`'s supervisor has no use for and
+    would keep for its whole life (docs/load.md, "Memory at idle")."""
+
+    def command(args: argparse.Namespace, ctx: Any) -> int:
+        from worker.cli import admin
+
+        return int(getattr(admin, name)(args, ctx) or 0)
+
+    command.__name__ = command.__qualname__ = name
+    return command

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from worker.cli.context import Context, log, paths, redact, setup_logging
 from worker.settings import Settings
@@ -42,11 +42,14 @@ def warn_unreachable(ctx: Context) -> None:
 def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
     """Beat and two workers in one process tree, on the embedded defaults unless told
     otherwise: a threads pool for fetch and alerts, a prefork pool for the rest."""
-    from worker.service.supervisor import AlreadyRunning, InstanceLock
+    from worker.service.supervisor import AlreadyRunning, InstanceLock, run_in_child
 
     settings = ctx.settings
     setup_logging(settings.log_level, settings.log_format)
-    ctx.check_config_or_exit()  # before anything is created in a wrong folder
+    # before anything is created in a wrong folder; in a child, as every one-off step
+    # of `run`, so that the supervisor does not keep what it loads (run_in_child)
+    if code := run_in_child(ctx.check_config_or_exit):
+        return code
     # one `run` per data folder, held until this process ends (however it ends)
     lock = InstanceLock(settings.data_dir / "newswatch.lock")
     try:
@@ -66,10 +69,10 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
 
 def _run_locked(args: argparse.Namespace, ctx: Context) -> int:
     from worker.service.embedded_redis import EmbeddedRedis, EmbeddedRedisError
-    from worker.service.supervisor import Supervisor, child_environment
+    from worker.service.supervisor import Supervisor, child_environment, run_in_child
 
-    prepare(ctx)
-    warn_unreachable(ctx)
+    if code := run_in_child(lambda: (prepare(ctx), warn_unreachable(ctx))):
+        return code
     settings, embedded = ctx.settings, None
     if settings.embedded_broker:
         # may stop a stale one: we hold the lock
@@ -121,13 +124,28 @@ def _run_children(args: argparse.Namespace) -> dict[str, list[str]]:
 def _disk_notices(settings: Settings) -> Callable[[], None]:
     """The supervisor's disk watch; its notices' deliveries go out through an app built
     for `settings` (the broker `run` started)."""
-    from worker.app import create_app, enqueue
     from worker.service.diskspace import DiskNotices, DiskWatch
 
     db = settings.sqlite_path
     watch = DiskWatch([settings.data_dir, *([db.parent] if db else [])], settings.min_free_bytes)
-    send = functools.partial(enqueue, create_app(settings), "newswatch.deliver")
-    return DiskNotices(settings, watch, send)
+    return DiskNotices(settings, watch, _deliveries_sender(settings))
+
+
+def _deliveries_sender(settings: Settings) -> Callable[[list[str]], None]:
+    """Sends deliveries on their way through an app built on the first notice: the
+    supervisor does not load Celery, the store and the fetcher for a disk that may never
+    fill (docs/load.md, "Memory at idle")."""
+    app: Any = None
+
+    def send(ids: list[str]) -> None:
+        nonlocal app
+        from worker.app import create_app, enqueue
+
+        if app is None:
+            app = create_app(settings)
+        enqueue(app, "newswatch.deliver", ids)
+
+    return send
 
 
 def cmd_worker(args: argparse.Namespace, ctx: Context) -> int:

@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 from worker.config.loader import LoadedConfig, yaml_files
 from worker.config.problems import ConfigProblem
 from worker.config.schema import Config
-from worker.http.netguard import AllowList, is_allowed_address, resolve_addresses
 
 RESOLVE_TIMEOUT = 3.0  # seconds per host name: check-config must not hang on a dead DNS
 
@@ -108,6 +107,10 @@ def address_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
     that `fetch.allow_networks` does not allow: every fetch would be refused. Refused by
     check-config and warned of at start; host names are resolved by
     `resolved_address_problems` (check-config only)."""
+    # netguard where it is used: it loads requests, which every process importing the
+    # config package (the supervisor of `run`) would keep otherwise (docs/load.md)
+    from worker.http.netguard import AllowList, is_allowed_address
+
     allow = AllowList.parse(loaded.config.fetch.allow_networks)
     out = []
     for i, source in enumerate(loaded.config.sources):
@@ -139,6 +142,8 @@ def resolved_address_problems(
     link-local address that `fetch.allow_networks` does not allow: refused as a literal
     private address is (every fetch would be refused). A name that does not resolve
     now is a warning, not an error: DNS may be down where the check runs."""
+    from worker.http.netguard import AllowList, is_allowed_address, resolve_addresses
+
     allow = AllowList.parse(loaded.config.fetch.allow_networks)
     errors, warnings = [], []
     answers: dict[str, list[str] | str] = {}  # one lookup per host
@@ -179,6 +184,8 @@ def resolved_address_problems(
 
 def _literal_or_local(host: str) -> bool:
     """Judged without DNS by `address_problems`."""
+    from worker.http.netguard import is_allowed_address
+
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:

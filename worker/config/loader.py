@@ -17,8 +17,6 @@ from worker.config.problems import ConfigError, ConfigProblem, _key_name, _origi
 from worker.config.schema import WRITTEN, Config
 from worker.config.yamlread import MAX_CONFIG_BYTES, _Builder, _compose, _Refused
 
-DEFAULT_CONFIG_PATH = Path("config/newswatch.yaml")
-
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 

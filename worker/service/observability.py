@@ -35,7 +35,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.store import status
 from worker.tracking import metrics
 
 ID_FIELDS = ("source_id", "item_id", "article_id", "delivery_id")
@@ -222,6 +221,10 @@ class DatabaseCollector:
         """Rows by state, items by outcome, sources by health."""
         from prometheus_client.core import GaugeMetricFamily
 
+        # the store imported on a scrape: this module is also the supervisor's logging,
+        # and the supervisor does not keep SQLAlchemy for it (docs/load.md)
+        from worker.store import status
+
         families = []
         for name, doc, key in STATE_FAMILIES:
             fam = GaugeMetricFamily(name, doc, labels=["state"])
@@ -258,6 +261,8 @@ class DatabaseCollector:
         each kind has waited, and the feed gaps on record."""
         from prometheus_client.core import GaugeMetricFamily
 
+        from worker.store import status
+
         now = self.clock()
         waiting = GaugeMetricFamily(
             "newswatch_oldest_waiting_seconds",
@@ -276,6 +281,8 @@ class DatabaseCollector:
         """Histograms of publish -> alert sent and first seen -> alert sent, over every
         immediate alert ever sent: bucket counts come straight from the rows."""
         from prometheus_client.core import HistogramMetricFamily
+
+        from worker.store import status
 
         finite = [b for b in LAG_BUCKETS if b != float("inf")]
         lags = status.lag_buckets(s, finite)

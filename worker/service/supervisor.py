@@ -30,8 +30,10 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +95,37 @@ def child_environment(
     if metrics_dir is not None and not env.get("PROMETHEUS_MULTIPROC_DIR"):
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)  # where the workers count
     return env
+
+
+def run_in_child(fn: Callable[[], object]) -> int:
+    """Run `fn` in a forked child and return its exit status (0 when it returns, the
+    code of a SystemExit, 1 after printing any other exception). For `run`'s one-off
+    steps (the config compiled and checked, the database migrated, the endpoints
+    probed): what they import and build (alembic, the rule compiler, the probes' HTTP
+    client) goes with the child instead of staying in the supervisor for its whole life
+    (docs/load.md, "Memory at idle"). Call it before any thread is started."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child ends in os._exit, coverage never hears
+        code = 1
+        try:
+            fn()
+            code = 0
+        except SystemExit as exc:
+            if isinstance(exc.code, int) or exc.code is None:
+                code = exc.code or 0
+            else:
+                print(exc.code, file=sys.stderr)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            with contextlib.suppress(Exception):
+                for stream in (sys.stdout, sys.stderr):
+                    stream.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
 
 
 def child_setup(parent: int) -> Callable[[], None]:

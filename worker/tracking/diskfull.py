@@ -7,16 +7,10 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+import sys
 
 import redis.exceptions
 from sqlalchemy.exc import DBAPIError
-
-try:
-    import psycopg
-
-    _PG_ERRORS: tuple[type[Exception], ...] = (psycopg.Error,)
-except ImportError:  # no `postgres` extra: no PostgreSQL, no PostgreSQL error to meet
-    _PG_ERRORS = ()
 
 _ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _SQLITE_FULL = 13  # sqlite3's SQLITE_FULL result code
@@ -43,7 +37,15 @@ def _one_is_disk_full(exc: BaseException) -> bool:
         # getattr: the driver sets sqlite_errorcode only on errors SQLite itself returned
         code = getattr(exc, "sqlite_errorcode", None)
         return code == _SQLITE_FULL or "database or disk is full" in str(exc)
-    if isinstance(exc, _PG_ERRORS):
+    if isinstance(exc, _pg_errors()):
         return getattr(exc, "sqlstate", None) == _PG_DISK_FULL
     # Redis cannot persist and refuses writes (an external server; ours never does this)
     return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith("MISCONF")
+
+
+def _pg_errors() -> tuple[type[Exception], ...]:
+    """psycopg's base error, if psycopg is loaded. Not imported here: it costs every
+    process about 9 MB (docs/load.md, "Memory at idle"), and on SQLite nothing loads it;
+    an error of psycopg's can only come from a process that has."""
+    psycopg = sys.modules.get("psycopg")
+    return (psycopg.Error,) if psycopg is not None else ()

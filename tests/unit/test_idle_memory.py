@@ -1,0 +1,65 @@
+"""What keeps `newswatch run` small at idle (docs/load.md, "Memory at idle"): its one-off
+steps run in a forked child, and processes do not import what they never use."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from worker.service.supervisor import run_in_child
+
+
+def _exits_with(code: int) -> None:
+    raise SystemExit(code)
+
+
+def _fails() -> None:
+    raise RuntimeError("migration went wrong")
+
+
+def test_run_in_child_returns_the_childs_exit_status(capfd: pytest.CaptureFixture[str]) -> None:
+    assert run_in_child(lambda: None) == 0
+    assert run_in_child(lambda: _exits_with(3)) == 3
+    assert run_in_child(_fails) == 1
+    assert "RuntimeError: migration went wrong" in capfd.readouterr().err
+
+
+def test_what_the_child_imports_stays_in_the_child() -> None:
+    # in a fresh interpreter: this test process may have loaded the module already
+    code = textwrap.dedent(
+        """
+        import sys
+        from worker.service.supervisor import run_in_child
+        assert "xml.dom.minidom" not in sys.modules
+        assert run_in_child(lambda: __import__("xml.dom.minidom")) == 0
+        assert "xml.dom.minidom" not in sys.modules
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def _loaded_after(imports: str, watched: tuple[str, ...]) -> list[str]:
+    code = f"import sys\n{imports}\nprint(' '.join(m for m in {watched!r} if m in sys.modules))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60
+    )
+    return out.stdout.split()
+
+
+def test_the_supervisor_keeps_no_store_no_http_client_and_no_schema() -> None:
+    # what `newswatch run` imports for its own life (the one-off steps run in a child)
+    imports = (
+        "import worker.cli, worker.cli.service, worker.service.supervisor, "
+        "worker.service.embedded_redis, worker.service.diskspace, worker.service.observability"
+    )
+    watched = ("sqlalchemy", "celery", "requests", "pydantic", "psycopg", "alembic", "trafilatura")
+    assert _loaded_after(imports, watched) == []
+
+
+def test_a_worker_loads_no_extractor_until_it_parses() -> None:
+    # the threads worker (fetch, alerts) imports the tasks module and never parses
+    watched = ("trafilatura", "dateparser", "htmldate", "justext", "psycopg")
+    assert _loaded_after("import worker.cli, worker.app, worker.tasks", watched) == []
