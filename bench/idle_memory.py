@@ -67,7 +67,7 @@ def _feed(port: int) -> bytes:
 def serve(port_box: list[int]) -> http.server.ThreadingHTTPServer:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            port = self.server.server_address[1]
+            port = port_box[0]
             if self.path == "/feed.xml":
                 etag = '"v1"'
                 if self.headers.get("If-None-Match") == etag:
@@ -174,7 +174,7 @@ def sample(root: int, data: Path) -> list[dict[str, Any]]:
     order = ["supervisor", "redis", "threads", "prefork worker", "beat", "prefork pool"]
     rows.sort(
         key=lambda r: (
-            next((i for i, o in enumerate(order) if r["role"].startswith(o)), 9),
+            next((i for i, o in enumerate(order) if str(r["role"]).startswith(o)), 9),
             r["pid"],
         )
     )

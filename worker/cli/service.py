@@ -71,7 +71,11 @@ def _run_locked(args: argparse.Namespace, ctx: Context) -> int:
     from worker.service.embedded_redis import EmbeddedRedis, EmbeddedRedisError
     from worker.service.supervisor import Supervisor, child_environment, run_in_child
 
-    if code := run_in_child(lambda: (prepare(ctx), warn_unreachable(ctx))):
+    def once() -> None:  # run's one-off steps, in a child (docs/load.md, "Memory at idle")
+        prepare(ctx)
+        warn_unreachable(ctx)
+
+    if code := run_in_child(once):
         return code
     settings, embedded = ctx.settings, None
     if settings.embedded_broker:
