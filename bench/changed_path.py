@@ -28,6 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -97,6 +99,7 @@ def run(
 ) -> dict[str, list[float]]:
     feed = Feed(items)
     steps: dict[str, list[float]] = {"fetch_source": [], "parse_item": [], "apply_rules": []}
+    counted: list[int] = []  # SQL statements per poll, all three steps
     with serve() as server, tempfile.TemporaryDirectory() as tmp:
         feed.base = server.url("")
         server.routes["/feed.xml"] = feed.answer
@@ -105,9 +108,16 @@ def run(
         text = config(server.url("/feed.xml"), full_text).replace("{data}", tmp)
         clock = Clock()
         rt = make_runtime(Path(tmp), f"sqlite:///{tmp}/nw.db", text, clock)
+        statements = [0]
+
+        @event.listens_for(rt.store.engine, "before_cursor_execute")
+        def _count(*_args: Any) -> None:
+            statements[0] += 1
+
         for n in range(polls + 1):  # the first poll (all items new) is not measured
             clock.advance(600)
             (source_id,) = polling.dispatch_due(rt)
+            statements[0] = 0
             if profile is not None and n:
                 profile.enable()
             fetch: list[float] = []
@@ -122,9 +132,11 @@ def run(
                 profile.disable()
             if n:
                 assert len(item_ids) == 1, f"poll {n}: {len(item_ids)} new items, not one"
+                counted.append(statements[0])
                 steps["fetch_source"] += fetch
                 steps["parse_item"].append(sum(parse))
                 steps["apply_rules"].append(sum(rules))
+    steps["statements"] = [float(c) for c in counted]
     return steps
 
 
@@ -139,11 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     for mode in ("changed", "full-text"):
         profile = cProfile.Profile() if args.profile else None
         steps = run(args.polls, args.items, mode == "full-text", profile)
+        per_poll = statistics.median(steps.pop("statements"))
         totals = [sum(t) for t in zip(*steps.values(), strict=True)]
         parts = ", ".join(f"{k} {statistics.median(v):.2f}" for k, v in steps.items())
         print(
             f"{mode}: {statistics.median(totals):.2f} CPU-ms per poll with one new item, "
-            f"min {min(totals):.2f} ({parts})"
+            f"min {min(totals):.2f} ({parts}); {per_poll:.0f} SQL statements"
         )
         if profile is not None:
             pstats.Stats(profile).sort_stats("tottime").print_stats(args.top)
