@@ -185,30 +185,40 @@ def _store_article(rt: Runtime, item_id: int, article: Article) -> int | None:
     with rt.store.session() as session:
         item = items.get_item(session, item_id)
         assert item is not None
-        item.data = item_identification(item.data)  # its article keeps the text, once
-        updated = _update_changed_article(session, item, article, fp, now)
-        if updated is not None:
-            return updated or None
-        existing = items.copy_of(session, article.url, article.content_hash)
-        row = None
-        if existing is None:
-            row = items.add_article(session, item.source_id, article, fp, now)
-            if row is None:  # a concurrent copy won the race: the constraint decides
-                existing = items.copy_of(session, article.url, article.content_hash)
-        if row is None:
-            _settle_duplicate(session, item, existing, article)
-            return None
-        row.story_id = _find_story(session, row.id, fp, article, now) if fp is not None else row.id
-        if fp is not None:
-            items.add_bands(session, row.id, stories.band_keys(fp))
-        item.state, item.article_id, item.claimed_until, item.error = (
-            ItemState.PARSED,
-            row.id,
-            None,
-            None,
-        )
-        item.error_kind = None  # the outcome follows when the rules have run
-        return row.id
+        article_id = _file_article(session, item, article, fp, now)
+        # its article keeps the text, once; set last, so it rides on the item's one UPDATE
+        item.data = item_identification(item.data)
+        return article_id
+
+
+def _file_article(
+    session: Session, item: m.Item, article: Article, fp: int | None, now: datetime
+) -> int | None:
+    """The article of this item: a new version of its entry's, a copy of a stored one, or
+    a new one filed under its story. Returns the article id when rules should run."""
+    updated = _update_changed_article(session, item, article, fp, now)
+    if updated is not None:
+        return updated or None
+    existing = items.copy_of(session, article.url, article.content_hash)
+    row = None
+    if existing is None:
+        row = items.add_article(session, item.source_id, article, fp, now)
+        if row is None:  # a concurrent copy won the race: the constraint decides
+            existing = items.copy_of(session, article.url, article.content_hash)
+    if row is None:
+        _settle_duplicate(session, item, existing, article)
+        return None
+    row.story_id = _find_story(session, row.id, fp, article, now) if fp is not None else row.id
+    if fp is not None:
+        items.add_bands(session, row.id, stories.band_keys(fp))
+    item.state, item.article_id, item.claimed_until, item.error = (
+        ItemState.PARSED,
+        row.id,
+        None,
+        None,
+    )
+    item.error_kind = None  # the outcome follows when the rules have run
+    return row.id
 
 
 def _settle_duplicate(

@@ -26,7 +26,7 @@ from worker.core.states import SourceKind
 from worker.http.errors import FetchError
 from worker.http.fetcher import FetchResult
 from worker.sources import gap_log as gaps
-from worker.sources import schedule
+from worker.sources import schedule, unchanged
 from worker.sources.entries import feed_items, link_data
 from worker.sources.feeds import FeedError, page_links, parse_feed
 from worker.store import items, sources
@@ -158,6 +158,11 @@ class _Poll:
     result: FetchResult
     entries: list[dict[str, Any]] = field(default_factory=list)
     hints: list[float | None] = field(default_factory=list)
+    body: unchanged.Seen | None = None  # a feed body read, to remember once stored
+
+
+# per process: feed bodies already read (sources/unchanged.py)
+READ_BODIES = unchanged.BodyMemo()
 
 
 @dataclass(frozen=True)
@@ -213,6 +218,8 @@ def _poll_source(
     try:
         poll = _fetch_entries(rt, src, spec, started)
         new_ids = _insert_items(rt, source_id, poll.entries, started, new_keys)
+        if poll.body is not None:  # its entries are stored: the same body needs no reading
+            READ_BODIES.remember((rt.settings.database_url, source_id), poll.body)
     except POLL_ERRORS as exc:
         _record_fetch_failure(rt, src.ref, spec, _failure_of(exc), started, notices)
         return []
@@ -250,7 +257,14 @@ def _fetch_entries(rt: Runtime, src: _Claimed, spec: SourceSpec | None, started:
         if poll.hints[0] is None:  # a 304 carries no <ttl>: the feed's last word still holds
             poll.hints.append(src.previous)
     elif src.kind == SourceKind.FEED:
+        body, memo_key = unchanged.digest(result.body), (rt.settings.database_url, src.ref.id)
+        same = READ_BODIES.same(memo_key, result.url, body)
+        if same is not None:  # no entries: like a 304, it says nothing new about the window
+            poll.hints.append(same.ttl_seconds)
+            return poll
+        READ_BODIES.forget(memo_key)  # until this body's entries are stored
         feed = parse_feed(result.body, result.headers.get("content-type"), result.url)
+        poll.body = unchanged.Seen(result.url, body, feed.ttl_seconds)
         if feed.warning:
             log.info(
                 "source %s: feed read with a warning: %s",
@@ -443,7 +457,10 @@ def _insert_items(
         return []
     new_ids: list[int] = []
     with rt.store.session() as session:
+        known = items.known_keys(session, source_id, (d["entry_key"] for d in entries))
         for data in entries:
+            if data["entry_key"] in known:
+                continue  # seen on an earlier poll: most of a changed feed's entries
             refused = data.get("refused")
             row_id = items.insert_item(rt.store, session, source_id, data, now)
             if row_id is not None and not refused:
