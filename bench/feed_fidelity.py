@@ -82,7 +82,8 @@ def _date(entry: Any, name: str) -> datetime | None:
     parsed = entry.get(f"{name}_parsed") if isinstance(entry, dict) else None
     if parsed:  # feedparser: a UTC struct_time
         try:
-            return datetime(*tuple(parsed)[:6], tzinfo=UTC)
+            y, mo, d, h, mi, sec = tuple(parsed)[:6]
+            return datetime(y, mo, d, h, mi, sec, tzinfo=UTC)
         except (TypeError, ValueError):
             return None
     value = entry.get(name)
@@ -156,8 +157,8 @@ def compare(feeds: list[tuple[str, bytes]], show: int) -> None:
     print(f"{len(feeds)} feeds, {pairs} entry pairs compared")
     for k, v in only.items():
         print(f"  {k}: {v} feeds")
-    for k, v in times.items():
-        print(f"  {k}: {1000 * v / max(len(feeds), 1):.2f} ms per feed")
+    for k, secs in times.items():
+        print(f"  {k}: {1000 * secs / max(len(feeds), 1):.2f} ms per feed")
     print("| field | agree | disagree |")
     print("|---|---|---|")
     for f in FIELDS:
