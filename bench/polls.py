@@ -234,6 +234,7 @@ def main_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--window", type=float, default=40, help="seconds measured per mode")
     p.add_argument("--settle", type=float, default=6, help="seconds after a mode switch")
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--unchanged-only", action="store_true", help="skip the changed mode")
     p.add_argument("--json", type=Path, help="write the figures here too")
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     return p.parse_args(argv)
@@ -308,6 +309,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             figures["uw304"].append(with_start)
             figures["uw304_bare"].append(bare)
             loads.append(os.getloadavg()[0])
+            if args.unchanged_only:
+                continue
             changed.value = 1
             ms, n, _every = measure_newswatch(proc, data, counts, args.settle, args.window, NW_200)
             figures["nw200"].append(ms)
@@ -361,10 +364,11 @@ def report(out: dict[str, Any]) -> None:
         f"| unchanged (304) | {spread(f['nw304'])} | {spread(f['uw304'])} "
         f"| {spread(f['uw304_bare'])} |"
     )
-    print(
-        f"| changed, one new item | {spread(f['nw200'])} | {spread(f['uw200'])} "
-        f"| {spread(f['uw200_bare'])} |"
-    )
+    if f["nw200"]:
+        print(
+            f"| changed, one new item | {spread(f['nw200'])} | {spread(f['uw200'])} "
+            f"| {spread(f['uw200_bare'])} |"
+        )
     print(
         f"polls per window: {out['polls']}; answers and connections: {out['counts']}; "
         f"newswatch log lines: {out['log_lines']}"

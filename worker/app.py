@@ -111,6 +111,7 @@ def _configure(app: Celery, settings: Settings) -> None:
             "newswatch.sweep": {"queue": "control"},
             "newswatch.prune": {"queue": "control"},
             "newswatch.fetch_source": {"queue": "fetch"},
+            "newswatch.fetch_batch": {"queue": "fetch"},
             "newswatch.parse_item": {"queue": "parse"},
             "newswatch.apply_rules": {"queue": "rules"},
             "newswatch.deliver": {"queue": "alerts"},

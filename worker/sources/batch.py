@@ -1,0 +1,141 @@
+"""Polls in batches: beat sends one fetch message per group of due sources, and the task
+fetches the group's sources at once on a few threads, so the common poll (a 304) costs
+its HTTP exchange and a share of one task, one read and one write.
+
+Each source keeps its own claim and its own outcome: the batch reads the claimed rows
+in one query, runs each source's HTTP exchange through the same fetcher as a single
+poll (politeness, robots.txt, the SSRF guard, deadlines and size caps included), then
+writes every 304 in one transaction. A changed source goes on through the single poll's
+path (`polling.record_fetched`), a failed one records its own failure: one source
+failing never fails another. A worker killed mid-batch leaves the claims to expire, and
+the next dispatch claims those sources again.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from worker.config import SourceSpec
+from worker.http.fetcher import FetchResult
+from worker.sources import polling, schedule
+from worker.store import sources
+
+if TYPE_CHECKING:
+    from worker.bootstrap import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def dispatch_batches(
+    rt: Runtime, limit: int = 1000, ahead: float = 0.0
+) -> list[tuple[list[int], float]]:
+    """Claim the sources due within `ahead` seconds, grouped into fetch batches: (source
+    ids, seconds until the batch's last source is due)."""
+    plan = polling.dispatch_plan(rt, limit, ahead)
+    return schedule.batches(plan, rt.settings.fetch_batch_size, rt.settings.fetch_batch_span)
+
+
+@dataclass
+class _Fetched:
+    """One source's HTTP exchange: its result, or what it raised."""
+
+    src: polling.Claimed
+    spec: SourceSpec | None
+    started: datetime
+    result: FetchResult | None = None
+    error: Exception | None = None
+
+
+def fetch_batch(rt: Runtime, source_ids: list[int], notices: list[str] | None = None) -> list[int]:
+    """Poll a batch of claimed sources; the new item ids of all of them (to enqueue after
+    the commits). Notices raised on the way (a source disabled) go to `notices`."""
+    try:
+        claimed = polling.claimed_sources(rt, source_ids)
+    except Exception as exc:  # the batch's read failed: each source tries alone, fails alone
+        log.warning(
+            "fetch batch: reading %d sources failed, polling one by one: %s", len(source_ids), exc
+        )
+        return [i for source_id in source_ids for i in polling.fetch_source(rt, source_id, notices)]
+    if not claimed:
+        return []
+    config = rt.config.current().loaded.config
+    fetched = [_Fetched(src, config.source(src.ref.name), rt.now()) for src in claimed]
+    threads = min(len(fetched), rt.settings.fetch_batch_threads)
+    if threads == 1:
+        for one in fetched:
+            _exchange(rt, one)
+    else:
+        with ThreadPoolExecutor(threads, thread_name_prefix="newswatch-fetch") as pool:
+            list(pool.map(lambda one: _exchange(rt, one), fetched))
+    return _record(rt, fetched, notices)
+
+
+def _exchange(rt: Runtime, one: _Fetched) -> None:
+    """The HTTP exchange alone (no database): whatever it raises is kept for its source."""
+    one.started = rt.now()
+    try:
+        one.result = polling.fetch(rt, one.src, one.spec)
+    except Exception as exc:
+        one.error = exc
+
+
+def _record(rt: Runtime, fetched: list[_Fetched], notices: list[str] | None) -> list[int]:
+    new_ids: list[int] = []
+    unchanged: list[tuple[_Fetched, dict[str, Any], float]] = []
+    for one in fetched:
+        try:
+            if one.error is not None:
+                _record_error(rt, one, notices)
+            elif one.result is not None and one.result.not_modified:
+                values, interval = polling.not_modified_values(
+                    rt, one.src, one.spec, one.result, one.started
+                )
+                unchanged.append((one, values, interval))
+            elif one.result is not None:
+                new_ids += polling.record_fetched(
+                    rt, one.src, one.spec, one.result, one.started, notices
+                )
+        except Exception as exc:  # a bug or an input nobody foresaw: this source fails alone
+            polling.fail_alone(rt, one.src.ref.id, exc, one.started, notices)
+    _record_unchanged(rt, unchanged, notices)
+    return new_ids
+
+
+def _record_error(rt: Runtime, one: _Fetched, notices: list[str] | None) -> None:
+    assert one.error is not None
+    if not isinstance(one.error, polling.POLL_ERRORS):
+        raise one.error  # recorded as internal by the caller, as a single poll's would be
+    failure = polling.failure_of(one.error)
+    polling.record_fetch_failure(rt, one.src.ref, one.spec, failure, one.started, notices)
+
+
+def _record_unchanged(
+    rt: Runtime, unchanged: list[tuple[_Fetched, dict[str, Any], float]], notices: list[str] | None
+) -> None:
+    """Every 304 of the batch in one transaction; if that fails, each row on its own."""
+    if not unchanged:
+        return
+    try:
+        with rt.store.session() as session:
+            sources.record_not_modified(
+                session, [(one.src.ref.id, values) for one, values, _ in unchanged]
+            )
+    except Exception as exc:
+        log.warning(
+            "fetch batch: writing %d polls at once failed, one by one: %s", len(unchanged), exc
+        )
+        for one, values, interval in unchanged:
+            try:
+                with rt.store.session() as session:
+                    sources.record_not_modified(session, [(one.src.ref.id, values)])
+            except Exception as one_exc:
+                polling.fail_alone(rt, one.src.ref.id, one_exc, one.started, notices)
+                continue
+            polling.count_success(one.src.ref, 0, True, interval)
+        return
+    for one, _, interval in unchanged:
+        polling.count_success(one.src.ref, 0, True, interval)
