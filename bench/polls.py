@@ -235,6 +235,9 @@ def main_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--settle", type=float, default=6, help="seconds after a mode switch")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--unchanged-only", action="store_true", help="skip the changed mode")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="newswatch's environment"
+    )
     p.add_argument("--json", type=Path, help="write the figures here too")
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     return p.parse_args(argv)
@@ -278,6 +281,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     env.pop("REDIS_URL", None)
     env.pop("DATABASE_URL", None)
+    env.update(pair.split("=", 1) for pair in args.set)
     out: dict[str, Any] = {"sources": args.sources, "every": args.every, "window": args.window}
     figures: dict[str, list[float]] = {
         k: [] for k in ("nw304", "nw200", "uw304", "uw304_bare", "uw200", "uw200_bare")

@@ -30,8 +30,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# claims per dispatch (one a tick): 500 polls/s at the 10 s tick, above the 333/s of
+# 100,000 sources every 5 minutes; the cap keeps a start-up's backlog in the database
+# (claimed as threads free up) rather than in the queue, where leases would run out
+DISPATCH_LIMIT = 5000
+
+
 def dispatch_batches(
-    rt: Runtime, limit: int = 1000, ahead: float = 0.0
+    rt: Runtime, limit: int = DISPATCH_LIMIT, ahead: float = 0.0
 ) -> list[tuple[list[int], float]]:
     """Claim the sources due within `ahead` seconds, grouped into fetch batches: (source
     ids, seconds until the batch's last source is due)."""
