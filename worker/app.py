@@ -183,7 +183,7 @@ def _time_limit_annotations(settings: Settings) -> dict[str, dict[str, float]]:
 
 
 _TIME_LIMITED = {
-    "fetch": ("newswatch.fetch_source",),
+    "fetch": ("newswatch.fetch_source", "newswatch.fetch_batch"),
     "parse": ("newswatch.parse_item",),
     "rules": ("newswatch.apply_rules",),
     "deliver": ("newswatch.deliver", "newswatch.outbox_tick"),
