@@ -99,7 +99,10 @@ def dispatch_due(task: Task) -> None:
 def fetch_batch(task: Task, source_ids: list[int]) -> None:
     notices: list[str] = []
     with log_context(batch=len(source_ids)):
-        enqueue(task.app, PARSE, batch.fetch_batch(runtime(task), source_ids, notices))
+        # each source's new items go on as soon as they are stored, not after the batch
+        batch.fetch_batch(
+            runtime(task), source_ids, notices, on_items=lambda ids: enqueue(task.app, PARSE, ids)
+        )
         enqueue(task.app, DELIVER, notices)
 
 

@@ -7,6 +7,7 @@ polls nothing twice."""
 from __future__ import annotations
 
 import socket
+import threading
 from datetime import timedelta
 
 import pytest
@@ -158,3 +159,32 @@ def test_a_killed_batch_is_claimed_again_after_its_lease(
     again = one_batch(rt)
     assert len(batch.fetch_batch(rt, again)) == 2
     assert all(s.claimed_until is None for s in rows(rt).values())
+
+
+def test_a_slow_source_holds_up_no_other_sources_outcome(
+    tmp_path, database_url, http_server: TestServer, clock: Clock
+) -> None:
+    release, answered = threading.Event(), threading.Event()
+
+    def slow(request: RecordedRequest) -> tuple[int, dict[str, str], bytes]:
+        release.wait(20)  # until the fast source's items are through (or 20 s)
+        answered.set()
+        return 500, {}, b"late"
+
+    config = scene(http_server)
+    http_server.routes["/broken.xml"] = slow
+    rt = make_runtime(tmp_path, database_url, config, clock)
+    seen: list[tuple[int, bool, int]] = []
+
+    def on_items(ids: list[int]) -> None:
+        src = rows(rt)
+        recorded = sum(src[name].claimed_until is None for name in ("same", "news"))
+        seen.append((len(ids), answered.is_set(), recorded))
+        release.set()
+
+    new = batch.fetch_batch(rt, one_batch(rt), on_items=on_items)
+    assert len(new) == 2 and len(seen) == 2  # same's item and news's, one call each
+    # the first changed source's items came on, its row recorded, while the slow source
+    # was still waiting for its answer
+    assert seen[0] == (1, False, 1)
+    assert rows(rt)["broken"].last_error_kind == "http_500"

@@ -4,17 +4,21 @@ its HTTP exchange and a share of one task, one read and one write.
 
 Each source keeps its own claim and its own outcome: the batch reads the claimed rows
 in one query, runs each source's HTTP exchange through the same fetcher as a single
-poll (politeness, robots.txt, the SSRF guard, deadlines and size caps included), then
-writes every 304 in one transaction. A changed source goes on through the single poll's
-path (`polling.record_fetched`), a failed one records its own failure: one source
-failing never fails another. A worker killed mid-batch leaves the claims to expire, and
-the next dispatch claims those sources again.
+poll (politeness, robots.txt, the SSRF guard, deadlines and size caps included), and
+records each outcome as its exchange ends: 304s gathered into one transaction (written
+within HOLD_SECONDS), a changed source through the single poll's path
+(`polling.record_fetched`, its new items sent on at once), a failed one on its own row.
+One source failing never fails another, and a slow one holds up no other. A worker
+killed mid-batch loses only the polls not yet recorded: their claims expire and the
+next dispatch claims those sources again.
 """
 
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -56,28 +60,59 @@ class _Fetched:
     error: Exception | None = None
 
 
-def fetch_batch(rt: Runtime, source_ids: list[int], notices: list[str] | None = None) -> list[int]:
-    """Poll a batch of claimed sources; the new item ids of all of them (to enqueue after
-    the commits). Notices raised on the way (a source disabled) go to `notices`."""
+NewItems = Callable[[list[int]], None]
+# a 304 waits at most this long for others to share its transaction: a batch whose
+# exchanges end together writes once, and a slow source holds up no other's outcome
+HOLD_SECONDS = 0.5
+
+
+def fetch_batch(
+    rt: Runtime,
+    source_ids: list[int],
+    notices: list[str] | None = None,
+    on_items: NewItems | None = None,
+) -> list[int]:
+    """Poll a batch of claimed sources; the new item ids of all of them. Each source's
+    outcome is recorded as soon as its exchange ends (304s gathered for up to
+    HOLD_SECONDS), and `on_items` gets each changed source's new item ids once they are
+    committed, so a slow source delays no other, nor is a killed batch's finished work
+    lost. Notices raised on the way (a source disabled) go to `notices`."""
+    new_ids: list[int] = []
+
+    def found(ids: list[int]) -> None:
+        new_ids.extend(ids)
+        if ids and on_items is not None:
+            on_items(ids)
+
     try:
         claimed = polling.claimed_sources(rt, source_ids)
     except Exception as exc:  # the batch's read failed: each source tries alone, fails alone
         log.warning(
             "fetch batch: reading %d sources failed, polling one by one: %s", len(source_ids), exc
         )
-        return [i for source_id in source_ids for i in polling.fetch_source(rt, source_id, notices)]
-    if not claimed:
-        return []
+        for source_id in source_ids:
+            found(polling.fetch_source(rt, source_id, notices))
+        return new_ids
     config = rt.config.current().loaded.config
     fetched = [_Fetched(src, config.source(src.ref.name), rt.now()) for src in claimed]
+    recorder = _Recorder(rt, notices, found)
     threads = min(len(fetched), rt.settings.fetch_batch_threads)
-    if threads == 1:
+    if threads <= 1:
         for one in fetched:
             _exchange(rt, one)
+            recorder.add(one)
+            recorder.flush_due()
     else:
         with ThreadPoolExecutor(threads, thread_name_prefix="newswatch-fetch") as pool:
-            list(pool.map(lambda one: _exchange(rt, one), fetched))
-    return _record(rt, fetched, notices)
+            running = {pool.submit(_exchange, rt, one): one for one in fetched}
+            pending: set[Future[None]] = set(running)
+            while pending:
+                ended, pending = wait(pending, timeout=HOLD_SECONDS, return_when=FIRST_COMPLETED)
+                for future in ended:
+                    recorder.add(running[future])
+                recorder.flush_due()
+    recorder.flush()
+    return new_ids
 
 
 def _exchange(rt: Runtime, one: _Fetched) -> None:
@@ -89,26 +124,43 @@ def _exchange(rt: Runtime, one: _Fetched) -> None:
         one.error = exc
 
 
-def _record(rt: Runtime, fetched: list[_Fetched], notices: list[str] | None) -> list[int]:
-    new_ids: list[int] = []
-    unchanged: list[tuple[_Fetched, dict[str, Any], float]] = []
-    for one in fetched:
+class _Recorder:
+    """Records each source's outcome as it comes: a failure or a changed feed at once, on
+    its own row; 304s gathered into one transaction, written within HOLD_SECONDS."""
+
+    def __init__(self, rt: Runtime, notices: list[str] | None, found: NewItems) -> None:
+        self.rt, self.notices, self.found = rt, notices, found
+        self.unchanged: list[tuple[_Fetched, dict[str, Any], float]] = []
+        self.since = 0.0
+
+    def add(self, one: _Fetched) -> None:
+        rt = self.rt
         try:
             if one.error is not None:
-                _record_error(rt, one, notices)
+                _record_error(rt, one, self.notices)
             elif one.result is not None and one.result.not_modified:
                 values, interval = polling.not_modified_values(
                     rt, one.src, one.spec, one.result, one.started
                 )
-                unchanged.append((one, values, interval))
+                if not self.unchanged:
+                    self.since = time.monotonic()
+                self.unchanged.append((one, values, interval))
             elif one.result is not None:
-                new_ids += polling.record_fetched(
-                    rt, one.src, one.spec, one.result, one.started, notices
+                self.found(
+                    polling.record_fetched(
+                        rt, one.src, one.spec, one.result, one.started, self.notices
+                    )
                 )
         except Exception as exc:  # a bug or an input nobody foresaw: this source fails alone
-            polling.fail_alone(rt, one.src.ref.id, exc, one.started, notices)
-    _record_unchanged(rt, unchanged, notices)
-    return new_ids
+            polling.fail_alone(rt, one.src.ref.id, exc, one.started, self.notices)
+
+    def flush_due(self) -> None:
+        if self.unchanged and time.monotonic() - self.since >= HOLD_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        _record_unchanged(self.rt, self.unchanged, self.notices)
+        self.unchanged = []
 
 
 def _record_error(rt: Runtime, one: _Fetched, notices: list[str] | None) -> None:
