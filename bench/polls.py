@@ -234,6 +234,10 @@ def main_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--window", type=float, default=40, help="seconds measured per mode")
     p.add_argument("--settle", type=float, default=6, help="seconds after a mode switch")
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--unchanged-only", action="store_true", help="skip the changed mode")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="newswatch's environment"
+    )
     p.add_argument("--json", type=Path, help="write the figures here too")
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     return p.parse_args(argv)
@@ -277,6 +281,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     env.pop("REDIS_URL", None)
     env.pop("DATABASE_URL", None)
+    env.update(pair.split("=", 1) for pair in args.set)
     out: dict[str, Any] = {"sources": args.sources, "every": args.every, "window": args.window}
     figures: dict[str, list[float]] = {
         k: [] for k in ("nw304", "nw200", "uw304", "uw304_bare", "uw200", "uw200_bare")
@@ -308,6 +313,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             figures["uw304"].append(with_start)
             figures["uw304_bare"].append(bare)
             loads.append(os.getloadavg()[0])
+            if args.unchanged_only:
+                continue
             changed.value = 1
             ms, n, _every = measure_newswatch(proc, data, counts, args.settle, args.window, NW_200)
             figures["nw200"].append(ms)
@@ -361,10 +368,11 @@ def report(out: dict[str, Any]) -> None:
         f"| unchanged (304) | {spread(f['nw304'])} | {spread(f['uw304'])} "
         f"| {spread(f['uw304_bare'])} |"
     )
-    print(
-        f"| changed, one new item | {spread(f['nw200'])} | {spread(f['uw200'])} "
-        f"| {spread(f['uw200_bare'])} |"
-    )
+    if f["nw200"]:
+        print(
+            f"| changed, one new item | {spread(f['nw200'])} | {spread(f['uw200'])} "
+            f"| {spread(f['uw200_bare'])} |"
+        )
     print(
         f"polls per window: {out['polls']}; answers and connections: {out['counts']}; "
         f"newswatch log lines: {out['log_lines']}"

@@ -114,6 +114,7 @@ def _configure(app: Celery, settings: Settings) -> None:
             "newswatch.sweep": {"queue": "control"},
             "newswatch.prune": {"queue": "control"},
             "newswatch.fetch_source": {"queue": "fetch"},
+            "newswatch.fetch_batch": {"queue": "fetch"},
             "newswatch.parse_item": {"queue": "parse"},
             "newswatch.apply_rules": {"queue": "rules"},
             "newswatch.deliver": {"queue": "alerts"},
@@ -185,7 +186,7 @@ def _time_limit_annotations(settings: Settings) -> dict[str, dict[str, float]]:
 
 
 _TIME_LIMITED = {
-    "fetch": ("newswatch.fetch_source",),
+    "fetch": ("newswatch.fetch_source", "newswatch.fetch_batch"),
     "parse": ("newswatch.parse_item",),
     "rules": ("newswatch.apply_rules",),
     "deliver": ("newswatch.deliver", "newswatch.outbox_tick"),

@@ -68,6 +68,11 @@ class Settings:
     log_level: str
     log_format: str = "text"  # text | json (one JSON object per line)
     schedule_jitter: float = 0.1  # each source polls up to this fraction of its interval late
+    # beat sends the due sources in fetch batches of at most this many, each spanning at
+    # most `fetch_batch_span` seconds of due times; a batch fetches on this many threads
+    fetch_batch_size: int = 50
+    fetch_batch_span: float = 1.0
+    fetch_batch_threads: int = 8
     # Celery time limits per task kind, seconds: (soft, hard). The soft limit raises inside
     # the task (the row keeps its error and is retried); the hard one kills the pool child.
     time_limits: tuple[tuple[str, float | None, float], ...] = ()
@@ -176,6 +181,9 @@ class Settings:
             log_level=(env.get("NEWSWATCH_LOG_LEVEL") or "INFO").upper(),
             log_format=_log_format(env),
             schedule_jitter=_fraction(env, "NEWSWATCH_SCHEDULE_JITTER", 0.1),
+            fetch_batch_size=int(_number(env, "NEWSWATCH_FETCH_BATCH_SIZE", 50, 1, 1000)),
+            fetch_batch_span=_number(env, "NEWSWATCH_FETCH_BATCH_SPAN", 1.0, 0, 60),
+            fetch_batch_threads=int(_number(env, "NEWSWATCH_FETCH_BATCH_THREADS", 8, 1, 64)),
             time_limits=tuple(_time_limits(env)),
             db_pool_size=int(_positive(env, "NEWSWATCH_DB_POOL_SIZE", db_pool_size or 5)),
             defaulted=defaulted,

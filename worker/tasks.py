@@ -22,7 +22,7 @@ from worker.bootstrap import Runtime
 from worker.service import diskspace, health, outbox, retention
 from worker.service import sweep as sweeping
 from worker.service.observability import log_context
-from worker.sources import polling
+from worker.sources import batch, polling
 from worker.tracking import diskfull, metrics
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ def _waits_for_disk(fn: Callable[..., None]) -> Callable[..., None]:
 # Follow-up messages go out by task name through the app the task runs on (never a
 # module-level task object: that would resolve through `current_app`, which a pool
 # thread does not have).
+FETCH_BATCH = "newswatch.fetch_batch"
 FETCH, PARSE, RULES, DELIVER = (
     "newswatch.fetch_source",
     "newswatch.parse_item",
@@ -85,10 +86,25 @@ FETCH, PARSE, RULES, DELIVER = (
 @_waits_for_disk
 def dispatch_due(task: Task) -> None:
     rt = runtime(task)
-    # one tick ahead, each with its countdown: polled at its due time, not the next tick's
-    enqueue_later(task.app, FETCH, polling.dispatch_plan(rt, ahead=rt.settings.tick_seconds))
+    # one tick ahead, in batches each with its countdown: polled at its due time, not the
+    # next tick's; one message per batch, not per source
+    plan = batch.dispatch_batches(rt, ahead=rt.settings.tick_seconds)
+    enqueue_later(task.app, FETCH_BATCH, plan)
 
 
+@shared_task(name=FETCH_BATCH, bind=True)
+@_waits_for_disk
+def fetch_batch(task: Task, source_ids: list[int]) -> None:
+    notices: list[str] = []
+    with log_context(batch=len(source_ids)):
+        # each source's new items go on as soon as they are stored, not after the batch
+        batch.fetch_batch(
+            runtime(task), source_ids, notices, on_items=lambda ids: enqueue(task.app, PARSE, ids)
+        )
+        enqueue(task.app, DELIVER, notices)
+
+
+# one source's poll: the messages of a release that sent one per source
 @shared_task(name=FETCH, bind=True)
 @_waits_for_disk
 def fetch_source(task: Task, source_id: int) -> None:

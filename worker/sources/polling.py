@@ -25,15 +25,14 @@ from worker.core.redact import redact_text
 from worker.core.states import SourceKind
 from worker.http.errors import FetchError
 from worker.http.fetcher import FetchResult
+from worker.sources import disabling, schedule, unchanged
 from worker.sources import gap_log as gaps
-from worker.sources import schedule, unchanged
 from worker.sources.entries import feed_items, link_data
 from worker.sources.feeds import FeedError, page_links, parse_feed
 from worker.store import items, sources
 from worker.store import models as m
 from worker.tracking import diskfull, ledger, metrics
 from worker.tracking.failures import wait_for_disk
-from worker.tracking.notices import raise_notice
 
 if TYPE_CHECKING:
     from worker.bootstrap import Runtime
@@ -141,7 +140,7 @@ class _SourceRef:
 
 
 @dataclass(frozen=True)
-class _Claimed:
+class Claimed:
     """A claimed source as read before the poll (no transaction open during the I/O)."""
 
     ref: _SourceRef
@@ -187,11 +186,18 @@ def fetch_source(rt: Runtime, source_id: int, notices: list[str] | None = None) 
     try:
         return _poll_source(rt, source_id, started, notices)
     except Exception as exc:  # a bug or an input nobody foresaw (POLL_ERRORS are handled inside)
-        if diskfull.is_disk_full(exc):  # not the source's failure: poll again later
-            wait_for_disk(rt, "source", source_id, exc, sources.defer_source)
-            return []
-        _record_internal_fetch_failure(rt, source_id, exc, started, notices)
+        fail_alone(rt, source_id, exc, started, notices)
         return []
+
+
+def fail_alone(
+    rt: Runtime, source_id: int, exc: Exception, started: datetime, notices: list[str] | None
+) -> None:
+    """Record an unforeseen error of one poll on its own row (a full disk defers it)."""
+    if diskfull.is_disk_full(exc):  # not the source's failure: poll again later
+        wait_for_disk(rt, "source", source_id, exc, sources.defer_source)
+        return
+    _record_internal_fetch_failure(rt, source_id, exc, started, notices)
 
 
 def _record_internal_fetch_failure(
@@ -204,54 +210,81 @@ def _record_internal_fetch_failure(
             return  # the poll had already recorded its result and released the claim
         ref = _SourceRef(source_id, src.name, src.every_seconds, src.consecutive_failures)
     spec = rt.config.current().loaded.config.source(ref.name)
-    _record_fetch_failure(rt, ref, spec, _failure_of(exc), started, notices)
+    record_fetch_failure(rt, ref, spec, failure_of(exc), started, notices)
 
 
 def _poll_source(
     rt: Runtime, source_id: int, started: datetime, notices: list[str] | None
 ) -> list[int]:
-    src = _claimed_source(rt, source_id)
-    if src is None:
+    claimed = claimed_sources(rt, [source_id])
+    if not claimed:
         return []  # already done by another delivery of this message, or not dispatched
+    src = claimed[0]
     spec = rt.config.current().loaded.config.source(src.ref.name)
+    try:
+        result = fetch(rt, src, spec)
+    except POLL_ERRORS as exc:
+        record_fetch_failure(rt, src.ref, spec, failure_of(exc), started, notices)
+        return []
+    return record_fetched(rt, src, spec, result, started, notices)
+
+
+def record_fetched(
+    rt: Runtime,
+    src: Claimed,
+    spec: SourceSpec | None,
+    result: FetchResult,
+    started: datetime,
+    notices: list[str] | None,
+) -> list[int]:
+    """Read what one fetch brought (a feed or a page), store its new entries as items and
+    record the poll on the source's row. Returns the new item ids."""
     new_keys: set[str] = set()
     try:
-        poll = _fetch_entries(rt, src, spec, started)
-        new_ids = _insert_items(rt, source_id, poll.entries, started, new_keys)
+        poll = _read_entries(rt, src, spec, result, started)
+        new_ids = _insert_items(rt, src.ref.id, poll.entries, started, new_keys)
         if poll.body is not None:  # its entries are stored: the same body needs no reading
-            READ_BODIES.remember((rt.settings.database_url, source_id), poll.body)
+            READ_BODIES.remember((rt.settings.database_url, src.ref.id), poll.body)
     except POLL_ERRORS as exc:
-        _record_fetch_failure(rt, src.ref, spec, _failure_of(exc), started, notices)
+        record_fetch_failure(rt, src.ref, spec, failure_of(exc), started, notices)
         return []
     _record_success(rt, src, spec, poll, new_ids, new_keys, started)
     return new_ids
 
 
-def _claimed_source(rt: Runtime, source_id: int) -> _Claimed | None:
+def claimed_sources(rt: Runtime, source_ids: list[int]) -> list[Claimed]:
+    """The sources among `source_ids` still claimed and enabled, read in one query (the
+    others were done by another delivery of their message, or never dispatched)."""
+    jitter = rt.settings.schedule_jitter
     with rt.store.session() as session:
-        src = sources.get(session, source_id)
-        if src is None or src.claimed_until is None or not src.enabled:
-            return None
-        ref = _SourceRef(source_id, src.name, src.every_seconds, src.consecutive_failures)
-        return _Claimed(
-            ref,
-            src.kind,
-            src.url,
-            src.etag,
-            src.last_modified,
-            _previous_interval(src, rt.settings.schedule_jitter),
-            gaps.previous_window(src),
-        )
+        return [
+            Claimed(
+                _SourceRef(src.id, src.name, src.every_seconds, src.consecutive_failures),
+                src.kind,
+                src.url,
+                src.etag,
+                src.last_modified,
+                _previous_interval(src, jitter),
+                gaps.previous_window(src),
+            )
+            for src in sources.claimed(session, source_ids)
+        ]
 
 
-def _fetch_entries(rt: Runtime, src: _Claimed, spec: SourceSpec | None, started: datetime) -> _Poll:
-    result = rt.fetcher().get(
+def fetch(rt: Runtime, src: Claimed, spec: SourceSpec | None) -> FetchResult:
+    """The HTTP exchange of one poll (no database): thread-safe, a batch runs many at once."""
+    return rt.fetcher().get(
         src.url,
         etag=src.etag,
         last_modified=src.last_modified,
         expect="feed" if src.kind == SourceKind.FEED else "html",
         respect_robots=spec.respect_robots if spec else True,
     )
+
+
+def _read_entries(
+    rt: Runtime, src: Claimed, spec: SourceSpec | None, result: FetchResult, started: datetime
+) -> _Poll:
     poll = _Poll(result, hints=[schedule.freshness_hint(result.headers, started)])
     if result.not_modified:
         if poll.hints[0] is None:  # a 304 carries no <ttl>: the feed's last word still holds
@@ -283,13 +316,35 @@ def _fetch_entries(rt: Runtime, src: _Claimed, spec: SourceSpec | None, started:
 
 def _record_success(
     rt: Runtime,
-    src: _Claimed,
+    src: Claimed,
     spec: SourceSpec | None,
     poll: _Poll,
     new_ids: list[int],
     new_keys: set[str],
     started: datetime,
 ) -> None:
+    values, interval = success_values(rt, src, spec, poll, started)
+    with rt.store.session() as session:
+        if src.kind == SourceKind.FEED:  # a feed that moved past everything seen: a gap
+            values.update(
+                _observe_window(session, src.ref, src.window, poll.entries, new_keys, started)
+            )
+        sources.record_poll(session, src.ref.id, len(new_ids), **values)
+    count_success(src.ref, len(new_ids), poll.result.not_modified, interval)
+
+
+def not_modified_values(
+    rt: Runtime, src: Claimed, spec: SourceSpec | None, result: FetchResult, started: datetime
+) -> tuple[dict[str, Any], float]:
+    """A 304's columns for its source's row, and the interval chosen (see `success_values`)."""
+    poll = _read_entries(rt, src, spec, result, started)  # no body: only the hints
+    return success_values(rt, src, spec, poll, started)
+
+
+def success_values(
+    rt: Runtime, src: Claimed, spec: SourceSpec | None, poll: _Poll, started: datetime
+) -> tuple[dict[str, Any], float]:
+    """The columns a successful poll sets, and the interval to the next one."""
     ref = src.ref
     longest = spec.longest_interval if spec else 4 * ref.every
     interval = schedule.poll_interval(
@@ -300,24 +355,21 @@ def _record_success(
         last_success_at=started,
         next_fetch_at=started + timedelta(seconds=interval),
     )
-    not_modified = poll.result.not_modified
-    if not not_modified:
+    if not poll.result.not_modified:
         values.update(etag=poll.result.etag, last_modified=poll.result.last_modified)
-    with rt.store.session() as session:
-        if src.kind == SourceKind.FEED:  # a feed that moved past everything seen: a gap
-            values.update(
-                _observe_window(session, ref, src.window, poll.entries, new_keys, started)
-            )
-        sources.record_poll(session, ref.id, len(new_ids), **values)
+    return values, interval
+
+
+def count_success(ref: _SourceRef, new_items: int, not_modified: bool, interval: float) -> None:
     metrics.count_fetch("not_modified" if not_modified else "ok")
     # routine, once per poll: DEBUG (the metrics count them; failures log at WARNING)
     log.debug(
         "source %s: %d new item(s)%s, next poll in %.0fs",
         ref.name,
-        len(new_ids),
+        new_items,
         " (304)" if not_modified else "",
         interval,
-        extra={"source_id": ref.id, "new_items": len(new_ids), "outcome": "ok"},
+        extra={"source_id": ref.id, "new_items": new_items, "outcome": "ok"},
     )
 
 
@@ -329,7 +381,7 @@ def _previous_interval(src: m.Source, jitter: float) -> float | None:
     return schedule.without_jitter(src.name, seconds, jitter) if seconds > 0 else None
 
 
-def _failure_of(exc: Exception) -> _Failure:
+def failure_of(exc: Exception) -> _Failure:
     if isinstance(exc, FetchError):
         return _Failure(exc.outcome, exc.permanent, exc.retry_after, str(exc))
     if isinstance(exc, FeedError):
@@ -341,7 +393,7 @@ def _failure_of(exc: Exception) -> _Failure:
     return _Failure(ledger.error_kind(exc), False, None, ledger.describe(exc))
 
 
-def _record_fetch_failure(
+def record_fetch_failure(
     rt: Runtime,
     ref: _SourceRef,
     spec: SourceSpec | None,
@@ -370,7 +422,7 @@ def _record_fetch_failure(
             row.permanent_failures = (row.permanent_failures or 0) + 1
             limit = spec.disable_after if spec else 5
             if row.permanent_failures >= limit:
-                _disable(rt, session, row, error, started, notices)
+                disabling.disable(rt, session, row, error, started, notices)
     metrics.count_fetch(failure.kind)
     log.warning(
         "source %s: fetch failed (%s): %s",
@@ -378,48 +430,6 @@ def _record_fetch_failure(
         failure.kind,
         error,
         extra={"source_id": ref.id, "outcome": failure.kind},
-    )
-
-
-def _disable(
-    rt: Runtime,
-    session: Session,
-    row: m.Source,
-    error: str,
-    started: datetime,
-    notices: list[str] | None,
-) -> None:
-    row.enabled = False
-    row.disabled_reason = (
-        f"disabled at {started.isoformat()} after {row.permanent_failures} permanent "
-        f"error(s) in a row; last: {error[:500]}"
-    )
-    notice = notify_source_disabled(rt, session, row, started)
-    if notice is not None and notices is not None:
-        notices.append(notice)
-
-
-def notify_source_disabled(
-    rt: Runtime, session: Session, row: m.Source, now: datetime
-) -> str | None:
-    """Say loudly that newswatch stopped polling a source: an ERROR log line always, and
-    an operational notice when a `notices:` channel is configured. Returns the notice's
-    delivery id (to enqueue after the commit), once per disabling."""
-    log.error(
-        "source %s DISABLED: %s. Fix the URL in the config (a changed URL re-enables it).",
-        row.name,
-        row.disabled_reason,
-        extra={"source_id": row.id, "event": "source_disabled"},
-    )
-    return raise_notice(
-        rt,
-        session,
-        f"source_disabled:{row.name}:{now.isoformat()}",
-        "source_disabled",
-        f"source {row.name} disabled",
-        f"newswatch stopped polling source {row.name} ({row.url}): {row.disabled_reason}.\n"
-        "Fix the URL in the config file; a changed URL re-enables the source.",
-        now,
     )
 
 

@@ -16,14 +16,15 @@ different period, so even sources first polled together drift apart.
 When: beat looks one tick ahead and sends each due poll with a countdown to its due
 time (`send_delay`), so a poll starts at its time, not at the first tick after it. The
 tolerance: a source is polled between `every` and `every x (1 + jitter)` after its
-previous poll started, plus the queue's latency (the broker and a free worker thread).
+previous poll started, plus the batch's span (due polls travel in batches, `batches`;
+1 s by default) and the queue's latency (the broker and a free worker thread).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from worker.core.httpdate import delay_seconds, parse_http_date, seconds_until
@@ -88,3 +89,22 @@ def send_delay(due: datetime, now: datetime) -> float:
     """Seconds to hold a poll claimed at `now` so that it starts when it is due: 0 when
     it is due already (or overdue), never more than the dispatch looked ahead."""
     return max((due - now) / timedelta(seconds=1), 0.0)
+
+
+def batches(
+    plan: Sequence[tuple[int, float]], size: int, span: float
+) -> list[tuple[list[int], float]]:
+    """Group a dispatch plan (source id, seconds until due; soonest first) into fetch
+    batches: at most `size` sources whose due times lie within `span` seconds of each
+    other. A batch is held until its last source is due, so none is polled early and
+    none more than `span` late."""
+    out: list[tuple[list[int], float]] = []
+    first = 0.0
+    for source_id, delay in sorted(plan, key=lambda p: p[1]):
+        if out and len(out[-1][0]) < size and delay - first <= span:
+            out[-1][0].append(source_id)
+            out[-1] = (out[-1][0], delay)
+        else:
+            out.append(([source_id], delay))
+            first = delay
+    return out

@@ -24,6 +24,19 @@ def get(session: Session, source_id: int, *, for_update: bool = False) -> m.Sour
     return session.get(m.Source, source_id, with_for_update=for_update)
 
 
+def claimed(session: Session, source_ids: list[int]) -> list[m.Source]:
+    """The sources among `source_ids` that are enabled and still claimed, in one query."""
+    return list(
+        session.scalars(
+            select(m.Source).where(
+                m.Source.id.in_(source_ids),
+                m.Source.enabled.is_(True),
+                m.Source.claimed_until.is_not(None),
+            )
+        )
+    )
+
+
 def name_of(session: Session, source_id: int) -> str | None:
     return session.scalar(select(m.Source.name).where(m.Source.id == source_id))
 
@@ -100,6 +113,25 @@ def record_poll(session: Session, source_id: int, new_items: int, **values: Any)
             items_seen=m.Source.items_seen + new_items,
             **values,
         )
+    )
+
+
+def record_not_modified(session: Session, polls: list[tuple[int, dict[str, Any]]]) -> None:
+    """Many successful polls that found nothing new (304s), in one executemany: each row's
+    claim released, its failure counts cleared and its `values` set (the same columns
+    for every row: last_fetch_at, last_success_at, next_fetch_at)."""
+    if not polls:
+        return
+    cleared = dict(
+        claimed_until=None,
+        last_error=None,
+        last_error_kind=None,
+        consecutive_failures=0,
+        permanent_failures=0,
+    )
+    session.execute(
+        update(m.Source).execution_options(synchronize_session=False),
+        [{"id": source_id, **cleared, **values} for source_id, values in polls],
     )
 
 
