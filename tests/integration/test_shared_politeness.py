@@ -40,6 +40,7 @@ from worker.config.to_sources import fetch_options
 from worker.http.deadline import Deadline
 from worker.http.errors import FetchError
 from worker.http.fetcher import Fetcher
+from worker.http.host_limits import HostLimiter
 from worker.http.shared_limits import SharedHostLimiter, SharedRedis
 
 http_server = httpserver.http_server
@@ -246,3 +247,38 @@ def test_threads_of_one_process_send_a_limit_apart_when_some_send_late(
     times.sort()
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= LIMIT - TOLERANCE, gaps
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "redis"])
+def test_a_send_that_could_only_go_after_the_deadline_fails_at_once(
+    request: pytest.FixtureRequest, shared: bool
+) -> None:
+    """The turn is free but the host's last send was just now: a request whose deadline
+    ends before the interval has passed fails with the deadline error, and takes
+    nothing, so the next one may go an interval after the first send."""
+    limiter: SharedHostLimiter | HostLimiter = HostLimiter(2, LIMIT)
+    if shared:
+        limiter = SharedHostLimiter(SharedRedis(request.getfixturevalue("redis_url")), 2, LIMIT)
+
+    def send(deadline: Deadline) -> None:
+        if isinstance(limiter, SharedHostLimiter):
+            limiter._confirm("example.org", LIMIT, deadline)
+        else:
+            limiter.confirm_send("example.org", deadline, LIMIT)
+
+    send(Deadline(5.0))  # the first send goes at once
+    with pytest.raises(FetchError) as err:
+        send(Deadline(0.1))
+    assert err.value.kind == "timeout" and "past the deadline" in err.value.message
+    send(Deadline(5.0))  # waits out the interval, then goes
+
+
+def test_the_send_confirmation_falls_back_to_the_process_while_redis_is_down() -> None:
+    shared = SharedRedis(f"redis://127.0.0.1:{_free_port()}/0")
+    limiter = SharedHostLimiter(shared, 2, LIMIT)
+    limiter._confirm("example.org", LIMIT, Deadline(5.0))  # Redis fails: the local record
+    assert not shared.available
+    with pytest.raises(FetchError) as err:  # which holds the next send back
+        limiter._confirm("example.org", LIMIT, Deadline(0.1))
+    assert "past the deadline" in err.value.message
+    shared.close()
