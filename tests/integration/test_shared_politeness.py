@@ -8,6 +8,12 @@ connection set-up on a shared two-core machine, where one request can be held ba
 few hundred milliseconds while the next is on time. Without shared limits the three
 processes collide within milliseconds, far below the bound, so the test still fails
 when the limits are per process.
+
+The `late` cases make that delay deterministic: a test hook (`before_send`) holds a
+request back for LATE seconds between its turn and its send, as a scheduler under load
+can. With turns alone the late request then lands LIMIT - LATE = 0.05 s before the next
+turn's, far under the bound; the confirmation of each send against the host's last
+send keeps them apart.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -33,6 +40,7 @@ from worker.config.to_sources import fetch_options
 from worker.http.deadline import Deadline
 from worker.http.errors import FetchError
 from worker.http.fetcher import Fetcher
+from worker.http.host_limits import HostLimiter
 from worker.http.shared_limits import SharedHostLimiter, SharedRedis
 
 http_server = httpserver.http_server
@@ -42,6 +50,7 @@ pytestmark = pytest.mark.redis
 
 LIMIT = 1.0  # seconds between two requests to the site: one request per second
 TOLERANCE = 0.8  # see the module's docstring
+LATE = 0.95  # seconds a held-back request sends after its turn (see the docstring)
 PROCESSES = 3
 PAGES_EACH = 3
 ROOT = Path(__file__).parents[2]
@@ -56,8 +65,9 @@ def _timed(times: list[float], lock: threading.Lock, body: bytes) -> Callable[..
     return answer
 
 
+@pytest.mark.parametrize("late", [0.0, LATE], ids=["on-time", "one-process-late"])
 def test_three_fetcher_processes_keep_one_site_at_one_request_per_second(
-    tmp_path: Path, http_server: TestServer, redis_url: str
+    tmp_path: Path, http_server: TestServer, redis_url: str, late: float
 ) -> None:
     times: list[float] = []
     lock = threading.Lock()
@@ -80,6 +90,7 @@ def test_three_fetcher_processes_keep_one_site_at_one_request_per_second(
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,
+            env=_late_env(late if i == 0 else 0.0),
         )
         for i in range(PROCESSES)
     ]
@@ -99,6 +110,15 @@ def test_three_fetcher_processes_keep_one_site_at_one_request_per_second(
     times.sort()
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= LIMIT - TOLERANCE, gaps
+
+
+def _late_env(late: float) -> dict[str, str]:
+    """The first process sends every request after its first one `late`. A slot per
+    process then, so that no process waits for a slot and the turns go round: every
+    late request has another process's on-time turn right after it."""
+    if not late:
+        return dict(os.environ)
+    return {**os.environ, "POLITE_FETCHER_LATE": str(late), "POLITE_FETCHER_MAX": str(PROCESSES)}
 
 
 def _free_port() -> int:
@@ -187,3 +207,78 @@ def test_a_crawl_delay_holds_for_every_fetcher_on_the_redis(
     times.sort()
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= LIMIT - TOLERANCE, gaps
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "redis"])
+def test_threads_of_one_process_send_a_limit_apart_when_some_send_late(
+    request: pytest.FixtureRequest,
+    http_server: TestServer,
+    fake_dns: netsafety.FakeDNS,
+    shared: bool,
+) -> None:
+    """Eight threads of one fetcher, every other one held back between its turn and its
+    send: each request still reaches the server a limit after the one before."""
+    times: list[float] = []
+    lock = threading.Lock()
+    pages = [f"/t/{i}" for i in range(8)]
+    for path in pages:
+        http_server.routes[path] = _timed(times, lock, b"page")
+    spec = FetchSpec(deadline=60.0, allow_networks=("127.0.0.0/8",))  # type: ignore[call-arg]
+    shared_url = request.getfixturevalue("redis_url") if shared else None
+    fetcher = Fetcher(fetch_options(spec), min_interval=LIMIT, shared_url=shared_url)
+    calls = itertools.count()
+
+    def late_every_other(_host: str) -> None:
+        if next(calls) % 2 == 0:
+            time.sleep(LATE)
+
+    fetcher._limiter.before_send = late_every_other
+    statuses: list[int] = []
+    threads = [
+        threading.Thread(target=lambda p=p: statuses.append(fetcher.get(http_server.url(p)).status))
+        for p in pages
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    fetcher.close()
+    assert statuses == [200] * len(pages)
+    times.sort()
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= LIMIT - TOLERANCE, gaps
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "redis"])
+def test_a_send_that_could_only_go_after_the_deadline_fails_at_once(
+    request: pytest.FixtureRequest, shared: bool
+) -> None:
+    """The turn is free but the host's last send was just now: a request whose deadline
+    ends before the interval has passed fails with the deadline error, and takes
+    nothing, so the next one may go an interval after the first send."""
+    limiter: SharedHostLimiter | HostLimiter = HostLimiter(2, LIMIT)
+    if shared:
+        limiter = SharedHostLimiter(SharedRedis(request.getfixturevalue("redis_url")), 2, LIMIT)
+
+    def send(deadline: Deadline) -> None:
+        if isinstance(limiter, SharedHostLimiter):
+            limiter._confirm("example.org", LIMIT, deadline)
+        else:
+            limiter.confirm_send("example.org", deadline, LIMIT)
+
+    send(Deadline(5.0))  # the first send goes at once
+    with pytest.raises(FetchError) as err:
+        send(Deadline(0.1))
+    assert err.value.kind == "timeout" and "past the deadline" in err.value.message
+    send(Deadline(5.0))  # waits out the interval, then goes
+
+
+def test_the_send_confirmation_falls_back_to_the_process_while_redis_is_down() -> None:
+    shared = SharedRedis(f"redis://127.0.0.1:{_free_port()}/0")
+    limiter = SharedHostLimiter(shared, 2, LIMIT)
+    limiter._confirm("example.org", LIMIT, Deadline(5.0))  # Redis fails: the local record
+    assert not shared.available
+    with pytest.raises(FetchError) as err:  # which holds the next send back
+        limiter._confirm("example.org", LIMIT, Deadline(0.1))
+    assert "past the deadline" in err.value.message
+    shared.close()

@@ -1,10 +1,11 @@
-"""The arithmetic of a request's turn (pure; the Lua script in shared_limits mirrors it)."""
+"""The arithmetic of a request's turn and of its send's confirmation (pure; the Lua
+scripts in shared_limits mirror it)."""
 
 from __future__ import annotations
 
 import pytest
 
-from worker.http.host_limits import next_turn
+from worker.http.host_limits import next_turn, send_wait
 
 
 @pytest.mark.parametrize(
@@ -19,3 +20,17 @@ from worker.http.host_limits import next_turn
 )
 def test_next_turn(now: float, next_free: float, remaining: float, expected: float | None) -> None:
     assert next_turn(now, next_free, remaining) == expected
+
+
+@pytest.mark.parametrize(
+    ("now", "last_sent", "interval", "expected"),
+    [
+        (10.0, None, 0.2, 0.0),  # nothing sent to the host yet: send now
+        (10.0, 9.0, 0.2, 0.0),  # the last send is long past: send now
+        (10.0, 9.8, 0.2, 0.0),  # exactly one interval ago: send now
+        (10.0, 9.9, 0.2, pytest.approx(0.1)),  # a late thread sent 0.1 s ago: wait the rest
+        (10.0, 10.0, 1.0, 1.0),  # sent just now (a Crawl-delay of 1 s): a whole interval
+    ],
+)
+def test_send_wait(now: float, last_sent: float | None, interval: float, expected: float) -> None:
+    assert send_wait(now, last_sent, interval) == expected

@@ -2,20 +2,28 @@
 
 Two implementations of one `slot()` contract: `HostLimiter` holds the limits in this
 process; `worker.http.shared_limits.SharedHostLimiter` holds them in Redis so they hold
-across processes and hosts. The arithmetic of a turn (`next_turn`) is pure and shared.
+across processes and hosts. The arithmetic (`next_turn`, `send_wait`) is pure and shared.
+
+Spacing is kept twice: a request takes a *turn* (when it may start), sleeps until it,
+then *confirms* its send against the host's last actual send before it goes. Turns
+alone space the plan, not the sends: a thread that wakes late (GIL, scheduler) sends
+next to the on-time thread of the following turn. The confirmation holds it back
+until `interval` after the previous send, so the server sees the spacing.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 from urllib.parse import urlsplit
 
 from worker.http.deadline import Deadline
 from worker.http.errors import FetchError
+
+MAX_SPACING = 60.0  # seconds: no interval is longer (robots.MAX_CRAWL_DELAY caps Crawl-delay)
 
 
 def politeness_key(url: str) -> str:
@@ -35,6 +43,16 @@ def next_turn(now: float, next_free: float, remaining: float) -> float | None:
     return start
 
 
+def send_wait(now: float, last_sent: float | None, interval: float) -> float:
+    """Seconds a request whose turn has come must still wait so that it goes out at
+    least `interval` after the previous request to its host actually went (`last_sent`,
+    None for none): 0.0 means send now, and `now` becomes the host's last send. The
+    confirm script in shared_limits mirrors this."""
+    if last_sent is None:
+        return 0.0
+    return max(0.0, last_sent + interval - now)
+
+
 def past_deadline(host: str) -> FetchError:
     return FetchError("timeout", f"the next request slot for {host} is past the deadline")
 
@@ -44,6 +62,8 @@ def no_free_slot(host: str) -> FetchError:
 
 
 class Limiter(Protocol):
+    before_send: Callable[[str], None] | None
+
     def slot(
         self, host: str, deadline: Deadline, spacing: float = 0.0
     ) -> AbstractContextManager[None]: ...
@@ -59,6 +79,10 @@ class HostLimiter:
         self._lock = threading.Lock()
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._next_start: dict[str, float] = {}
+        self._last_sent: dict[str, float] = {}
+        # Called with the host after a request's turn came and before its send is
+        # confirmed: tests hold a thread back here, as a busy scheduler can.
+        self.before_send: Callable[[str], None] | None = None
 
     @contextmanager
     def slot(self, host: str, deadline: Deadline, spacing: float = 0.0) -> Iterator[None]:
@@ -68,7 +92,11 @@ class HostLimiter:
         if not sem.acquire(timeout=deadline.remaining()):
             raise no_free_slot(host)
         try:
-            self._wait_turn(host, deadline, max(self.min_interval, spacing))
+            interval = max(self.min_interval, spacing)
+            self._wait_turn(host, deadline, interval)
+            if self.before_send is not None:
+                self.before_send(host)
+            self.confirm_send(host, deadline, interval)
             yield
         finally:
             sem.release()
@@ -86,4 +114,23 @@ class HostLimiter:
                 self._next_start = {h: t for h, t in self._next_start.items() if t > now}
         wait = start - now
         if wait > 0:
+            time.sleep(wait)
+
+    def confirm_send(self, host: str, deadline: Deadline, interval: float) -> None:
+        """Return once this request may go: `interval` after the host's last send, which
+        it then becomes. FetchError when that is past the deadline."""
+        if interval <= 0:
+            return
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                wait = send_wait(now, self._last_sent.get(host), interval)
+                if wait <= 0:
+                    self._last_sent[host] = now
+                    if len(self._last_sent) > 4096:  # forget hosts idle for a while
+                        cut = now - max(MAX_SPACING, self.min_interval)
+                        self._last_sent = {h: t for h, t in self._last_sent.items() if t > cut}
+                    return
+            if wait > deadline.remaining():
+                raise past_deadline(host)
             time.sleep(wait)

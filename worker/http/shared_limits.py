@@ -6,6 +6,9 @@ cache, held for every fetcher process on the same Redis (the broker's).
   spacing. Times are the Redis server's (`TIME`), so workers on several hosts need no
   synchronised clocks. A lease expires on its own (the fetch's deadline plus a margin),
   so a killed process does not hold a slot for ever.
+- When its turn has come, a request confirms its send in a second script against the
+  host's "last sent" time (see host_limits: turns space the plan, this spaces the
+  sends), and waits the difference if it is early.
 - robots.txt verdicts are stored per origin for their cache period; a short lock lets
   one process fetch a robots.txt while the others wait for its verdict.
 - Redis unreachable: the in-process limits and cache take over with a logged warning
@@ -26,7 +29,7 @@ from typing import Any, TypeVar
 import redis
 
 from worker.http.deadline import Deadline
-from worker.http.host_limits import HostLimiter, no_free_slot, past_deadline
+from worker.http.host_limits import MAX_SPACING, HostLimiter, no_free_slot, past_deadline
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,21 @@ end
 return {1, wait}
 """
 
+# KEYS: the host's last send (ms). ARGV: interval ms, lease ms of the key. Returns
+# {1, 0} (send now; now is the last send) or {0, wait ms}. send_wait() in host_limits
+# is the same arithmetic.
+_CONFIRM = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local last = redis.call('GET', KEYS[1])
+if last then
+  local wait = tonumber(last) + tonumber(ARGV[1]) - now
+  if wait > 0 then return {0, wait} end
+end
+redis.call('SET', KEYS[1], now, 'PX', ARGV[2])
+return {1, 0}
+"""
+
 # KEYS: a lock. ARGV: the holder's token. Deletes the lock only if it is still theirs.
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -81,6 +99,7 @@ class SharedRedis:
         self.client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
         self.acquire_script = self.client.register_script(_ACQUIRE)
         self.unlock_script = self.client.register_script(_UNLOCK)
+        self.confirm_script = self.client.register_script(_CONFIRM)
         self._down_until = 0.0
         self._lock = threading.Lock()
 
@@ -122,6 +141,14 @@ class SharedHostLimiter:
         self.min_interval = min_interval
         self.local = HostLimiter(max_concurrent, min_interval)
 
+    @property
+    def before_send(self) -> Callable[[str], None] | None:
+        return self.local.before_send  # one test hook for both paths (see HostLimiter)
+
+    @before_send.setter
+    def before_send(self, hook: Callable[[str], None] | None) -> None:
+        self.local.before_send = hook
+
     @contextmanager
     def slot(self, host: str, deadline: Deadline, spacing: float = 0.0) -> Iterator[None]:
         token = uuid.uuid4().hex
@@ -136,9 +163,34 @@ class SharedHostLimiter:
                 yield
             return
         try:
+            if self.before_send is not None:
+                self.before_send(host)
+            self._confirm(host, interval, deadline)
             yield
         finally:
             self.shared.call(lambda c: c.zrem(_key("slots", host), token), lambda: 0)
+
+    def _confirm(self, host: str, interval: float, deadline: Deadline) -> None:
+        """Return once this request may be sent (`HostLimiter.confirm_send` in Redis);
+        with the in-process record of sends while Redis fails."""
+        if interval <= 0:
+            return
+        keys = [_key("sent", host)]
+        # the record outlives any interval, Crawl-delay included
+        args = [_ms(interval), _ms(max(MAX_SPACING, interval) + 1.0)]
+        while True:
+            status, wait_ms = self.shared.call(
+                lambda _c: [int(v) for v in self.shared.confirm_script(keys, args)],
+                lambda: [-1, 0],
+            )
+            if status == -1:
+                self.local.confirm_send(host, deadline, interval)
+                return
+            if status == 1:
+                return
+            if wait_ms / 1000 > deadline.remaining():
+                raise past_deadline(host)
+            time.sleep(wait_ms / 1000)
 
     def _acquire(self, host: str, token: str, interval: float, deadline: Deadline) -> bool:
         """True once a slot and a turn are taken (after waiting for the turn); False when
