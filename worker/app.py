@@ -56,21 +56,15 @@ def enqueue(app: Celery, task: str, ids: Iterable[Any]) -> None:
     """Send follow-up messages to the task named `task`, one per row id. If the broker is
     down the rows stay pending in the database and the sweep sends them later, so a
     failure here loses nothing. By name: a process that only sends (the supervisor) has
-    no tasks loaded, and where they are (a worker) Celery applies their options."""
-    enqueue_later(app, task, ((row_id, 0.0) for row_id in ids))
+    no tasks loaded, and where they are (a worker) Celery applies their options.
 
-
-def enqueue_later(app: Celery, task: str, planned: Iterable[tuple[Any, float]]) -> None:
-    """`enqueue`, each message held `countdown` seconds (an ETA) before it runs."""
-    for row_id, countdown in planned:
+    Never with a countdown (an ETA): a worker holds such a message in memory, unacked,
+    and when the broker goes away kombu's restore of it fails and takes the worker down
+    (tests/faults: Redis down while enqueuing). Work that is not due yet waits in the
+    database instead, and beat sends it when it is (tasks.dispatch_due)."""
+    for row_id in ids:
         try:
-            app.send_task(
-                task,
-                (row_id,),
-                countdown=countdown if countdown > 0 else None,
-                retry=True,
-                retry_policy={"max_retries": 3},
-            )
+            app.send_task(task, (row_id,), retry=True, retry_policy={"max_retries": 3})
         except Exception as exc:  # broker errors come in many types (kombu, redis, socket)
             log.warning("could not enqueue %s(%s), the sweep will: %s", task, row_id, exc)
             return
@@ -153,8 +147,8 @@ def _beat_schedule(settings: Settings) -> dict[str, Any]:
     return {
         "dispatch-due-sources": {
             "task": "newswatch.dispatch_due",
-            "schedule": settings.tick_seconds,
-            "options": {"expires": settings.tick_seconds * 3},
+            "schedule": settings.dispatch_seconds,
+            "options": {"expires": max(settings.dispatch_seconds * 3, 3.0)},
         },
         "outbox": {  # due digests and operational notices
             "task": "newswatch.outbox_tick",

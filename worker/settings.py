@@ -57,7 +57,10 @@ class Settings:
     config_path: Path
     database_url: str
     broker_url: str | None  # None: start the embedded Redis under data_dir
-    tick_seconds: float  # how often beat looks for due sources
+    tick_seconds: float  # how often beat runs the outbox (digests, notices)
+    # how often beat looks for due sources: a poll is sent when it is due, never held
+    # for later (tasks.dispatch_due), so this tick is the polls' lateness bound
+    dispatch_seconds: float
     sweep_seconds: float  # how often beat re-enqueues rows stuck past their lease
     lease_seconds: float  # how long a claimed row stays claimed before the sweep takes it back
     config_check_seconds: float  # how often workers look for a changed config file
@@ -170,7 +173,8 @@ class Settings:
             config_path=config_path,
             database_url=database_url,
             broker_url=broker_url,
-            tick_seconds=_positive(env, "NEWSWATCH_TICK_SECONDS", 10),
+            tick_seconds=(tick := _positive(env, "NEWSWATCH_TICK_SECONDS", 10)),
+            dispatch_seconds=_positive(env, "NEWSWATCH_DISPATCH_SECONDS", min(1.0, tick)),
             sweep_seconds=_positive(env, "NEWSWATCH_SWEEP_SECONDS", 60),
             lease_seconds=_positive(env, "NEWSWATCH_LEASE_SECONDS", 300),
             config_check_seconds=_positive(env, "NEWSWATCH_CONFIG_CHECK_SECONDS", 5),

@@ -17,7 +17,7 @@ from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from worker.alerts import sending
-from worker.app import NewswatchApp, enqueue, enqueue_later
+from worker.app import NewswatchApp, enqueue
 from worker.bootstrap import Runtime
 from worker.service import diskspace, health, outbox, retention
 from worker.service import sweep as sweeping
@@ -86,10 +86,11 @@ FETCH, PARSE, RULES, DELIVER = (
 @_waits_for_disk
 def dispatch_due(task: Task) -> None:
     rt = runtime(task)
-    # one tick ahead, in batches each with its countdown: polled at its due time, not the
-    # next tick's; one message per batch, not per source
-    plan = batch.dispatch_batches(rt, ahead=rt.settings.tick_seconds)
-    enqueue_later(task.app, FETCH_BATCH, plan)
+    # what is due now, in batches (one message per batch, not per source), sent at once:
+    # the dispatch tick (1 s) is the lateness bound, and no message waits in a worker
+    # with an ETA (app.enqueue says why)
+    plan = batch.dispatch_batches(rt)
+    enqueue(task.app, FETCH_BATCH, [ids for ids, _ in plan])
 
 
 @shared_task(name=FETCH_BATCH, bind=True)

@@ -108,11 +108,10 @@ def dispatch_due(rt: Runtime, limit: int = 1000) -> list[int]:
 def dispatch_plan(rt: Runtime, limit: int = 1000, ahead: float = 0.0) -> list[tuple[int, float]]:
     """Claim the sources due within `ahead` seconds: (id, seconds until it is due).
 
-    Beat calls this once a tick with `ahead` = the tick, and each fetch is sent with its
-    countdown, so a source is polled at its due time rather than at the first tick after
-    it (which stretched `every: 30s` to 40 s with a 10 s tick). The claim is one statement
-    for the whole batch, and its lease runs from the latest due time it covers, so a
-    second beat (or a restarted one) can never dispatch the same fetch twice."""
+    Beat calls this every dispatch tick (1 s) with `ahead` 0 and sends what it claims at
+    once (tasks.dispatch_due): a 10 s tick used to stretch `every: 30s` to 40 s. The claim
+    is one statement for the whole batch, and its lease runs from the latest due time it
+    covers, so a second beat (or a restarted one) can never dispatch the same fetch twice."""
     now = rt.now()
     active = rt.config.current()
     with rt.store.session() as session:
@@ -150,6 +149,7 @@ class Claimed:
     last_modified: str | None
     previous: float | None  # the interval chosen after the last poll, if it succeeded
     window: Any
+    due: datetime | None = None  # when this poll was due
 
 
 @dataclass
@@ -266,6 +266,7 @@ def claimed_sources(rt: Runtime, source_ids: list[int]) -> list[Claimed]:
                 src.last_modified,
                 _previous_interval(src, jitter),
                 gaps.previous_window(src),
+                src.next_fetch_at,
             )
             for src in sources.claimed(session, source_ids)
         ]
@@ -350,10 +351,15 @@ def success_values(
     interval = schedule.poll_interval(
         ref.every, longest, *poll.hints, name=ref.name, jitter=rt.settings.schedule_jitter
     )
+    # counted from when the poll was due, if it started within a dispatch tick of that:
+    # due times then keep the exact (jittered) interval instead of being rounded up to a
+    # tick each time, which would give every source one of a few periods and keep them
+    # polling in step (schedule.scheduled_start)
+    at = schedule.scheduled_start(src.due, started, rt.settings.dispatch_seconds)
     values: dict[str, Any] = dict(
-        last_fetch_at=started,
-        last_success_at=started,
-        next_fetch_at=started + timedelta(seconds=interval),
+        last_fetch_at=at,
+        last_success_at=at,
+        next_fetch_at=at + timedelta(seconds=interval),
     )
     if not poll.result.not_modified:
         values.update(etag=poll.result.etag, last_modified=poll.result.last_modified)

@@ -13,11 +13,14 @@ the source's name) is added, so that sources with the same interval spread out
 over time instead of all falling due on the same beat tick: each has a slightly
 different period, so even sources first polled together drift apart.
 
-When: beat looks one tick ahead and sends each due poll with a countdown to its due
-time (`send_delay`), so a poll starts at its time, not at the first tick after it. The
-tolerance: a source is polled between `every` and `every x (1 + jitter)` after its
-previous poll started, plus the batch's span (due polls travel in batches, `batches`;
-1 s by default) and the queue's latency (the broker and a free worker thread).
+When: beat looks for due sources every dispatch tick (1 s) and sends them at once, in
+batches (`batches`); nothing is held in the broker with an ETA. A poll that starts within
+a tick of its due time counts as started then (`scheduled_start`), so successive due
+times are exactly the jittered interval apart and sources with different jitter drift
+out of step. The tolerance: a poll starts within one dispatch tick plus the queue's
+latency (the broker and a free worker thread) of its due time, and its due time is
+`every x (1 + jitter)` after the previous one; two polls of a source are therefore
+between `every` - 1 tick and `every x (1 + jitter)` + 1 tick apart.
 """
 
 from __future__ import annotations
@@ -108,3 +111,12 @@ def batches(
             out.append(([source_id], delay))
             first = delay
     return out
+
+
+def scheduled_start(due: datetime | None, started: datetime, tick: float) -> datetime:
+    """The time a poll counts as started, for its next due time: its due time when it
+    started within `tick` seconds after it (the dispatch's rounding, not lateness of the
+    source), else when it really started (a late poll: after downtime, a backlog)."""
+    if due is not None and timedelta(0) <= started - due <= timedelta(seconds=tick):
+        return due
+    return started
