@@ -12,7 +12,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from worker.sources.schedule import JITTER_FRACTION, poll_interval, scheduled_start, send_delay
+from worker.sources.schedule import (
+    JITTER_FRACTION,
+    poll_interval,
+    previous_base,
+    scheduled_start,
+    send_delay,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 EVERY, WINDOW = 30, 10.0
@@ -77,3 +83,17 @@ def test_a_poll_counts_from_its_due_time_when_it_started_within_a_tick():
     assert scheduled_start(None, late, 1.0) == late  # never dispatched by beat
     early = T0 + timedelta(seconds=29)
     assert scheduled_start(due, early, 1.0) == early  # started before due: from then
+
+
+@pytest.mark.parametrize("lateness", [0.0, 0.25, 0.999])
+def test_the_previous_interval_is_recovered_whole_from_a_poll_started_late_in_its_tick(lateness):
+    # the row keeps the real start; the next due time counts from the due time
+    for name, base in (("wire", 300.0), ("agency", 3600.0), ("x", 30.0)):
+        interval = poll_interval(base, 4 * base, name=name)
+        seconds = interval - lateness  # next due - real start
+        assert previous_base(name, seconds) == base
+    # no loss a poll: a hint kept over many 304s stays what it was
+    base = 3600.0
+    for _ in range(100):
+        base = previous_base("wire", poll_interval(30, 7200, base, name="wire") - 0.9)
+    assert base == 3600.0

@@ -357,8 +357,8 @@ def success_values(
     # polling in step (schedule.scheduled_start)
     at = schedule.scheduled_start(src.due, started, rt.settings.dispatch_seconds)
     values: dict[str, Any] = dict(
-        last_fetch_at=at,
-        last_success_at=at,
+        last_fetch_at=started,
+        last_success_at=started,
         next_fetch_at=at + timedelta(seconds=interval),
     )
     if not poll.result.not_modified:
@@ -384,7 +384,7 @@ def _previous_interval(src: m.Source, jitter: float) -> float | None:
     if src.last_fetch_at is None or src.last_success_at != src.last_fetch_at:
         return None
     seconds = (src.next_fetch_at - src.last_fetch_at).total_seconds()
-    return schedule.without_jitter(src.name, seconds, jitter) if seconds > 0 else None
+    return schedule.previous_base(src.name, seconds, jitter) if seconds > 0 else None
 
 
 def failure_of(exc: Exception) -> _Failure:

@@ -26,6 +26,7 @@ between `every` - 1 tick and `every x (1 + jitter)` + 1 tick apart.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -52,6 +53,16 @@ def with_jitter(name: str, seconds: float, jitter: float = JITTER_FRACTION) -> f
 
 def without_jitter(name: str, seconds: float, jitter: float = JITTER_FRACTION) -> float:
     return seconds / (1 + jitter * jitter_fraction(name))
+
+
+def previous_base(name: str, seconds: float, jitter: float = JITTER_FRACTION) -> float:
+    """The interval chosen after the last poll (jitter removed), from its real start to
+    the next due time. The next due time counts from the due time when the poll started
+    within a second of it (`scheduled_start`), so `seconds` is short of the jittered
+    interval by under a second; the intervals chosen are whole seconds (`every`, the
+    ceiling, and the hints: `<ttl>` minutes, `max-age`, HTTP dates), so rounding up
+    recovers it exactly instead of losing up to a second a poll."""
+    return float(math.ceil(without_jitter(name, seconds, jitter) - 1e-6))
 
 
 def freshness_hint(headers: Mapping[str, str], now: datetime) -> float | None:
@@ -115,8 +126,9 @@ def batches(
 
 def scheduled_start(due: datetime | None, started: datetime, tick: float) -> datetime:
     """The time a poll counts as started, for its next due time: its due time when it
-    started within `tick` seconds after it (the dispatch's rounding, not lateness of the
-    source), else when it really started (a late poll: after downtime, a backlog)."""
-    if due is not None and timedelta(0) <= started - due <= timedelta(seconds=tick):
+    started less than `tick` (at most 1 s) after it (the dispatch's rounding, not lateness
+    of the source), else when it really started (a late poll: after downtime, a backlog).
+    The row keeps the real start as its last fetch: `previous_base` allows for the gap."""
+    if due is not None and timedelta(0) <= started - due < timedelta(seconds=min(tick, 1.0)):
         return due
     return started
