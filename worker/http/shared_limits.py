@@ -190,13 +190,15 @@ class SharedHostLimiter:
         interval = max(self.min_interval, spacing)
         # renewed from before it is taken (a token not in the set is skipped) until given
         # back, so that no moment of a live fetch is left to the lease's first TTL
-        with renewer().held(self.shared, key, token, slot=True):
+        leases = renewer()
+        with leases.held(self.shared, key, token, slot=True):
             try:
                 taken = self._acquire(host, token, interval, deadline)
             except redis.RedisError as exc:
                 self.shared.failed(exc)
                 taken = False
             if not taken:  # Redis is down: this process's limits, as without Redis
+                leases.drop(token)  # nothing in Redis to renew
                 with self.local.slot(host, deadline, spacing):
                     yield
                 return
