@@ -402,3 +402,20 @@ def test_the_send_confirmation_falls_back_to_the_process_while_redis_is_down() -
         limiter._confirm("example.org", LIMIT, Deadline(0.1))
     assert "past the deadline" in err.value.message
     shared.close()
+
+
+def test_renewing_while_redis_is_unreachable_warns_once_and_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    shared = SharedRedis(f"redis://127.0.0.1:{_free_port()}/0", lease_ttl=TTL)
+    leases = renewer()
+    with (
+        caplog.at_level(logging.WARNING, logger="worker.http.shared_limits"),
+        leases.held(shared, "newswatch:polite:slots:example.org", "a-token", slot=True),
+    ):
+        leases.renew()
+        leases.renew()  # no exception: the next round simply tries again
+    warnings = [r for r in caplog.records if "Redis unreachable" in r.getMessage()]
+    assert len(warnings) == 1
+    assert not shared.available  # new fetches take the process's limits meanwhile
+    shared.close()
