@@ -21,13 +21,16 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import multiprocessing
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
@@ -41,7 +44,7 @@ from worker.http.deadline import Deadline
 from worker.http.errors import FetchError
 from worker.http.fetcher import Fetcher
 from worker.http.host_limits import HostLimiter
-from worker.http.shared_limits import SharedHostLimiter, SharedRedis
+from worker.http.shared_limits import SharedHostLimiter, SharedRedis, SharedRobotsStore, renewer
 
 http_server = httpserver.http_server
 fake_dns = netsafety.fake_dns
@@ -54,6 +57,8 @@ LATE = 0.95  # seconds a held-back request sends after its turn (see the docstri
 PROCESSES = 3
 PAGES_EACH = 3
 ROOT = Path(__file__).parents[2]
+TTL = 3.0  # the lease TTL of the lease tests, short to keep them short (LEASE_TTL is 10 s)
+SITE = "http://example.org"
 
 
 def _timed(times: list[float], lock: threading.Lock, body: bytes) -> Callable[..., Answer]:
@@ -150,25 +155,140 @@ def test_redis_down_falls_back_to_the_process_limits_with_a_warning(
 
 
 def test_a_slot_its_holder_never_gave_back_expires(redis_url: str) -> None:
-    """A process killed in the middle of a fetch leaves its lease behind: the lease runs
-    out with the fetch's deadline (plus a margin), then the slot is free again."""
-    shared = SharedRedis(redis_url)
+    """A lease nobody renews (its process is gone) runs out after the lease TTL, then
+    the slot is free again."""
+    shared = SharedRedis(redis_url, lease_ttl=TTL)
     limiter = SharedHostLimiter(shared, max_concurrent=1, min_interval=0.0)
-    # taken and never released, as by a process killed mid-fetch
-    assert limiter._acquire("example.org", "dead-process", 0.0, Deadline(0.5))
+    # taken and never released nor renewed, as by a process killed mid-fetch
+    assert limiter._acquire("example.org", "dead-process", 0.0, Deadline(60.0))
     ttl_ms = redis.Redis.from_url(redis_url).pttl("newswatch:polite:slots:example.org")
-    assert 0 < ttl_ms <= (0.5 + 5.0 + 1.0) * 1000  # the lease expires on its own
+    assert 0 < ttl_ms <= (TTL + 1.0) * 1000  # the lease expires on its own
     # a short wait: the slot is still held, so this one gives up
     with pytest.raises(FetchError) as err, limiter.slot("example.org", Deadline(0.2)):
         pass
     assert err.value.kind == "timeout" and "free slot" in err.value.message
-    # long enough for the lease to run out: the slot is taken
-    with limiter.slot("example.org", Deadline(30.0)):
+    # long enough for the lease to run out, far shorter than the 60 s deadline it had
+    with limiter.slot("example.org", Deadline(3 * TTL)):
         members = redis.Redis.from_url(redis_url).zrange(
             "newswatch:polite:slots:example.org", 0, -1
         )
         assert members and b"dead-process" not in members
     shared.close()
+
+
+def _holder(redis_url: str) -> subprocess.Popen[str]:
+    """A process holding both slots of example.org and the robots.txt lock of SITE."""
+    args = [redis_url, str(TTL), "example.org", "2", SITE]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.helpers.lease_holder", *args],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and json.loads(proc.stdout.readline()) == {"held": True}
+    return proc
+
+
+def _wait_for_lock(store: SharedRobotsStore, deadline: Deadline) -> str | None:
+    while not deadline.expired:
+        token = store.lock(SITE)
+        if token is not None:
+            return token
+        time.sleep(0.05)
+    return None
+
+
+def test_a_holder_killed_mid_fetch_frees_its_slots_and_robots_lock_within_the_lease(
+    redis_url: str,
+) -> None:
+    """SIGKILL (as the OOM killer) in the middle of two fetches and a robots.txt fetch
+    with a 60 s deadline: nobody renews the leases any more, so another process gets
+    the slots and the lock a few lease TTLs later, not after the deadline."""
+    shared = SharedRedis(redis_url, lease_ttl=TTL)
+    limiter = SharedHostLimiter(shared, max_concurrent=2, min_interval=0.0)
+    store = SharedRobotsStore(shared)
+    proc = _holder(redis_url)
+    try:
+        with pytest.raises(FetchError), limiter.slot("example.org", Deadline(0.2)):
+            pass  # both slots are taken
+        assert store.lock(SITE) is None
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        with (
+            limiter.slot("example.org", Deadline(3 * TTL)),
+            limiter.slot("example.org", Deadline(3 * TTL)),
+        ):
+            pass
+        token = _wait_for_lock(store, Deadline(3 * TTL))
+        assert token is not None
+        store.unlock(SITE, token)
+    finally:
+        proc.kill()
+    shared.close()
+
+
+def test_a_live_fetch_longer_than_the_lease_keeps_its_slots_and_robots_lock(
+    redis_url: str,
+) -> None:
+    """A holder that is alive renews its leases: for three lease TTLs another process
+    can take neither a third slot (max 2 per host) nor the robots.txt lock; once the
+    holder gives them back, it can."""
+    shared = SharedRedis(redis_url, lease_ttl=TTL)
+    limiter = SharedHostLimiter(shared, max_concurrent=2, min_interval=0.0)
+    store = SharedRobotsStore(shared)
+    proc = _holder(redis_url)
+    try:
+        with pytest.raises(FetchError) as err, limiter.slot("example.org", Deadline(3 * TTL)):
+            pass
+        assert "free slot" in err.value.message
+        assert store.lock(SITE) is None
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write("release\n")
+        proc.stdin.flush()
+        assert json.loads(proc.stdout.readline()) == {"released": True}
+        with limiter.slot("example.org", Deadline(5.0)), limiter.slot("example.org", Deadline(5.0)):
+            token = store.lock(SITE)
+            assert token is not None
+            store.unlock(SITE, token)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    shared.close()
+
+
+def _forked_holder(redis_url: str, conn: Connection) -> None:
+    """In a child forked from a process whose renewer thread runs: hold the one slot."""
+    limiter = SharedHostLimiter(SharedRedis(redis_url, lease_ttl=TTL), 1, 0.0)
+    with limiter.slot("example.org", Deadline(60.0)):
+        conn.send(renewer().pid == os.getpid())
+        conn.recv()  # until told to give it back
+
+
+def test_a_forked_child_renews_its_leases_with_a_thread_of_its_own(redis_url: str) -> None:
+    """Celery's prefork pool forks after the parent may have fetched: the child inherits
+    no thread, so it must start its own renewer, or its slot would lapse mid-fetch."""
+    limiter = SharedHostLimiter(SharedRedis(redis_url, lease_ttl=TTL), 1, 0.0)
+    with limiter.slot("example.org", Deadline(5.0)):  # this process's renewer runs
+        pass
+    parent_end, child_end = multiprocessing.Pipe()
+    child = multiprocessing.get_context("fork").Process(
+        target=_forked_holder, args=(redis_url, child_end)
+    )
+    child.start()
+    try:
+        assert parent_end.poll(30) and parent_end.recv() is True  # a renewer of its own
+        with pytest.raises(FetchError) as err, limiter.slot("example.org", Deadline(3 * TTL)):
+            pass  # the child's slot outlives three lease TTLs
+        assert "free slot" in err.value.message
+        parent_end.send("release")
+        child.join(timeout=30)
+        assert child.exitcode == 0
+        with limiter.slot("example.org", Deadline(5.0)):
+            pass
+    finally:
+        child.kill()
+    limiter.shared.close()
 
 
 def test_a_crawl_delay_holds_for_every_fetcher_on_the_redis(
@@ -281,4 +401,21 @@ def test_the_send_confirmation_falls_back_to_the_process_while_redis_is_down() -
     with pytest.raises(FetchError) as err:  # which holds the next send back
         limiter._confirm("example.org", LIMIT, Deadline(0.1))
     assert "past the deadline" in err.value.message
+    shared.close()
+
+
+def test_renewing_while_redis_is_unreachable_warns_once_and_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    shared = SharedRedis(f"redis://127.0.0.1:{_free_port()}/0", lease_ttl=TTL)
+    leases = renewer()
+    with (
+        caplog.at_level(logging.WARNING, logger="worker.http.shared_limits"),
+        leases.held(shared, "newswatch:polite:slots:example.org", "a-token", slot=True),
+    ):
+        leases.renew()
+        leases.renew()  # no exception: the next round simply tries again
+    warnings = [r for r in caplog.records if "Redis unreachable" in r.getMessage()]
+    assert len(warnings) == 1
+    assert not shared.available  # new fetches take the process's limits meanwhile
     shared.close()

@@ -151,7 +151,7 @@ class RobotsRules:
             if found is not None:
                 record, left = found
                 return self._put(site, _record_entry(record, time.monotonic() + left))
-            token = store.lock(site, deadline.remaining() + 5.0)
+            token = store.lock(site)
             if token is not None:
                 try:
                     record, ttl = self._fetch(site, deadline, load)

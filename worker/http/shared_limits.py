@@ -4,13 +4,14 @@ cache, held for every fetcher process on the same Redis (the broker's).
 - A request takes a slot and a turn in one Lua script (atomic): per host a sorted set
   of leases (token -> expiry) is the concurrency semaphore, and a "next free" key the
   spacing. Times are the Redis server's (`TIME`), so workers on several hosts need no
-  synchronised clocks. A lease expires on its own (the fetch's deadline plus a margin),
-  so a killed process does not hold a slot for ever.
+  synchronised clocks. A lease is short (`LEASE_TTL`) and renewed while its fetch runs
+  by one thread per process (`LeaseRenewer`), so a killed process's slots end soon.
 - When its turn has come, a request confirms its send in a second script against the
   host's "last sent" time (see host_limits: turns space the plan, this spaces the
   sends), and waits the difference if it is early.
-- robots.txt verdicts are stored per origin for their cache period; a short lock lets
-  one process fetch a robots.txt while the others wait for its verdict.
+- robots.txt verdicts are stored per origin for their cache period; a lock (a lease
+  like a slot, renewed the same way) lets one process fetch a robots.txt while the
+  others wait for its verdict.
 - Redis unreachable: the in-process limits and cache take over with a logged warning
   (checked again after `RETRY_AFTER` seconds); a fetch never fails because of Redis.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -35,7 +37,12 @@ log = logging.getLogger(__name__)
 
 PREFIX = "newswatch:polite:"
 RETRY_AFTER = 30.0  # seconds on the in-process limits after Redis failed
-LEASE_MARGIN = 5.0  # seconds a slot outlives its fetch's deadline, then it expires
+# Seconds a slot or robots.txt lock lasts unless its holder renews it. Short, so that a
+# process killed mid-fetch (SIGKILL, OOM) blocks the host's other fetchers about this
+# long, not for the fetch's whole deadline; long beside the renewal period (a third of
+# it), so that a busy process's renewer running a few seconds late does not lose a
+# live fetch's slot.
+LEASE_TTL = 10.0
 _POLL_MAX = 0.2  # seconds between two tries for a full host's slot
 
 # KEYS: leases (zset), next free turn (ms). ARGV: token, max, interval ms, remaining ms,
@@ -87,6 +94,31 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# KEYS: n slot sets, then lock keys. ARGV: lease ms, n, then one token per key. Extends
+# each lease still live (never revives a lapsed one, which another request may have
+# counted as free) to now + lease, and its key's expiry with it.
+_RENEW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+for i, key in ipairs(KEYS) do
+  local token = ARGV[i + 2]
+  if i <= n then
+    local score = redis.call('ZSCORE', key, token)
+    if score and tonumber(score) > now then
+      redis.call('ZADD', key, 'XX', math.max(tonumber(score), now + lease), token)
+      if redis.call('PTTL', key) < lease + 1000 then
+        redis.call('PEXPIRE', key, lease + 1000)
+      end
+    end
+  elseif redis.call('GET', key) == token then
+    redis.call('PEXPIRE', key, lease)
+  end
+end
+return 0
+"""
+
 T = TypeVar("T")
 
 
@@ -95,11 +127,13 @@ class SharedRedis:
     fallback switch: `call` runs an
     operation on Redis, or the fallback while Redis is failing."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, lease_ttl: float = LEASE_TTL) -> None:
         self.client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        self.lease_ttl = lease_ttl  # a parameter for the tests, which cannot wait 10 s
         self.acquire_script = self.client.register_script(_ACQUIRE)
         self.unlock_script = self.client.register_script(_UNLOCK)
         self.confirm_script = self.client.register_script(_CONFIRM)
+        self.renew_script = self.client.register_script(_RENEW)
         self._down_until = 0.0
         self._lock = threading.Lock()
 
@@ -152,23 +186,29 @@ class SharedHostLimiter:
     @contextmanager
     def slot(self, host: str, deadline: Deadline, spacing: float = 0.0) -> Iterator[None]:
         token = uuid.uuid4().hex
+        key = _key("slots", host)
         interval = max(self.min_interval, spacing)
-        try:
-            taken = self._acquire(host, token, interval, deadline)
-        except redis.RedisError as exc:
-            self.shared.failed(exc)
-            taken = False
-        if not taken:  # Redis is down: this process's limits, as without Redis
-            with self.local.slot(host, deadline, spacing):
+        # renewed from before it is taken (a token not in the set is skipped) until given
+        # back, so that no moment of a live fetch is left to the lease's first TTL
+        leases = renewer()
+        with leases.held(self.shared, key, token, slot=True):
+            try:
+                taken = self._acquire(host, token, interval, deadline)
+            except redis.RedisError as exc:
+                self.shared.failed(exc)
+                taken = False
+            if not taken:  # Redis is down: this process's limits, as without Redis
+                leases.drop(token)  # nothing in Redis to renew
+                with self.local.slot(host, deadline, spacing):
+                    yield
+                return
+            try:
+                if self.before_send is not None:
+                    self.before_send(host)
+                self._confirm(host, interval, deadline)
                 yield
-            return
-        try:
-            if self.before_send is not None:
-                self.before_send(host)
-            self._confirm(host, interval, deadline)
-            yield
-        finally:
-            self.shared.call(lambda c: c.zrem(_key("slots", host), token), lambda: 0)
+            finally:
+                self.shared.call(lambda c: c.zrem(key, token), lambda: 0)
 
     def _confirm(self, host: str, interval: float, deadline: Deadline) -> None:
         """Return once this request may be sent (`HostLimiter.confirm_send` in Redis);
@@ -197,14 +237,12 @@ class SharedHostLimiter:
         Redis is not to be used; FetchError at the deadline."""
         keys = [_key("slots", host), _key("next", host)]
         while self.shared.available:
-            remaining = deadline.remaining()
-            lease = remaining + LEASE_MARGIN
             args: list[str | int] = [
                 token,
                 self.max_concurrent,
                 _ms(interval),
-                _ms(remaining),
-                _ms(lease),
+                _ms(deadline.remaining()),
+                _ms(self.shared.lease_ttl),
             ]
             status, wait_ms = (int(v) for v in self.shared.acquire_script(keys, args))
             if status == 1:
@@ -239,16 +277,105 @@ class SharedRobotsStore:
     def put(self, site: str, record: dict[str, Any], ttl: float) -> None:
         self.shared.client.set(_key("robots", site), json.dumps(record), px=max(1, _ms(ttl)))
 
-    def lock(self, site: str, seconds: float) -> str | None:
-        """A token when this process may fetch the robots.txt of `site` (for `seconds`,
-        the fetch's deadline: a killed holder's lock runs out with it), else None."""
+    def lock(self, site: str) -> str | None:
+        """A token when this process may fetch the robots.txt of `site`, else None. The
+        lock is a lease (`LEASE_TTL`), renewed until `unlock`: a killed holder's lock
+        runs out soon, a live slow fetch keeps it."""
         token = uuid.uuid4().hex
         key = _key("robots-lock", site)
-        ok = self.shared.client.set(key, token, nx=True, px=max(1, _ms(seconds)))
-        return token if ok else None
+        ok = self.shared.client.set(key, token, nx=True, px=_ms(self.shared.lease_ttl))
+        if not ok:
+            return None
+        renewer().hold(self.shared, key, token, slot=False)
+        return token
 
     def unlock(self, site: str, token: str) -> None:
+        renewer().drop(token)
         self.shared.unlock_script([_key("robots-lock", site)], [token])
+
+
+class LeaseRenewer:
+    """The thread that keeps this process's live leases (slots and robots.txt locks)
+    from running out: every third of the shortest lease TTL it extends all of them, one
+    script call per Redis. A lease is renewed from `hold` to `drop`; one renewer per
+    process (`renewer()`), its thread started with the first lease."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        # token -> (its Redis, its key, a slot (True) or a lock)
+        self._held: dict[str, tuple[SharedRedis, str, bool]] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._period = LEASE_TTL / 3
+        self._thread: threading.Thread | None = None
+
+    def hold(self, shared: SharedRedis, key: str, token: str, slot: bool) -> None:
+        with self._lock:
+            self._held[token] = (shared, key, slot)
+            if shared.lease_ttl / 3 < self._period:
+                self._wake.set()  # a shorter lease than the current wait allows
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="newswatch-lease-renewer", daemon=True
+                )
+                self._thread.start()
+
+    def drop(self, token: str) -> None:
+        with self._lock:
+            self._held.pop(token, None)
+
+    @contextmanager
+    def held(self, shared: SharedRedis, key: str, token: str, slot: bool) -> Iterator[None]:
+        self.hold(shared, key, token, slot)
+        try:
+            yield
+        finally:
+            self.drop(token)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                ttls = [shared.lease_ttl for shared, _, _ in self._held.values()]
+                self._period = min(ttls, default=LEASE_TTL) / 3
+            self._wake.wait(self._period)
+            self._wake.clear()
+            try:
+                self.renew()
+            except Exception:  # the thread must outlive any one round, or no lease lives
+                log.exception("politeness: renewing the leases failed")
+
+    def renew(self) -> None:
+        """Extend every lease held now, per Redis. Redis unreachable: one warning
+        (`SharedRedis.failed`), and the next round tries again; the fetches fall back on
+        their own."""
+        with self._lock:
+            held = list(self._held.items())
+        by_redis: dict[SharedRedis, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {}
+        for token, (shared, key, slot) in held:
+            slots, locks = by_redis.setdefault(shared, ([], []))
+            (slots if slot else locks).append((key, token))
+        for shared, (slots, locks) in by_redis.items():
+            keys = [key for key, _ in slots + locks]
+            args: list[str | int] = [_ms(shared.lease_ttl), len(slots)]
+            args += [token for _, token in slots + locks]
+            try:
+                shared.renew_script(keys, args)
+            except redis.RedisError as exc:
+                shared.failed(exc)
+
+
+_renewer: LeaseRenewer | None = None
+_renewer_lock = threading.Lock()
+
+
+def renewer() -> LeaseRenewer:
+    """This process's renewer. A forked child (Celery's prefork pool) inherits the
+    parent's object but not its thread, nor rightly its leases: it gets a new one."""
+    global _renewer
+    with _renewer_lock:
+        if _renewer is None or _renewer.pid != os.getpid():
+            _renewer = LeaseRenewer()
+        return _renewer
 
 
 def _key(kind: str, name: str) -> str:
