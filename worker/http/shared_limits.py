@@ -368,6 +368,16 @@ _renewer: LeaseRenewer | None = None
 _renewer_lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    # a fork while another thread held the lock would leave the child's copy locked
+    # forever; the child holds none of the parent's leases either
+    global _renewer, _renewer_lock
+    _renewer, _renewer_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def renewer() -> LeaseRenewer:
     """This process's renewer. A forked child (Celery's prefork pool) inherits the
     parent's object but not its thread, nor rightly its leases: it gets a new one."""
