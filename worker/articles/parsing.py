@@ -209,16 +209,22 @@ def _file_article(
         _settle_duplicate(session, item, existing, article)
         return None
     row.story_id = _find_story(session, row.id, fp, article, now) if fp is not None else row.id
+    _parsed(session, item, row.id, fp)
+    item.error_kind = None  # the outcome follows when the rules have run
+    return row.id
+
+
+def _parsed(session: Session, item: m.Item, article_id: int, fp: int | None) -> None:
+    """The item's article is stored (new, or its text changed): its story bands, and the
+    item parsed, its claim and error cleared."""
     if fp is not None:
-        items.add_bands(session, row.id, stories.band_keys(fp))
+        items.add_bands(session, article_id, stories.band_keys(fp))
     item.state, item.article_id, item.claimed_until, item.error = (
         ItemState.PARSED,
-        row.id,
+        article_id,
         None,
         None,
     )
-    item.error_kind = None  # the outcome follows when the rules have run
-    return row.id
 
 
 def _settle_duplicate(
@@ -257,14 +263,7 @@ def _update_changed_article(
         return 0
     _take_new_text(row, article, fp, now)
     items.drop_bands(session, row.id)
-    if fp is not None:
-        items.add_bands(session, row.id, stories.band_keys(fp))
-    item.state, item.article_id, item.claimed_until, item.error = (
-        ItemState.PARSED,
-        row.id,
-        None,
-        None,
-    )
+    _parsed(session, item, row.id, fp)
     log.info("article %s changed (item %s): rules run again", row.id, item.id)
     return row.id
 
