@@ -44,7 +44,13 @@ from worker.http.deadline import Deadline
 from worker.http.errors import FetchError
 from worker.http.fetcher import Fetcher
 from worker.http.host_limits import HostLimiter
-from worker.http.shared_limits import SharedHostLimiter, SharedRedis, SharedRobotsStore, renewer
+from worker.http.shared_limits import (
+    LeaseRenewer,
+    SharedHostLimiter,
+    SharedRedis,
+    SharedRobotsStore,
+    renewer,
+)
 
 http_server = httpserver.http_server
 fake_dns = netsafety.fake_dns
@@ -404,11 +410,18 @@ def test_the_send_confirmation_falls_back_to_the_process_while_redis_is_down() -
     shared.close()
 
 
+class _RenewerWithoutThread(LeaseRenewer):
+    def _start_thread(self) -> threading.Thread:
+        return threading.current_thread()
+
+
 def test_renewing_while_redis_is_unreachable_warns_once_and_goes_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     shared = SharedRedis(f"redis://127.0.0.1:{_free_port()}/0", lease_ttl=TTL)
-    leases = renewer()
+    # the rounds this test runs itself, and no thread of its own: the process's renewer
+    # thread would go on renewing (and logging) into the next tests
+    leases = _RenewerWithoutThread()
     with (
         caplog.at_level(logging.WARNING, logger="worker.http.shared_limits"),
         leases.held(shared, "newswatch:polite:slots:example.org", "a-token", slot=True),

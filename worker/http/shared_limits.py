@@ -315,10 +315,12 @@ class LeaseRenewer:
             if shared.lease_ttl / 3 < self._period:
                 self._wake.set()  # a shorter lease than the current wait allows
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="newswatch-lease-renewer", daemon=True
-                )
-                self._thread.start()
+                self._thread = self._start_thread()
+
+    def _start_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self._run, name="newswatch-lease-renewer", daemon=True)
+        thread.start()
+        return thread
 
     def drop(self, token: str) -> None:
         with self._lock:
