@@ -102,6 +102,7 @@ def _install(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(PYTHON313 is None, reason="no Python 3.13 interpreter found")
+@pytest.mark.timeout(900)  # a fresh clone builds the 3.13 venv first (minutes, under load)
 def test_readme_run_command_on_python_313_without_a_compiler(tmp_path, http_server):
     _install(tmp_path / "install")
 

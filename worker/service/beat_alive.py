@@ -6,8 +6,10 @@ time gives the age of the last tick by Redis's own clock, whatever the hosts' cl
 
 from __future__ import annotations
 
+import dbm.dumb
 import logging
 import os
+import shelve
 import socket
 import time
 from typing import Any
@@ -21,9 +23,24 @@ log = logging.getLogger(__name__)
 EVERY_SECONDS = 10.0  # at most one write per this many seconds, and a tick at least as often
 
 
+class PlainFileShelve:
+    """`shelve` on dbm.dumb's plain files, for beat's schedule file. Python 3.13's default
+    dbm is SQLite, and beat's store (opened by the worker that embeds beat, used in its beat
+    process) failed there with "locking protocol" and killed beat: no poll was sent again
+    (tests/e2e/test_python313.py caught it). The schedule is small and written at most every
+    few minutes; plain files need no locking."""
+
+    @staticmethod
+    def open(filename: str, writeback: bool = False) -> shelve.Shelf[Any]:
+        # the Shelf owns the store and closes it; typeshed does not see it is a mapping
+        store = dbm.dumb.open(filename, "c")  # noqa: SIM115
+        return shelve.Shelf(store, writeback=writeback)  # type: ignore[arg-type]
+
+
 class HeartbeatScheduler(PersistentScheduler):
     """Celery's persistent scheduler that also notes each tick (see the module docstring)."""
 
+    persistence = PlainFileShelve
     _noted_at = float("-inf")
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
