@@ -129,39 +129,21 @@ FEED_PATH = re.compile(rb"^GET /feed/(\d+)\.xml ")
 HOST_HEADER = re.compile(rb"(?im)^host:[ \t]*([^\s:]+)")
 
 
-def serve_feeds(
-    plan: Plan, port: int, per_host: int, ready: Any, stats_out: Any, stop: Any
+def serve_keepalive(
+    port: int, answer: Callable[[bytes, bool], tuple[bytes, bytes, bytes]], ready: Any, stop: Any
 ) -> None:
-    """The feed server (runs in its own process). Sends back, at the end, every source's
-    poll times, every host's request times (all requests) and the answer counts."""
-
-    polls: dict[int, list[float]] = {}
-    hosts: dict[str, list[float]] = {}
-    counts = {"200": 0, "304": 0, "other": 0, "robots": 0}
+    """An HTTP/1.1 server on HOST:port, connections kept alive, until `stop` is set: each
+    request head gets `answer(head, first)` = (status, extra header lines, body), `first`
+    on a connection's first request. Shared by the
+    benches' feed servers (this file, bench/polls.py)."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        first = True
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                now = time.time()
-                host = HOST_HEADER.search(head)
-                hosts.setdefault(host.group(1).decode() if host else "?", []).append(now)
-                match = FEED_PATH.match(head)
-                if match is None:
-                    status, body, extra = b"404 Not Found", b"not found", b""
-                    counts["robots" if head.startswith(b"GET /robots.txt ") else "other"] += 1
-                else:
-                    i = int(match.group(1))
-                    polls.setdefault(i, []).append(now)
-                    latest = plan.latest(i, now)
-                    etag = f'"{i}-{latest}"'.encode()
-                    if re.search(rb"(?im)^if-none-match:\s*" + re.escape(etag), head):
-                        status, body, extra = b"304 Not Modified", b"", b"ETag: " + etag + b"\r\n"
-                        counts["304"] += 1
-                    else:
-                        status, body = b"200 OK", feed_body(plan, i, latest, port, per_host)
-                        extra = b"ETag: " + etag + b"\r\nContent-Type: application/rss+xml\r\n"
-                        counts["200"] += 1
+                status, extra, body = answer(head, first)
+                first = False
                 writer.write(
                     b"HTTP/1.1 " + status + b"\r\n" + extra
                     + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
@@ -180,6 +162,38 @@ def serve_feeds(
                 await asyncio.sleep(0.2)
 
     asyncio.run(main())
+
+
+def serve_feeds(
+    plan: Plan, port: int, per_host: int, ready: Any, stats_out: Any, stop: Any
+) -> None:
+    """The feed server (runs in its own process). Sends back, at the end, every source's
+    poll times, every host's request times (all requests) and the answer counts."""
+
+    polls: dict[int, list[float]] = {}
+    hosts: dict[str, list[float]] = {}
+    counts = {"200": 0, "304": 0, "other": 0, "robots": 0}
+
+    def answer(head: bytes, _first: bool) -> tuple[bytes, bytes, bytes]:
+        now = time.time()
+        host = HOST_HEADER.search(head)
+        hosts.setdefault(host.group(1).decode() if host else "?", []).append(now)
+        match = FEED_PATH.match(head)
+        if match is None:
+            counts["robots" if head.startswith(b"GET /robots.txt ") else "other"] += 1
+            return b"404 Not Found", b"", b"not found"
+        i = int(match.group(1))
+        polls.setdefault(i, []).append(now)
+        latest = plan.latest(i, now)
+        etag = f'"{i}-{latest}"'.encode()
+        if re.search(rb"(?im)^if-none-match:\s*" + re.escape(etag), head):
+            counts["304"] += 1
+            return b"304 Not Modified", b"ETag: " + etag + b"\r\n", b""
+        counts["200"] += 1
+        extra = b"ETag: " + etag + b"\r\nContent-Type: application/rss+xml\r\n"
+        return b"200 OK", extra, feed_body(plan, i, latest, port, per_host)
+
+    serve_keepalive(port, answer, ready, stop)
     stats_out.send({"polls": polls, "hosts": hosts, "counts": counts})
 
 

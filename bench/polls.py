@@ -30,7 +30,6 @@ may be shared: read the figures beside it).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import multiprocessing as mp
@@ -50,6 +49,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.load import serve_keepalive  # noqa: E402
 from tests.helpers.servers import free_port  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -80,57 +80,28 @@ def serve_feeds(port: int, changed: Any, counts: Any, ready: Any, stop: Any) -> 
     """The feed server (a process of its own)."""
     versions: dict[tuple[bytes, int], int] = {}
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        counted = False
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                match = FEED_PATH.match(head)
-                if match is None:
-                    status, body, extra = b"404 Not Found", b"not found", b""
-                    counts[OTHER] += 1
-                else:
-                    client, i = match.group(1), int(match.group(2))
-                    if not counted:
-                        counts[NW_CONN if client == b"nw" else UW_CONN] += 1
-                        counted = True
-                    key = (client, i)
-                    if changed.value:
-                        versions[key] = versions.get(key, 0) + 1
-                    version = versions.setdefault(key, 0)
-                    etag = f'"{i}-{version}"'.encode()
-                    ok, not_modified = CLIENTS[client]
-                    if re.search(rb"(?im)^if-none-match:\s*" + re.escape(etag), head):
-                        status, body, extra = b"304 Not Modified", b"", b"ETag: " + etag + b"\r\n"
-                        counts[not_modified] += 1
-                    else:
-                        status, body = b"200 OK", feed_body(client.decode(), i, version)
-                        extra = b"ETag: " + etag + b"\r\nContent-Type: application/rss+xml\r\n"
-                        counts[ok] += 1
-                writer.write(
-                    b"HTTP/1.1 "
-                    + status
-                    + b"\r\n"
-                    + extra
-                    + b"Content-Length: "
-                    + str(len(body)).encode()
-                    + b"\r\n\r\n"
-                    + body
-                )
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
-            pass
-        finally:
-            writer.close()
+    def answer(head: bytes, first: bool) -> tuple[bytes, bytes, bytes]:
+        match = FEED_PATH.match(head)
+        if match is None:
+            counts[OTHER] += 1
+            return b"404 Not Found", b"", b"not found"
+        client, i = match.group(1), int(match.group(2))
+        if first:  # a connection's first request names its client
+            counts[NW_CONN if client == b"nw" else UW_CONN] += 1
+        key = (client, i)
+        if changed.value:
+            versions[key] = versions.get(key, 0) + 1
+        version = versions.setdefault(key, 0)
+        etag = f'"{i}-{version}"'.encode()
+        ok, not_modified = CLIENTS[client]
+        if re.search(rb"(?im)^if-none-match:\s*" + re.escape(etag), head):
+            counts[not_modified] += 1
+            return b"304 Not Modified", b"ETag: " + etag + b"\r\n", b""
+        counts[ok] += 1
+        extra = b"ETag: " + etag + b"\r\nContent-Type: application/rss+xml\r\n"
+        return b"200 OK", extra, feed_body(client.decode(), i, version)
 
-    async def main() -> None:
-        server = await asyncio.start_server(handle, HOST, port, backlog=1024)
-        ready.set()
-        async with server:
-            while not stop.is_set():
-                await asyncio.sleep(0.2)
-
-    asyncio.run(main())
+    serve_keepalive(port, answer, ready, stop)
 
 
 # --- newswatch ------------------------------------------------------------------------------
