@@ -130,20 +130,22 @@ HOST_HEADER = re.compile(rb"(?im)^host:[ \t]*([^\s:]+)")
 
 
 def serve_keepalive(
-    port: int, answer: Callable[[bytes, bool], tuple[bytes, bytes, bytes]], ready: Any, stop: Any
+    port: int,
+    answer: Callable[[bytes, dict[str, Any]], tuple[bytes, bytes, bytes]],
+    ready: Any,
+    stop: Any,
 ) -> None:
     """An HTTP/1.1 server on HOST:port, connections kept alive, until `stop` is set: each
-    request head gets `answer(head, first)` = (status, extra header lines, body), `first`
-    on a connection's first request. Shared by the
+    request head gets `answer(head, conn)` = (status, extra header lines, body), `conn` a
+    dict of its own per connection. Shared by the
     benches' feed servers (this file, bench/polls.py)."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        first = True
+        conn: dict[str, Any] = {}
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                status, extra, body = answer(head, first)
-                first = False
+                status, extra, body = answer(head, conn)
                 writer.write(
                     b"HTTP/1.1 " + status + b"\r\n" + extra
                     + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
@@ -174,7 +176,7 @@ def serve_feeds(
     hosts: dict[str, list[float]] = {}
     counts = {"200": 0, "304": 0, "other": 0, "robots": 0}
 
-    def answer(head: bytes, _first: bool) -> tuple[bytes, bytes, bytes]:
+    def answer(head: bytes, _conn: dict[str, Any]) -> tuple[bytes, bytes, bytes]:
         now = time.time()
         host = HOST_HEADER.search(head)
         hosts.setdefault(host.group(1).decode() if host else "?", []).append(now)

@@ -80,13 +80,14 @@ def serve_feeds(port: int, changed: Any, counts: Any, ready: Any, stop: Any) -> 
     """The feed server (a process of its own)."""
     versions: dict[tuple[bytes, int], int] = {}
 
-    def answer(head: bytes, first: bool) -> tuple[bytes, bytes, bytes]:
+    def answer(head: bytes, conn: dict[str, Any]) -> tuple[bytes, bytes, bytes]:
         match = FEED_PATH.match(head)
         if match is None:
             counts[OTHER] += 1
             return b"404 Not Found", b"", b"not found"
         client, i = match.group(1), int(match.group(2))
-        if first:  # a connection's first request names its client
+        if not conn:  # a connection's first feed request names its client
+            conn["client"] = client
             counts[NW_CONN if client == b"nw" else UW_CONN] += 1
         key = (client, i)
         if changed.value:
