@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,13 +26,18 @@ ROBOTS_MAX_BYTES = 500 * 1024
 # requests to a host, up to this: a day-long delay would only starve the fetch pool
 MAX_CRAWL_DELAY = 60.0
 _WAIT_POLL = 0.05  # seconds between looks for the verdict another process is fetching
+# Origins whose verdict a process keeps, least recently used forgotten first: more than
+# the 100,000 sites one host can follow, and a put costs the same however many there are
+# (sweeping every entry on each put past a bound made a first round over many new sites
+# quadratic)
+MAX_ORIGINS = 120_000
 
 # Fetches the robots.txt at a URL within the deadline: its body (at most
 # ROBOTS_MAX_BYTES, cut there), or a FetchError.
 LoadRobots = Callable[[str, Deadline], bytes]
 
 
-@dataclass
+@dataclass(slots=True)
 class _RobotsEntry:
     parser: Protego
     expires: float
@@ -59,13 +65,19 @@ def robots_text(body: bytes) -> str:
     return body.decode("utf-8", errors="replace")
 
 
+# Parsers without rules, one for every origin that has no robots.txt (most of them); a
+# Protego parser is read-only once parsed
+_ALLOW_ALL = Protego.parse("")
+_DISALLOW_ALL = Protego.parse("User-agent: *\nDisallow: /\n")
+
+
 def _record_entry(record: dict[str, Any], expires: float) -> _RobotsEntry:
     """A cached verdict as the fetcher uses it (records are what the shared store keeps)."""
     verdict = record["verdict"]
     if verdict == "rules":
         return _RobotsEntry(Protego.parse(record["body"]), expires)
     if verdict == "allow":
-        return _RobotsEntry(Protego.parse(""), expires)
+        return _RobotsEntry(_ALLOW_ALL, expires)
     f = record["failure"]
     failure = FetchError(
         f["kind"],
@@ -75,7 +87,7 @@ def _record_entry(record: dict[str, Any], expires: float) -> _RobotsEntry:
         retry_after=f.get("retry_after"),
         headers=f.get("headers"),
     )
-    return _RobotsEntry(Protego.parse("User-agent: *\nDisallow: /\n"), expires, failure)
+    return _RobotsEntry(_DISALLOW_ALL, expires, failure)
 
 
 class RobotsRules:
@@ -84,12 +96,17 @@ class RobotsRules:
     the store all processes share (None: this process only)."""
 
     def __init__(
-        self, ttl: float, error_ttl: float, shared: SharedRobotsStore | None = None
+        self,
+        ttl: float,
+        error_ttl: float,
+        shared: SharedRobotsStore | None = None,
+        max_origins: int = MAX_ORIGINS,
     ) -> None:
         self.ttl = ttl
         self.error_ttl = error_ttl
         self.shared = shared
-        self.entries: dict[str, _RobotsEntry] = {}
+        self.max_origins = max_origins
+        self.entries: OrderedDict[str, _RobotsEntry] = OrderedDict()
         self._lock = threading.Lock()
 
     def check(self, url: str, user_agent: str, deadline: Deadline, load: LoadRobots) -> float:
@@ -123,14 +140,15 @@ class RobotsRules:
             entry = self.entries.get(site)
             if entry is None or entry.expires <= time.monotonic():
                 return None
+            self.entries.move_to_end(site)
             return entry
 
     def _put(self, site: str, entry: _RobotsEntry) -> _RobotsEntry:
         with self._lock:
-            if len(self.entries) > 4096:  # forget expired hosts now and then
-                now = time.monotonic()
-                self.entries = {o: e for o, e in self.entries.items() if e.expires > now}
             self.entries[site] = entry
+            self.entries.move_to_end(site)
+            while len(self.entries) > self.max_origins:
+                self.entries.popitem(last=False)
         return entry
 
     def _load(self, site: str, deadline: Deadline, load: LoadRobots) -> _RobotsEntry:
