@@ -155,3 +155,20 @@ def test_a_worker_started_by_hand_counts_into_its_data_folder(tmp_path, redis_ur
                                          "--hostname=worker@%h"]  # fmt: skip
         assert (data / "metrics").is_dir()
     assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+
+
+def test_beat_refuses_a_bad_config_with_its_line(tmp_path, redis_url):
+    """beat checks and migrates in a child it then lets go of: a bad config still stops
+    it, with the file, the line and what is wrong, and no traceback."""
+    config = tmp_path / "newswatch.yaml"
+    config.write_text("sources:\n  - name: a\n    url: http://127.0.0.1:9/feed\n    every: soon\n")
+    env = {
+        "NEWSWATCH_CONFIG": str(config),
+        "NEWSWATCH_DATA_DIR": str(tmp_path / "data"),
+        "NEWSWATCH_BROKER_URL": redis_url,
+    }
+    run = run_cli("beat", env=env, cwd=tmp_path, text=True, timeout=60)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert f"{config}:4" in run.stderr, run.stderr
+    assert "every" in run.stderr
+    assert "Traceback" not in run.stderr
