@@ -23,6 +23,12 @@ What it runs, all on 127.0.0.1:
   worker for control, parse and rules (`--concurrency` processes): the layout
   `newswatch run` uses.
 
+With `--after-first-round S` the run ends S seconds after every source has been polled
+once (the feed server counts them), and the steady state after the first round is
+reported apart: the alerts of items first seen in it, their pipeline lag p50/p95, and
+the CPU seconds of all newswatch processes over it. The peak of the sum of PSS over all
+newswatch processes (shared pages counted once) is sampled every 10 s.
+
 It reports, per run: fetches/s (feed requests the server answered), kept up (the share of
 sources whose every poll came within interval x (1 + jitter) + slack of the one before,
 after the first interval), lag from publish to alert (publish = when the item appeared on
@@ -167,10 +173,12 @@ def serve_keepalive(
 
 
 def serve_feeds(
-    plan: Plan, port: int, per_host: int, ready: Any, stats_out: Any, stop: Any
+    plan: Plan, port: int, per_host: int, ready: Any, stats_out: Any, stop: Any, seen: Any
 ) -> None:
     """The feed server (runs in its own process). Sends back, at the end, every source's
-    poll times, every host's request times (all requests) and the answer counts."""
+    poll times, every host's request times (all requests) and the answer counts; `seen`
+    (a shared int) counts the sources polled so far, for the harness to see the first
+    round end."""
 
     polls: dict[int, list[float]] = {}
     hosts: dict[str, list[float]] = {}
@@ -185,7 +193,10 @@ def serve_feeds(
             counts["robots" if head.startswith(b"GET /robots.txt ") else "other"] += 1
             return b"404 Not Found", b"", b"not found"
         i = int(match.group(1))
-        polls.setdefault(i, []).append(now)
+        if i not in polls:
+            polls[i] = []
+            seen.value += 1  # this process is the only writer
+        polls[i].append(now)
         latest = plan.latest(i, now)
         etag = f'"{i}-{latest}"'.encode()
         if re.search(rb"(?im)^if-none-match:\s*" + re.escape(etag), head):
@@ -333,6 +344,13 @@ class Result:
     lag_publish_p95: float | None = None
     lag_pipeline_p50: float | None = None
     lag_pipeline_p95: float | None = None
+    # after the first round (--after-first-round): the steady state the targets are about
+    steady_s: float = 0.0  # how long it was measured
+    alerts_steady: int = 0
+    lag_pipeline_steady_p50: float | None = None
+    lag_pipeline_steady_p95: float | None = None
+    newswatch_cpu_s_steady: float | None = None  # CPU seconds of all newswatch processes
+    newswatch_pss_mb: float = 0.0  # peak of the sum of PSS (shared pages once), every 10 s
     worker_rss_mb: list[float] = field(default_factory=list)  # peak per worker process tree
     newswatch_rss_mb: float = 0.0  # peak of all newswatch process trees (workers + beat)
     host_used_mb: float = 0.0  # peak used memory of the whole machine (psutil)
@@ -351,12 +369,35 @@ def percentile(values: list[float], q: float) -> float | None:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
-def tree_rss(pid: int) -> int:
+def _tree(pid: int) -> list[psutil.Process]:
     try:
         proc = psutil.Process(pid)
-        return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
+        return [proc, *proc.children(recursive=True)]
     except psutil.Error:
-        return 0
+        return []
+
+
+def _each(procs: list[psutil.Process], read: Callable[[psutil.Process], float]) -> float:
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):  # a pool child may end meanwhile
+            total += read(proc)
+    return total
+
+
+def tree_rss(pid: int) -> int:
+    return int(_each(_tree(pid), lambda p: p.memory_info().rss))
+
+
+def tree_pss(pid: int) -> int:
+    """Proportional set size of a process tree: pages shared between processes (forked
+    pool children, shared libraries) counted once overall, not once per process."""
+    return int(_each(_tree(pid), lambda p: p.memory_full_info().pss))
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process tree so far."""
+    return _each(_tree(pid), lambda p: sum(p.cpu_times()[:2]))
 
 
 def run(
@@ -375,9 +416,9 @@ def run(
     plan = Plan(t0=time.time(), item_every=args.item_every or 4 * args.interval,
                 hit_percent=args.hit_percent)  # fmt: skip
     port = free_port()
-    ready, stop = mp.Event(), mp.Event()
+    ready, stop, seen = mp.Event(), mp.Event(), mp.Value("i", 0, lock=False)
     stats_in, stats_out = mp.Pipe(duplex=False)
-    server_args = (plan, port, args.sources_per_host, ready, stats_out, stop)
+    server_args = (plan, port, args.sources_per_host, ready, stats_out, stop, seen)
     server = mp.Process(target=serve_feeds, args=server_args)
     server.start()
     ready.wait(10)
@@ -442,13 +483,23 @@ def run(
             procs.append(spawn("beat", "beat"))
             started = time.time()
             peaks = [0] * trees
-            peak_all, peak_host = 0, 0
+            peak_all, peak_host, peak_pss, last_pss = 0, 0, 0, 0.0
             loads: list[float] = []
             server_cpu0 = psutil.Process(server.pid).cpu_times()
-            while time.time() - started < args.duration:
+            ends_at = started + args.duration
+            steady_at: float | None = None
+            steady_cpu0 = 0.0
+            while time.time() < ends_at:
                 sizes = [tree_rss(p.pid) for p in procs]
                 peaks = [max(a, b) for a, b in zip(peaks, sizes[:trees], strict=True)]
                 peak_all = max(peak_all, sum(sizes))
+                if time.time() - last_pss >= 10:  # reading PSS walks every mapping
+                    last_pss = time.time()
+                    peak_pss = max(peak_pss, sum(tree_pss(p.pid) for p in procs))
+                if args.after_first_round and steady_at is None and seen.value >= args.sources:
+                    steady_at = time.time()
+                    steady_cpu0 = sum(tree_cpu(p.pid) for p in procs)
+                    ends_at = min(ends_at, steady_at + args.after_first_round)
                 peak_host = max(peak_host, psutil.virtual_memory().used)
                 loads.append(os.getloadavg()[0])
                 if on_sample is not None:
@@ -458,6 +509,11 @@ def run(
                         raise RuntimeError(f"a newswatch process died: see {work}")
                 time.sleep(1)
             ended = time.time()
+            if steady_at is not None:
+                result.steady_s = round(ended - steady_at, 1)
+                steady_cpu = sum(tree_cpu(p.pid) for p in procs) - steady_cpu0
+                result.newswatch_cpu_s_steady = round(steady_cpu, 1)
+            result.newswatch_pss_mb = round(peak_pss / 2**20)
             cpu = psutil.Process(server.pid).cpu_times()
             server_cpu = (cpu.user + cpu.system) - (server_cpu0.user + server_cpu0.system)
             result.server_cpu_percent = round(100 * server_cpu / (ended - started), 1)
@@ -468,8 +524,13 @@ def run(
             result.load_avg_max = round(max(loads, default=0.0), 2)
             lags = collect_lags(db_url, plan, started, ended)
             result.alerts = len(lags)
-            pub = [p for p, _ in lags]
-            pipe = [q for _, q in lags]
+            pub = [p for p, _, _ in lags]
+            pipe = [q for _, q, _ in lags]
+            if steady_at is not None:
+                steady = [q for _, q, seen_at in lags if seen_at >= steady_at]
+                result.alerts_steady = len(steady)
+                result.lag_pipeline_steady_p50 = _r(percentile(steady, 50))
+                result.lag_pipeline_steady_p95 = _r(percentile(steady, 95))
             result.lag_publish_p50, result.lag_publish_p95 = (
                 _r(percentile(pub, 50)),
                 _r(percentile(pub, 95)),
@@ -539,8 +600,9 @@ def kept_up(polls: dict[int, list[float]], args: argparse.Namespace, t0: float, 
 ITEM_URL = re.compile(r"/item/(\d+)/(\d+)")
 
 
-def collect_lags(db_url: str, plan: Plan, t0: float, t1: float) -> list[tuple[float, float]]:
-    """(publish -> sent, first seen -> sent) in seconds for every alert sent in the run."""
+def collect_lags(db_url: str, plan: Plan, t0: float, t1: float) -> list[tuple[float, float, float]]:
+    """(publish -> sent, first seen -> sent, first seen) in seconds for every alert sent
+    in the run."""
     from sqlalchemy import create_engine, text
 
     engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
@@ -558,7 +620,7 @@ def collect_lags(db_url: str, plan: Plan, t0: float, t1: float) -> list[tuple[fl
             sent, seen = _epoch(sent_at), _epoch(created_at)
             published = plan.published(int(match.group(1)), int(match.group(2)))
             if t0 <= published <= t1:
-                out.append((sent - published, sent - seen))
+                out.append((sent - published, sent - seen, seen))
     engine.dispose()
     return out
 
@@ -582,7 +644,12 @@ def main_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="sources sharing one host name (a site with several feeds)")  # fmt: skip
     p.add_argument("--min-interval", type=float, default=0.2,
                    help="fetch.min_interval: seconds between requests to one host")  # fmt: skip
-    p.add_argument("--duration", type=float, default=0, help="seconds; default 2 x interval")
+    p.add_argument("--duration", type=float, default=0,
+                   help="seconds; default 2 x interval (with --after-first-round: the "
+                   "longest a run may take, default 4 hours)")  # fmt: skip
+    p.add_argument("--after-first-round", type=float, default=0,
+                   help="end the run this many seconds after every source was polled once, "
+                   "and report the steady state after it (lag, alerts, CPU)")  # fmt: skip
     p.add_argument("--workers", default="1", help="worker processes; 1,2 runs both")
     p.add_argument("--concurrency", type=int, default=8, help="pool size per (prefork) worker")
     p.add_argument("--layout", choices=("prefork", "split"), default="prefork",
@@ -600,7 +667,7 @@ def main_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the work dir (logs, db)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    args.duration = args.duration or 2 * args.interval
+    args.duration = args.duration or (4 * 3600 if args.after_first_round else 2 * args.interval)
     args.tick = args.tick or min(5.0, args.interval / 30)
     return args
 
@@ -631,6 +698,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {' + '.join(map(str, r.worker_rss_mb))} "
                 f"| {r.newswatch_rss_mb} / {r.host_used_mb} | {r.server_cpu_percent}% |"
             )
+            print(f"  newswatch PSS (peak of the sum, every 10 s): {r.newswatch_pss_mb} MB")
+            if r.steady_s:
+                print(
+                    f"  steady state, {r.steady_s:.0f} s after the first round: "
+                    f"{r.alerts_steady} alerts, lag pipeline p50/p95 "
+                    f"{r.lag_pipeline_steady_p50} / {r.lag_pipeline_steady_p95} s, "
+                    f"newswatch CPU {r.newswatch_cpu_s_steady} s "
+                    f"({r.newswatch_cpu_s_steady / r.steady_s:.2f} cores)"
+                )
             for note in r.notes:
                 print(f"  {note}")
         print_sites(results)

@@ -1,5 +1,5 @@
-"""bench/load.py must keep working: a tiny run (10 sources, 20 seconds, SQLite and a
-private Redis) through the real worker and beat, checked for sane figures."""
+"""bench/load.py must keep working: a tiny run (10 sources, 18 seconds after the first
+round, SQLite and a private Redis) through the real worker and beat, checked for sane figures."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def test_load_harness_smoke() -> None:
     out = subprocess.run(
         [
             sys.executable, str(REPO / "bench" / "load.py"),
-            "--sources", "10", "--interval", "3", "--duration", "20", "--item-every", "6",
+            "--sources", "10", "--interval", "3", "--after-first-round", "18",
+            "--duration", "60", "--item-every", "6",
             "--hit-percent", "50", "--database", "sqlite", "--concurrency", "2", "--json",
         ],
         cwd=REPO, capture_output=True, text=True, timeout=120,
@@ -38,6 +39,12 @@ def test_load_harness_smoke() -> None:
     # to 0 (tests assert no timings); how it is computed: test_kept_up_counts_late_sources
     assert 0 <= result["kept_up"] <= 1
     assert result["worker_rss_mb"][0] > 0
+    assert 0 < result["newswatch_pss_mb"] <= result["newswatch_rss_mb"]
+    # the steady state after the first round: measured apart, for as long as asked
+    assert result["first_round_s"] is not None
+    assert result["steady_s"] >= 17
+    assert result["newswatch_cpu_s_steady"] > 0
+    assert 0 <= result["alerts_steady"] <= result["alerts"]
 
 
 def test_kept_up_counts_late_sources() -> None:
