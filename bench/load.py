@@ -705,7 +705,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r.alerts_steady} alerts, lag pipeline p50/p95 "
                     f"{r.lag_pipeline_steady_p50} / {r.lag_pipeline_steady_p95} s, "
                     f"newswatch CPU {r.newswatch_cpu_s_steady} s "
-                    f"({r.newswatch_cpu_s_steady / r.steady_s:.2f} cores)"
+                    f"({(r.newswatch_cpu_s_steady or 0) / r.steady_s:.2f} cores)"
                 )
             for note in r.notes:
                 print(f"  {note}")
