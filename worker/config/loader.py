@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import re
@@ -65,8 +66,19 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
 
     Raises ConfigError listing every problem with file and line.
     """
-    env = os.environ if env is None else env
-    root = Path(path)
+    # A load makes millions of objects and frees few until its end: the cyclic collector
+    # would walk all of them again and again for nothing (a third of the CPU of a load
+    # of 100,000 sources). Collection runs as before once the load is done.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _load(Path(path), os.environ if env is None else env)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _load(root: Path, env: Mapping[str, str]) -> LoadedConfig:
     if not root.exists():
         raise ConfigError([ConfigProblem(str(root), None, "", "no such file or folder")])
     loading = _Loading(root)
