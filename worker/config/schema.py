@@ -10,6 +10,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationInfo,
     field_validator,
@@ -394,6 +395,12 @@ class Config(_Strict):
     # start-up, reload) unless this says it is meant, e.g. a standby
     allow_empty: bool = False
     retention: RetentionSpec = RetentionSpec()
+    # `source(name)` is asked on every poll: by name, not a scan of 100,000 sources; with
+    # the sources it was made of (a model_copy may replace them)
+    _by_name: tuple[tuple[SourceSpec, ...], dict[str, SourceSpec]] | None = PrivateAttr(None)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._by_name = (self.sources, {s.name: s for s in self.sources})
 
     @model_validator(mode="after")
     def _cross_refs(self) -> Config:
@@ -416,4 +423,6 @@ class Config(_Strict):
         return next(c for c in self.channels if c.name == name)
 
     def source(self, name: str) -> SourceSpec | None:
-        return next((s for s in self.sources if s.name == name), None)
+        if self._by_name is None or self._by_name[0] is not self.sources:
+            self._by_name = (self.sources, {s.name: s for s in self.sources})
+        return self._by_name[1].get(name)
