@@ -34,6 +34,7 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 MB = 1024 * 1024
@@ -119,12 +120,12 @@ def child(config: str, pure: bool, sync: str | None, changed: str | None, traced
         "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "rss_kept_mb": round((_rss() - rss0) / MB),
     }
-    if sync:
+    if sync and changed:
         result.update(_sync(loaded, sync, changed))
     print(json.dumps(result))
 
 
-def _sync(loaded, db: str, changed: str | None) -> dict:  # type: ignore[no-untyped-def]
+def _sync(loaded: Any, db: str, changed: str) -> dict[str, float]:
     """Seconds to sync an empty table, then a changed config onto it."""
     from datetime import UTC, datetime
 

@@ -219,68 +219,67 @@ def _checked(root: yaml.Node | None, anchors: bool) -> list[tuple[int, str]] | N
     Without an `&` in the file there is none, and scalars need no record of being seen."""
     if root is None:
         return []
-    problems: list[tuple[int, str]] = []
-    seen: set[int] = set()
-    open_nodes: set[int] = set()
-    sizes: dict[int, tuple[int, int]] = {}
-    alias = [0, 0]  # values, characters
-    mapping, scalar = yaml.MappingNode, yaml.ScalarNode
+    checker = _Checker(anchors)
+    try:
+        checker.visit(root, 1)
+    except _Bound:
+        return None
+    return checker.problems
 
-    def again(node: yaml.Node) -> None:
-        if id(node) in open_nodes:
+
+class _Checker:
+    def __init__(self, anchors: bool):
+        self.anchors = anchors
+        self.problems: list[tuple[int, str]] = []
+        self.seen: set[int] = set()
+        self.open: set[int] = set()
+        self.sizes: dict[int, tuple[int, int]] = {}
+        self.alias_values = self.alias_chars = 0
+
+    def child(self, node: yaml.Node, depth: int) -> None:
+        if self.anchors and id(node) in self.seen:
+            self.again(node)
+        elif not isinstance(node, yaml.ScalarNode):
+            self.visit(node, depth)
+        elif self.anchors:
+            self.seen.add(id(node))
+
+    def again(self, node: yaml.Node) -> None:
+        if id(node) in self.open:
             raise _Bound
-        values, chars = _size(node, sizes)
-        alias[0] += values
-        alias[1] += chars
-        if alias[0] > MAX_ALIAS_VALUES or alias[1] > MAX_ALIAS_CHARS:
+        values, chars = _size(node, self.sizes)
+        self.alias_values += values
+        self.alias_chars += chars
+        if self.alias_values > MAX_ALIAS_VALUES or self.alias_chars > MAX_ALIAS_CHARS:
             raise _Bound
 
-    def visit(node: yaml.Node, depth: int) -> None:
-        if anchors:
-            seen.add(id(node))
-            open_nodes.add(id(node))
+    def visit(self, node: yaml.Node, depth: int) -> None:
+        if self.anchors:
+            self.seen.add(id(node))
+            self.open.add(id(node))
         if depth >= MAX_DEPTH and node.value:  # its children would be too deep
             raise _Bound
-        if isinstance(node, mapping):
+        if isinstance(node, yaml.MappingNode):
             first: dict[tuple[str, str], int] = {}
             for key, value in node.value:
-                if anchors and id(key) in seen:
-                    again(key)
-                elif not isinstance(key, scalar):
-                    visit(key, depth + 1)
-                elif anchors:
-                    seen.add(id(key))
+                self.child(key, depth + 1)
                 line = key.start_mark.line + 1
-                if not isinstance(key, scalar):
-                    problems.append((line, "a key must be a plain value, not a list or mapping"))
+                if not isinstance(key, yaml.ScalarNode):
+                    self.problems.append(
+                        (line, "a key must be a plain value, not a list or mapping")
+                    )
                 elif (ident := (key.tag, key.value)) in first:
-                    problems.append(
+                    self.problems.append(
                         (line, f"duplicate key {key.value!r} (first at line {first[ident]})")
                     )
                 else:
                     first[ident] = line
-                if anchors and id(value) in seen:
-                    again(value)
-                elif not isinstance(value, scalar):
-                    visit(value, depth + 1)
-                elif anchors:
-                    seen.add(id(value))
-        elif not isinstance(node, scalar):
+                self.child(value, depth + 1)
+        elif not isinstance(node, yaml.ScalarNode):
             for item in node.value:
-                if anchors and id(item) in seen:
-                    again(item)
-                elif not isinstance(item, scalar):
-                    visit(item, depth + 1)
-                elif anchors:
-                    seen.add(id(item))
-        if anchors:
-            open_nodes.discard(id(node))
-
-    try:
-        visit(root, 1)
-    except _Bound:
-        return None
-    return problems
+                self.child(item, depth + 1)
+        if self.anchors:
+            self.open.discard(id(node))
 
 
 def _size(node: yaml.Node, sizes: dict[int, tuple[int, int]]) -> tuple[int, int]:

@@ -95,6 +95,27 @@ def follow(session: Session, wanted: Iterable[Wanted], now: datetime) -> dict[st
             )
         )
     }
+    added, moved, changed, names = _plan(existing, wanted, now)
+    gone = [
+        {"id": row.id, "enabled": False}
+        for name, row in existing.items()
+        if name not in names and row.enabled
+    ]
+    new = insert_ignore(S, postgres=on_postgres(session))
+    for i in range(0, len(added), SYNC_BATCH):
+        session.execute(new, added[i : i + SYNC_BATCH])
+    for rows in (moved, changed, gone):
+        for i in range(0, len(rows), SYNC_BATCH):
+            session.execute(
+                update(S).execution_options(synchronize_session=False), rows[i : i + SYNC_BATCH]
+            )
+    return {"added": len(added), "updated": len(moved) + len(changed), "disabled": len(gone)}
+
+
+def _plan(
+    existing: dict[str, Any], wanted: Iterable[Wanted], now: datetime
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], set[str]]:
+    """(rows to add, rows with a new URL, other rows changed, every name wanted)."""
     names: set[str] = set()
     added: list[dict[str, Any]] = []
     moved: list[dict[str, Any]] = []  # a new URL or kind: its record starts again
@@ -152,20 +173,7 @@ def follow(session: Session, wanted: Iterable[Wanted], now: datetime) -> dict[st
             or next_fetch_at != row.next_fetch_at
         ):
             changed.append(values)
-    gone = [
-        {"id": row.id, "enabled": False}
-        for name, row in existing.items()
-        if name not in names and row.enabled
-    ]
-    new = insert_ignore(S, postgres=on_postgres(session))
-    for i in range(0, len(added), SYNC_BATCH):
-        session.execute(new, added[i : i + SYNC_BATCH])
-    for rows in (moved, changed, gone):
-        for i in range(0, len(rows), SYNC_BATCH):
-            session.execute(
-                update(S).execution_options(synchronize_session=False), rows[i : i + SYNC_BATCH]
-            )
-    return {"added": len(added), "updated": len(moved) + len(changed), "disabled": len(gone)}
+    return added, moved, changed, names
 
 
 def disabled(session: Session) -> list[m.Source]:
