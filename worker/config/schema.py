@@ -16,6 +16,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.dataclasses import dataclass
 
 from worker.core.alert_policy import parse_quiet_hours, parse_relevance, parse_schedule
 from worker.core.patterns import PatternError, compile_pattern
@@ -64,7 +65,10 @@ class _Strict(BaseModel):
 # --- sources -----------------------------------------------------------------
 
 
-class SourceSpec(_Strict):
+# A slotted dataclass, not a model: a config may hold 100,000 of them, and a model instance
+# keeps a __dict__ and its set of fields set (docs/load.md, "A config of 100,000 sources").
+@dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
+class SourceSpec:
     name: str = Field(min_length=1)
     feed: str | None = None  # RSS/Atom/JSON Feed URL
     page: str | None = None  # listing page whose matching links are articles
