@@ -10,11 +10,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic.dataclasses import dataclass
 
 from worker.core.alert_policy import parse_quiet_hours, parse_relevance, parse_schedule
 from worker.core.patterns import PatternError, compile_pattern
@@ -63,7 +65,10 @@ class _Strict(BaseModel):
 # --- sources -----------------------------------------------------------------
 
 
-class SourceSpec(_Strict):
+# A slotted dataclass, not a model: a config may hold 100,000 of them, and a model instance
+# keeps a __dict__ and its set of fields set (docs/load.md, "A config of 100,000 sources").
+@dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
+class SourceSpec:
     name: str = Field(min_length=1)
     feed: str | None = None  # RSS/Atom/JSON Feed URL
     page: str | None = None  # listing page whose matching links are articles
@@ -394,6 +399,12 @@ class Config(_Strict):
     # start-up, reload) unless this says it is meant, e.g. a standby
     allow_empty: bool = False
     retention: RetentionSpec = RetentionSpec()
+    # `source(name)` is asked on every poll: by name, not a scan of 100,000 sources; with
+    # the sources it was made of (a model_copy may replace them)
+    _by_name: tuple[tuple[SourceSpec, ...], dict[str, SourceSpec]] | None = PrivateAttr(None)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._by_name = (self.sources, {s.name: s for s in self.sources})
 
     @model_validator(mode="after")
     def _cross_refs(self) -> Config:
@@ -416,4 +427,6 @@ class Config(_Strict):
         return next(c for c in self.channels if c.name == name)
 
     def source(self, name: str) -> SourceSpec | None:
-        return next((s for s in self.sources if s.name == name), None)
+        if self._by_name is None or self._by_name[0] is not self.sources:
+            self._by_name = (self.sources, {s.name: s for s in self.sources})
+        return self._by_name[1].get(name)

@@ -19,6 +19,14 @@ MAX_DEPTH = 64  # nesting of lists and mappings; a real config uses about 6
 MAX_ALIAS_VALUES = 100_000
 MAX_ALIAS_CHARS = 10_000_000
 
+# libyaml (PyYAML's C extension) composes a large file many times faster than the pure-Python
+# reader: a config of 100,000 sources took ~20 s of CPU to compose in Python (docs/load.md,
+# "A config of 100,000 sources"). The bounds and the duplicate keys are then checked on
+# the composed nodes; a file that fails a bound, or that libyaml cannot read, is read again
+# by the pure-Python reader, whose problems and lines are the ones reported. Without
+# libyaml, the pure-Python reader alone.
+LIBYAML = bool(getattr(yaml, "__with_libyaml__", False))
+
 
 class _Mark(Protocol):
     line: int  # 0-based
@@ -101,29 +109,11 @@ class _BoundedLoader(yaml.SafeLoader):
         return node
 
     def _size(self, node: yaml.Node) -> tuple[int, int]:
-        """(values, characters) the node stands for with every alias in it expanded;
-        memoized, so a shared subtree is measured once."""
-        known = self.sizes.get(id(node))
-        if known is not None:
-            return known
-        if isinstance(node, yaml.ScalarNode):
-            size = (1, len(node.value))
-        else:
-            children = (
-                [n for pair in node.value for n in pair]
-                if isinstance(node, yaml.MappingNode)
-                else node.value
-            )
-            values, chars = 1, 0
-            for child in children:
-                v, c = self._size(child)
-                values, chars = values + v, chars + c
-            size = (values, chars)
-        self.sizes[id(node)] = size
-        return size
+        return _size(node, self.sizes)
 
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
 class _Builder:
@@ -180,6 +170,8 @@ class _Builder:
                     self.lines.setdefault(p, line)
 
     def scalar(self, node: yaml.Node) -> Any:
+        if node.tag == _STR_TAG and isinstance(node, yaml.ScalarNode):
+            return node.value  # what the constructor would return, without its bookkeeping
         try:
             return self._constructor.construct_object(node, deep=True)
         except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
@@ -192,8 +184,122 @@ class _Builder:
 
 
 def _compose(text: str) -> tuple[yaml.Node | None, list[tuple[int, str]]]:
+    """The file's node tree and the problems met composing it (line, message); raises
+    _Refused for a file past a bound, or yaml's error for one that is not YAML."""
+    if LIBYAML:
+        try:
+            node = yaml.compose(text, Loader=yaml.CSafeLoader)
+        except yaml.YAMLError:
+            pass  # read again below, for the pure-Python reader's words and line
+        else:
+            problems = _checked(node, anchors="&" in text)
+            if problems is not None:
+                return node, problems
+    return _compose_pure(text)
+
+
+def _compose_pure(text: str) -> tuple[yaml.Node | None, list[tuple[int, str]]]:
     loader = _BoundedLoader(text)
     try:
         return loader.get_single_node(), loader.problems
     finally:
         loader.dispose()
+
+
+class _Bound(Exception):
+    """A bound crossed in a tree libyaml composed: the file is read again by the pure reader."""
+
+
+def _checked(root: yaml.Node | None, anchors: bool) -> list[tuple[int, str]] | None:
+    """The problems _BoundedLoader records (duplicate keys, keys that are not plain
+    values) for a tree libyaml composed; None when it crosses a bound _BoundedLoader
+    refuses (depth, alias expansion, an alias inside its own anchor).
+
+    libyaml composes an alias as its anchor's node itself: a node met again is an alias.
+    Without an `&` in the file there is none, and scalars need no record of being seen."""
+    if root is None:
+        return []
+    checker = _Checker(anchors)
+    try:
+        checker.visit(root, 1)
+    except _Bound:
+        return None
+    return checker.problems
+
+
+class _Checker:
+    def __init__(self, anchors: bool):
+        self.anchors = anchors
+        self.problems: list[tuple[int, str]] = []
+        self.seen: set[int] = set()
+        self.open: set[int] = set()
+        self.sizes: dict[int, tuple[int, int]] = {}
+        self.alias_values = self.alias_chars = 0
+
+    def child(self, node: yaml.Node, depth: int) -> None:
+        if self.anchors and id(node) in self.seen:
+            self.again(node)
+        elif not isinstance(node, yaml.ScalarNode):
+            self.visit(node, depth)
+        elif self.anchors:
+            self.seen.add(id(node))
+
+    def again(self, node: yaml.Node) -> None:
+        if id(node) in self.open:
+            raise _Bound
+        values, chars = _size(node, self.sizes)
+        self.alias_values += values
+        self.alias_chars += chars
+        if self.alias_values > MAX_ALIAS_VALUES or self.alias_chars > MAX_ALIAS_CHARS:
+            raise _Bound
+
+    def visit(self, node: yaml.Node, depth: int) -> None:
+        if self.anchors:
+            self.seen.add(id(node))
+            self.open.add(id(node))
+        if depth >= MAX_DEPTH and node.value:  # its children would be too deep
+            raise _Bound
+        if isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], int] = {}
+            for key, value in node.value:
+                self.child(key, depth + 1)
+                line = key.start_mark.line + 1
+                if not isinstance(key, yaml.ScalarNode):
+                    self.problems.append(
+                        (line, "a key must be a plain value, not a list or mapping")
+                    )
+                elif (ident := (key.tag, key.value)) in first:
+                    self.problems.append(
+                        (line, f"duplicate key {key.value!r} (first at line {first[ident]})")
+                    )
+                else:
+                    first[ident] = line
+                self.child(value, depth + 1)
+        elif not isinstance(node, yaml.ScalarNode):
+            for item in node.value:
+                self.child(item, depth + 1)
+        if self.anchors:
+            self.open.discard(id(node))
+
+
+def _size(node: yaml.Node, sizes: dict[int, tuple[int, int]]) -> tuple[int, int]:
+    """(values, characters) the node stands for with every alias in it expanded;
+    memoized, so a shared subtree is measured once."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    if isinstance(node, yaml.ScalarNode):
+        size = (1, len(node.value))
+    else:
+        children = (
+            [n for pair in node.value for n in pair]
+            if isinstance(node, yaml.MappingNode)
+            else node.value
+        )
+        values, chars = 1, 0
+        for child in children:
+            v, c = _size(child, sizes)
+            values, chars = values + v, chars + c
+        size = (values, chars)
+    sizes[id(node)] = size
+    return size

@@ -47,37 +47,13 @@ POLL_ERRORS = (NewswatchError,)  # FetchError and FeedError among them
 
 
 def sync_sources(session: Session, specs: Iterable[SourceSpec], now: datetime) -> None:
-    """Make the source table follow the config: new sources added, changed ones updated,
-    removed ones disabled (their history is kept).
-
-    A source newswatch disabled itself (`disabled_reason`, after permanent errors) stays
-    disabled until its URL changes: editing other options must not revive a dead feed.
-    """
-    wanted = {s.name: s for s in specs}
-    existing = sources.by_name(session)
-    for name, spec in wanted.items():
-        row = existing.get(name)
-        if row is None:
-            sources.add(session, name, spec.kind, spec.url, spec.every, spec.enabled, now)
-        else:
-            _follow_spec(row, spec, now)
-    for name, row in existing.items():
-        if name not in wanted and row.enabled:
-            row.enabled = False
-
-
-def _follow_spec(row: m.Source, spec: SourceSpec, now: datetime) -> None:
-    if row.url != spec.url or row.kind != spec.kind:
-        row.etag = row.last_modified = None  # a new URL has nothing to be conditional on
-        # nor a window to tell a gap by (worker/sources/gaps.py): its first poll is a first
-        row.window_size = row.window_newest_at = row.window_tokens = None
-        row.next_fetch_at = now
-        row.disabled_reason, row.permanent_failures = None, 0  # and a clean record
-    sooner = now + timedelta(seconds=spec.every)
-    if spec.every < row.every_seconds and row.next_fetch_at > sooner:
-        row.next_fetch_at = sooner
-    row.url, row.kind, row.every_seconds = spec.url, spec.kind, spec.every
-    row.enabled = spec.enabled and row.disabled_reason is None
+    """Make the source table follow the config (sources.follow): new sources added,
+    changed ones updated, removed ones disabled (their history is kept)."""
+    sources.follow(
+        session,
+        (sources.Wanted(s.name, s.kind, s.url, s.every, s.enabled) for s in specs),
+        now,
+    )
 
 
 def disabled_sources(session: Session) -> list[m.Source]:

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from worker.store import models as m
-from worker.store.db import defer, on_postgres, unclaimed
+from worker.store.db import defer, insert_ignore, on_postgres, unclaimed
+
+SYNC_BATCH = 1000  # rows per INSERT or UPDATE statement of `follow`
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """A source as the config lists it: what the source table follows."""
+
+    name: str
+    kind: str
+    url: str
+    every: int
+    enabled: bool
 
 
 def by_name(session: Session) -> dict[str, m.Source]:
@@ -49,6 +64,116 @@ def add(
             name=name, kind=kind, url=url, every_seconds=every, enabled=enabled, next_fetch_at=now
         )
     )
+
+
+def follow(session: Session, wanted: Iterable[Wanted], now: datetime) -> dict[str, int]:
+    """Make the source table follow the config: new sources added, changed ones updated,
+    removed ones disabled (their history is kept). How many rows were added, updated and
+    disabled.
+
+    The rows are read as plain columns, once, and written in statements of SYNC_BATCH
+    rows; a row the config does not change is not written (a config of 100,000 sources
+    was 100,000 ORM objects and as many UPDATEs when it was read again). A name another
+    process added meanwhile is left to that process (ON CONFLICT DO NOTHING).
+
+    A source newswatch disabled itself (`disabled_reason`, after permanent errors) stays
+    disabled until its URL changes: editing other options must not revive a dead feed.
+    """
+    S = m.Source
+    existing = {
+        row.name: row
+        for row in session.execute(
+            select(
+                S.id,
+                S.name,
+                S.kind,
+                S.url,
+                S.every_seconds,
+                S.enabled,
+                S.next_fetch_at,
+                S.disabled_reason,
+            )
+        )
+    }
+    added, moved, changed, names = _plan(existing, wanted, now)
+    gone = [
+        {"id": row.id, "enabled": False}
+        for name, row in existing.items()
+        if name not in names and row.enabled
+    ]
+    new = insert_ignore(S, postgres=on_postgres(session))
+    for i in range(0, len(added), SYNC_BATCH):
+        session.execute(new, added[i : i + SYNC_BATCH])
+    for rows in (moved, changed, gone):
+        for i in range(0, len(rows), SYNC_BATCH):
+            session.execute(
+                update(S).execution_options(synchronize_session=False), rows[i : i + SYNC_BATCH]
+            )
+    return {"added": len(added), "updated": len(moved) + len(changed), "disabled": len(gone)}
+
+
+def _plan(
+    existing: dict[str, Any], wanted: Iterable[Wanted], now: datetime
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], set[str]]:
+    """(rows to add, rows with a new URL, other rows changed, every name wanted)."""
+    names: set[str] = set()
+    added: list[dict[str, Any]] = []
+    moved: list[dict[str, Any]] = []  # a new URL or kind: its record starts again
+    changed: list[dict[str, Any]] = []
+    for spec in wanted:
+        names.add(spec.name)
+        row = existing.get(spec.name)
+        if row is None:
+            added.append(
+                dict(
+                    name=spec.name,
+                    kind=spec.kind,
+                    url=spec.url,
+                    every_seconds=spec.every,
+                    enabled=spec.enabled,
+                    next_fetch_at=now,
+                    consecutive_failures=0,
+                    permanent_failures=0,
+                    items_seen=0,
+                    created_at=now,
+                )
+            )
+            continue
+        next_fetch_at, disabled_reason = row.next_fetch_at, row.disabled_reason
+        new_url = row.url != spec.url or row.kind != spec.kind
+        if new_url:
+            next_fetch_at, disabled_reason = now, None
+        sooner = now + timedelta(seconds=spec.every)
+        if spec.every < row.every_seconds and next_fetch_at > sooner:
+            next_fetch_at = sooner
+        values = dict(
+            id=row.id,
+            url=spec.url,
+            kind=spec.kind,
+            every_seconds=spec.every,
+            enabled=spec.enabled and disabled_reason is None,
+            next_fetch_at=next_fetch_at,
+        )
+        if new_url:
+            # nothing to be conditional on, nor a window to tell a gap by
+            # (worker/sources/gaps.py): its first poll is a first, with a clean record
+            values.update(
+                etag=None,
+                last_modified=None,
+                window_size=None,
+                window_newest_at=None,
+                window_tokens=None,
+                disabled_reason=None,
+                permanent_failures=0,
+            )
+            moved.append(values)
+        elif (
+            values["every_seconds"] != row.every_seconds
+            or values["enabled"] != row.enabled
+            or next_fetch_at != row.next_fetch_at
+        ):
+            changed.append(values)
+    return added, moved, changed, names
 
 
 def disabled(session: Session) -> list[m.Source]:
