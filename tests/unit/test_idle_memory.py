@@ -53,9 +53,15 @@ def test_the_supervisor_keeps_no_store_no_http_client_and_no_schema() -> None:
     # what `newswatch run` imports for its own life (the one-off steps run in a child)
     imports = (
         "import worker.cli, worker.cli.service, worker.service.supervisor, "
-        "worker.service.embedded_redis, worker.service.diskspace, worker.service.observability"
+        "worker.service.embedded_redis, worker.service.diskspace, worker.service.observability\n"
+        # what it asks at run time: its arguments parsed, the SQLite file for the disk watch
+        "import worker.settings; worker.cli.build_parser().parse_known_args(['run']); "
+        "worker.settings.Settings.from_env({'NEWSWATCH_DATA_DIR': '/tmp/x'}).sqlite_path"
     )
-    watched = ("sqlalchemy", "celery", "requests", "pydantic", "psycopg", "alembic", "trafilatura")
+    watched = (
+        *("sqlalchemy", "celery", "requests", "pydantic", "psycopg", "alembic", "trafilatura"),
+        *("redis", "jinja2", "regex", "importlib.metadata"),
+    )
     assert _loaded_after(imports, watched) == []
 
 
