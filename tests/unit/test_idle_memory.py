@@ -69,3 +69,26 @@ def test_a_worker_loads_no_extractor_until_it_parses() -> None:
     # the threads worker (fetch, alerts) imports the tasks module and never parses
     watched = ("trafilatura", "dateparser", "htmldate", "justext", "psycopg")
     assert _loaded_after("import worker.cli, worker.app, worker.tasks", watched) == []
+
+
+def test_a_worker_loads_no_click_repl_and_celery_keeps_its_repl_command() -> None:
+    # Celery's command line imports click_repl for `celery amqp repl` alone; the stand-in
+    # of cli/service.py adds the same command and loads the real module when asked
+    code = textwrap.dedent(
+        """
+        import sys
+        from worker.cli.service import without_click_repl
+        without_click_repl()
+        import celery.bin.celery
+        assert "repl" in celery.bin.celery.amqp.commands
+        print(' '.join(m for m in ('click_repl', 'prompt_toolkit', 'wcwidth')
+                       if getattr(sys.modules.get(m), '__file__', None)))
+        import click_repl
+        assert click_repl.repl.__module__.startswith("click_repl")  # the real one, on demand
+        assert "prompt_toolkit" in sys.modules
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.split() == []
