@@ -92,3 +92,19 @@ def test_a_worker_loads_no_click_repl_and_celery_keeps_its_repl_command() -> Non
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60
     )
     assert out.stdout.split() == []
+
+
+def test_the_prefork_main_builds_the_c_parser_its_children_would_each_build() -> None:
+    # billiard declares prctl with cffi in every pool child: the parser is built before fork
+    code = textwrap.dedent(
+        """
+        import sys
+        import worker.app
+        if "cffi" in sys.modules:
+            import cffi.cparser
+            assert cffi.cparser._parser_cache is None
+            worker.app._parse_pdeathsig_declaration()
+            assert cffi.cparser._parser_cache is not None
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
