@@ -243,10 +243,9 @@ def _parse_pdeathsig_declaration() -> None:
     `cffi.FFI().cdef(...)`: that imports cffi's C parser (pycparser and its tables) and
     builds one, which cffi keeps for the process. Done once here, before the fork, the
     parser's pages are shared by the children instead of built anew in each."""
-    if "cffi" not in sys.modules:
+    cffi: Any = sys.modules.get("cffi")
+    if cffi is None:
         return
-    import cffi
-
     cffi.FFI().cdef("int prctl (int __option, ...);")  # billiard.util.set_pdeathsig's
 
 

@@ -226,7 +226,7 @@ def without_click_repl() -> None:
         return getattr(real(), name)
 
     shim.register_repl = register_repl  # type: ignore[attr-defined]
-    shim.__getattr__ = other  # type: ignore[attr-defined]
+    setattr(shim, "__getattr__", other)  # noqa: B010 - the module's own (PEP 562)
     sys.modules["click_repl"] = shim
 
 
