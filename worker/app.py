@@ -13,6 +13,7 @@ import importlib
 import logging
 import os
 import signal
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -230,9 +231,22 @@ def _prepare_to_fork() -> None:
     of the parent's heap. Measured in docs/load.md, "Memory at idle"."""
     for name in _CHILDREN_USE:
         importlib.import_module(name)
+    _parse_pdeathsig_declaration()
     configure_mappers()  # the ORM's mappers, set up on first use otherwise: per child
     gc.collect()
     gc.freeze()
+
+
+def _parse_pdeathsig_declaration() -> None:
+    """Each pool child asks the kernel for its death signal through billiard, which, when
+    cffi is loaded (billiard.util imports it if it is installed), declares prctl with
+    `cffi.FFI().cdef(...)`: that imports cffi's C parser (pycparser and its tables) and
+    builds one, which cffi keeps for the process. Done once here, before the fork, the
+    parser's pages are shared by the children instead of built anew in each."""
+    cffi: Any = sys.modules.get("cffi")
+    if cffi is None:
+        return
+    cffi.FFI().cdef("int prctl (int __option, ...);")  # billiard.util.set_pdeathsig's
 
 
 @setup_logging.connect

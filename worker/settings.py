@@ -12,12 +12,20 @@ config file's own business.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import unquote
 
 from worker.config import DEFAULT_CONFIG_PATH
 from worker.core.errors import InputError
+
+# A database URL's driver and database, read as SQLAlchemy's `make_url` reads them (its
+# pattern, less the parts a SQLite URL has no use for; tests/unit/test_settings.py
+# compares the two): `sqlite_path` is asked in every process, the supervisor of `run`
+# included, which keeps no SQLAlchemy (docs/load.md, "Memory at idle").
+_URL = re.compile(r"(?P<name>[\w+]+)://[^/?]*(?:/(?P<database>[^?]*))?")
 
 
 class SettingsError(InputError):
@@ -124,12 +132,13 @@ class Settings:
     @property
     def sqlite_path(self) -> Path | None:
         """The SQLite file of `database_url`, absolute; None for a server or in-memory one."""
-        from sqlalchemy.engine import make_url
-
-        url = make_url(self.database_url)
-        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        found = _URL.match(self.database_url)
+        if found is None or found["name"].split("+")[0] != "sqlite":
             return None
-        return Path(url.database).absolute()
+        database = unquote(found["database"] or "")
+        if database in ("", ":memory:"):
+            return None
+        return Path(database).absolute()
 
     @classmethod
     def from_env(

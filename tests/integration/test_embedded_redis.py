@@ -204,3 +204,36 @@ def test_a_short_socket_dir_that_is_not_private_is_refused(tmp_path, monkeypatch
     else:
         server.stop()
         raise AssertionError("started on a socket in a directory others can enter")
+
+
+def test_ping_is_true_only_for_a_pong(tmp_path):
+    # the supervisor pings without a Redis client: a server that is still loading its
+    # snapshot, one that closes at once, or no server at all is not up
+    import socket
+    import threading
+
+    from worker.service.embedded_redis import ping
+
+    path = tmp_path / "fake.sock"
+    assert not ping(path)
+    for reply, up in (
+        (b"+PONG\r\n", True),
+        (b"-LOADING Redis is loading\r\n", False),
+        (b"", False),
+    ):
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(path))
+        listener.listen(1)
+
+        def answer(listener=listener, reply=reply):
+            conn, _ = listener.accept()
+            with conn:
+                assert conn.recv(64) == b"*1\r\n$4\r\nPING\r\n"
+                conn.sendall(reply)
+
+        thread = threading.Thread(target=answer)
+        thread.start()
+        assert ping(path) is up
+        thread.join(5)
+        listener.close()
+        path.unlink()

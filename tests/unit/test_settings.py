@@ -127,3 +127,34 @@ def test_a_threads_pool_gets_a_database_connection_per_thread():
     assert _threads({"pool": "threads", "concurrency": 12}) == 12
     assert _threads({"pool": "prefork", "concurrency": 12}) == 0
     assert _threads({"concurrency": 12}) == 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///newswatch.db",
+        "sqlite:////var/lib/newswatch/newswatch.db",
+        "sqlite+pysqlite:///data/a%20b.db?timeout=30",
+        "sqlite:///file:nw.db?mode=ro&uri=true",
+        "sqlite://",
+        "sqlite:///:memory:",
+        "sqlite:///",
+        "postgresql+psycopg://nw:secret@db:5432/newswatch",
+        "postgresql://localhost/sqlite",
+        "mysql://u:p@[::1]:3306/x?charset=utf8",
+    ],
+)
+def test_the_sqlite_path_is_read_as_sqlalchemy_reads_the_url(tmp_path, url):
+    # sqlite_path parses the URL itself (the supervisor keeps no SQLAlchemy): the same file
+    from dataclasses import replace
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    expected = (
+        Path(parsed.database).absolute()
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+        else None
+    )
+    settings = replace(Settings.from_env({"NEWSWATCH_DATA_DIR": str(tmp_path)}), database_url=url)
+    assert settings.sqlite_path == expected

@@ -23,6 +23,7 @@ from worker.config import (
     LoadedConfig,
     WatchlistSpec,
     load_config,
+    load_in_child,
     shrink_warning,
     watching_problems,
 )
@@ -44,19 +45,31 @@ class ActiveConfig:
         return self.loaded.version
 
 
-def compile_config(path: str | Path, *, watching: bool = True) -> ActiveConfig:
+def compile_config(
+    path: str | Path, *, watching: bool = True, in_child: bool = False
+) -> ActiveConfig:
     """Load and compile; raises ConfigError (rules errors included) on any problem.
 
     `watching`: the config is to run the service, so one that watches nothing (no
     source or no watchlist, config.watching_problems) is refused too. Tools that only
     use the watchlists (`match`, `rules test`) pass False.
+
+    `in_child`: read in a forked child (config.load_in_child), for the long-lived
+    processes, which then keep the config and not what reading it built; the config
+    kept has no origins (the line of every key). A rule error, found here after the
+    load, is placed at its file and line by reading the file again in this process.
     """
-    loaded = load_config(path)
+    if in_child:  # the watching checks need the origins: they run in the child
+        loaded, problems = load_in_child(path, check=watching_problems if watching else None)
+    else:
+        loaded = load_config(path)
+        problems = watching_problems(loaded) if watching else []
     try:
         matcher = compile_matcher(to_watchlists(loaded.config.watchlists), version=loaded.version)
     except RuleError as exc:
-        raise ConfigError([_rule_problem(loaded, exc)]) from exc
-    if watching and (problems := watching_problems(loaded)):  # once all else is valid
+        placed = load_config(path) if in_child else loaded
+        raise ConfigError([_rule_problem(placed, exc)]) from exc
+    if problems:  # once all else is valid
         raise ConfigError(problems)
     return ActiveConfig(loaded, matcher)
 
@@ -116,7 +129,8 @@ class LiveConfig:
         self.check_seconds = check_seconds
         self._clock = clock
         self._lock = threading.Lock()
-        self._active = compile_config(self.path)  # a bad config at start-up is fatal
+        # read in a child: a worker keeps the config, not what reading it built
+        self._active = compile_config(self.path, in_child=True)  # bad at start-up: fatal
         self._signature = _signature(self.path)
         self._checked_at = clock()
         self.last_error: str | None = None
@@ -140,7 +154,7 @@ class LiveConfig:
             return
         self._signature = signature
         try:
-            candidate = compile_config(self.path)
+            candidate = compile_config(self.path, in_child=True)
         except ConfigError as exc:
             self.last_error = str(exc)
             log.error("config change refused, keeping version %s:\n%s", self._active.version, exc)

@@ -8,7 +8,6 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from worker.alerts.render import split_highlights
 from worker.cli.context import Context, require_database, setup_logging
 
 if TYPE_CHECKING:
@@ -64,6 +63,10 @@ def to_text(rows: list[dict[str, Any]], since: datetime, watchlist: str | None, 
 
 def highlighted(snippet: str, spans: list[list[int]], color: bool) -> str:
     """The snippet with its stored highlights marked: bold on a terminal, else **…**."""
+    # imported here: the parser imports this module in every `newswatch` process, and the
+    # renderer (regex, the model) is only for this command (docs/load.md, "Memory at idle")
+    from worker.alerts.render import split_highlights
+
     start_mark, end_mark = (BOLD, PLAIN) if color else ("**", "**")
     out = [
         f"{start_mark}{s.text}{end_mark}" if s.hit else s.text

@@ -180,11 +180,54 @@ def cmd_worker(args: argparse.Namespace, ctx: Context) -> int:
     ]
     if args.beat:
         argv += ["--beat", f"--schedule={settings.data_dir / 'celerybeat-schedule'}"]
+    without_click_repl()  # before worker_main imports Celery's command line
     app = create_app(settings)
     app.startup_checks = not args.skip_checks  # `run` did them once for both of its workers
     app.command = "newswatch worker"
     app.worker_main(argv=[*argv, *args.celery_args])  # Celery's own flags last: they win
     return 0
+
+
+def without_click_repl() -> None:
+    """Keep click_repl (and prompt_toolkit, pygments, wcwidth: about 11 MB per process)
+    out of a worker. `worker_main` runs Celery's command line, whose module imports every
+    subcommand, and `celery amqp` imports click_repl only to add its `repl` subcommand
+    (`register_repl(amqp)`), which a worker never runs. So a stand-in module takes its
+    place in `sys.modules` first: its `register_repl` adds the same `repl` command, which
+    loads the real click_repl when it is run, and any other name asked of it loads the
+    real module too. Nothing is lost, and a process that loaded the real one keeps it.
+    (`celery -A worker worker` imports Celery's command line before newswatch: there the
+    real module is loaded.) docs/load.md, "Memory at idle"."""
+    import types
+
+    if "click_repl" in sys.modules:
+        return
+    shim = types.ModuleType("click_repl", without_click_repl.__doc__)
+
+    def real() -> Any:
+        import importlib
+
+        if sys.modules.get("click_repl") is shim:
+            del sys.modules["click_repl"]
+        return importlib.import_module("click_repl")
+
+    def register_repl(group: Any, name: str = "repl") -> None:
+        import click
+
+        @click.pass_context
+        def repl(ctx: Any, *rest: Any, **options: Any) -> Any:
+            return real().repl(ctx, *rest, **options)
+
+        group.command(name=name)(repl)
+
+    def other(name: str) -> Any:
+        if name.startswith("__"):  # what the import system asks (__path__, __spec__)
+            raise AttributeError(name)
+        return getattr(real(), name)
+
+    shim.register_repl = register_repl  # type: ignore[attr-defined]
+    setattr(shim, "__getattr__", other)  # noqa: B010 - the module's own (PEP 562)
+    sys.modules["click_repl"] = shim
 
 
 def cmd_beat(args: argparse.Namespace, ctx: Context) -> int:

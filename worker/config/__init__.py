@@ -22,7 +22,7 @@ from worker.config.problems import ConfigError, ConfigProblem
 
 if TYPE_CHECKING:
     from worker.config.checks import shrink_warning, watching_problems
-    from worker.config.loader import LoadedConfig, load_config
+    from worker.config.loader import LoadedConfig, load_config, load_in_child, without_origins
     from worker.config.schema import (
         AlertPolicySpec,
         ChannelSpec,
@@ -55,6 +55,8 @@ _LAZY = {
     "watching_problems": "checks",
     "LoadedConfig": "loader",
     "load_config": "loader",
+    "load_in_child": "loader",
+    "without_origins": "loader",
     **dict.fromkeys(
         (
             "AlertPolicySpec",
@@ -108,7 +110,9 @@ __all__ = [
     "SourceSpec",
     "WatchlistSpec",
     "load_config",
+    "load_in_child",
     "parse_interval",
     "shrink_warning",
     "watching_problems",
+    "without_origins",
 ]

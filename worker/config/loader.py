@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import os
+import pickle
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+import select
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +58,119 @@ def _interpolate(value: Any, path: tuple, env: Mapping[str, str], missing: list[
     if isinstance(value, list):
         return [_interpolate(v, (*path, i), env, missing) for i, v in enumerate(value)]
     return value
+
+
+def without_origins(loaded: LoadedConfig) -> LoadedConfig:
+    """The same config without the line of every key, which only error messages use (a
+    config of 100,000 sources has some 400,000 of them)."""
+    return replace(loaded, origins={})
+
+
+# how long a child may take to load a config before it is taken for stuck (a deadlock
+# after a fork from a threaded process is possible in principle)
+CHILD_LOAD_SECONDS = 600.0
+
+
+def load_in_child(
+    path: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+    *,
+    check: Callable[[LoadedConfig], list[ConfigProblem]] | None = None,
+    timeout: float = CHILD_LOAD_SECONDS,
+) -> tuple[LoadedConfig, list[ConfigProblem]]:
+    """`load_config` in a forked child, its result pickled back without origins.
+
+    Reading a big config builds far more than it keeps: the YAML node tree, the line of
+    every key, pydantic's intermediate values. Freed, that memory mostly stays with the
+    process (the allocator's arenas are fragmented), so a worker that loaded a config of
+    100,000 sources once kept about 700 MB. In a child it goes with the child
+    (docs/load.md, "Memory at idle"; bench/config_memory.py). Errors are the same as in
+    process: a ConfigError, with file and line, raised here. `check` (e.g.
+    `watching_problems`) runs in the child too, while the origins are there: its problems
+    are returned beside the config, for the caller to raise in its own order. A child that
+    ends without an answer (killed, out of memory) is a ConfigError as well, so a reload
+    keeps the last good version. Without fork (not POSIX): in process.
+    """
+    if not hasattr(os, "fork"):
+        loaded = load_config(path, env)
+        return without_origins(loaded), check(loaded) if check is not None else []
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child ends in os._exit
+        os.close(read_fd)
+        _answer_from_child(write_fd, path, env, check)
+    os.close(write_fd)
+    try:
+        data = _read_all(read_fd, pid, timeout, str(path))
+    finally:
+        os.close(read_fd)
+        _, status = os.waitpid(pid, 0)
+    if not data:
+        code = os.waitstatus_to_exitcode(status)
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        raise ConfigError(
+            [ConfigProblem(str(path), None, "", f"not loaded: the loading process {how}")]
+        )
+    result = pickle.loads(data)
+    if isinstance(result, BaseException):
+        raise result
+    loaded, problems = result
+    assert isinstance(loaded, LoadedConfig)
+    return loaded, problems
+
+
+def _answer_from_child(
+    fd: int,
+    path: str | os.PathLike[str],
+    env: Mapping[str, str] | None,
+    check: Callable[[LoadedConfig], list[ConfigProblem]] | None,
+) -> None:  # pragma: no cover - runs in the child
+    """Load, pickle the result (or the ConfigError) into `fd`, and end without running
+    anything of the parent's (no atexit, no buffers flushed twice)."""
+    code = 0
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1):
+            signal.signal(sig, signal.SIG_DFL)  # the parent's handlers (Celery's) are not ours
+        try:
+            loaded = load_config(path, env)
+            problems = check(loaded) if check is not None else []
+            result: object = (without_origins(loaded), problems)
+        except ConfigError as exc:
+            result = exc
+        data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except BaseException:
+        code = 1
+        with contextlib.suppress(Exception):
+            import traceback
+
+            traceback.print_exc()
+            sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+def _read_all(fd: int, pid: int, timeout: float, what: str) -> bytes:
+    """Everything the child writes, until it closes the pipe; the child is killed when it
+    takes longer than `timeout`."""
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([fd], [], [], max(0.0, left))
+        if not ready:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            raise ConfigError([ConfigProblem(what, None, "", f"not loaded within {timeout:.0f} s")])
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def yaml_files(path: Path) -> Iterator[Path]:

@@ -29,6 +29,9 @@ class ConfigError(InputError):
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
 
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled back from a loading child (loader.py)
+        return (type(self), (self.problems,))
+
 
 def _key_name(path: tuple, data: Any) -> str:
     """('sources', 2, 'every') -> 'sources[2:world-news].every' for the message."""

@@ -36,13 +36,12 @@ import itertools
 import logging
 import os
 import signal
+import socket
 import stat
 import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
-
-import redis
 
 from worker.service.redis_binary import SERVER_NAMES, RedisBinaryError, find_redis_server
 from worker.service.supervisor import child_setup
@@ -196,14 +195,7 @@ class EmbeddedRedis:
             self._held.append(fd)
 
     def _ping(self) -> bool:
-        try:
-            client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1)
-            try:
-                return bool(client.ping())
-            finally:
-                client.close()
-        except (redis.RedisError, OSError):
-            return False
+        return ping(self.socket)
 
     def _stop_stale(self) -> None:
         """A server left by an owner that died without stopping it: stop it (its AOF is
@@ -242,6 +234,28 @@ class EmbeddedRedis:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def ping(path: Path, timeout: float = 1.0) -> bool:
+    """True when the server on the Unix socket `path` answers PING with PONG (not while it
+    is still loading its snapshot: it answers -LOADING then). One command of the Redis
+    protocol on a plain socket: this module is the supervisor of `run`'s, which keeps no
+    Redis client for its whole life only to learn that the server is up (docs/load.md,
+    "Memory at idle")."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(str(path))
+            conn.sendall(b"*1\r\n$4\r\nPING\r\n")
+            reply = b""
+            while not reply.endswith(b"\r\n"):
+                chunk = conn.recv(512)
+                if not chunk:
+                    break
+                reply += chunk
+    except OSError:
+        return False
+    return reply == b"+PONG\r\n"
 
 
 def _alive(pid: int) -> bool:
