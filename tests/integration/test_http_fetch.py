@@ -807,3 +807,52 @@ def test_a_huge_crawl_delay_is_capped(
     fetcher.get(url)
     wait = fetcher._limiter._next_start["127.0.0.1"] - time.monotonic()
     assert MAX_CRAWL_DELAY - 5 < wait <= MAX_CRAWL_DELAY
+
+
+# --- the plain GET (worker/http/plain_get.py) -------------------------------------
+
+
+def test_a_get_goes_to_the_pool_without_the_session_and_sends_what_the_session_would(
+    http_server: TestServer, fetcher: Fetcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    http_server.add("/feed", RSS, headers={"Content-Type": "application/rss+xml", "ETag": '"v"'})
+
+    def no_session(*_a: object, **_k: object) -> None:
+        raise AssertionError("a plain GET went through requests.Session")
+
+    monkeypatch.setattr(fetcher.session, "request", no_session)
+    result = fetcher.get(http_server.url("/feed?a=1&b=%20c d"), etag='"v0"', expect="feed")
+    assert result.body == RSS and result.etag == '"v"'
+    sent = http_server.requests[-1]
+    assert sent.path == "/feed?a=1&b=%20c%20d"  # quoted as requests quotes it
+    assert sent.headers["If-None-Match"] == '"v0"'
+    assert sent.headers["User-Agent"].startswith("newswatch")
+    assert sent.headers["Accept-Encoding"] == "gzip, deflate, br"
+    assert sent.headers["Connection"] == "keep-alive"  # the session's default header
+
+
+def test_cookies_and_credentials_go_through_the_session_as_before(
+    http_server: TestServer, fetcher: Fetcher
+) -> None:
+    """A cookie a plain GET receives is kept in the session's jar and sent back (as a
+    requests.Session does); a URL with user:password is sent with Basic auth."""
+    http_server.add("/set", b"x", headers={"Set-Cookie": "sid=42; Path=/"})
+    http_server.add("/next", b"y")
+    fetcher.get(http_server.url("/set"))
+    assert "Cookie" not in http_server.requests[-1].headers
+    fetcher.get(http_server.url("/next"))
+    assert http_server.requests[-1].headers["Cookie"] == "sid=42"
+
+    fetcher.session.cookies.clear()
+    fetcher.get(http_server.url("/next").replace("http://", "http://reader:s3cret@"))
+    assert http_server.requests[-1].headers["Authorization"].startswith("Basic ")
+
+
+def test_keep_alive_hosts_follow_the_open_file_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import resource
+
+    from worker.http import fetcher as fetcher_module
+
+    for soft, kept in [(1024, 256), (20000, 4096), (40, 16), (resource.RLIM_INFINITY, 4096)]:
+        monkeypatch.setattr(resource, "getrlimit", lambda _which, s=soft: (s, s))
+        assert fetcher_module.default_keep_alive_hosts() == kept

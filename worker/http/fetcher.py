@@ -1,8 +1,9 @@
 """The polite, guarded HTTP fetcher for feeds, pages and webhook POSTs.
 
 Everything newswatch downloads or posts goes through `Fetcher`. It owns a
-`requests.Session` whose transport is the SSRF guard (`netguard`), and adds
-what a long-running crawler needs on top of requests:
+`requests.Session` whose transport is the SSRF guard (`netguard`); its GETs go straight
+to that transport's pools (`plain_get`, a fraction of the Session's CPU per exchange),
+its POSTs through the Session. It adds what a long-running crawler needs on top:
 
 - conditional GET (ETag / Last-Modified; 304 is a result, not an error);
 - connect and read timeouts, plus an overall deadline armed as a watchdog on
@@ -20,7 +21,8 @@ what a long-running crawler needs on top of requests:
   with `shared_url` (the broker's Redis) both are shared by every process on that
   Redis (`shared_limits`), else they are this process's.
 - keep-alive: idle connections are kept for the `keep_alive_hosts` most recently used
-  hosts, so a poll of a host polled before skips the TCP (and TLS) handshake. The guard
+  hosts (by default as many as a quarter of the process's open-file limit allows, at
+  most 4096), so a poll of a host polled before skips the TCP (and TLS) handshake. The guard
   checked a kept connection's address when it was made; a new connection is checked
   again, so a host whose DNS changes meanwhile is refused from its next connection.
 
@@ -29,6 +31,7 @@ Errors are raised as `FetchError` (`fetch_errors`). See docs/fetching.md.
 
 from __future__ import annotations
 
+import resource
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +39,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.structures import CaseInsensitiveDict
+from urllib3 import BaseHTTPResponse
 from urllib3.exceptions import DecodeError, HTTPError
 from urllib3.util.retry import Retry
 
@@ -45,6 +49,7 @@ from worker.http.deadline import Deadline
 from worker.http.errors import FetchError, reason, transport_kind
 from worker.http.host_limits import HostLimiter, Limiter, politeness_key
 from worker.http.netguard import AddressGuard, BlockedAddressError, GuardedAdapter, socket_hook
+from worker.http.plain_get import PlainGet
 from worker.http.robots import ROBOTS_MAX_BYTES, RobotsRules
 from worker.http.shared_limits import SharedHostLimiter, SharedRedis, SharedRobotsStore
 from worker.http.sniff import ACCEPT, Expect, media_type, sniff_ok, type_verdict
@@ -53,8 +58,18 @@ MAX_REDIRECTS = 5
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
 # hosts whose idle connections are kept (least recently used dropped first): each is an
-# open socket, so bounded well below the usual limit of 1024 open files
-KEEP_ALIVE_HOSTS = 256
+# open socket, so at most a quarter of the process's open-file limit (256 of the usual
+# 1024), the rest left to the database, Redis, logs and the connections in use
+KEEP_ALIVE_HOSTS_MAX = 4096
+
+
+def default_keep_alive_hosts() -> int:
+    """Hosts whose idle connections a fetcher keeps by default, from the open-file
+    limit (RLIMIT_NOFILE, soft): a quarter of it, between 16 and 4096."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return KEEP_ALIVE_HOSTS_MAX
+    return max(16, min(KEEP_ALIVE_HOSTS_MAX, soft // 4))
 
 
 @dataclass(frozen=True)
@@ -140,7 +155,7 @@ class Fetcher:
         robots_ttl: float = 3600.0,
         robots_error_ttl: float = 300.0,
         shared_url: str | None = None,
-        keep_alive_hosts: int = KEEP_ALIVE_HOSTS,
+        keep_alive_hosts: int | None = None,
     ) -> None:
         self.options = options
         self.respect_robots = respect_robots
@@ -150,11 +165,13 @@ class Fetcher:
         self.session.trust_env = False
         adapter = GuardedAdapter(
             AddressGuard(options.allow_networks),
-            pool_connections=keep_alive_hosts,  # a pool per host (urllib3's default: 10)
+            # a pool per host (urllib3's default: 10)
+            pool_connections=keep_alive_hosts or default_keep_alive_hosts(),
             max_retries=Retry(total=0, connect=0, read=False, redirect=False, status=False),
         )
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        self._plain = PlainGet(self.session, adapter)
         self._shared = SharedRedis(shared_url) if shared_url else None
         self._limiter: Limiter = HostLimiter(max_per_host, min_interval)
         robots_store = None
@@ -310,43 +327,47 @@ class Fetcher:
             raise FetchError(
                 "timeout", f"{url}: deadline of {self.options.deadline}s passed", url=url
             )
-        response = self.session.request(
-            method,
-            url,
-            headers=dict(headers),
-            data=data,
-            timeout=(connect_timeout, self.options.read_timeout),
-            allow_redirects=False,
-            stream=True,
-        )
+        response = None
+        if method == "GET":
+            response = self._plain.open(url, headers, connect_timeout, self.options.read_timeout)
+        if response is None:
+            response = self.session.request(
+                method,
+                url,
+                headers=dict(headers),
+                data=data,
+                timeout=(connect_timeout, self.options.read_timeout),
+                allow_redirects=False,
+                stream=True,
+            ).raw
         try:
             body = self._read_checked(response, url, deadline, max_bytes, expect, truncate)
         except BaseException:
-            response.close()  # drop the connection: the rest of the body is unread
+            _drop(response)  # the rest of the body is unread
             raise
-        response.raw.release_conn()
+        response.release_conn()
         resp_headers = CaseInsensitiveDict(response.headers)
         return FetchResult(
             url=url,
-            status=response.status_code,
+            status=response.status,
             headers=resp_headers,
             body=body,
             etag=resp_headers.get("ETag"),
             last_modified=resp_headers.get("Last-Modified"),
-            not_modified=response.status_code == 304,
+            not_modified=response.status == 304,
             elapsed=deadline.elapsed(),
         )
 
     def _read_checked(
         self,
-        response: requests.Response,
+        response: BaseHTTPResponse,
         url: str,
         deadline: Deadline,
         max_bytes: int,
         expect: Expect,
         truncate: bool = False,
     ) -> bytes:
-        status = response.status_code
+        status = response.status
         if status == 304 or status in _REDIRECT_STATUSES or status >= 400:
             # not content: read a little (error pages are useful in logs), never much
             return self._read_body(response, url, deadline, min(max_bytes, _CHUNK), truncate=True)
@@ -378,7 +399,7 @@ class Fetcher:
 
     def _read_body(
         self,
-        response: requests.Response,
+        response: BaseHTTPResponse,
         url: str,
         deadline: Deadline,
         max_bytes: int,
@@ -391,7 +412,7 @@ class Fetcher:
         while True:
             # ask for one byte more than allowed so that "exactly at the cap" is fine
             want = min(_CHUNK, max_bytes + 1 - total)
-            chunk = response.raw.read(want, decode_content=True)
+            chunk = response.read(want, decode_content=True)
             if deadline.expired:
                 break
             if not chunk:
@@ -400,13 +421,13 @@ class Fetcher:
             if total > max_bytes:
                 if truncate:
                     chunks.append(chunk[: len(chunk) - (total - max_bytes)])
-                    response.close()  # unread rest: this connection cannot be reused
+                    _drop(response)  # unread rest: this connection cannot be reused
                     break
                 raise FetchError(
                     "too_large",
                     f"{url}: body is over the limit of {max_bytes} bytes (decompressed)",
                     url=url,
-                    status=response.status_code,
+                    status=response.status,
                 )
             chunks.append(chunk)
         if deadline.expired:
@@ -439,7 +460,14 @@ class Fetcher:
         raise exc
 
 
-def _check_declared_length(response: requests.Response, url: str, max_bytes: int) -> None:
+def _drop(response: BaseHTTPResponse) -> None:
+    """Close the response's connection (what is left of the body is unread, so it
+    cannot carry another request) and give its place back to the pool."""
+    response.close()
+    response.release_conn()
+
+
+def _check_declared_length(response: BaseHTTPResponse, url: str, max_bytes: int) -> None:
     # only meaningful without compression; compressed sizes say nothing of the decoded size
     if response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity"):
         return
@@ -449,5 +477,5 @@ def _check_declared_length(response: requests.Response, url: str, max_bytes: int
             "too_large",
             f"{url}: Content-Length {declared} is over the limit of {max_bytes} bytes",
             url=url,
-            status=response.status_code,
+            status=response.status,
         )

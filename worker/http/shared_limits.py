@@ -6,9 +6,11 @@ cache, held for every fetcher process on the same Redis (the broker's).
   spacing. Times are the Redis server's (`TIME`), so workers on several hosts need no
   synchronised clocks. A lease is short (`LEASE_TTL`) and renewed while its fetch runs
   by one thread per process (`LeaseRenewer`), so a killed process's slots end soon.
-- When its turn has come, a request confirms its send in a second script against the
-  host's "last sent" time (see host_limits: turns space the plan, this spaces the
-  sends), and waits the difference if it is early.
+- When its turn has come, a request confirms its send against the host's "last sent"
+  time (see host_limits: turns space the plan, this spaces the sends), and waits the
+  difference if it is early. A turn that is free at once is confirmed in the same script
+  call as the slot (the common case: one round trip to take a slot, one to give it
+  back); a turn waited for is confirmed by a second script once it has come.
 - robots.txt verdicts are stored per origin for their cache period; a lock (a lease
   like a slot, renewed the same way) lets one process fetch a robots.txt while the
   others wait for its verdict.
@@ -45,10 +47,12 @@ RETRY_AFTER = 30.0  # seconds on the in-process limits after Redis failed
 LEASE_TTL = 10.0
 _POLL_MAX = 0.2  # seconds between two tries for a full host's slot
 
-# KEYS: leases (zset), next free turn (ms). ARGV: token, max, interval ms, remaining ms,
-# lease ms. Returns {1, wait ms} (slot and turn taken), {0, ms until a lease may end}
-# (host full), {-1, wait ms} (turn past the deadline; nothing taken). next_turn() in
-# host_limits is the same arithmetic.
+# KEYS: leases (zset), next free turn (ms), last send (ms). ARGV: token, max, interval ms,
+# remaining ms, lease ms, confirm (1: confirm a turn free at once, as _CONFIRM does),
+# lease ms of the last send. Returns {2, 0} (slot and turn taken, send confirmed: send
+# now), {1, wait ms} (slot and turn taken; confirm the send when the turn has come),
+# {0, ms until a lease may end} (host full), {-1, wait ms} (turn past the deadline;
+# nothing taken). next_turn() and send_wait() in host_limits are the same arithmetic.
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -70,7 +74,11 @@ redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
 if redis.call('PTTL', KEYS[1]) < lease + 1000 then
   redis.call('PEXPIRE', KEYS[1], lease + 1000)
 end
-return {1, wait}
+if wait > 0 or interval <= 0 or ARGV[6] ~= '1' then return {1, wait} end
+local last = redis.call('GET', KEYS[3])
+if last and tonumber(last) + interval > now then return {1, 0} end
+redis.call('SET', KEYS[3], now, 'PX', ARGV[7])
+return {2, 0}
 """
 
 # KEYS: the host's last send (ms). ARGV: interval ms, lease ms of the key. Returns
@@ -196,16 +204,17 @@ class SharedHostLimiter:
                 taken = self._acquire(host, token, interval, deadline)
             except redis.RedisError as exc:
                 self.shared.failed(exc)
-                taken = False
+                taken = 0
             if not taken:  # Redis is down: this process's limits, as without Redis
                 leases.drop(token)  # nothing in Redis to renew
                 with self.local.slot(host, deadline, spacing):
                     yield
                 return
             try:
-                if self.before_send is not None:
-                    self.before_send(host)
-                self._confirm(host, interval, deadline)
+                if taken == 1:  # the send is still to confirm
+                    if self.before_send is not None:
+                        self.before_send(host)
+                    self._confirm(host, interval, deadline)
                 yield
             finally:
                 self.shared.call(lambda c: c.zrem(key, token), lambda: 0)
@@ -216,8 +225,7 @@ class SharedHostLimiter:
         if interval <= 0:
             return
         keys = [_key("sent", host)]
-        # the record outlives any interval, Crawl-delay included
-        args = [_ms(interval), _ms(max(MAX_SPACING, interval) + 1.0)]
+        args = [_ms(interval), _sent_ttl(interval)]
         while True:
             status, wait_ms = self.shared.call(
                 lambda _c: [int(v) for v in self.shared.confirm_script(keys, args)],
@@ -232,10 +240,13 @@ class SharedHostLimiter:
                 raise past_deadline(host)
             time.sleep(wait_ms / 1000)
 
-    def _acquire(self, host: str, token: str, interval: float, deadline: Deadline) -> bool:
-        """True once a slot and a turn are taken (after waiting for the turn); False when
-        Redis is not to be used; FetchError at the deadline."""
-        keys = [_key("slots", host), _key("next", host)]
+    def _acquire(self, host: str, token: str, interval: float, deadline: Deadline) -> int:
+        """Once a slot and a turn are taken (after waiting for the turn): 2 when the send
+        was confirmed with them, 1 when it is still to confirm. 0 when Redis is not to be
+        used; FetchError at the deadline."""
+        keys = [_key("slots", host), _key("next", host), _key("sent", host)]
+        # with a test hook between turn and send, the send is confirmed after the hook
+        confirm = 0 if self.before_send is not None else 1
         while self.shared.available:
             args: list[str | int] = [
                 token,
@@ -243,18 +254,20 @@ class SharedHostLimiter:
                 _ms(interval),
                 _ms(deadline.remaining()),
                 _ms(self.shared.lease_ttl),
+                confirm,
+                _sent_ttl(interval),
             ]
             status, wait_ms = (int(v) for v in self.shared.acquire_script(keys, args))
-            if status == 1:
+            if status > 0:
                 if wait_ms > 0:
                     time.sleep(wait_ms / 1000)
-                return True
+                return status
             if status == -1:
                 raise past_deadline(host)
             if deadline.remaining() <= 0:
                 raise no_free_slot(host)
             time.sleep(min(max(wait_ms / 1000, 0.01), _POLL_MAX, deadline.remaining()))
-        return False
+        return 0
 
 
 class SharedRobotsStore:
@@ -392,6 +405,11 @@ def renewer() -> LeaseRenewer:
 
 def _key(kind: str, name: str) -> str:
     return f"{PREFIX}{kind}:{name}"
+
+
+def _sent_ttl(interval: float) -> int:
+    # the record of a host's last send outlives any interval, Crawl-delay included
+    return _ms(max(MAX_SPACING, interval) + 1.0)
 
 
 def _ms(seconds: float) -> int:
