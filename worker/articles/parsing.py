@@ -135,11 +135,11 @@ def _item_failed(
         log.warning("item %s (%s): %s", item_id, url, exc, extra=extra)
 
 
-def record_item_error(rt: Runtime, item_id: int, error: str) -> None:
+def record_item_error(rt: Runtime, item_id: int, error: str, kind: str = "time_limit") -> None:
     """Note why an attempt gave up (e.g. its soft time limit) on a still-pending item.
     The lease stays: the sweep retries it after, and the claim counts the attempt."""
     with rt.store.session() as session:
-        items.note_item_error(session, item_id, error[:2000], "time_limit")
+        items.note_item_error(session, item_id, error[:2000], kind)
     log.warning("item %s: %s", item_id, error, extra={"item_id": item_id})
 
 

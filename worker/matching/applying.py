@@ -115,6 +115,13 @@ def _record_match(
     )
 
 
+def note_error(rt: Runtime, article_id: int, error: str) -> None:
+    """Note why an attempt gave up past this module (the task saw it raise) on an article
+    whose rules are still pending; its lease stays, the sweep retries it."""
+    with rt.store.session() as session:
+        items.note_article_error(session, article_id, error[:2000], "internal")
+
+
 def _rules_failed(rt: Runtime, article_id: int, exc: Exception) -> list[str]:
     """Record a failed rules attempt on the article; back off, or quarantine it."""
     kind = ledger.error_kind(exc)

@@ -136,6 +136,15 @@ def claim_article(session: Session, article_id: int, now: datetime, lease_second
     )
 
 
+def note_article_error(session: Session, article_id: int, error: str, kind: str) -> None:
+    """Write why an attempt gave up on an article whose rules are pending; its lease stays."""
+    session.execute(
+        update(m.Article)
+        .where(m.Article.id == article_id, m.Article.rules_state == RulesState.PENDING)
+        .values(error=error, error_kind=kind)
+    )
+
+
 def defer_article(session: Session, article_id: int, until: datetime) -> None:
     """Hold an article with pending rules until `until`, giving back the attempt."""
     defer(session, m.Article, article_id, until, m.Article.rules_state == RulesState.PENDING)
