@@ -86,10 +86,9 @@ def _claim(
     to do (done, held elsewhere, or quarantined now after too many attempts)."""
     now = rt.now()
     with rt.store.session() as session:
-        if not items.claim_item(session, item_id, now, rt.settings.lease_seconds):
+        item = items.claim_item(session, item_id, now, rt.settings.lease_seconds)
+        if item is None:
             return None
-        item = items.get_item(session, item_id)
-        assert item is not None
         if ledger.attempts_spent(rt, session, item, now, notices):
             return None
         src = items.get_source(session, item.source_id)
