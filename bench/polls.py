@@ -22,6 +22,11 @@ What it runs, all on 127.0.0.1:
   If-None-Match) and once over one feed: CPU of the whole run / N is the cost with
   start-up; (CPU(N) - CPU(1)) / (N - 1) without.
 
+With `--full-text` the sources say `full_text: true` and each of newswatch's new items
+links to an article page on the same server (`/nw/item/…`, on the source's host), which
+newswatch fetches and extracts: the "changed" figure is then one new full-text article,
+end to end (feed poll, page fetch, extraction, rules). The pages are counted too.
+
 Each mode is measured `--repeat` times (default 3); printed are min/median/max of CPU-ms
 per poll, the polls counted, the connections accepted, and the load average (the machine
 may be shared: read the figures beside it).
@@ -56,15 +61,22 @@ HOST = "127.0.0.1"
 FEED_ITEMS = 5
 URLWATCH_VENV = Path(os.environ.get("URLWATCH_VENV", REPO / "bench" / ".venv-urlwatch"))
 # the server's counters (an mp.Array of ints)
-NW_200, NW_304, UW_200, UW_304, NW_CONN, UW_CONN, OTHER = range(7)
+NW_200, NW_304, UW_200, UW_304, NW_CONN, UW_CONN, OTHER, NW_PAGE = range(8)
 CLIENTS = {b"nw": (NW_200, NW_304), b"uw": (UW_200, UW_304)}
 FEED_PATH = re.compile(rb"^GET /(nw|uw)/feed/(\d+)\.xml ")
+PAGE_PATH = re.compile(rb"^GET /nw/item/(\d+)/(\d+) ")
+PAGE = """<html><head><title>Weather update {i}-{k}</title></head><body><nav>Home</nav>
+<article><h1>Weather update {i}-{k}</h1><p>{words}</p><p>Officials said more details would
+follow later in the week, and that talks would continue in the capital.</p></article>
+<footer>Copyright Example</footer></body></html>"""
 
 
-def feed_body(client: str, i: int, version: int) -> bytes:
+def feed_body(client: str, i: int, version: int, base: str = f"http://{HOST}") -> bytes:
+    """The feed's latest FEED_ITEMS items; their links under `base` (newswatch's host
+    and port in --full-text mode, where it fetches them)."""
     items = []
     for k in range(version, max(version - FEED_ITEMS, -1), -1):
-        link = f"http://{HOST}/{client}/item/{i}/{k}"
+        link = f"{base}/{client}/item/{i}/{k}"
         words = " ".join(f"u{i}x{k}y{j}" for j in range(10))  # a story of its own
         items.append(
             f"<item><title>Weather update {i}-{k}</title><link>{link}</link><guid>{link}</guid>"
@@ -76,12 +88,23 @@ def feed_body(client: str, i: int, version: int) -> bytes:
     ).encode()
 
 
-def serve_feeds(port: int, changed: Any, counts: Any, ready: Any, stop: Any) -> None:
+def page_body(i: int, k: int) -> bytes:
+    words = " ".join(f"u{i}x{k}y{j} storm" for j in range(60))  # a story of its own
+    return PAGE.format(i=i, k=k, words=words).encode()
+
+
+def serve_feeds(
+    port: int, changed: Any, counts: Any, ready: Any, stop: Any, full_text: bool = False
+) -> None:
     """The feed server (a process of its own)."""
     versions: dict[tuple[bytes, int], int] = {}
 
     def answer(head: bytes, conn: dict[str, Any]) -> tuple[bytes, bytes, bytes]:
         match = FEED_PATH.match(head)
+        if match is None and (page := PAGE_PATH.match(head)) is not None:
+            counts[NW_PAGE] += 1
+            html = page_body(int(page.group(1)), int(page.group(2)))
+            return b"200 OK", b"Content-Type: text/html; charset=utf-8\r\n", html
         if match is None:
             counts[OTHER] += 1
             return b"404 Not Found", b"", b"not found"
@@ -100,7 +123,9 @@ def serve_feeds(port: int, changed: Any, counts: Any, ready: Any, stop: Any) -> 
             return b"304 Not Modified", b"ETag: " + etag + b"\r\n", b""
         counts[ok] += 1
         extra = b"ETag: " + etag + b"\r\nContent-Type: application/rss+xml\r\n"
-        return b"200 OK", extra, feed_body(client.decode(), i, version)
+        nw_host = f"http://s{i}.polls.localhost:{port}"
+        base = nw_host if full_text and client == b"nw" else f"http://{HOST}"
+        return b"200 OK", extra, feed_body(client.decode(), i, version, base)
 
     serve_keepalive(port, answer, ready, stop)
 
@@ -108,11 +133,14 @@ def serve_feeds(port: int, changed: Any, counts: Any, ready: Any, stop: Any) -> 
 # --- newswatch ------------------------------------------------------------------------------
 
 
-def write_config(path: Path, n: int, port: int, every: int, alerts: Path) -> None:
+def write_config(
+    path: Path, n: int, port: int, every: int, alerts: Path, full_text: bool = False
+) -> None:
     lines = ["sources:"]
+    extra = ", full_text: true" if full_text else ""
     for i in range(n):
         url = f"http://s{i}.polls.localhost:{port}/nw/feed/{i}.xml"
-        lines.append(f"  - {{name: s{i}, feed: '{url}', every: {every}s}}")
+        lines.append(f"  - {{name: s{i}, feed: '{url}', every: {every}s{extra}}}")
     lines += [
         "watchlists:",
         "  - {name: never, keywords: [Zephyr], notify: [archive]}",
@@ -208,6 +236,11 @@ def main_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--unchanged-only", action="store_true", help="skip the changed mode")
     p.add_argument(
+        "--full-text",
+        action="store_true",
+        help="full_text: true; each new item's page is fetched and extracted",
+    )
+    p.add_argument(
         "--set", action="append", default=[], metavar="NAME=VALUE", help="newswatch's environment"
     )
     p.add_argument("--json", type=Path, help="write the figures here too")
@@ -234,15 +267,17 @@ def measure_newswatch(
 def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="nw-polls-"))
     port = free_port()
-    changed, counts = mp.Value("b", 0), mp.Array("q", 7)
+    changed, counts = mp.Value("b", 0), mp.Array("q", 8)
     ready, stop = mp.Event(), mp.Event()
-    server = mp.Process(target=serve_feeds, args=(port, changed, counts, ready, stop))
+    server = mp.Process(
+        target=serve_feeds, args=(port, changed, counts, ready, stop, args.full_text)
+    )
     server.start()
     ready.wait(10)
     urlwatch = Urlwatch(work, port, args.sources)
     data = work / "data"
     config = work / "polls.yaml"
-    write_config(config, args.sources, port, args.every, work / "alerts.jsonl")
+    write_config(config, args.sources, port, args.every, work / "alerts.jsonl", args.full_text)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("NEWSWATCH_")},
         "NEWSWATCH_CONFIG": str(config),
@@ -254,7 +289,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     env.pop("REDIS_URL", None)
     env.pop("DATABASE_URL", None)
     env.update(pair.split("=", 1) for pair in args.set)
-    out: dict[str, Any] = {"sources": args.sources, "every": args.every, "window": args.window}
+    out: dict[str, Any] = {
+        "sources": args.sources,
+        "every": args.every,
+        "window": args.window,
+        "full_text": args.full_text,
+    }
     figures: dict[str, list[float]] = {
         k: [] for k in ("nw304", "nw200", "uw304", "uw304_bare", "uw200", "uw200_bare")
     }
@@ -310,7 +350,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         polls=polls,
         counts=dict(
             zip(
-                ["nw200", "nw304", "uw200", "uw304", "nw_conn", "uw_conn", "other"],
+                ["nw200", "nw304", "uw200", "uw304", "nw_conn", "uw_conn", "other", "nw_pages"],
                 counts[:],
                 strict=True,
             )
@@ -341,8 +381,9 @@ def report(out: dict[str, Any]) -> None:
         f"| {spread(f['uw304_bare'])} |"
     )
     if f["nw200"]:
+        what = "one new full-text article" if out.get("full_text") else "one new item"
         print(
-            f"| changed, one new item | {spread(f['nw200'])} | {spread(f['uw200'])} "
+            f"| changed, {what} | {spread(f['nw200'])} | {spread(f['uw200'])} "
             f"| {spread(f['uw200_bare'])} |"
         )
     print(

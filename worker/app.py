@@ -38,7 +38,20 @@ from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["QUEUES", "NewswatchApp", "broker_url_for", "create_app", "enqueue"]
+__all__ = [
+    "BATCH_IDS",
+    "QUEUES",
+    "NewswatchApp",
+    "broker_url_for",
+    "create_app",
+    "enqueue",
+    "enqueue_batch",
+]
+
+# row ids per message for the steps that take batches (parse, rules): a changed poll's
+# item costs a share of one message and one task instead of one each, and a message
+# stays small and quick to redo (a redelivered batch skips its finished rows by claim)
+BATCH_IDS = 20
 
 
 class NewswatchApp(Celery):
@@ -68,6 +81,20 @@ def enqueue(app: Celery, task: str, ids: Iterable[Any]) -> None:
             app.send_task(task, (row_id,), retry=True, retry_policy={"max_retries": 3})
         except Exception as exc:  # broker errors come in many types (kombu, redis, socket)
             log.warning("could not enqueue %s(%s), the sweep will: %s", task, row_id, exc)
+            return
+
+
+def enqueue_batch(app: Celery, task: str, ids: Iterable[Any], size: int = BATCH_IDS) -> None:
+    """Like `enqueue`, but one message per `size` row ids (the task gets a list: see
+    tasks.each_id). Each row is still claimed, done and failed on its own by the task;
+    if the broker is down the rows stay pending and the sweep sends them later."""
+    rows = list(ids)
+    for start in range(0, len(rows), size):
+        chunk = rows[start : start + size]
+        try:
+            app.send_task(task, (chunk,), retry=True, retry_policy={"max_retries": 3})
+        except Exception as exc:  # broker errors come in many types (kombu, redis, socket)
+            log.warning("could not enqueue %s(%s), the sweep will: %s", task, chunk, exc)
             return
 
 

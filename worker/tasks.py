@@ -17,7 +17,7 @@ from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from worker.alerts import sending
-from worker.app import NewswatchApp, enqueue
+from worker.app import NewswatchApp, enqueue, enqueue_batch
 from worker.bootstrap import Runtime
 from worker.service import diskspace, health, outbox, retention
 from worker.service import sweep as sweeping
@@ -100,7 +100,10 @@ def fetch_batch(task: Task, source_ids: list[int]) -> None:
     with log_context(batch=len(source_ids)):
         # each source's new items go on as soon as they are stored, not after the batch
         batch.fetch_batch(
-            runtime(task), source_ids, notices, on_items=lambda ids: enqueue(task.app, PARSE, ids)
+            runtime(task),
+            source_ids,
+            notices,
+            on_items=lambda ids: enqueue_batch(task.app, PARSE, ids),
         )
         enqueue(task.app, DELIVER, notices)
 
@@ -111,40 +114,99 @@ def fetch_batch(task: Task, source_ids: list[int]) -> None:
 def fetch_source(task: Task, source_id: int) -> None:
     notices: list[str] = []
     with log_context(source_id=source_id):
-        enqueue(task.app, PARSE, polling.fetch_source(runtime(task), source_id, notices))
+        enqueue_batch(task.app, PARSE, polling.fetch_source(runtime(task), source_id, notices))
         enqueue(task.app, DELIVER, notices)
+
+
+def each_id(ids: Any) -> list[Any]:
+    """The row ids one message carries: a batch (a list: app.enqueue_batch), or one id (a
+    message sent by a release before batches, still queued after an upgrade)."""
+    return list(ids) if isinstance(ids, list | tuple) else [ids]
+
+
+def _failed_alone(stage: str, row_id: Any, exc: Exception, note: Callable[[str], None]) -> None:
+    """What one id of a batch raised past its use case (which records its own errors: this
+    is a bug or the database failing on that row): noted on its row when that can be
+    done, logged and counted; the batch goes on with its other ids."""
+    metrics.count_unit_failure("task", stage, "internal")
+    log.error("%s %s: internal error", stage, row_id, exc_info=exc)
+    try:
+        note(f"internal error: {type(exc).__name__}: {exc}"[:2000])
+    except Exception as again:
+        log.warning("%s %s: could not note the error: %s", stage, row_id, again)
 
 
 @shared_task(name=PARSE, bind=True)
 @_waits_for_disk
-def parse_item(task: Task, item_id: int) -> None:
+def parse_item(task: Task, item_ids: list[int] | int) -> None:
+    """Parse a batch of items (or one: an older message), each claimed, done or failed on
+    its own: one item's error never fails or drops another. Their articles go on to the
+    rules in one message per batch."""
     # the parse and rules stages are imported where they run: the threads worker (fetch,
     # alerts) never loads the extractors; a prefork worker loads them before it forks
     # (worker/app.py, _prepare_to_fork)
     from worker.articles import parsing
 
-    notices: list[str] = []
     rt = runtime(task)
-    with log_context(item_id=item_id):
-        try:
-            article_id = parsing.parse_item(rt, item_id, notices)
-        except SoftTimeLimitExceeded:
-            # the lease stays, so the sweep retries it later; the claim counts attempts
-            limit = task.soft_time_limit
-            parsing.record_item_error(rt, item_id, f"over the parse time limit ({limit}s)")
-            return
-        enqueue(task.app, DELIVER, notices)  # an item quarantined on the way
-        if article_id is not None:
-            enqueue(task.app, RULES, [article_id])
+    ids = each_id(item_ids)
+    notices: list[str] = []
+    articles: list[int] = []
+    try:
+        for n, item_id in enumerate(ids):
+            with log_context(item_id=item_id):
+                try:
+                    article_id = parsing.parse_item(rt, item_id, notices)
+                except SoftTimeLimitExceeded:
+                    # the lease stays, so the sweep retries it later; the claim counts
+                    # attempts. The rest of the batch goes on in a message of its own.
+                    limit = task.soft_time_limit
+                    parsing.record_item_error(rt, item_id, f"over the parse time limit ({limit}s)")
+                    enqueue_batch(task.app, PARSE, ids[n + 1 :])
+                    return
+                except Exception as exc:
+                    if diskfull.is_disk_full(exc):
+                        raise  # the rest waits for room too (_waits_for_disk)
+                    _failed_alone(
+                        "parse_item",
+                        item_id,
+                        exc,
+                        functools.partial(parsing.record_item_error, rt, item_id, kind="internal"),
+                    )
+                    continue
+                if article_id is not None:
+                    articles.append(article_id)
+    finally:
+        enqueue(task.app, DELIVER, notices)  # items quarantined on the way
+        enqueue_batch(task.app, RULES, articles)
 
 
 @shared_task(name=RULES, bind=True)
 @_waits_for_disk
-def apply_rules(task: Task, article_id: int) -> None:
+def apply_rules(task: Task, article_ids: list[int] | int) -> None:
+    """Match a batch of articles (or one: an older message), each claimed, done or failed
+    on its own."""
     from worker.matching import applying
 
-    with log_context(article_id=article_id):
-        enqueue(task.app, DELIVER, applying.apply_rules(runtime(task), article_id))
+    rt = runtime(task)
+    ids = each_id(article_ids)
+    for n, article_id in enumerate(ids):
+        with log_context(article_id=article_id):
+            try:
+                enqueue(task.app, DELIVER, applying.apply_rules(rt, article_id))
+            except SoftTimeLimitExceeded:
+                # as before batches: the lease stays and the sweep retries this one; the
+                # rest of the batch goes on in a message of its own
+                enqueue_batch(task.app, RULES, ids[n + 1 :])
+                raise
+            except Exception as exc:
+                if diskfull.is_disk_full(exc):
+                    raise  # the rest waits for room too (_waits_for_disk)
+                _failed_alone(
+                    "apply_rules",
+                    article_id,
+                    exc,
+                    functools.partial(applying.note_error, rt, article_id),
+                )
 
 
 @shared_task(name=DELIVER, bind=True)
@@ -195,6 +257,6 @@ def prune(task: Task) -> None:
 @_waits_for_disk
 def sweep(task: Task) -> None:
     found = sweeping.sweep(runtime(task))
-    enqueue(task.app, PARSE, found.items)
-    enqueue(task.app, RULES, found.articles)
+    enqueue_batch(task.app, PARSE, found.items)
+    enqueue_batch(task.app, RULES, found.articles)
     enqueue(task.app, DELIVER, found.deliveries)

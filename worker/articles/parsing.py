@@ -86,10 +86,9 @@ def _claim(
     to do (done, held elsewhere, or quarantined now after too many attempts)."""
     now = rt.now()
     with rt.store.session() as session:
-        if not items.claim_item(session, item_id, now, rt.settings.lease_seconds):
+        item = items.claim_item(session, item_id, now, rt.settings.lease_seconds)
+        if item is None:
             return None
-        item = items.get_item(session, item_id)
-        assert item is not None
         if ledger.attempts_spent(rt, session, item, now, notices):
             return None
         src = items.get_source(session, item.source_id)
@@ -135,11 +134,11 @@ def _item_failed(
         log.warning("item %s (%s): %s", item_id, url, exc, extra=extra)
 
 
-def record_item_error(rt: Runtime, item_id: int, error: str) -> None:
+def record_item_error(rt: Runtime, item_id: int, error: str, kind: str = "time_limit") -> None:
     """Note why an attempt gave up (e.g. its soft time limit) on a still-pending item.
     The lease stays: the sweep retries it after, and the claim counts the attempt."""
     with rt.store.session() as session:
-        items.note_item_error(session, item_id, error[:2000], "time_limit")
+        items.note_item_error(session, item_id, error[:2000], kind)
     log.warning("item %s: %s", item_id, error, extra={"item_id": item_id})
 
 

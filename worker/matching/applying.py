@@ -53,10 +53,9 @@ def _claim(rt: Runtime, article_id: int, now: datetime, notices: list[str]) -> A
     """Lease the article and read it; None when there is nothing to do (done, held
     elsewhere, or quarantined now after too many attempts: its notice in `notices`)."""
     with rt.store.session() as session:
-        if not items.claim_article(session, article_id, now, rt.settings.lease_seconds):
+        row = items.claim_article(session, article_id, now, rt.settings.lease_seconds)
+        if row is None:
             return None
-        row = items.get_article(session, article_id)
-        assert row is not None
         if ledger.attempts_spent(rt, session, row, now, notices):
             return None
         source_name = sources.name_of(session, row.source_id) or ""
@@ -113,6 +112,13 @@ def _record_match(
     return plan_deliveries(
         session, active.loaded.config, match_row, wm, update_of_story=not first, now=now
     )
+
+
+def note_error(rt: Runtime, article_id: int, error: str) -> None:
+    """Note why an attempt gave up past this module (the task saw it raise) on an article
+    whose rules are still pending; its lease stays, the sweep retries it."""
+    with rt.store.session() as session:
+        items.note_article_error(session, article_id, error[:2000], "internal")
 
 
 def _rules_failed(rt: Runtime, article_id: int, exc: Exception) -> list[str]:

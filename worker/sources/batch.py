@@ -7,7 +7,9 @@ in one query, runs each source's HTTP exchange through the same fetcher as a sin
 poll (politeness, robots.txt, the SSRF guard, deadlines and size caps included), and
 records each outcome as its exchange ends: 304s gathered into one transaction (written
 within HOLD_SECONDS), a changed source through the single poll's path
-(`polling.record_fetched`, its new items sent on at once), a failed one on its own row.
+(`polling.record_fetched`, committed at once; its new item ids gathered with the other
+sources' and sent on within HOLD_SECONDS, so a batch's new items go in a few messages,
+not one per source), a failed one on its own row.
 One source failing never fails another, and a slow one holds up no other. A worker
 killed mid-batch loses only the polls not yet recorded: their claims expire and the
 next dispatch claims those sources again.
@@ -61,8 +63,9 @@ class _Fetched:
 
 
 NewItems = Callable[[list[int]], None]
-# a 304 waits at most this long for others to share its transaction: a batch whose
-# exchanges end together writes once, and a slow source holds up no other's outcome
+# a 304 waits at most this long for others to share its transaction, and new item ids
+# for others to share their parse message: a batch whose exchanges end together writes
+# once and sends once, and a slow source holds up no other's outcome
 HOLD_SECONDS = 0.5
 
 
@@ -74,9 +77,10 @@ def fetch_batch(
 ) -> list[int]:
     """Poll a batch of claimed sources; the new item ids of all of them. Each source's
     outcome is recorded as soon as its exchange ends (304s gathered for up to
-    HOLD_SECONDS), and `on_items` gets each changed source's new item ids once they are
-    committed, so a slow source delays no other, nor is a killed batch's finished work
-    lost. Notices raised on the way (a source disabled) go to `notices`."""
+    HOLD_SECONDS), and `on_items` gets changed sources' new item ids once they are
+    committed (gathered for up to HOLD_SECONDS), so a slow source delays no other, nor is
+    a killed batch's finished work lost (ids not sent yet are pending rows: the sweep).
+    Notices raised on the way (a source disabled) go to `notices`."""
     new_ids: list[int] = []
 
     def found(ids: list[int]) -> None:
@@ -132,6 +136,8 @@ class _Recorder:
         self.rt, self.notices, self.found = rt, notices, found
         self.unchanged: list[tuple[_Fetched, dict[str, Any], float]] = []
         self.since = 0.0
+        self.new_ids: list[int] = []
+        self.new_since = 0.0
 
     def add(self, one: _Fetched) -> None:
         rt = self.rt
@@ -146,21 +152,31 @@ class _Recorder:
                     self.since = time.monotonic()
                 self.unchanged.append((one, values, interval))
             elif one.result is not None:
-                self.found(
-                    polling.record_fetched(
-                        rt, one.src, one.spec, one.result, one.started, self.notices
-                    )
+                ids = polling.record_fetched(
+                    rt, one.src, one.spec, one.result, one.started, self.notices
                 )
+                if ids and not self.new_ids:
+                    self.new_since = time.monotonic()
+                self.new_ids += ids
         except Exception as exc:  # a bug or an input nobody foresaw: this source fails alone
             polling.fail_alone(rt, one.src.ref.id, exc, one.started, self.notices)
 
     def flush_due(self) -> None:
-        if self.unchanged and time.monotonic() - self.since >= HOLD_SECONDS:
-            self.flush()
+        now = time.monotonic()
+        if self.new_ids and now - self.new_since >= HOLD_SECONDS:
+            self._send_new()
+        if self.unchanged and now - self.since >= HOLD_SECONDS:
+            _record_unchanged(self.rt, self.unchanged, self.notices)
+            self.unchanged = []
 
     def flush(self) -> None:
+        self._send_new()
         _record_unchanged(self.rt, self.unchanged, self.notices)
         self.unchanged = []
+
+    def _send_new(self) -> None:
+        ids, self.new_ids = self.new_ids, []
+        self.found(ids)
 
 
 def _record_error(rt: Runtime, one: _Fetched, notices: list[str] | None) -> None:

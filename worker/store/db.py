@@ -188,6 +188,22 @@ def claim(
     return rows_changed(session, stmt) == 1
 
 
+def claim_row(
+    session: Session, model: Any, row_id: Any, now: datetime, lease_seconds: float, *conditions: Any
+) -> Any | None:
+    """`claim`, and the claimed row read back in the same statement (UPDATE … RETURNING,
+    SQLite 3.35+ and PostgreSQL): the row, its attempts counted, as an object of the
+    session; None when nobody's lease could be taken (done, held elsewhere, gone)."""
+    stmt = (
+        update(model)
+        .where(model.id == row_id, unclaimed(model, now), *conditions)
+        .values(claimed_until=now + timedelta(seconds=lease_seconds), attempts=model.attempts + 1)
+        .returning(model)
+        .execution_options(synchronize_session=False)
+    )
+    return session.scalars(stmt).one_or_none()
+
+
 def unclaimed(model: Any, now: datetime) -> ColumnElement[bool]:
     """No live lease on the row: never claimed, or its claim ran out."""
     return or_(model.claimed_until.is_(None), model.claimed_until < now)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from worker.core.model import Article
 from worker.core.states import ItemOutcome, ItemState, RulesState
 from worker.store import models as m
-from worker.store.db import Store, add_unless_duplicate, claim, defer, unclaimed
+from worker.store.db import Store, add_unless_duplicate, claim_row, defer, unclaimed
 
 # bounded: about one unrelated article in fifteen shares a band key
 STORY_CANDIDATES = 2000
@@ -71,9 +71,15 @@ def get_source(session: Session, source_id: int) -> m.Source | None:
     return session.get(m.Source, source_id)
 
 
-def claim_item(session: Session, item_id: int, now: datetime, lease_seconds: float) -> bool:
-    """Lease a pending item (counts the attempt); False when done or held elsewhere."""
-    return claim(session, m.Item, item_id, now, lease_seconds, m.Item.state == ItemState.PENDING)
+def claim_item(
+    session: Session, item_id: int, now: datetime, lease_seconds: float
+) -> m.Item | None:
+    """Lease a pending item (counts the attempt) and read it, in one statement; None
+    when done or held elsewhere."""
+    return cast(
+        "m.Item | None",
+        claim_row(session, m.Item, item_id, now, lease_seconds, m.Item.state == ItemState.PENDING),
+    )
 
 
 def note_item_error(session: Session, item_id: int, error: str, kind: str) -> None:
@@ -124,15 +130,30 @@ def get_article(session: Session, article_id: int) -> m.Article | None:
     return session.get(m.Article, article_id)
 
 
-def claim_article(session: Session, article_id: int, now: datetime, lease_seconds: float) -> bool:
-    """Lease an article whose rules are pending (counts the attempt)."""
-    return claim(
-        session,
-        m.Article,
-        article_id,
-        now,
-        lease_seconds,
-        m.Article.rules_state == RulesState.PENDING,
+def claim_article(
+    session: Session, article_id: int, now: datetime, lease_seconds: float
+) -> m.Article | None:
+    """Lease an article whose rules are pending (counts the attempt) and read it, in one
+    statement; None when done or held elsewhere."""
+    return cast(
+        "m.Article | None",
+        claim_row(
+            session,
+            m.Article,
+            article_id,
+            now,
+            lease_seconds,
+            m.Article.rules_state == RulesState.PENDING,
+        ),
+    )
+
+
+def note_article_error(session: Session, article_id: int, error: str, kind: str) -> None:
+    """Write why an attempt gave up on an article whose rules are pending; its lease stays."""
+    session.execute(
+        update(m.Article)
+        .where(m.Article.id == article_id, m.Article.rules_state == RulesState.PENDING)
+        .values(error=error, error_kind=kind)
     )
 
 
