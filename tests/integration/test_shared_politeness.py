@@ -44,6 +44,7 @@ from worker.http.deadline import Deadline
 from worker.http.errors import FetchError
 from worker.http.fetcher import Fetcher
 from worker.http.host_limits import HostLimiter
+from worker.http.robots import RobotsRules
 from worker.http.shared_limits import (
     LeaseRenewer,
     SharedHostLimiter,
@@ -431,4 +432,38 @@ def test_renewing_while_redis_is_unreachable_warns_once_and_goes_on(
     warnings = [r for r in caplog.records if "Redis unreachable" in r.getMessage()]
     assert len(warnings) == 1
     assert not shared.available  # new fetches take the process's limits meanwhile
+    shared.close()
+
+
+class _FinishesBeforeOurLock(SharedRobotsStore):
+    """Another process stores its verdict and lets go of the lock between our look
+    (nothing stored) and our lock (free again): the race of a lock taken just late."""
+
+    def lock(self, site: str) -> str | None:
+        if self.get(site) is None:
+            self.put(site, {"verdict": "rules", "body": "User-agent: *\nDisallow: /no\n"}, 60)
+        return super().lock(site)
+
+
+def test_a_verdict_stored_just_before_our_lock_is_used_not_fetched_again(
+    redis_url: str,
+) -> None:
+    shared = SharedRedis(redis_url, lease_ttl=TTL)
+    store = _FinishesBeforeOurLock(shared)
+    site = f"http://race-{os.getpid()}-{time.monotonic_ns()}.test"
+    fetched: list[str] = []
+
+    def load(url: str, deadline: Deadline) -> bytes:
+        fetched.append(url)
+        return b"User-agent: *\nAllow: /\n"
+
+    rules = RobotsRules(ttl=60, error_ttl=60, shared=store)
+    assert rules.check(f"{site}/yes", "newswatch/1.0", Deadline(5), load) == 0.0
+    with pytest.raises(FetchError) as refused:
+        rules.check(f"{site}/no", "newswatch/1.0", Deadline(5), load)
+    assert refused.value.kind == "robots_disallow"  # the other process's verdict
+    assert fetched == []
+    token = store.lock(site)
+    assert token is not None  # and the lock was let go
+    store.unlock(site, token)
     shared.close()

@@ -172,8 +172,14 @@ class RobotsRules:
             token = store.lock(site)
             if token is not None:
                 try:
-                    record, ttl = self._fetch(site, deadline, load)
-                    store.put(site, record, ttl)
+                    # the holder before us may have stored its verdict and let go between
+                    # our look and our lock: look again, or its robots.txt is read twice
+                    found = store.get(site)
+                    if found is not None:
+                        record, ttl = found
+                    else:
+                        record, ttl = self._fetch(site, deadline, load)
+                        store.put(site, record, ttl)
                 finally:
                     store.unlock(site, token)
                 return self._put(site, _record_entry(record, time.monotonic() + ttl))
