@@ -467,3 +467,32 @@ def test_a_verdict_stored_just_before_our_lock_is_used_not_fetched_again(
     assert token is not None  # and the lock was let go
     store.unlock(site, token)
     shared.close()
+
+
+def test_more_fetch_threads_than_redis_py_s_default_pool_keep_the_shared_limits(
+    redis_url: str,
+) -> None:
+    """150 threads in a Redis call at once (a worker's 16 threads x a batch's 8 are 128):
+    each waits for a connection if it must, none is refused with "Too many connections",
+    which read as Redis being down and put the limits on the process for 30 s."""
+    shared = SharedRedis(redis_url)
+    key = f"nw-test-empty-{os.getpid()}-{time.monotonic_ns()}"
+    answers: list[object] = []
+    lock = threading.Lock()
+    start = threading.Barrier(150)
+
+    def one() -> None:
+        start.wait()
+        # a call that holds its connection for a while, as a slow round trip would
+        got = shared.call(lambda c: c.blpop([key], timeout=0.3), lambda: "fallback")
+        with lock:
+            answers.append(got)
+
+    threads = [threading.Thread(target=one) for _ in range(150)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert answers == [None] * 150  # BLPOP timed out on every thread: no fallback
+    assert shared.available
+    shared.close()

@@ -46,6 +46,7 @@ RETRY_AFTER = 30.0  # seconds on the in-process limits after Redis failed
 # live fetch's slot.
 LEASE_TTL = 10.0
 _POLL_MAX = 0.2  # seconds between two tries for a full host's slot
+MAX_CONNECTIONS = 1024  # to Redis per process, opened as needed (SharedRedis)
 
 # KEYS: leases (zset), next free turn (ms), last send (ms). ARGV: token, max, interval ms,
 # remaining ms, lease ms, confirm (1: confirm a turn free at once, as _CONFIRM does),
@@ -136,7 +137,18 @@ class SharedRedis:
     operation on Redis, or the fallback while Redis is failing."""
 
     def __init__(self, url: str, lease_ttl: float = LEASE_TTL) -> None:
-        self.client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        # every fetch thread of the process (a worker's threads x a batch's) may be in a
+        # call at once: redis-py's default pool raises "Too many connections" past 100,
+        # which read as Redis being down and dropped the shared limits for 30 s; this one
+        # waits for a free connection instead, and holds more than the threads can use
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=2.0,
+            socket_timeout=2.0,
+            socket_connect_timeout=2.0,
+        )
+        self.client = redis.Redis(connection_pool=pool)
         self.lease_ttl = lease_ttl  # a parameter for the tests, which cannot wait 10 s
         self.acquire_script = self.client.register_script(_ACQUIRE)
         self.unlock_script = self.client.register_script(_UNLOCK)
@@ -172,6 +184,7 @@ class SharedRedis:
 
     def close(self) -> None:
         self.client.close()
+        self.client.connection_pool.disconnect()  # ours: close() leaves a given pool open
 
 
 class SharedHostLimiter:
