@@ -425,7 +425,11 @@ def run(
     redis_proc, redis_url = start_redis(work)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        with private_database(args.database, args.postgres, work) as db_url:
+        with contextlib.ExitStack() as cleanup:
+            db_url = cleanup.enter_context(private_database(args.database, args.postgres, work))
+            # the processes stop before their database is dropped (callbacks run last in,
+            # first out), so their logs do not end in its connection errors
+            cleanup.callback(stop_processes, procs)
             alerts = work / "alerts.jsonl"
             config = work / "load.yaml"
             write_config(config, args, port, alerts)
@@ -540,14 +544,7 @@ def run(
                 _r(percentile(pipe, 95)),
             )
     finally:
-        for p in reversed(procs):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+        stop_processes(procs)  # if it failed before the database was made
         stop.set()
         stats = stats_in.recv() if stats_in.poll(15) else {"polls": {}, "hosts": {}, "counts": {}}
         server.join(10)
@@ -567,6 +564,19 @@ def run(
     else:
         result.notes.append(f"logs in {work}")
     return result
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each process group (newest first), SIGKILL what is left after 30 s."""
+    for p in reversed(procs):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
 
 
 def _r(value: float | None) -> float | None:
