@@ -136,6 +136,37 @@ def _failed_alone(stage: str, row_id: Any, exc: Exception, note: Callable[[str],
         log.warning("%s %s: could not note the error: %s", stage, row_id, again)
 
 
+def _each_alone(
+    task: Task,
+    stage: str,
+    queue: str,
+    key: str,
+    ids: list[Any],
+    step: Callable[[Any], None],
+    note: Callable[[Any, str], None],
+    over_limit: Callable[[Any], bool],
+) -> None:
+    """Run `step` on each id of a batch, each failing alone: an error escaping it is
+    noted on that id's row (`note`) and the others go on. Past the soft time limit,
+    `over_limit(id)` says whether to raise; the rest of the batch goes on in a message
+    of its own (on `queue`) either way. A full disk stops the batch: the rest waits for
+    room too (_waits_for_disk)."""
+    for n, row_id in enumerate(ids):
+        with log_context(**{key: row_id}):
+            try:
+                step(row_id)
+            except SoftTimeLimitExceeded:
+                again = over_limit(row_id)
+                enqueue_batch(task.app, queue, ids[n + 1 :])
+                if again:
+                    raise
+                return
+            except Exception as exc:
+                if diskfull.is_disk_full(exc):
+                    raise
+                _failed_alone(stage, row_id, exc, functools.partial(note, row_id))
+
+
 @shared_task(name=PARSE, bind=True)
 @_waits_for_disk
 def parse_item(task: Task, item_ids: list[int] | int) -> None:
@@ -148,33 +179,27 @@ def parse_item(task: Task, item_ids: list[int] | int) -> None:
     from worker.articles import parsing
 
     rt = runtime(task)
-    ids = each_id(item_ids)
     notices: list[str] = []
     articles: list[int] = []
+
+    def parse(item_id: int) -> None:
+        article_id = parsing.parse_item(rt, item_id, notices)
+        if article_id is not None:
+            articles.append(article_id)
+
+    def over_limit(item_id: int) -> bool:
+        # the lease stays, so the sweep retries it later; the claim counts attempts
+        limit = task.soft_time_limit
+        parsing.record_item_error(rt, item_id, f"over the parse time limit ({limit}s)")
+        return False
+
+    def note(item_id: int, message: str) -> None:
+        parsing.record_item_error(rt, item_id, message, kind="internal")
+
     try:
-        for n, item_id in enumerate(ids):
-            with log_context(item_id=item_id):
-                try:
-                    article_id = parsing.parse_item(rt, item_id, notices)
-                except SoftTimeLimitExceeded:
-                    # the lease stays, so the sweep retries it later; the claim counts
-                    # attempts. The rest of the batch goes on in a message of its own.
-                    limit = task.soft_time_limit
-                    parsing.record_item_error(rt, item_id, f"over the parse time limit ({limit}s)")
-                    enqueue_batch(task.app, PARSE, ids[n + 1 :])
-                    return
-                except Exception as exc:
-                    if diskfull.is_disk_full(exc):
-                        raise  # the rest waits for room too (_waits_for_disk)
-                    _failed_alone(
-                        "parse_item",
-                        item_id,
-                        exc,
-                        functools.partial(parsing.record_item_error, rt, item_id, kind="internal"),
-                    )
-                    continue
-                if article_id is not None:
-                    articles.append(article_id)
+        _each_alone(
+            task, "parse_item", PARSE, "item_id", each_id(item_ids), parse, note, over_limit
+        )
     finally:
         enqueue(task.app, DELIVER, notices)  # items quarantined on the way
         enqueue_batch(task.app, RULES, articles)
@@ -188,25 +213,24 @@ def apply_rules(task: Task, article_ids: list[int] | int) -> None:
     from worker.matching import applying
 
     rt = runtime(task)
-    ids = each_id(article_ids)
-    for n, article_id in enumerate(ids):
-        with log_context(article_id=article_id):
-            try:
-                enqueue(task.app, DELIVER, applying.apply_rules(rt, article_id))
-            except SoftTimeLimitExceeded:
-                # as before batches: the lease stays and the sweep retries this one; the
-                # rest of the batch goes on in a message of its own
-                enqueue_batch(task.app, RULES, ids[n + 1 :])
-                raise
-            except Exception as exc:
-                if diskfull.is_disk_full(exc):
-                    raise  # the rest waits for room too (_waits_for_disk)
-                _failed_alone(
-                    "apply_rules",
-                    article_id,
-                    exc,
-                    functools.partial(applying.note_error, rt, article_id),
-                )
+
+    def match(article_id: int) -> None:
+        enqueue(task.app, DELIVER, applying.apply_rules(rt, article_id))
+
+    def note(article_id: int, message: str) -> None:
+        applying.note_error(rt, article_id, message)
+
+    # past the time limit, as before batches: the lease stays and the sweep retries it
+    _each_alone(
+        task,
+        "apply_rules",
+        RULES,
+        "article_id",
+        each_id(article_ids),
+        match,
+        note,
+        over_limit=lambda _id: True,
+    )
 
 
 @shared_task(name=DELIVER, bind=True)
