@@ -125,3 +125,34 @@ def test_upgrade_from_0006_keeps_the_rows_and_their_foreign_keys(database_url):
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
     store.dispose()
+
+
+def test_upgrade_to_0013_copies_each_articles_fingerprint_to_its_bands(database_url):
+    store = Store(database_url)
+    upgrade_to(store, database_url, "0012")
+    with store.engine.begin() as conn:
+        conn.execute(text(ROWS[0]))
+        for n, fp in ((1, -5), (2, 2**62), (3, None)):
+            conn.execute(
+                text(
+                    "INSERT INTO article (id, source_id, canonical_url, content_hash, title, body,"
+                    " lead, authors, tags, rules_state, attempts, enqueued_at, created_at,"
+                    f" fingerprint) VALUES ({n}, 1, 'https://x.test/{n}', 'h{n}', 'T', 'B', '',"
+                    f" '[]', '[]', 'done', 1, {T}, {T}, :fp)"
+                ),
+                {"fp": fp},
+            )
+            for key in ("0:a", "9:b"):
+                conn.execute(
+                    text("INSERT INTO fingerprint_band (band_key, article_id) VALUES (:k, :n)"),
+                    {"k": key, "n": n},
+                )
+    store.upgrade()
+    with store.session() as s:
+        rows = s.execute(
+            select(m.FingerprintBand.article_id, m.FingerprintBand.fingerprint).order_by(
+                m.FingerprintBand.article_id
+            )
+        ).all()
+    assert rows == [(1, -5), (1, -5), (2, 2**62), (2, 2**62), (3, None), (3, None)]
+    store.dispose()

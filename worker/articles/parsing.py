@@ -217,7 +217,7 @@ def _parsed(session: Session, item: m.Item, article_id: int, fp: int | None) -> 
     """The item's article is stored (new, or its text changed): its story bands, and the
     item parsed, its claim and error cleared."""
     if fp is not None:
-        items.add_bands(session, article_id, stories.band_keys(fp))
+        items.add_bands(session, article_id, fp, stories.band_keys(fp))
     item.state, item.article_id, item.claimed_until, item.error = (
         ItemState.PARSED,
         article_id,

@@ -29,7 +29,7 @@ import hashlib
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Set
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -189,11 +189,17 @@ def compare(
     """
     if fp_a is None:
         fp_a = fingerprint(article_text(title_a, body_a))
+    return _evidence(title_a, shingles(article_text(title_a, body_a)), fp_a, title_b, body_b, fp_b)
+
+
+def _evidence(
+    title_a: str, shingles_a: Set[str], fp_a: int, title_b: str, body_b: str, fp_b: int | None
+) -> Evidence:
+    """`compare`, with article a's shingles already taken (a lookup compares one new
+    article with several stored ones)."""
     if fp_b is None:
         fp_b = fingerprint(article_text(title_b, body_b))
-    overlap = shingle_overlap(
-        shingles(article_text(title_a, body_a)), shingles(article_text(title_b, body_b))
-    )
+    overlap = shingle_overlap(shingles_a, shingles(article_text(title_b, body_b)))
     return Evidence(
         distance_bits=distance(fp_a, fp_b),
         shingle_overlap=round(overlap, 4),
@@ -217,14 +223,18 @@ class StoryLookup(Protocol):
     """What story lookup reads from the store (worker/store/items.py: StoryQueries)."""
 
     def candidates(
-        self, keys: Iterable[str], article_id: int, since: datetime
+        self, keys: Iterable[str], article_id: int, since: datetime, fp: int, max_bits: int
     ) -> list[tuple[int, int | None, int | None]]: ...
 
-    def text(self, article_id: int) -> tuple[str, str, int | None]: ...
+    def texts(self, ids: Iterable[int]) -> Mapping[int, tuple[str, str, int | None]]: ...
 
     def article(self, article_id: int) -> StoredArticle | None: ...
 
     def earlier_in_story(self, story_id: int, before_id: int) -> Iterable[StoredArticle]: ...
+
+
+# texts read per query while verifying candidates, closest first: the first is usually it
+TEXTS_PER_READ = 8
 
 
 def find_story(
@@ -234,17 +244,25 @@ def find_story(
     (this article's id); with that article and the evidence. Close fingerprints only
     nominate: a merge hides this article's alerts, so `compare` reads both texts (of the
     few close candidates) first."""
-    candidates = lookup.candidates(band_keys(fp), article_id, now - NEAR_DUP_WINDOW)
+    if fp == 0:
+        return article_id, None, None
+    found = lookup.candidates(
+        band_keys(fp), article_id, now - NEAR_DUP_WINDOW, fp, CANDIDATE_MAX_BITS
+    )
     close = sorted(
         (distance(fp, cand_fp), cand_id, story_id)
-        for cand_id, cand_fp, story_id in dict.fromkeys(candidates)
+        for cand_id, cand_fp, story_id in found
         if cand_fp is not None and candidate(fp, cand_fp)
     )
-    for _bits, cand_id, story_id in close:
-        cand_title, cand_body, cand_fp = lookup.text(cand_id)
-        evidence = compare(title, body, cand_title, cand_body, fp, cand_fp)
-        if evidence.same_story:
-            return story_id or cand_id, cand_id, evidence
+    mine = shingles(article_text(title, body))
+    for at in range(0, len(close), TEXTS_PER_READ):
+        chunk = close[at : at + TEXTS_PER_READ]
+        texts = lookup.texts([cand_id for _bits, cand_id, _story in chunk])
+        for _bits, cand_id, story_id in chunk:
+            cand_title, cand_body, cand_fp = texts[cand_id]
+            evidence = _evidence(title, mine, fp, cand_title, cand_body, cand_fp)
+            if evidence.same_story:
+                return story_id or cand_id, cand_id, evidence
     return article_id, None, None
 
 

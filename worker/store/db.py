@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import UpdateBase
 
+from worker.store import hamming
 from worker.store.models import Base
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=60000")
             cur.close()
+            hamming.register_sqlite(dbapi_conn)
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:

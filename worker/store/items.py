@@ -7,16 +7,18 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from worker.core.model import Article
 from worker.core.states import ItemOutcome, ItemState, RulesState
 from worker.store import models as m
 from worker.store.db import Store, add_unless_duplicate, claim_row, defer, unclaimed
+from worker.store.hamming import hamming
 
-# bounded: about one unrelated article in fifteen shares a band key
-STORY_CANDIDATES = 2000
+# bounded: the closest this many fingerprints (unrelated articles within 16 bits are about
+# 1e-4 to 3e-3 of the window's, docs/extraction.md)
+STORY_CANDIDATES = 200
 
 # --- items -----------------------------------------------------------------------------
 
@@ -205,9 +207,11 @@ def add_article(
     return add_unless_duplicate(session, row)
 
 
-def add_bands(session: Session, article_id: int, keys: Iterable[str]) -> None:
-    for key in keys:
-        session.add(m.FingerprintBand(band_key=key, article_id=article_id))
+def add_bands(session: Session, article_id: int, fp: int, keys: Iterable[str]) -> None:
+    session.execute(
+        insert(m.FingerprintBand),
+        [{"band_key": key, "article_id": article_id, "fingerprint": fp} for key in keys],
+    )
 
 
 def drop_bands(session: Session, article_id: int) -> None:
@@ -241,31 +245,50 @@ class StoryQueries:
         self.session = session
 
     def candidates(
-        self, keys: Iterable[str], article_id: int, since: datetime
+        self, keys: Iterable[str], article_id: int, since: datetime, fp: int, max_bits: int
     ) -> list[tuple[int, int | None, int | None]]:
-        """(id, fingerprint, story_id) of recent articles sharing a band key, newest
-        first: a copy of a story comes soon after it."""
-        rows = self.session.execute(
-            select(m.Article.id, m.Article.fingerprint, m.Article.story_id)
-            .join(m.FingerprintBand, m.FingerprintBand.article_id == m.Article.id)
+        """(id, fingerprint, story_id) of the articles since `since` that share a band key
+        and whose fingerprint is at most `max_bits` from `fp`: closest first, then oldest,
+        at most STORY_CANDIDATES. The band index holds the fingerprints, so only the close
+        few rows leave it; it is read from the window's first article on (ids grow with
+        time), not over every article retention still keeps."""
+        first = self.session.scalar(
+            select(m.Article.id)
+            .where(m.Article.created_at >= since)
+            .order_by(m.Article.created_at)
+            .limit(1)
+        )
+        if first is None:
+            return []
+        B, A = m.FingerprintBand, m.Article
+        bits = hamming(B.fingerprint, fp)
+        close = (
+            select(B.article_id, bits.label("bits"))
             .where(
-                m.FingerprintBand.band_key.in_(list(keys)),
-                m.Article.id != article_id,
-                m.Article.created_at >= since,
+                B.band_key.in_(list(keys)),
+                B.article_id >= first,
+                B.article_id != article_id,
+                bits <= max_bits,
             )
-            .order_by(m.Article.id.desc())
+            .distinct()
+            .subquery()
+        )
+        rows = self.session.execute(
+            select(A.id, A.fingerprint, A.story_id)
+            .join(close, close.c.article_id == A.id)
+            .order_by(close.c.bits, A.id)
             .limit(STORY_CANDIDATES)
         ).all()
         return [tuple(r) for r in rows]  # type: ignore[misc]
 
-    def text(self, article_id: int) -> tuple[str, str, int | None]:
-        """(title, body, fingerprint) of one article."""
-        row = self.session.execute(
-            select(m.Article.title, m.Article.body, m.Article.fingerprint).where(
-                m.Article.id == article_id
+    def texts(self, ids: Iterable[int]) -> dict[int, tuple[str, str, int | None]]:
+        """{id: (title, body, fingerprint)} of these articles, in one query."""
+        rows = self.session.execute(
+            select(m.Article.id, m.Article.title, m.Article.body, m.Article.fingerprint).where(
+                m.Article.id.in_(list(ids))
             )
-        ).one()
-        return row.title, row.body, row.fingerprint
+        )
+        return {row.id: (row.title, row.body, row.fingerprint) for row in rows}
 
     def article(self, article_id: int) -> m.Article | None:
         return self.session.get(m.Article, article_id)

@@ -239,10 +239,16 @@ class FingerprintBand(Base):
     """LSH band keys of article fingerprints: near-duplicate candidates without a scan."""
 
     __tablename__ = "fingerprint_band"
-    __table_args__ = (Index("ix_fingerprint_band_article_id", "article_id"),)  # pruned by article
+    __table_args__ = (
+        Index("ix_fingerprint_band_article_id", "article_id"),  # pruned by article
+        # the story lookup reads band-sharing fingerprints from this index alone
+        Index("ix_fingerprint_band_lookup", "band_key", "article_id", "fingerprint"),
+    )
 
     band_key: Mapped[str] = mapped_column(String(40), primary_key=True)
     article_id: Mapped[int] = mapped_column(ForeignKey("article.id"), primary_key=True)
+    # the article's, copied so that the lookup need not read the article row
+    fingerprint: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Match(Base):
