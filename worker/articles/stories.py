@@ -17,10 +17,12 @@ BIGINT column; `to_unsigned` gives the raw bit pattern back.
 
 Candidate lookup without a full scan: the 64 bits are cut into BANDS bands of
 8 bits, and again at an offset of 4 bits; the store indexes the 16 "band:value"
-keys and checks the articles sharing one with `candidate`, then `compare`. A
-pigeonhole guarantee at 16 bits would need 17 bands of under 4 bits (most rows as
-candidates), so this is probabilistic: docs/extraction.md has the share of merged
-same-story pairs it finds and of unrelated pairs it nominates.
+keys with each fingerprint, and returns the band-sharing articles of the window
+within CANDIDATE_MAX_BITS, closest first (the distance taken in the database, so
+that the ~7% of articles sharing a key by chance never leave it); `compare` reads
+the closest few. A pigeonhole guarantee at 16 bits would need 17 bands of under 4
+bits (most rows as candidates), so this is probabilistic: docs/extraction.md has the
+share of merged same-story pairs it finds and of unrelated pairs it nominates.
 """
 
 from __future__ import annotations
@@ -234,7 +236,7 @@ class StoryLookup(Protocol):
 
 
 # texts read per query while verifying candidates, closest first: the first is usually it
-TEXTS_PER_READ = 8
+TEXTS_PER_READ = 16
 
 
 def find_story(

@@ -16,9 +16,10 @@ from worker.store import models as m
 from worker.store.db import Store, add_unless_duplicate, claim_row, defer, unclaimed
 from worker.store.hamming import hamming
 
-# bounded: the closest this many fingerprints (unrelated articles within 16 bits are about
-# 1e-4 to 3e-3 of the window's, docs/extraction.md)
-STORY_CANDIDATES = 200
+# the closest this many band-sharing fingerprints are verified (their texts read): unrelated
+# articles within 16 bits are 1e-4 to 3e-3 of a window's, more for texts alike (a copy is
+# usually far closer than they are; docs/extraction.md)
+STORY_CANDIDATES = 50
 
 # --- items -----------------------------------------------------------------------------
 
@@ -261,9 +262,11 @@ class StoryQueries:
         if first is None:
             return []
         B, A = m.FingerprintBand, m.Article
-        bits = hamming(B.fingerprint, fp)
+        bits = hamming(B.fingerprint, fp).label("bits")
+        # limited before the join: PostgreSQL cannot estimate the distance filter, and
+        # guessing thousands of rows it scanned the whole article table to hash-join them
         close = (
-            select(B.article_id, bits.label("bits"))
+            select(B.article_id, bits)
             .where(
                 B.band_key.in_(list(keys)),
                 B.article_id >= first,
@@ -271,13 +274,14 @@ class StoryQueries:
                 bits <= max_bits,
             )
             .distinct()
+            .order_by(bits, B.article_id)
+            .limit(STORY_CANDIDATES)
             .subquery()
         )
         rows = self.session.execute(
             select(A.id, A.fingerprint, A.story_id)
             .join(close, close.c.article_id == A.id)
             .order_by(close.c.bits, A.id)
-            .limit(STORY_CANDIDATES)
         ).all()
         return [tuple(r) for r in rows]  # type: ignore[misc]
 
