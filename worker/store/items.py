@@ -7,18 +7,37 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import Table, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from worker.core.model import Article
 from worker.core.states import ItemOutcome, ItemState, RulesState
 from worker.store import models as m
-from worker.store.db import Store, add_unless_duplicate, claim_row, defer, unclaimed
+from worker.store.db import (
+    Store,
+    add_unless_duplicate,
+    claim_row,
+    defer,
+    insert_ignore,
+    unclaimed,
+)
 
 # bounded: about one unrelated article in fifteen shares a band key
 STORY_CANDIDATES = 2000
 
 # --- items -----------------------------------------------------------------------------
+
+
+_ITEM = cast("Table", m.Item.__table__)
+# built once (per dialect): their cost per poll is their execution, not their construction
+_INSERT_ITEM = {
+    postgres: insert_ignore(_ITEM, postgres=postgres).returning(_ITEM.c.id)
+    for postgres in (False, True)
+}
+_KNOWN_KEYS = select(_ITEM.c.entry_key).where(
+    _ITEM.c.source_id == bindparam("b_source_id"),
+    _ITEM.c.entry_key.in_(bindparam("b_keys", expanding=True)),
+)
 
 
 def insert_item(
@@ -27,23 +46,20 @@ def insert_item(
     """Insert one feed entry unless its (source, entry_key) is taken; its id, or None.
     An entry the feed reader refused is stored settled as `refused`, with the reason."""
     refused = data.get("refused")
-    return session.execute(
-        store.insert_ignore(m.Item)
-        .values(
-            source_id=source_id,
-            entry_key=data["entry_key"],
-            url=data.get("url"),
-            data=data,
-            state=ItemState.REFUSED if refused else ItemState.PENDING,
-            error=refused,
-            outcome=ItemOutcome.REFUSED if refused else None,
-            outcome_detail=refused,
-            attempts=0,
-            enqueued_at=now,
-            created_at=now,
-        )
-        .returning(m.Item.id)
-    ).scalar()
+    row = {
+        "source_id": source_id,
+        "entry_key": data["entry_key"],
+        "url": data.get("url"),
+        "data": data,
+        "state": ItemState.REFUSED if refused else ItemState.PENDING,
+        "error": refused,
+        "outcome": ItemOutcome.REFUSED if refused else None,
+        "outcome_detail": refused,
+        "attempts": 0,
+        "enqueued_at": now,
+        "created_at": now,
+    }
+    return session.execute(_INSERT_ITEM[store.is_postgres], row).scalar()
 
 
 def known_keys(session: Session, source_id: int, keys: Iterable[str]) -> set[str]:
@@ -53,13 +69,7 @@ def known_keys(session: Session, source_id: int, keys: Iterable[str]) -> set[str
     known: set[str] = set()
     for start in range(0, len(wanted), 500):  # bounded IN lists
         chunk = wanted[start : start + 500]
-        known.update(
-            session.scalars(
-                select(m.Item.entry_key).where(
-                    m.Item.source_id == source_id, m.Item.entry_key.in_(chunk)
-                )
-            )
-        )
+        known.update(session.scalars(_KNOWN_KEYS, {"b_source_id": source_id, "b_keys": chunk}))
     return known
 
 
