@@ -91,9 +91,9 @@ def _claim(
             return None
         if ledger.attempts_spent(rt, session, item, now, notices):
             return None
-        src = items.get_source(session, item.source_id)
+        src = items.source_name_kind(session, item.source_id)
         assert src is not None
-        return dict(item.data), src.name, src.kind
+        return dict(item.data), *src
 
 
 def _permanent(exc: Exception) -> bool:

@@ -17,6 +17,7 @@ from worker.store.db import (
     Store,
     add_unless_duplicate,
     claim_row,
+    claim_statement,
     defer,
     insert_ignore,
     unclaimed,
@@ -81,15 +82,22 @@ def get_source(session: Session, source_id: int) -> m.Source | None:
     return session.get(m.Source, source_id)
 
 
+_CLAIM_ITEM = claim_statement(m.Item, m.Item.state == ItemState.PENDING)
+_SOURCE_NAME_KIND = select(m.Source.name, m.Source.kind).where(m.Source.id == bindparam("b_id"))
+
+
+def source_name_kind(session: Session, source_id: int) -> tuple[str, str] | None:
+    """The name and kind of a source (what parsing an item needs of it)."""
+    row = session.execute(_SOURCE_NAME_KIND, {"b_id": source_id}).one_or_none()
+    return None if row is None else (row.name, row.kind)
+
+
 def claim_item(
     session: Session, item_id: int, now: datetime, lease_seconds: float
 ) -> m.Item | None:
     """Lease a pending item (counts the attempt) and read it, in one statement; None
     when done or held elsewhere."""
-    return cast(
-        "m.Item | None",
-        claim_row(session, m.Item, item_id, now, lease_seconds, m.Item.state == ItemState.PENDING),
-    )
+    return cast("m.Item | None", claim_row(session, _CLAIM_ITEM, item_id, now, lease_seconds))
 
 
 def note_item_error(session: Session, item_id: int, error: str, kind: str) -> None:
@@ -140,21 +148,16 @@ def get_article(session: Session, article_id: int) -> m.Article | None:
     return session.get(m.Article, article_id)
 
 
+_CLAIM_ARTICLE = claim_statement(m.Article, m.Article.rules_state == RulesState.PENDING)
+
+
 def claim_article(
     session: Session, article_id: int, now: datetime, lease_seconds: float
 ) -> m.Article | None:
     """Lease an article whose rules are pending (counts the attempt) and read it, in one
     statement; None when done or held elsewhere."""
     return cast(
-        "m.Article | None",
-        claim_row(
-            session,
-            m.Article,
-            article_id,
-            now,
-            lease_seconds,
-            m.Article.rules_state == RulesState.PENDING,
-        ),
+        "m.Article | None", claim_row(session, _CLAIM_ARTICLE, article_id, now, lease_seconds)
     )
 
 
@@ -172,13 +175,20 @@ def defer_article(session: Session, article_id: int, until: datetime) -> None:
     defer(session, m.Article, article_id, until, m.Article.rules_state == RulesState.PENDING)
 
 
+# built once: every new item's parse runs them
+_COPY_OF = select(m.Article.id).where(
+    or_(
+        m.Article.canonical_url == bindparam("b_url"), m.Article.content_hash == bindparam("b_hash")
+    )
+)
+_AT_URL_FOR_UPDATE = (
+    select(m.Article).where(m.Article.canonical_url == bindparam("b_url")).with_for_update()
+)
+
+
 def copy_of(session: Session, url: str, content_hash: str) -> int | None:
     """The article already stored under this canonical URL or this text, if any."""
-    return session.scalar(
-        select(m.Article.id).where(
-            or_(m.Article.canonical_url == url, m.Article.content_hash == content_hash)
-        )
-    )
+    return session.scalar(_COPY_OF, {"b_url": url, "b_hash": content_hash})
 
 
 def with_text(session: Session, content_hash: str) -> int | None:
@@ -186,7 +196,7 @@ def with_text(session: Session, content_hash: str) -> int | None:
 
 
 def at_url_for_update(session: Session, url: str) -> m.Article | None:
-    return session.scalar(select(m.Article).where(m.Article.canonical_url == url).with_for_update())
+    return session.scalar(_AT_URL_FOR_UPDATE, {"b_url": url})
 
 
 def add_article(

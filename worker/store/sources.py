@@ -52,8 +52,11 @@ def claimed(session: Session, source_ids: list[int]) -> list[m.Source]:
     )
 
 
+_NAME_OF = select(m.Source.name).where(m.Source.id == bindparam("b_id"))
+
+
 def name_of(session: Session, source_id: int) -> str | None:
-    return session.scalar(select(m.Source.name).where(m.Source.id == source_id))
+    return session.scalar(_NAME_OF, {"b_id": source_id})
 
 
 def add(
