@@ -47,7 +47,9 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         # a file database gets a QueuePool, sized like PostgreSQL's; :memory: keeps its own
         sizes = {"pool_size": pool_size, "max_overflow": pool_size} if file_db else {}
-        engine = create_engine(url, connect_args={"timeout": 60}, pool_pre_ping=True, **sizes)
+        # no pre-ping: a SQLite connection has no server to lose, and the ping was one more
+        # statement in every transaction (several per changed poll)
+        engine = create_engine(url, connect_args={"timeout": 60}, **sizes)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
