@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, or_, select, update
+from sqlalchemy import Table, bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from worker.core.model import Article
@@ -15,11 +15,11 @@ from worker.core.states import ItemOutcome, ItemState, RulesState
 from worker.store import models as m
 from worker.store.db import (
     Store,
-    add_unless_duplicate,
     claim_row,
     claim_statement,
     defer,
     insert_ignore,
+    on_postgres,
     unclaimed,
 )
 
@@ -199,35 +199,54 @@ def at_url_for_update(session: Session, url: str) -> m.Article | None:
     return session.scalar(_AT_URL_FOR_UPDATE, {"b_url": url})
 
 
+_ARTICLE = cast("Table", m.Article.__table__)
+_BAND = cast("Table", m.FingerprintBand.__table__)
+# built once (per dialect): a new article is one INSERT, not an ORM flush in a savepoint
+_INSERT_ARTICLE = {
+    postgres: insert_ignore(_ARTICLE, postgres=postgres).returning(_ARTICLE.c.id)
+    for postgres in (False, True)
+}
+_SET_STORY = (
+    update(_ARTICLE).where(_ARTICLE.c.id == bindparam("b_id")).values(story_id=bindparam("b_story"))
+)
+_INSERT_BAND = insert(_BAND)
+
+
 def add_article(
     session: Session, source_id: int, article: Article, fp: int | None, now: datetime
-) -> m.Article | None:
-    """Insert a new article with its rules pending; None when a concurrent copy took its
-    URL or text first (the constraints decide)."""
-    row = m.Article(
-        source_id=source_id,
-        canonical_url=article.url,
-        content_hash=article.content_hash,
-        title=article.title,
-        body=article.body,
-        lead=article.lead,
-        authors=list(article.authors),
-        tags=list(article.tags),
-        published_at=article.published,
-        modified_at=article.modified,
-        language=article.language,
-        image_url=article.image_url,
-        fingerprint=fp,
-        rules_state=RulesState.PENDING,
-        enqueued_at=now,
-        created_at=now,
-    )
-    return add_unless_duplicate(session, row)
+) -> int | None:
+    """Insert a new article with its rules pending; its id, or None when a concurrent
+    copy took its URL or text first (the constraints decide: ON CONFLICT DO NOTHING)."""
+    row = {
+        "source_id": source_id,
+        "canonical_url": article.url,
+        "content_hash": article.content_hash,
+        "title": article.title,
+        "body": article.body,
+        "lead": article.lead,
+        "authors": list(article.authors),
+        "tags": list(article.tags),
+        "published_at": article.published,
+        "modified_at": article.modified,
+        "language": article.language,
+        "image_url": article.image_url,
+        "fingerprint": fp,
+        "rules_state": RulesState.PENDING,
+        "attempts": 0,
+        "enqueued_at": now,
+        "created_at": now,
+    }
+    return session.execute(_INSERT_ARTICLE[on_postgres(session)], row).scalar()
+
+
+def set_story(session: Session, article_id: int, story_id: int) -> None:
+    session.execute(_SET_STORY, {"b_id": article_id, "b_story": story_id})
 
 
 def add_bands(session: Session, article_id: int, keys: Iterable[str]) -> None:
-    for key in keys:
-        session.add(m.FingerprintBand(band_key=key, article_id=article_id))
+    rows = [{"band_key": key, "article_id": article_id} for key in keys]
+    if rows:
+        session.execute(_INSERT_BAND, rows)
 
 
 def drop_bands(session: Session, article_id: int) -> None:
