@@ -91,9 +91,9 @@ def _claim(
             return None
         if ledger.attempts_spent(rt, session, item, now, notices):
             return None
-        src = items.get_source(session, item.source_id)
+        src = items.source_name_kind(session, item.source_id)
         assert src is not None
-        return dict(item.data), src.name, src.kind
+        return dict(item.data), *src
 
 
 def _permanent(exc: Exception) -> bool:
@@ -199,18 +199,19 @@ def _file_article(
     if updated is not None:
         return updated or None
     existing = items.copy_of(session, article.url, article.content_hash)
-    row = None
+    article_id = None
     if existing is None:
-        row = items.add_article(session, item.source_id, article, fp, now)
-        if row is None:  # a concurrent copy won the race: the constraint decides
+        article_id = items.add_article(session, item.source_id, article, fp, now)
+        if article_id is None:  # a concurrent copy won the race: the constraint decides
             existing = items.copy_of(session, article.url, article.content_hash)
-    if row is None:
+    if article_id is None:
         _settle_duplicate(session, item, existing, article)
         return None
-    row.story_id = _find_story(session, row.id, fp, article, now) if fp is not None else row.id
-    _parsed(session, item, row.id, fp)
+    story = _find_story(session, article_id, fp, article, now) if fp is not None else article_id
+    items.set_story(session, article_id, story)
+    _parsed(session, item, article_id, fp)
     item.error_kind = None  # the outcome follows when the rules have run
-    return row.id
+    return article_id
 
 
 def _parsed(session: Session, item: m.Item, article_id: int, fp: int | None) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ColumnElement,
     CursorResult,
     Engine,
+    bindparam,
     case,
     create_engine,
     event,
@@ -47,7 +48,9 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         # a file database gets a QueuePool, sized like PostgreSQL's; :memory: keeps its own
         sizes = {"pool_size": pool_size, "max_overflow": pool_size} if file_db else {}
-        engine = create_engine(url, connect_args={"timeout": 60}, pool_pre_ping=True, **sizes)
+        # no pre-ping: a SQLite connection has no server to lose, and the ping was one more
+        # statement in every transaction (several per changed poll)
+        engine = create_engine(url, connect_args={"timeout": 60}, **sizes)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -190,20 +193,33 @@ def claim(
     return rows_changed(session, stmt) == 1
 
 
-def claim_row(
-    session: Session, model: Any, row_id: Any, now: datetime, lease_seconds: float, *conditions: Any
-) -> Any | None:
-    """`claim`, and the claimed row read back in the same statement (UPDATE … RETURNING,
-    SQLite 3.35+ and PostgreSQL): the row, its attempts counted, as an object of the
-    session; None when nobody's lease could be taken (done, held elsewhere, gone)."""
-    stmt = (
+def claim_statement(model: Any, *conditions: Any) -> Any:
+    """The statement of `claim_row` for `model` and these fixed `conditions`, built once
+    by its caller (its row id, time and lease are bound at execution): a claim per item
+    and per article costs its execution, not its construction."""
+    return (
         update(model)
-        .where(model.id == row_id, unclaimed(model, now), *conditions)
-        .values(claimed_until=now + timedelta(seconds=lease_seconds), attempts=model.attempts + 1)
+        .where(
+            model.id == bindparam("b_row_id"),
+            or_(model.claimed_until.is_(None), model.claimed_until < bindparam("b_now")),
+            *conditions,
+        )
+        .values(claimed_until=bindparam("b_until"), attempts=model.attempts + 1)
         .returning(model)
         .execution_options(synchronize_session=False)
     )
-    return session.scalars(stmt).one_or_none()
+
+
+def claim_row(
+    session: Session, statement: Any, row_id: Any, now: datetime, lease_seconds: float
+) -> Any | None:
+    """`claim`, and the claimed row read back in the same statement (UPDATE … RETURNING,
+    SQLite 3.35+ and PostgreSQL; `statement` from `claim_statement`): the row, its
+    attempts counted, as an object of the session; None when nobody's lease could be
+    taken (done, held elsewhere, gone)."""
+    until = now + timedelta(seconds=lease_seconds)
+    params = {"b_row_id": row_id, "b_now": now, "b_until": until}
+    return session.scalars(statement, params).one_or_none()
 
 
 def unclaimed(model: Any, now: datetime) -> ColumnElement[bool]:

@@ -7,13 +7,21 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import Table, bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from worker.core.model import Article
 from worker.core.states import ItemOutcome, ItemState, RulesState
 from worker.store import models as m
-from worker.store.db import Store, add_unless_duplicate, claim_row, defer, unclaimed
+from worker.store.db import (
+    Store,
+    claim_row,
+    claim_statement,
+    defer,
+    insert_ignore,
+    on_postgres,
+    unclaimed,
+)
 from worker.store.hamming import hamming
 
 # the closest this many band-sharing fingerprints are verified (their texts read): unrelated
@@ -24,29 +32,38 @@ STORY_CANDIDATES = 50
 # --- items -----------------------------------------------------------------------------
 
 
+_ITEM = cast("Table", m.Item.__table__)
+# built once (per dialect): their cost per poll is their execution, not their construction
+_INSERT_ITEM = {
+    postgres: insert_ignore(_ITEM, postgres=postgres).returning(_ITEM.c.id)
+    for postgres in (False, True)
+}
+_KNOWN_KEYS = select(_ITEM.c.entry_key).where(
+    _ITEM.c.source_id == bindparam("b_source_id"),
+    _ITEM.c.entry_key.in_(bindparam("b_keys", expanding=True)),
+)
+
+
 def insert_item(
     store: Store, session: Session, source_id: int, data: dict[str, Any], now: datetime
 ) -> int | None:
     """Insert one feed entry unless its (source, entry_key) is taken; its id, or None.
     An entry the feed reader refused is stored settled as `refused`, with the reason."""
     refused = data.get("refused")
-    return session.execute(
-        store.insert_ignore(m.Item)
-        .values(
-            source_id=source_id,
-            entry_key=data["entry_key"],
-            url=data.get("url"),
-            data=data,
-            state=ItemState.REFUSED if refused else ItemState.PENDING,
-            error=refused,
-            outcome=ItemOutcome.REFUSED if refused else None,
-            outcome_detail=refused,
-            attempts=0,
-            enqueued_at=now,
-            created_at=now,
-        )
-        .returning(m.Item.id)
-    ).scalar()
+    row = {
+        "source_id": source_id,
+        "entry_key": data["entry_key"],
+        "url": data.get("url"),
+        "data": data,
+        "state": ItemState.REFUSED if refused else ItemState.PENDING,
+        "error": refused,
+        "outcome": ItemOutcome.REFUSED if refused else None,
+        "outcome_detail": refused,
+        "attempts": 0,
+        "enqueued_at": now,
+        "created_at": now,
+    }
+    return session.execute(_INSERT_ITEM[store.is_postgres], row).scalar()
 
 
 def known_keys(session: Session, source_id: int, keys: Iterable[str]) -> set[str]:
@@ -56,13 +73,7 @@ def known_keys(session: Session, source_id: int, keys: Iterable[str]) -> set[str
     known: set[str] = set()
     for start in range(0, len(wanted), 500):  # bounded IN lists
         chunk = wanted[start : start + 500]
-        known.update(
-            session.scalars(
-                select(m.Item.entry_key).where(
-                    m.Item.source_id == source_id, m.Item.entry_key.in_(chunk)
-                )
-            )
-        )
+        known.update(session.scalars(_KNOWN_KEYS, {"b_source_id": source_id, "b_keys": chunk}))
     return known
 
 
@@ -74,15 +85,22 @@ def get_source(session: Session, source_id: int) -> m.Source | None:
     return session.get(m.Source, source_id)
 
 
+_CLAIM_ITEM = claim_statement(m.Item, m.Item.state == ItemState.PENDING)
+_SOURCE_NAME_KIND = select(m.Source.name, m.Source.kind).where(m.Source.id == bindparam("b_id"))
+
+
+def source_name_kind(session: Session, source_id: int) -> tuple[str, str] | None:
+    """The name and kind of a source (what parsing an item needs of it)."""
+    row = session.execute(_SOURCE_NAME_KIND, {"b_id": source_id}).one_or_none()
+    return None if row is None else (row.name, row.kind)
+
+
 def claim_item(
     session: Session, item_id: int, now: datetime, lease_seconds: float
 ) -> m.Item | None:
     """Lease a pending item (counts the attempt) and read it, in one statement; None
     when done or held elsewhere."""
-    return cast(
-        "m.Item | None",
-        claim_row(session, m.Item, item_id, now, lease_seconds, m.Item.state == ItemState.PENDING),
-    )
+    return cast("m.Item | None", claim_row(session, _CLAIM_ITEM, item_id, now, lease_seconds))
 
 
 def note_item_error(session: Session, item_id: int, error: str, kind: str) -> None:
@@ -133,21 +151,16 @@ def get_article(session: Session, article_id: int) -> m.Article | None:
     return session.get(m.Article, article_id)
 
 
+_CLAIM_ARTICLE = claim_statement(m.Article, m.Article.rules_state == RulesState.PENDING)
+
+
 def claim_article(
     session: Session, article_id: int, now: datetime, lease_seconds: float
 ) -> m.Article | None:
     """Lease an article whose rules are pending (counts the attempt) and read it, in one
     statement; None when done or held elsewhere."""
     return cast(
-        "m.Article | None",
-        claim_row(
-            session,
-            m.Article,
-            article_id,
-            now,
-            lease_seconds,
-            m.Article.rules_state == RulesState.PENDING,
-        ),
+        "m.Article | None", claim_row(session, _CLAIM_ARTICLE, article_id, now, lease_seconds)
     )
 
 
@@ -165,13 +178,20 @@ def defer_article(session: Session, article_id: int, until: datetime) -> None:
     defer(session, m.Article, article_id, until, m.Article.rules_state == RulesState.PENDING)
 
 
+# built once: every new item's parse runs them
+_COPY_OF = select(m.Article.id).where(
+    or_(
+        m.Article.canonical_url == bindparam("b_url"), m.Article.content_hash == bindparam("b_hash")
+    )
+)
+_AT_URL_FOR_UPDATE = (
+    select(m.Article).where(m.Article.canonical_url == bindparam("b_url")).with_for_update()
+)
+
+
 def copy_of(session: Session, url: str, content_hash: str) -> int | None:
     """The article already stored under this canonical URL or this text, if any."""
-    return session.scalar(
-        select(m.Article.id).where(
-            or_(m.Article.canonical_url == url, m.Article.content_hash == content_hash)
-        )
-    )
+    return session.scalar(_COPY_OF, {"b_url": url, "b_hash": content_hash})
 
 
 def with_text(session: Session, content_hash: str) -> int | None:
@@ -179,40 +199,57 @@ def with_text(session: Session, content_hash: str) -> int | None:
 
 
 def at_url_for_update(session: Session, url: str) -> m.Article | None:
-    return session.scalar(select(m.Article).where(m.Article.canonical_url == url).with_for_update())
+    return session.scalar(_AT_URL_FOR_UPDATE, {"b_url": url})
+
+
+_ARTICLE = cast("Table", m.Article.__table__)
+_BAND = cast("Table", m.FingerprintBand.__table__)
+# built once (per dialect): a new article is one INSERT, not an ORM flush in a savepoint
+_INSERT_ARTICLE = {
+    postgres: insert_ignore(_ARTICLE, postgres=postgres).returning(_ARTICLE.c.id)
+    for postgres in (False, True)
+}
+_SET_STORY = (
+    update(_ARTICLE).where(_ARTICLE.c.id == bindparam("b_id")).values(story_id=bindparam("b_story"))
+)
+_INSERT_BAND = insert(_BAND)
 
 
 def add_article(
     session: Session, source_id: int, article: Article, fp: int | None, now: datetime
-) -> m.Article | None:
-    """Insert a new article with its rules pending; None when a concurrent copy took its
-    URL or text first (the constraints decide)."""
-    row = m.Article(
-        source_id=source_id,
-        canonical_url=article.url,
-        content_hash=article.content_hash,
-        title=article.title,
-        body=article.body,
-        lead=article.lead,
-        authors=list(article.authors),
-        tags=list(article.tags),
-        published_at=article.published,
-        modified_at=article.modified,
-        language=article.language,
-        image_url=article.image_url,
-        fingerprint=fp,
-        rules_state=RulesState.PENDING,
-        enqueued_at=now,
-        created_at=now,
-    )
-    return add_unless_duplicate(session, row)
+) -> int | None:
+    """Insert a new article with its rules pending; its id, or None when a concurrent
+    copy took its URL or text first (the constraints decide: ON CONFLICT DO NOTHING)."""
+    row = {
+        "source_id": source_id,
+        "canonical_url": article.url,
+        "content_hash": article.content_hash,
+        "title": article.title,
+        "body": article.body,
+        "lead": article.lead,
+        "authors": list(article.authors),
+        "tags": list(article.tags),
+        "published_at": article.published,
+        "modified_at": article.modified,
+        "language": article.language,
+        "image_url": article.image_url,
+        "fingerprint": fp,
+        "rules_state": RulesState.PENDING,
+        "attempts": 0,
+        "enqueued_at": now,
+        "created_at": now,
+    }
+    return session.execute(_INSERT_ARTICLE[on_postgres(session)], row).scalar()
+
+
+def set_story(session: Session, article_id: int, story_id: int) -> None:
+    session.execute(_SET_STORY, {"b_id": article_id, "b_story": story_id})
 
 
 def add_bands(session: Session, article_id: int, fp: int, keys: Iterable[str]) -> None:
-    session.execute(
-        insert(m.FingerprintBand),
-        [{"band_key": key, "article_id": article_id, "fingerprint": fp} for key in keys],
-    )
+    rows = [{"band_key": key, "article_id": article_id, "fingerprint": fp} for key in keys]
+    if rows:
+        session.execute(_INSERT_BAND, rows)
 
 
 def drop_bands(session: Session, article_id: int) -> None:

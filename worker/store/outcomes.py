@@ -4,9 +4,9 @@ outcome (worker/tracking/ledger.py decides which one)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from worker.core.states import ItemState
@@ -42,14 +42,17 @@ def first_alerts(session: Session, story_id: int, watchlists: Sequence[str]) -> 
     )
 
 
+_ITEM = cast("Table", m.Item.__table__)
+# built once: the rules step writes it for every article (outcome columns bound at execution)
+_SET_OUTCOME = update(_ITEM).where(
+    _ITEM.c.article_id == bindparam("b_article_id"), _ITEM.c.state == ItemState.PARSED
+)
+
+
 def set_article_outcome(session: Session, article_id: int, outcome: str, detail: str) -> None:
     """The article's outcome on the items parsed into it (its duplicates keep theirs)."""
-    session.execute(
-        update(m.Item)
-        .where(m.Item.article_id == article_id, m.Item.state == ItemState.PARSED)
-        .values(outcome=outcome, outcome_detail=detail[:MAX_DETAIL])
-        .execution_options(synchronize_session=False)
-    )
+    params = {"b_article_id": article_id, "outcome": outcome, "outcome_detail": detail[:MAX_DETAIL]}
+    session.execute(_SET_OUTCOME, params)
 
 
 def article_identity(session: Session, article_id: int | None) -> tuple[str, str] | None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from worker.store import models as m
@@ -52,8 +52,11 @@ def claimed(session: Session, source_ids: list[int]) -> list[m.Source]:
     )
 
 
+_NAME_OF = select(m.Source.name).where(m.Source.id == bindparam("b_id"))
+
+
 def name_of(session: Session, source_id: int) -> str | None:
-    return session.scalar(select(m.Source.name).where(m.Source.id == source_id))
+    return session.scalar(_NAME_OF, {"b_id": source_id})
 
 
 def add(
@@ -224,21 +227,28 @@ def claim_due(
     return sorted(((row[0], row[1]) for row in rows), key=lambda r: r[1])
 
 
-def record_poll(session: Session, source_id: int, new_items: int, **values: Any) -> None:
-    """A successful poll: the claim released, the failure counts cleared, `values` set."""
-    session.execute(
-        update(m.Source)
-        .where(m.Source.id == source_id)
-        .values(
-            claimed_until=None,
-            last_error=None,
-            last_error_kind=None,
-            consecutive_failures=0,
-            permanent_failures=0,
-            items_seen=m.Source.items_seen + new_items,
-            **values,
-        )
+# built once: a changed poll's UPDATE costs its execution, not its construction (an
+# ORM-enabled UPDATE built per call was ~0.6 of its ~0.75 CPU-ms on SQLite). The columns
+# of `values` are bound at execution (SET col = :col for each key given).
+_SOURCE = cast("Table", m.Source.__table__)
+_RECORD_POLL = (
+    update(_SOURCE)
+    .where(_SOURCE.c.id == bindparam("b_source_id"))
+    .values(
+        claimed_until=None,
+        last_error=None,
+        last_error_kind=None,
+        consecutive_failures=0,
+        permanent_failures=0,
+        items_seen=_SOURCE.c.items_seen + bindparam("b_new_items"),
     )
+)
+
+
+def record_poll(session: Session, source_id: int, new_items: int, **values: Any) -> None:
+    """A successful poll: the claim released, the failure counts cleared, `values` set
+    (columns of the source table)."""
+    session.execute(_RECORD_POLL, {"b_source_id": source_id, "b_new_items": new_items, **values})
 
 
 def record_not_modified(session: Session, polls: list[tuple[int, dict[str, Any]]]) -> None:
