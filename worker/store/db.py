@@ -31,6 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.elements import BindParameter
 
 from worker.store import hamming
 from worker.store.models import Base
@@ -201,7 +202,7 @@ def claim_statement(model: Any, *conditions: Any) -> Any:
         update(model)
         .where(
             model.id == bindparam("b_row_id"),
-            or_(model.claimed_until.is_(None), model.claimed_until < bindparam("b_now")),
+            unclaimed(model, bindparam("b_now")),
             *conditions,
         )
         .values(claimed_until=bindparam("b_until"), attempts=model.attempts + 1)
@@ -222,8 +223,9 @@ def claim_row(
     return session.scalars(statement, params).one_or_none()
 
 
-def unclaimed(model: Any, now: datetime) -> ColumnElement[bool]:
-    """No live lease on the row: never claimed, or its claim ran out."""
+def unclaimed(model: Any, now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
+    """No live lease on the row: never claimed, or its claim ran out (`now` may be bound at
+    execution, for a statement built once)."""
     return or_(model.claimed_until.is_(None), model.claimed_until < now)
 
 
