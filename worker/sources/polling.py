@@ -96,7 +96,7 @@ def dispatch_plan(rt: Runtime, limit: int = 1000, ahead: float = 0.0) -> list[tu
     rt.synced_version = active.version
     due_by = now + timedelta(seconds=ahead)
     until = due_by + timedelta(seconds=rt.settings.lease_seconds)
-    with rt.store.session() as session:
+    with rt.store.redoable_session() as session:
         claimed = sources.claim_due(session, now, due_by, until, limit)
     return [(source_id, schedule.send_delay(due, now)) for source_id, due in claimed]
 
@@ -301,7 +301,7 @@ def _record_success(
     started: datetime,
 ) -> None:
     values, interval = success_values(rt, src, spec, poll, started)
-    with rt.store.session() as session:
+    with rt.store.redoable_session() as session:
         if src.kind == SourceKind.FEED:  # a feed that moved past everything seen: a gap
             values.update(
                 _observe_window(session, src.ref, src.window, poll.entries, new_keys, started)
@@ -448,7 +448,7 @@ def _insert_items(
     if not entries:
         return []
     new_ids: list[int] = []
-    with rt.store.session() as session:
+    with rt.store.redoable_session() as session:
         known = items.known_keys(session, source_id, (d["entry_key"] for d in entries))
         for data in entries:
             if data["entry_key"] in known:
