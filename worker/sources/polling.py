@@ -214,17 +214,15 @@ def record_fetched(
     notices: list[str] | None,
 ) -> list[int]:
     """Read what one fetch brought (a feed or a page), store its new entries as items and
-    record the poll on the source's row. Returns the new item ids."""
-    new_keys: set[str] = set()
+    record the poll on the source's row, in one transaction. Returns the new item ids."""
     try:
         poll = _read_entries(rt, src, spec, result, started)
-        new_ids = _insert_items(rt, src.ref.id, poll.entries, started, new_keys)
-        if poll.body is not None:  # its entries are stored: the same body needs no reading
-            READ_BODIES.remember((rt.settings.database_url, src.ref.id), poll.body)
     except POLL_ERRORS as exc:
         record_fetch_failure(rt, src.ref, spec, failure_of(exc), started, notices)
         return []
-    _record_success(rt, src, spec, poll, new_ids, new_keys, started)
+    new_ids = _record_success(rt, src, spec, poll, started)
+    if poll.body is not None:  # its entries are stored: the same body needs no reading
+        READ_BODIES.remember((rt.settings.database_url, src.ref.id), poll.body)
     return new_ids
 
 
@@ -292,22 +290,21 @@ def _read_entries(
 
 
 def _record_success(
-    rt: Runtime,
-    src: Claimed,
-    spec: SourceSpec | None,
-    poll: _Poll,
-    new_ids: list[int],
-    new_keys: set[str],
-    started: datetime,
-) -> None:
+    rt: Runtime, src: Claimed, spec: SourceSpec | None, poll: _Poll, started: datetime
+) -> list[int]:
+    """The poll's new items and its record on the source, written together; the new
+    item ids."""
     values, interval = success_values(rt, src, spec, poll, started)
+    new_keys: set[str] = set()
     with rt.store.redoable_session() as session:
+        new_ids = _insert_items(rt, session, src.ref.id, poll.entries, started, new_keys)
         if src.kind == SourceKind.FEED:  # a feed that moved past everything seen: a gap
             values.update(
                 _observe_window(session, src.ref, src.window, poll.entries, new_keys, started)
             )
         sources.record_poll(session, src.ref.id, len(new_ids), **values)
     count_success(src.ref, len(new_ids), poll.result.not_modified, interval)
+    return new_ids
 
 
 def not_modified_values(
@@ -437,10 +434,11 @@ def _observe_window(
 
 def _insert_items(
     rt: Runtime,
+    session: Session,
     source_id: int,
     entries: list[dict[str, Any]],
     now: datetime,
-    new_keys: set[str] | None = None,
+    new_keys: set[str],
 ) -> list[int]:
     """Insert entries not seen before; the (source_id, entry_key) constraint decides.
     Entries the feed reader refused are kept as `refused` items (with the reason) and
@@ -448,17 +446,15 @@ def _insert_items(
     if not entries:
         return []
     new_ids: list[int] = []
-    with rt.store.redoable_session() as session:
-        known = items.known_keys(session, source_id, (d["entry_key"] for d in entries))
-        for data in entries:
-            if data["entry_key"] in known:
-                continue  # seen on an earlier poll: most of a changed feed's entries
-            refused = data.get("refused")
-            row_id = items.insert_item(rt.store, session, source_id, data, now)
-            if row_id is not None and not refused:
-                new_ids.append(row_id)
-                if new_keys is not None:
-                    new_keys.add(data["entry_key"])
-            elif row_id is not None:
-                log.warning("item %s refused: %s", row_id, refused, extra={"source_id": source_id})
+    known = items.known_keys(session, source_id, (d["entry_key"] for d in entries))
+    for data in entries:
+        if data["entry_key"] in known:
+            continue  # seen on an earlier poll: most of a changed feed's entries
+        refused = data.get("refused")
+        row_id = items.insert_item(rt.store, session, source_id, data, now)
+        if row_id is not None and not refused:
+            new_ids.append(row_id)
+            new_keys.add(data["entry_key"])
+        elif row_id is not None:
+            log.warning("item %s refused: %s", row_id, refused, extra={"source_id": source_id})
     return new_ids
