@@ -11,12 +11,17 @@ Mode `full-text` sets `full_text: true`: each new item's page is fetched and ext
 
 What this leaves out on purpose is what bench/polls.py measures on top: Celery, Redis,
 the dispatch. Printed: CPU-ms per poll for each step (this thread's CPU: the server's
-thread is left out), median (and min) of `--polls`.
+thread is left out), median (and min) of `--polls`, and the wall-ms of the three steps
+(the database's own work and its commits' waits show there, not in the CPU).
+
+`--postgres ADMIN_URL` runs on a throwaway PostgreSQL database instead of SQLite. To
+measure another checkout's code, run a copy of this file placed in that checkout.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import os
 import pstats
@@ -35,6 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.helpers.httpserver import RecordedRequest, serve  # noqa: E402
 from tests.helpers.pipeline import Clock, make_runtime  # noqa: E402
+from tests.helpers.servers import throwaway_database  # noqa: E402
 from worker.articles import parsing  # noqa: E402
 from worker.matching import applying  # noqa: E402
 from worker.sources import polling  # noqa: E402
@@ -84,6 +90,7 @@ channels:
   - {{name: archive, file: '{{data}}/alerts.jsonl'}}
 fetch:
   allow_networks: [127.0.0.0/8]
+  min_interval: 0  # one host polled back to back: no politeness pause in the wall time
 """
 
 
@@ -95,19 +102,26 @@ def timed(fn: Callable[[], Any], into: list[float]) -> Any:
 
 
 def run(
-    polls: int, items: int, full_text: bool, profile: cProfile.Profile | None
+    polls: int, items: int, full_text: bool, profile: cProfile.Profile | None, postgres: str | None
 ) -> dict[str, list[float]]:
     feed = Feed(items)
     steps: dict[str, list[float]] = {"fetch_source": [], "parse_item": [], "apply_rules": []}
     counted: list[int] = []  # SQL statements per poll, all three steps
-    with serve() as server, tempfile.TemporaryDirectory() as tmp:
+    walls: list[float] = []
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(serve())
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        url = f"sqlite:///{tmp}/nw.db"
+        if postgres:
+            url = stack.enter_context(throwaway_database(postgres, prefix="nw_bench"))
         feed.base = server.url("")
         server.routes["/feed.xml"] = feed.answer
         for k in range(polls + items + 2):
             server.routes[f"/item/{k}"] = Feed.page
         text = config(server.url("/feed.xml"), full_text).replace("{data}", tmp)
         clock = Clock()
-        rt = make_runtime(Path(tmp), f"sqlite:///{tmp}/nw.db", text, clock)
+        rt = make_runtime(Path(tmp), url, text, clock)
+        stack.callback(rt.store.engine.dispose)
         statements = [0]
 
         @event.listens_for(rt.store.engine, "before_cursor_execute")
@@ -121,6 +135,7 @@ def run(
             if profile is not None and n:
                 profile.enable()
             fetch: list[float] = []
+            started = time.perf_counter()
             item_ids = timed(lambda: polling.fetch_source(rt, source_id), fetch)  # noqa: B023
             parse: list[float] = []
             rules: list[float] = []
@@ -128,15 +143,18 @@ def run(
                 article = timed(lambda: parsing.parse_item(rt, item_id), parse)  # noqa: B023
                 if article is not None:
                     timed(lambda: applying.apply_rules(rt, article), rules)  # noqa: B023
+            wall = 1000 * (time.perf_counter() - started)
             if profile is not None:
                 profile.disable()
             if n:
+                walls.append(wall)
                 assert len(item_ids) == 1, f"poll {n}: {len(item_ids)} new items, not one"
                 counted.append(statements[0])
                 steps["fetch_source"] += fetch
                 steps["parse_item"].append(sum(parse))
                 steps["apply_rules"].append(sum(rules))
     steps["statements"] = [float(c) for c in counted]
+    steps["wall"] = walls
     return steps
 
 
@@ -146,17 +164,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--items", type=int, default=5, help="items the feed lists")
     p.add_argument("--profile", action="store_true")
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--postgres", metavar="ADMIN_URL", help="a PostgreSQL server, not SQLite")
+    p.add_argument("--modes", default="changed,full-text")
     args = p.parse_args(argv)
     print(f"load average (1 min): {os.getloadavg()[0]:.2f}; {args.items} items in the feed")
-    for mode in ("changed", "full-text"):
+    for mode in args.modes.split(","):
         profile = cProfile.Profile() if args.profile else None
-        steps = run(args.polls, args.items, mode == "full-text", profile)
+        steps = run(args.polls, args.items, mode == "full-text", profile, args.postgres)
         per_poll = statistics.median(steps.pop("statements"))
+        wall = statistics.median(steps.pop("wall"))
         totals = [sum(t) for t in zip(*steps.values(), strict=True)]
         parts = ", ".join(f"{k} {statistics.median(v):.2f}" for k, v in steps.items())
         print(
             f"{mode}: {statistics.median(totals):.2f} CPU-ms per poll with one new item, "
-            f"min {min(totals):.2f} ({parts}); {per_poll:.0f} SQL statements"
+            f"min {min(totals):.2f} ({parts}); {per_poll:.0f} SQL statements; "
+            f"wall {wall:.2f} ms"
         )
         if profile is not None:
             pstats.Stats(profile).sort_stats("tottime").print_stats(args.top)

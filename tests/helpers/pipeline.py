@@ -53,7 +53,7 @@ def make_runtime(tmp_path: Path, database_url: str, config_text: str, clock: Clo
             "NEWSWATCH_SCHEDULE_JITTER": "0",
         }
     )
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, redoable_commits=True)  # as Runtime.build's
     store.upgrade()
     return Runtime(settings=settings, store=store, config=LiveConfig(cfg, 0.0), clock=clock)
 

@@ -1,7 +1,8 @@
-"""Which commits wait for the WAL flush on PostgreSQL (db.Store.redoable_session): a
-poll's, a parse's and a match's do not (a crash that undoes one only means it is done
-again); a delivery's claim, made before its send, and the record of its outcome do, so
-nothing leaves the system on a commit a crash may still undo."""
+"""Which of a worker's commits wait for the WAL flush on PostgreSQL (db.Store with
+`redoable_commits`): a poll's, a parse's and a match's do not (a crash that undoes one
+only means it is done again); a delivery's claim, made before its send, and the record
+of its outcome do (Store.durable_session), so nothing leaves the system on a commit a
+crash may still undo."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import pytest
 from sqlalchemy import event, text
 
 from tests.helpers.pipeline import Clock, make_runtime, rss, run_all
+from worker.bootstrap import Runtime
+from worker.settings import Settings
 from worker.store import models as m
 from worker.store.db import Store
 
@@ -20,26 +23,51 @@ pytestmark = pytest.mark.postgres
 SHOW = text("SHOW synchronous_commit")
 
 
-def test_a_redoable_transaction_skips_the_flush_wait_and_no_other_does(postgres_url):
-    store = Store(postgres_url, pool_size=1)  # one connection: the same one every time
+def test_a_workers_commits_skip_the_flush_wait_but_durable_ones(postgres_url):
+    store = Store(postgres_url, pool_size=1, redoable_commits=True)  # one connection
     try:
-        with store.redoable_session() as session:
+        with store.session() as session:
             assert session.scalar(SHOW) == "off"
-        with store.session() as session:  # SET LOCAL ended with the transaction
+        with store.durable_session() as session:
             assert session.scalar(SHOW) == "on"
-        with pytest.raises(RuntimeError), store.redoable_session() as session:
+        with store.session() as session:  # SET LOCAL ended with its transaction
+            assert session.scalar(SHOW) == "off"
+        with pytest.raises(RuntimeError), store.durable_session() as session:
             session.execute(text("CREATE TABLE t_redo (x int)"))
             raise RuntimeError("rolled back like any unit of work")
         with store.session() as session:
             assert session.scalar(text("SELECT to_regclass('t_redo')")) is None
-            assert session.scalar(SHOW) == "on"
     finally:
         store.engine.dispose()
 
 
+def test_a_worker_runtime_has_such_a_store(tmp_path, postgres_url):
+    env = {"DATABASE_URL": postgres_url, "NEWSWATCH_DATA_DIR": str(tmp_path)}
+    store = Runtime.build(Settings.from_env(env)).store
+    try:
+        with store.session() as session:
+            assert session.scalar(SHOW) == "off"
+    finally:
+        store.engine.dispose()
+
+
+def test_other_stores_wait_for_every_flush_and_url_options_stay(postgres_url):
+    plain = Store(postgres_url, pool_size=1)  # the CLI's: a command's change is durable
+    given = Store(f"{postgres_url}?options=-c%20work_mem%3D7MB", 1, redoable_commits=True)
+    try:
+        with plain.session() as session, plain.durable_session() as other:
+            assert session.scalar(SHOW) == other.scalar(SHOW) == "on"
+        with given.session() as session:
+            assert session.scalar(SHOW) == "off"
+            assert session.scalar(text("SHOW work_mem")) == "7MB"
+    finally:
+        plain.engine.dispose()
+        given.engine.dispose()
+
+
 def test_sqlite_has_no_such_setting_and_commits_as_before(sqlite_url):
-    store = Store(sqlite_url)
-    with store.redoable_session() as session:
+    store = Store(sqlite_url, redoable_commits=True)
+    with store.durable_session() as session:
         session.execute(text("CREATE TABLE t_redo (x int)"))
         session.execute(text("INSERT INTO t_redo VALUES (1)"))
     with store.session() as session:
@@ -71,8 +99,8 @@ def _writes(transactions: list[list[str]], verb: str, table: str) -> list[list[s
     return [t for t in transactions if any(pattern.match(s) for s in t)]
 
 
-def _redoable(transaction: list[str]) -> bool:
-    return any("synchronous_commit" in s for s in transaction)
+def _durable(transaction: list[str]) -> bool:
+    return any("synchronous_commit TO on" in s for s in transaction)
 
 
 def test_the_pipeline_waits_for_the_flush_only_around_a_send(tmp_path, postgres_url, http_server):
@@ -114,9 +142,9 @@ fetch:
         _writes(transactions, "INSERT INTO", m.Delivery.__tablename__),
     ]
     for found in hot:
-        assert found and all(_redoable(t) for t in found), [t for t in found if not _redoable(t)]
+        assert found and not any(_durable(t) for t in found), [t for t in found if _durable(t)]
     # the send's boundary: the claim before it, the outcome after it
     claims = _writes(transactions, "UPDATE", m.Delivery.__tablename__)
     attempts = _writes(transactions, "INSERT INTO", m.DeliveryAttempt.__tablename__)
     assert claims and attempts
-    assert not any(_redoable(t) for t in claims + attempts)
+    assert all(_durable(t) for t in claims + attempts)

@@ -38,7 +38,7 @@ DIGEST_LIMIT = 20  # batches claimed per tick; the next tick takes the rest
 def claim_due_batches(rt: Runtime, limit: int = DIGEST_LIMIT) -> list[str]:
     """Take a lease on the batches whose time has come (or whose retry is due, or
     whose sender died); concurrent claimers take disjoint batches."""
-    with rt.store.session() as session:
+    with rt.store.durable_session() as session:  # before the send (sending.deliver)
         return store.claim_due_batches(session, rt.now(), rt.settings.lease_seconds, limit)
 
 
@@ -112,7 +112,7 @@ def _record(
     follow_ups: list[str] | None,
 ) -> bool:
     finished = rt.now()
-    with rt.store.session() as session:
+    with rt.store.durable_session() as session:  # a sent digest stays recorded as sent
         batch = store.get_batch(session, batch_id)
         assert batch is not None
         included = store.still_batched(session, ids)

@@ -2,7 +2,8 @@
 record the attempt (sent, failed and retried later, or dead with a notice).
 
 The claim commits before the send, so an attempt counts however it ends; a killed
-worker leaves an expired lease that the sweep takes back.
+worker leaves an expired lease that the sweep takes back. The claim and the outcome
+are durable commits (Store.durable_session), the worker's others need not be.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def deliver(rt: Runtime, delivery_id: str, follow_ups: list[str] | None = None) 
     the way are added to `follow_ups` for the caller to enqueue.
     """
     now = rt.now()
-    with rt.store.session() as session:
+    # the claim and the outcome wait for the database's flush: what the send rests on is
+    # durable before it leaves, and a sent alert stays recorded as sent
+    with rt.store.durable_session() as session:
         attempts = store.claim_delivery(session, delivery_id, now, rt.settings.lease_seconds)
     if attempts is None:
         return False
@@ -54,7 +57,7 @@ def deliver(rt: Runtime, delivery_id: str, follow_ups: list[str] | None = None) 
         except Exception as exc:  # the delivery boundary: nothing escapes one delivery
             outcome = failure_outcome("deliver", exc)
     finished = rt.now()
-    with rt.store.session() as session:
+    with rt.store.durable_session() as session:
         d = store.get_delivery(session, delivery_id)
         record_outcome(rt, session, d, outcome, finished, follow_ups)
     return outcome.ok

@@ -85,7 +85,7 @@ def _claim(
     """Lease the item; its data and source's name and kind, or None when there is nothing
     to do (done, held elsewhere, or quarantined now after too many attempts)."""
     now = rt.now()
-    with rt.store.redoable_session() as session:
+    with rt.store.session() as session:
         item = items.claim_item(session, item_id, now, rt.settings.lease_seconds)
         if item is None:
             return None
@@ -181,7 +181,7 @@ def item_article(
 def _store_article(rt: Runtime, item_id: int, article: Article) -> int | None:
     now = rt.now()
     fp = stories.fingerprint(f"{article.title}\n{article.body}") if article.body else None
-    with rt.store.redoable_session() as session:
+    with rt.store.session() as session:
         item = items.get_item(session, item_id)
         assert item is not None
         article_id = _file_article(session, item, article, fp, now)

@@ -51,7 +51,9 @@ class Runtime:
     def build(cls, settings: Settings, politeness_url: str | None = None) -> Runtime:
         return cls(
             settings=settings,
-            store=Store(settings.database_url, settings.db_pool_size),
+            # a worker's polls, parses and matches are redone if a database crash undoes
+            # them; its sends wait for the flush (Store.durable_session)
+            store=Store(settings.database_url, settings.db_pool_size, redoable_commits=True),
             config=LiveConfig(settings.config_path, settings.config_check_seconds),
             politeness_url=politeness_url,
         )

@@ -52,7 +52,7 @@ def apply_rules(rt: Runtime, article_id: int) -> list[str]:
 def _claim(rt: Runtime, article_id: int, now: datetime, notices: list[str]) -> Article | None:
     """Lease the article and read it; None when there is nothing to do (done, held
     elsewhere, or quarantined now after too many attempts: its notice in `notices`)."""
-    with rt.store.redoable_session() as session:
+    with rt.store.session() as session:
         row = items.claim_article(session, article_id, now, rt.settings.lease_seconds)
         if row is None:
             return None
@@ -69,7 +69,7 @@ def _apply_rules(
     result = active.matcher.match_outcome(MatchDocument.from_article(article))
     found = result.matches
     delivery_ids: list[str] = []
-    with rt.store.redoable_session() as session:
+    with rt.store.session() as session:
         row = items.get_article(session, article_id)
         assert row is not None
         for wm in found:

@@ -194,7 +194,7 @@ def _record_unchanged(
     if not unchanged:
         return
     try:
-        with rt.store.redoable_session() as session:
+        with rt.store.session() as session:
             sources.record_not_modified(
                 session, [(one.src.ref.id, values) for one, values, _ in unchanged]
             )
@@ -204,7 +204,7 @@ def _record_unchanged(
         )
         for one, values, interval in unchanged:
             try:
-                with rt.store.redoable_session() as session:
+                with rt.store.session() as session:
                     sources.record_not_modified(session, [(one.src.ref.id, values)])
             except Exception as one_exc:
                 polling.fail_alone(rt, one.src.ref.id, one_exc, one.started, notices)

@@ -96,7 +96,7 @@ def dispatch_plan(rt: Runtime, limit: int = 1000, ahead: float = 0.0) -> list[tu
     rt.synced_version = active.version
     due_by = now + timedelta(seconds=ahead)
     until = due_by + timedelta(seconds=rt.settings.lease_seconds)
-    with rt.store.redoable_session() as session:
+    with rt.store.session() as session:
         claimed = sources.claim_due(session, now, due_by, until, limit)
     return [(source_id, schedule.send_delay(due, now)) for source_id, due in claimed]
 
@@ -293,10 +293,16 @@ def _record_success(
     rt: Runtime, src: Claimed, spec: SourceSpec | None, poll: _Poll, started: datetime
 ) -> list[int]:
     """The poll's new items and its record on the source, written together; the new
-    item ids."""
-    values, interval = success_values(rt, src, spec, poll, started)
+    item ids. A bug in working out the record still stores the items (then raises: the
+    poll fails on its source's row, and the sweep sends the items on)."""
     new_keys: set[str] = set()
-    with rt.store.redoable_session() as session:
+    try:
+        values, interval = success_values(rt, src, spec, poll, started)
+    except Exception:
+        with rt.store.session() as session:
+            _insert_items(rt, session, src.ref.id, poll.entries, started, new_keys)
+        raise
+    with rt.store.session() as session:
         new_ids = _insert_items(rt, session, src.ref.id, poll.entries, started, new_keys)
         if src.kind == SourceKind.FEED:  # a feed that moved past everything seen: a gap
             values.update(

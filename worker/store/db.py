@@ -28,6 +28,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import UpdateBase
@@ -39,11 +40,18 @@ from worker.store.models import Base
 log = logging.getLogger(__name__)
 
 MIGRATIONS = str(Path(__file__).resolve().parent / "migrations")
-# for this transaction only: commit without waiting for the WAL to reach the disk
-_NO_FLUSH_WAIT = text("SET LOCAL synchronous_commit TO off")
+# for this transaction only: its commit waits for the WAL to reach the disk
+_FLUSH_WAIT = text("SET LOCAL synchronous_commit TO on")
 
 
-def make_engine(url: str, pool_size: int = 5) -> Engine:
+def make_engine(url: str, pool_size: int = 5, redoable_commits: bool = False) -> Engine:
+    """An engine for `url`. With `redoable_commits`, PostgreSQL commits without waiting
+    for the WAL flush (synchronous_commit off for the connection, set as it opens: no
+    statement per transaction). The flush's wait was the busiest state of the database at
+    100,000 sources (docs/load.md). A server crash may then undo the last fraction of a
+    second of commits, which the pipeline redoes (the poll finds its items again, the
+    sweep re-sends the parse and the rules); SQLite commits this way already in WAL mode
+    with synchronous=NORMAL (a power loss can undo the last commits)."""
     if url.startswith("sqlite"):
         db_path = url.split("///", 1)[-1] if "///" in url else ""
         file_db = bool(db_path) and db_path != ":memory:"
@@ -74,15 +82,30 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+    options = {}
+    if redoable_commits:  # after the URL's own options, if it has any
+        given = make_url(url).query.get("options")
+        given = " ".join(given) if isinstance(given, tuple) else given
+        options["options"] = f"{given or ''} -c synchronous_commit=off".strip()
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        connect_args=options,
+    )
 
 
 class Store:
     """Owns the engine of one process; recreate it after a fork (see `dispose`)."""
 
-    def __init__(self, url: str, pool_size: int = 5):
+    def __init__(self, url: str, pool_size: int = 5, redoable_commits: bool = False):
+        """`redoable_commits`: a worker's store, whose work a database crash may undo
+        because it is redone anyway (a poll, a parse, a match: see `make_engine`); its
+        sends go through `durable_session`."""
         self.url = url
-        self.engine = make_engine(url, pool_size)
+        self.redoable_commits = redoable_commits
+        self.engine = make_engine(url, pool_size, redoable_commits)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextlib.contextmanager
@@ -92,17 +115,15 @@ class Store:
             yield session
 
     @contextlib.contextmanager
-    def redoable_session(self) -> Iterator[Session]:
-        """A unit of work that a database crash may undo because it is redone anyway (a
-        poll's outcome, a parse, a match): on PostgreSQL its commit does not wait for
-        the WAL flush, the cost that dominated COMMIT at 100,000 sources (docs/load.md).
-        Nothing leaves the system on such a commit alone: a delivery's claim, made before
-        its send, is an ordinary commit, and its flush makes every earlier commit durable
-        too (the WAL is written in order). SQLite already commits this way for every
-        transaction (synchronous=NORMAL)."""
+    def durable_session(self) -> Iterator[Session]:
+        """A unit of work whose commit waits for the WAL flush even in a store whose other
+        commits do not (`redoable_commits`): the claim of a delivery before it is sent
+        and the record of its outcome. Its flush makes every earlier commit durable too
+        (the WAL is written in order), so nothing leaves the system on a commit a crash
+        could still undo, and a sent alert is never sent again after one."""
         with self.session() as session:
-            if self.is_postgres:
-                session.execute(_NO_FLUSH_WAIT)
+            if self.redoable_commits and self.is_postgres:
+                session.execute(_FLUSH_WAIT)
             yield session
 
     def dispose(self) -> None:
