@@ -457,7 +457,7 @@ def _insert_items(
         if data["entry_key"] in known:
             continue  # seen on an earlier poll: most of a changed feed's entries
         refused = data.get("refused")
-        row_id = items.insert_item(rt.store, session, source_id, data, now)
+        row_id = items.insert_item(session, source_id, data, now)
         if row_id is not None and not refused:
             new_ids.append(row_id)
             new_keys.add(data["entry_key"])

@@ -14,7 +14,6 @@ from worker.core.model import Article
 from worker.core.states import ItemOutcome, ItemState, RulesState
 from worker.store import models as m
 from worker.store.db import (
-    Store,
     claim_row,
     claim_statement,
     defer,
@@ -45,7 +44,7 @@ _KNOWN_KEYS = select(_ITEM.c.entry_key).where(
 
 
 def insert_item(
-    store: Store, session: Session, source_id: int, data: dict[str, Any], now: datetime
+    session: Session, source_id: int, data: dict[str, Any], now: datetime
 ) -> int | None:
     """Insert one feed entry unless its (source, entry_key) is taken; its id, or None.
     An entry the feed reader refused is stored settled as `refused`, with the reason."""
@@ -63,7 +62,7 @@ def insert_item(
         "enqueued_at": now,
         "created_at": now,
     }
-    return session.execute(_INSERT_ITEM[store.is_postgres], row).scalar()
+    return session.execute(_INSERT_ITEM[on_postgres(session)], row).scalar()
 
 
 def known_keys(session: Session, source_id: int, keys: Iterable[str]) -> set[str]:
