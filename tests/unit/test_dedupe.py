@@ -6,6 +6,7 @@ from pathlib import Path
 from worker.articles.stories import (
     CANDIDATE_MAX_BITS,
     MIN_SHINGLE_OVERLAP,
+    StoryText,
     article_text,
     band_keys,
     candidate,
@@ -170,3 +171,31 @@ def test_evidence_of_a_merge_reads_as_a_reason() -> None:
     ev = compare(TITLE, source_a(), "Rotterdam dockers walk out", source_b())
     assert ev.same_story and ev.shingle_overlap >= MIN_SHINGLE_OVERLAP
     assert str(ev).startswith("same story: fingerprints ")
+
+
+def test_story_text_decides_as_compare_does() -> None:
+    """`StoryText.same_story` (the preview's many comparisons) agrees with `compare` on
+    merges, close-but-unrelated pairs, different stories and texts without a body."""
+    a, b = CLOSE_UNRELATED["a"], CLOSE_UNRELATED["b"]
+    texts = [
+        (TITLE, source_a()),
+        ("Rotterdam dockers walk out", source_b()),
+        ("Strike at the port", source_c()),
+        ("Antwerp workers refuse diverted ships", "\n\n".join(OTHER)),
+        (a["title"], a["body"]),
+        (b["title"], b["body"]),
+        (TITLE, ""),
+        ("", ""),
+    ]
+    prepared = [StoryText(title, body) for title, body in texts]
+    verdicts = set()
+    for i, (title_a, body_a) in enumerate(texts):
+        for j, (title_b, body_b) in enumerate(texts):
+            if i == j:
+                continue
+            expected = (
+                bool(body_a and body_b) and compare(title_a, body_a, title_b, body_b).same_story
+            )
+            assert prepared[i].same_story(prepared[j]) == expected, (i, j)
+            verdicts.add(expected)
+    assert verdicts == {True, False}

@@ -210,6 +210,29 @@ def _evidence(
     )
 
 
+class StoryText:
+    """One article's text, for comparing it with many others: the fingerprint taken once,
+    the shingles only when a close fingerprint needs them (`same_story`)."""
+
+    def __init__(self, title: str, body: str) -> None:
+        self.text = article_text(title, body)
+        self.fp = fingerprint(self.text) if body else 0  # no body: its own story
+        self._shingles: set[str] | None = None
+
+    @property
+    def shingles(self) -> set[str]:
+        if self._shingles is None:
+            self._shingles = shingles(self.text)
+        return self._shingles
+
+    def same_story(self, other: StoryText) -> bool:
+        """`compare(...).same_story`, the cheap test first."""
+        return (
+            candidate(self.fp, other.fp)
+            and shingle_overlap(self.shingles, other.shingles) >= MIN_SHINGLE_OVERLAP
+        )
+
+
 # --- the lookup, over the store's queries ------------------------------------------------
 
 

@@ -134,28 +134,19 @@ def mark_story_duplicates(items: list[dict[str, Any]]) -> None:
     (watchlist -> URL of the earlier item of the same story that alerts it instead), as
     the service's story claim would among these items. An article without body text
     starts its own story, as in the service (worker/articles/parsing.py)."""
-    firsts: list[tuple[dict[str, Any], set[str]]] = []  # earlier articles, their alerts
+    # earlier first copies: their text, URL and the watchlists their story alerts
+    firsts: list[tuple[stories.StoryText, str, set[str]]] = []
     for item in items:
         if "article" not in item:
             continue
         article = item["article"]
-        earlier = next(
-            (
-                (first, claimed)
-                for first, claimed in firsts
-                if article["body"] and first["body"] and _same_story(article, first)
-            ),
-            None,
-        )
+        text = stories.StoryText(article["title"], article["body"])
+        earlier = next((first for first in firsts if text.same_story(first[0])), None)
         would = [wm["watchlist"] for wm in item["matches"]]
-        dup = {w: earlier[0]["url"] for w in would if earlier and w in earlier[1]}
+        dup = {w: earlier[1] for w in would if earlier and w in earlier[2]}
         item["alerts"] = [w for w in would if w not in dup]
         item["duplicate_of"] = dup
         if earlier is None:
-            firsts.append((article, set(would)))
+            firsts.append((text, article["url"], set(would)))
         else:
-            earlier[1].update(would)  # the story's claims, whichever copy made them
-
-
-def _same_story(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return stories.compare(a["title"], a["body"], b["title"], b["body"]).same_story
+            earlier[2].update(would)  # the story's claims, whichever copy made them
