@@ -262,7 +262,7 @@ def test_status_matches_and_match_source_piped_into_head_end_quietly(tmp_path, h
     from worker.sources import polling
     from worker.store import models as m
 
-    items = [(f"Troops move north, report {i} " + "y" * 120, f"/n/{i}") for i in range(400)]
+    items = [(f"Troops move north, report {i} " + "y" * 400, f"/n/{i}") for i in range(260)]
     http_server.add("/wire.xml", rss(*((t, http_server.url(p)) for t, p in items)))
     # many configured sources, never fetched (only synced): rows for `status`
     many = "".join(
