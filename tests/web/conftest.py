@@ -92,6 +92,7 @@ notices:
 fetch:
   allow_networks: [127.0.0.0/8]
   deadline: 10
+  min_interval: 0  # one local server for every source: no pause between its requests
 """
 
 
