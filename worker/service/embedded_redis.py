@@ -259,13 +259,23 @@ def ping(path: Path, timeout: float = 1.0) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    """Running: a zombie (exited, not yet reaped by its parent) is not, or stopping a
+    stale server that is our own child would wait out its whole grace period."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:  # the state is the field after the parenthesised command name
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] == "Z"
 
 
 def _cmdline(pid: int) -> list[str] | None:
