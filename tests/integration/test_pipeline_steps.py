@@ -216,6 +216,45 @@ def test_rules_and_delivery_are_idempotent(tmp_path, database_url, site, clock):
     assert len([r for r in site.requests if r.path == "/hook"]) == 2
 
 
+@pytest.mark.parametrize("matching", [True, False], ids=["matched", "unmatched"])
+def test_rules_leave_an_article_whose_text_changed_meanwhile_pending(
+    tmp_path, database_url, site, clock, monkeypatch, matching
+):
+    """A new version of the article's text is stored while its rules run: the rules'
+    result is of the old text, so the article stays pending (its rules run again on the
+    new text) and its items get no outcome from the old one; matched or not."""
+    config = base_config(site)
+    if not matching:
+        pmf = config[config.index("names: [{name: Popular") :].split("\n", 1)[0]
+        config = config.replace(pmf, "keywords: [Nobody]").replace("[US]", "[Zanzibar]")
+    rt = make_runtime(tmp_path, database_url, config, clock)
+    (source_id,) = polling.dispatch_due(rt)
+    (item_id,) = polling.fetch_source(rt, source_id)
+    article_id = parsing.parse_item(rt, item_id)
+    assert article_id is not None
+
+    real = applying.MatchDocument.from_article
+
+    def new_version_meanwhile(article):
+        with rt.store.session() as session:
+            session.get(m.Article, article_id).content_hash = "a-newer-version"
+        return real(article)
+
+    monkeypatch.setattr(applying.MatchDocument, "from_article", new_version_meanwhile)
+    applying.apply_rules(rt, article_id)
+    with rt.store.session() as session:
+        article = session.get(m.Article, article_id)
+        assert article.rules_state == "pending"
+        assert session.get(m.Item, item_id).outcome is None
+    monkeypatch.undo()
+    # and a text that stays put is finished, with its outcome
+    clock.advance(3600)  # past the lease
+    applying.apply_rules(rt, article_id)
+    with rt.store.session() as session:
+        assert session.get(m.Article, article_id).rules_state == "done"
+        assert session.get(m.Item, item_id).outcome == ("matched" if matching else "no_match")
+
+
 def test_webhook_failing_then_recovering_is_retried_from_the_row(
     tmp_path, database_url, site, clock
 ):

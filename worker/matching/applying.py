@@ -68,6 +68,14 @@ def _apply_rules(
     config = active.loaded.config
     result = active.matcher.match_outcome(MatchDocument.from_article(article))
     found = result.matches
+    if not found:  # most articles: no row to read, two statements
+        with rt.store.session() as session:
+            if items.finish_rules(session, article_id, article.content_hash):
+                outcome = ledger.unmatched_outcome(
+                    result.rejected, len(config.watchlists), active.version
+                )
+                ledger.set_article_outcome(session, article_id, *outcome)
+        return []
     delivery_ids: list[str] = []
     with rt.store.session() as session:
         row = items.get_article(session, article_id)
@@ -85,8 +93,7 @@ def _apply_rules(
                 len(config.watchlists),
                 active.version,
             )
-    if found:
-        log.info("article %s matched %s", article_id, ", ".join(w.watchlist for w in found))
+    log.info("article %s matched %s", article_id, ", ".join(w.watchlist for w in found))
     return delivery_ids
 
 

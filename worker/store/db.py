@@ -204,10 +204,10 @@ def insert_ignore(model: Any, *, postgres: bool) -> Any:
     return insert(model).on_conflict_do_nothing()
 
 
-def rows_changed(session: Session, stmt: UpdateBase) -> int:
+def rows_changed(session: Session, stmt: UpdateBase, params: dict[str, Any] | None = None) -> int:
     """How many rows an UPDATE or DELETE changed (`execute` is typed as returning a plain
     Result; for these statements it is a CursorResult)."""
-    return cast("CursorResult[Any]", session.execute(stmt)).rowcount
+    return cast("CursorResult[Any]", session.execute(stmt, params)).rowcount
 
 
 def claim(

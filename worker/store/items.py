@@ -19,6 +19,7 @@ from worker.store.db import (
     defer,
     insert_ignore,
     on_postgres,
+    rows_changed,
     unclaimed,
 )
 from worker.store.hamming import hamming
@@ -161,6 +162,21 @@ def claim_article(
     return cast(
         "m.Article | None", claim_row(session, _CLAIM_ARTICLE, article_id, now, lease_seconds)
     )
+
+
+_RULES_DONE = (
+    update(m.Article)
+    .where(m.Article.id == bindparam("b_article_id"), m.Article.content_hash == bindparam("b_hash"))
+    .values(rules_state=RulesState.DONE, claimed_until=None, error=None, error_kind=None)
+    .execution_options(synchronize_session=False)
+)
+
+
+def finish_rules(session: Session, article_id: int, content_hash: str) -> bool:
+    """The article's rules done and its lease let go, unless a new version of its text
+    came meanwhile (then its rules run again on that): whether it was finished."""
+    params = {"b_article_id": article_id, "b_hash": content_hash}
+    return rows_changed(session, _RULES_DONE, params) == 1
 
 
 def note_article_error(session: Session, article_id: int, error: str, kind: str) -> None:

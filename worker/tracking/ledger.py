@@ -109,14 +109,20 @@ def record_rules_outcome(
             f"{w} by article {a} (match {mid})" for w, a, mid in sorted(firsts, key=str)
         )
         detail = f"story {story} (first article {story}) had already alerted {evidence}"
-    elif rejected:
-        outcome = ItemOutcome.EXCLUDED
-        detail = "; ".join(f"{r.watchlist}: {r.reasons[0]}" for r in rejected)
     else:
-        outcome = ItemOutcome.NO_MATCH
-        detail = f"no term of the {watchlists} watchlist(s) of config {version} found"
+        outcome, detail = unmatched_outcome(rejected, watchlists, version)
     set_article_outcome(session, article.id, outcome, detail)
     return outcome, detail
+
+
+def unmatched_outcome(
+    rejected: Sequence[Rejection], watchlists: int, version: str
+) -> tuple[ItemOutcome, str]:
+    """The outcome of an article no watchlist matched: excluded (and why), or no match."""
+    if rejected:
+        return ItemOutcome.EXCLUDED, "; ".join(f"{r.watchlist}: {r.reasons[0]}" for r in rejected)
+    detail = f"no term of the {watchlists} watchlist(s) of config {version} found"
+    return ItemOutcome.NO_MATCH, detail
 
 
 set_article_outcome = outcomes.set_article_outcome
