@@ -271,11 +271,11 @@ def _alive(pid: int) -> bool:
 
 
 def _zombie(pid: int) -> bool:
-    try:  # the state is the field after the parenthesised command name
+    try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    except OSError:  # gone, or no /proc: not known to be a zombie
         return False
-    return stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] == "Z"
+    return stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]  # the state, after "(command)"
 
 
 def _cmdline(pid: int) -> list[str] | None:
