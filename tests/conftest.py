@@ -11,6 +11,7 @@ with NEWSWATCH_TEST_REDIS_URL.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -158,6 +159,22 @@ def redis_url(redis_server_url: str) -> Iterator[str]:
     finally:
         client.flushdb()
         client.close()
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_restored() -> Iterator[None]:
+    """A command run in process (`worker.cli`) configures the root logger for its run: a
+    handler on the stderr pytest captured for that test, and a level. Left behind, the
+    handler writes later tests' records to a closed file ("--- Logging error ---", even
+    from a server thread of another test) and the level changes what they log."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        # only plain stream handlers: pytest's own capture handlers come and go by phase
+        if type(handler) is logging.StreamHandler and handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)
