@@ -70,7 +70,7 @@ def test_stale_server_from_a_dead_owner_is_replaced(tmp_path):
 def test_server_dies_with_an_owner_killed_by_sigkill(tmp_path):
     code = (
         "import sys, time; from pathlib import Path; "
-        "from worker.service.embedded_redis import EmbeddedRedis, _alive; "
+        "from worker.service.embedded_redis import EmbeddedRedis; "
         "s = EmbeddedRedis(Path(sys.argv[1])); s.start(); "
         "print(s.process.pid, flush=True); time.sleep(60)"
     )

@@ -68,32 +68,28 @@ def _apply_rules(
     config = active.loaded.config
     result = active.matcher.match_outcome(MatchDocument.from_article(article))
     found = result.matches
-    if not found:  # most articles: no row to read, two statements
-        with rt.store.session() as session:
-            if items.finish_rules(session, article_id, article.content_hash):
-                outcome = ledger.unmatched_outcome(
-                    result.rejected, len(config.watchlists), active.version
-                )
-                ledger.set_article_outcome(session, article_id, *outcome)
-        return []
     delivery_ids: list[str] = []
     with rt.store.session() as session:
-        row = items.get_article(session, article_id)
-        assert row is not None
-        for wm in found:
-            delivery_ids += _record_match(rt, session, row, wm, active, now)
-        if row.content_hash == article.content_hash:  # else a new version came meanwhile
-            row.rules_state, row.claimed_until = RulesState.DONE, None
-            row.error, row.error_kind = None, None
+        story_id = None
+        if found:  # most articles match nothing: their row is not read at all
+            row = items.get_article(session, article_id)
+            assert row is not None
+            story_id = row.story_id
+            for wm in found:
+                delivery_ids += _record_match(rt, session, row, wm, active, now)
+        # unless a new version of the text came meanwhile: its rules run again on that
+        if items.finish_rules(session, article_id, article.content_hash):
             ledger.record_rules_outcome(
                 session,
-                row,
+                article_id,
+                story_id,
                 [wm.watchlist for wm in found],
                 result.rejected,
                 len(config.watchlists),
                 active.version,
             )
-    log.info("article %s matched %s", article_id, ", ".join(w.watchlist for w in found))
+    if found:
+        log.info("article %s matched %s", article_id, ", ".join(w.watchlist for w in found))
     return delivery_ids
 
 

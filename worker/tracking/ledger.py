@@ -85,19 +85,20 @@ def _hour(now: datetime) -> str:
 
 def record_rules_outcome(
     session: Session,
-    article: m.Article,
+    article_id: int,
+    story_id: int | None,
     matched: Sequence[str],
     rejected: Sequence[Rejection],
     watchlists: int,
     version: str,
 ) -> tuple[str, str]:
-    """Write the rules step's outcome on every item parsed into `article`, from the
+    """Write the rules step's outcome on every item parsed into the article, from the
     match rows stored for the `matched` watchlists (so a redelivered task that found
     them already written gives the same answer). Returns (outcome, detail)."""
-    rows = outcomes.match_states(session, article.id, matched)
+    rows = outcomes.match_states(session, article_id, matched)
     alerted = [w for w, state in rows if state == MatchState.ALERTED]
     repeats = [w for w, state in rows if state != MatchState.ALERTED]
-    story = article.story_id or article.id
+    story = story_id or article_id
     if alerted:
         outcome, detail = ItemOutcome.MATCHED, "alerted " + ", ".join(alerted)
         if repeats:
@@ -109,20 +110,14 @@ def record_rules_outcome(
             f"{w} by article {a} (match {mid})" for w, a, mid in sorted(firsts, key=str)
         )
         detail = f"story {story} (first article {story}) had already alerted {evidence}"
+    elif rejected:
+        outcome = ItemOutcome.EXCLUDED
+        detail = "; ".join(f"{r.watchlist}: {r.reasons[0]}" for r in rejected)
     else:
-        outcome, detail = unmatched_outcome(rejected, watchlists, version)
-    set_article_outcome(session, article.id, outcome, detail)
+        outcome = ItemOutcome.NO_MATCH
+        detail = f"no term of the {watchlists} watchlist(s) of config {version} found"
+    set_article_outcome(session, article_id, outcome, detail)
     return outcome, detail
-
-
-def unmatched_outcome(
-    rejected: Sequence[Rejection], watchlists: int, version: str
-) -> tuple[ItemOutcome, str]:
-    """The outcome of an article no watchlist matched: excluded (and why), or no match."""
-    if rejected:
-        return ItemOutcome.EXCLUDED, "; ".join(f"{r.watchlist}: {r.reasons[0]}" for r in rejected)
-    detail = f"no term of the {watchlists} watchlist(s) of config {version} found"
-    return ItemOutcome.NO_MATCH, detail
 
 
 set_article_outcome = outcomes.set_article_outcome
