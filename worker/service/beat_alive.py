@@ -43,6 +43,13 @@ class HeartbeatScheduler(PersistentScheduler):
     persistence = PlainFileShelve
     _noted_at = float("-inf")
 
+    def adjust(self, n: float, drift: float = 0.0) -> float:
+        # Celery wakes 10 ms early (drift -0.010). An entry found not yet due is put back
+        # at "its remaining time, adjusted", which for the last 10 ms is now or earlier:
+        # beat then ticks without sleeping until it is due, ~70 ticks a second with a 1 s
+        # entry (dispatch), 11 ms of CPU a second for nothing. Waking on time, it sleeps.
+        return n + drift if n and n > 0 else n
+
     def tick(self, *args: Any, **kwargs: Any) -> float:
         delay = super().tick(*args, **kwargs)
         now = time.monotonic()
