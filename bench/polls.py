@@ -152,6 +152,24 @@ def write_config(
     path.write_text("\n".join(lines) + "\n")
 
 
+def role(p: psutil.Process, root: int) -> str:
+    """Which part of `newswatch run` a process is, for the per-process breakdown."""
+    with contextlib.suppress(psutil.Error):
+        cmd = " ".join(p.cmdline())
+        if p.pid == root:
+            return "supervisor"
+        if "redis-server" in cmd:
+            return "redis"
+        if "--pool=threads" in cmd:
+            return "threads worker (fetch, alerts)"
+        if "--pool=prefork" in cmd:
+            return "prefork master" if p.ppid() == root else "prefork children and beat"
+    return "other"
+
+
+ROLES: dict[int, str] = {}
+
+
 def tree_cpu(root: int, data_dir: Path) -> dict[int, float]:
     """CPU seconds (user + system) of every process of the tree and the embedded redis."""
     procs: list[psutil.Process] = []
@@ -166,7 +184,18 @@ def tree_cpu(root: int, data_dir: Path) -> dict[int, float]:
         with contextlib.suppress(psutil.NoSuchProcess):
             t = p.cpu_times()
             out[p.pid] = t.user + t.system
+            if p.pid not in ROLES:
+                ROLES[p.pid] = role(p, root)
     return out
+
+
+def cpu_by_role(before: dict[int, float], after: dict[int, float], polls: int) -> dict[str, float]:
+    """CPU-ms per poll of each part of the tree over one window."""
+    out: dict[str, float] = {}
+    for pid, cpu in after.items():
+        name = ROLES.get(pid, "other")
+        out[name] = out.get(name, 0.0) + 1000 * (cpu - before.get(pid, 0.0)) / max(polls, 1)
+    return {k: round(v, 3) for k, v in sorted(out.items())}
 
 
 def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
@@ -250,8 +279,8 @@ def main_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def measure_newswatch(
     proc: subprocess.Popen[bytes], data: Path, counts: Any, settle: float, window: float, col: int
-) -> tuple[float, int, int]:
-    """CPU-ms per poll counted in column `col` over one window, the polls, the 200s+304s."""
+) -> tuple[float, int, dict[str, float]]:
+    """CPU-ms per poll counted in column `col` over one window, the polls, per part of the tree."""
     time.sleep(settle)
     c0, cpu0 = list(counts), tree_cpu(proc.pid, data)
     time.sleep(window)
@@ -259,9 +288,8 @@ def measure_newswatch(
     if proc.poll() is not None:
         raise RuntimeError("newswatch run died")
     polls = c1[col] - c0[col]
-    every = (c1[NW_200] - c0[NW_200]) + (c1[NW_304] - c0[NW_304])
     per_poll = 1000 * cpu_between(cpu0, cpu1) / polls if polls else float("nan")
-    return per_poll, polls, every
+    return per_poll, polls, cpu_by_role(cpu0, cpu1, polls)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -299,6 +327,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         k: [] for k in ("nw304", "nw200", "uw304", "uw304_bare", "uw200", "uw200_bare")
     }
     polls: dict[str, list[int]] = {"nw304": [], "nw200": []}
+    parts: dict[str, list[dict[str, float]]] = {"nw304": [], "nw200": []}
     loads: list[float] = []
     log = open(work / "newswatch.log", "wb")  # noqa: SIM115 - the child's
     proc = subprocess.Popen(
@@ -318,9 +347,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             changed.value = 0
             urlwatch.run("all")  # after a changed round its ETags are one version behind
             urlwatch.run("one")
-            ms, n, _every = measure_newswatch(proc, data, counts, args.settle, args.window, NW_304)
+            ms, n, by_role = measure_newswatch(proc, data, counts, args.settle, args.window, NW_304)
             figures["nw304"].append(ms)
             polls["nw304"].append(n)
+            parts["nw304"].append(by_role)
             with_start, bare = urlwatch.per_poll()
             figures["uw304"].append(with_start)
             figures["uw304_bare"].append(bare)
@@ -328,9 +358,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if args.unchanged_only:
                 continue
             changed.value = 1
-            ms, n, _every = measure_newswatch(proc, data, counts, args.settle, args.window, NW_200)
+            ms, n, by_role = measure_newswatch(proc, data, counts, args.settle, args.window, NW_200)
             figures["nw200"].append(ms)
             polls["nw200"].append(n)
+            parts["nw200"].append(by_role)
             with_start, bare = urlwatch.per_poll()
             figures["uw200"].append(with_start)
             figures["uw200_bare"].append(bare)
@@ -348,6 +379,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out.update(
         figures={k: [round(v, 3) for v in vs] for k, vs in figures.items()},
         polls=polls,
+        per_process=parts,
         counts=dict(
             zip(
                 ["nw200", "nw304", "uw200", "uw304", "nw_conn", "uw_conn", "other", "nw_pages"],
@@ -386,6 +418,10 @@ def report(out: dict[str, Any]) -> None:
             f"| changed, {what} | {spread(f['nw200'])} | {spread(f['uw200'])} "
             f"| {spread(f['uw200_bare'])} |"
         )
+    for mode, label in (("nw304", "unchanged"), ("nw200", "changed")):
+        for name in sorted({k for d in out.get("per_process", {}).get(mode, []) for k in d}):
+            values = [d.get(name, 0.0) for d in out["per_process"][mode]]
+            print(f"  newswatch {label}, {name}: {spread(values)} CPU-ms per poll")
     print(
         f"polls per window: {out['polls']}; answers and connections: {out['counts']}; "
         f"newswatch log lines: {out['log_lines']}"
