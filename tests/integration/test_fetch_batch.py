@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -190,3 +191,69 @@ def test_a_slow_source_holds_up_no_other_sources_outcome(
     ids, slow_answered, recorded = seen[0]
     assert not slow_answered and recorded >= ids >= 1
     assert rows(rt)["broken"].last_error_kind == "http_500"
+
+
+def spread_scene(
+    server: TestServer, n: int, hold_until: int = 1, pause: float = 0.0
+) -> tuple[str, list[int]]:
+    """n sources on hosts of their own; each feed request is held until `hold_until` of
+    them are in the server at once (or 10 s), and `pause` seconds more, then answered
+    200. Returns the config and [in flight, peak]."""
+    counts = [0, 0]
+    lock, crowd = threading.Lock(), threading.Condition()
+
+    def feed(request: RecordedRequest) -> tuple[int, dict[str, str], bytes]:
+        with lock:
+            counts[0] += 1
+            counts[1] = max(counts[1], counts[0])
+        with crowd:
+            crowd.notify_all()
+            crowd.wait_for(lambda: counts[1] >= hold_until, timeout=10)
+        time.sleep(pause)
+        with lock:
+            counts[0] -= 1
+        return 200, RSS, rss(("Item", "http://example.test/item")).encode()
+
+    lines = []
+    for i in range(n):
+        server.routes[f"/feed/{i}.xml"] = feed
+        url = server.url(f"/feed/{i}.xml", host=f"h{i}.batch.localhost")
+        lines.append(f"  - {{name: s{i}, feed: '{url}', every: 5m, respect_robots: false}}")
+    sources_yaml = "\n".join(lines)
+    config = f"""
+sources:
+{sources_yaml}
+allow_empty: true
+fetch:
+  allow_networks: ['.batch.localhost']
+  min_interval: 0
+"""
+    return config, counts
+
+
+def test_a_batch_of_fast_exchanges_keeps_to_one_thread(
+    tmp_path, database_url, http_server: TestServer, clock: Clock, monkeypatch
+) -> None:
+    # each answer takes 50 ms, and no RAMP_SECONDS (made long here) passes without one
+    # ending: the batch never adds a thread (all at once, they would all be in the server)
+    monkeypatch.setattr(batch, "RAMP_SECONDS", 5.0)
+    config, counts = spread_scene(http_server, 12, pause=0.05)
+    rt = make_runtime(tmp_path, database_url, config, clock)
+    ids = [i for planned, _ in batch.dispatch_batches(rt) for i in planned]
+    assert len(ids) == 12
+    assert len(batch.fetch_batch(rt, ids)) == 12
+    assert counts[1] == 1  # the server never saw two of the batch's requests at once
+
+
+def test_a_batch_of_slow_exchanges_spreads_up_to_its_thread_limit(
+    tmp_path, database_url, http_server: TestServer, clock: Clock
+) -> None:
+    # the server answers nothing until 8 requests wait: only a batch that keeps adding
+    # threads while none ends gets there, and the limit (8) holds with 4 sources more
+    config, counts = spread_scene(http_server, 12, hold_until=8)
+    rt = make_runtime(tmp_path, database_url, config, clock)
+    assert rt.settings.fetch_batch_threads == 8
+    ids = [i for planned, _ in batch.dispatch_batches(rt) for i in planned]
+    assert len(batch.fetch_batch(rt, ids)) == 12
+    assert counts[1] == 8
+    assert all(s.items_seen == 1 and s.last_error is None for s in rows(rt).values())
