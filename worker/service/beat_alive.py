@@ -48,7 +48,7 @@ class HeartbeatScheduler(PersistentScheduler):
         # at "its remaining time, adjusted", which for the last 10 ms is now or earlier:
         # beat then ticks without sleeping until it is due, ~70 ticks a second with a 1 s
         # entry (dispatch), 11 ms of CPU a second for nothing. Waking on time, it sleeps.
-        return n + drift if n and n > 0 else n
+        return n
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         delay = super().tick(*args, **kwargs)

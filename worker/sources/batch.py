@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -130,17 +131,17 @@ def _exchange_spreading(
     """Run the exchanges on one thread, and on one more each time RAMP_SECONDS pass with
     none ending, up to `threads`; each ended exchange hands its thread the next one. The
     pool makes a thread only when none is idle, so fast exchanges keep to one or two."""
-    waiting = iter(fetched)
+    waiting = deque(fetched)
     running: dict[Future[None], _Fetched] = {}
 
     def start_next() -> None:
-        one = next(waiting, None)
-        if one is not None:
+        if waiting:
+            one = waiting.popleft()
             running[pool.submit(_exchange, rt, one)] = one
 
     start_next()
     while running:
-        can_grow = len(running) < min(threads, len(fetched))
+        can_grow = bool(waiting) and len(running) < threads
         ended, _ = wait(
             running,
             timeout=RAMP_SECONDS if can_grow else HOLD_SECONDS,
