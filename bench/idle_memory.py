@@ -138,6 +138,17 @@ def role(p: psutil.Process, root: int, workers: dict[int, str]) -> str:
     return "?"
 
 
+def roles(root: int, procs: list[psutil.Process]) -> dict[int, str]:
+    """`role` of each process of `newswatch run`'s tree (root: the `run` process)."""
+    workers: dict[int, str] = {}
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            cmd = p.cmdline()
+            if "worker" in cmd and p.ppid() == root:
+                workers[p.pid] = "threads (fetch, alerts)" if "--pool=threads" in cmd else "prefork"
+    return {p.pid: role(p, root, workers) for p in procs}
+
+
 def _is_pipe(pid: int, fd: str) -> bool:
     with contextlib.suppress(OSError):
         return os.readlink(f"/proc/{pid}/fd/{fd}").startswith("pipe:")
@@ -152,12 +163,7 @@ def sample(root: int, data: Path) -> list[dict[str, Any]]:
             server = psutil.Process(int(pidfile.read_text().strip()))
             if server.pid not in {p.pid for p in procs}:
                 procs.append(server)
-    workers: dict[int, str] = {}
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            cmd = p.cmdline()
-            if "worker" in cmd and p.ppid() == root:
-                workers[p.pid] = "threads (fetch, alerts)" if "--pool=threads" in cmd else "prefork"
+    named = roles(root, procs)
     rows = []
     for p in procs:
         with contextlib.suppress(psutil.Error):
@@ -165,7 +171,7 @@ def sample(root: int, data: Path) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "pid": p.pid,
-                    "role": role(p, root, workers),
+                    "role": named[p.pid],
                     "rss_mb": m.rss / MB,
                     "pss_mb": m.pss / MB,
                     "uss_mb": m.uss / MB,

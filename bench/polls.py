@@ -54,6 +54,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.idle_memory import roles  # noqa: E402
 from bench.load import serve_keepalive  # noqa: E402
 from tests.helpers.servers import free_port  # noqa: E402
 
@@ -152,22 +153,7 @@ def write_config(
     path.write_text("\n".join(lines) + "\n")
 
 
-def role(p: psutil.Process, root: int) -> str:
-    """Which part of `newswatch run` a process is, for the per-process breakdown."""
-    with contextlib.suppress(psutil.Error):
-        cmd = " ".join(p.cmdline())
-        if p.pid == root:
-            return "supervisor"
-        if "redis-server" in cmd:
-            return "redis"
-        if "--pool=threads" in cmd:
-            return "threads worker (fetch, alerts)"
-        if "--pool=prefork" in cmd:
-            return "prefork master" if p.ppid() == root else "prefork children and beat"
-    return "other"
-
-
-ROLES: dict[int, str] = {}
+ROLES: dict[int, str] = {}  # pid -> what it is in the tree (bench/idle_memory.roles), once
 
 
 def tree_cpu(root: int, data_dir: Path) -> dict[int, float]:
@@ -179,13 +165,13 @@ def tree_cpu(root: int, data_dir: Path) -> dict[int, float]:
     for pidfile in data_dir.rglob("redis.pid"):
         with contextlib.suppress(ValueError, OSError, psutil.NoSuchProcess):
             procs.append(psutil.Process(int(pidfile.read_text().strip())))
+    if any(p.pid not in ROLES for p in procs):  # a pool child's role needs its worker's
+        ROLES.update(roles(root, procs))
     out: dict[int, float] = {}
     for p in procs:
         with contextlib.suppress(psutil.NoSuchProcess):
             t = p.cpu_times()
             out[p.pid] = t.user + t.system
-            if p.pid not in ROLES:
-                ROLES[p.pid] = role(p, root)
     return out
 
 
@@ -193,7 +179,7 @@ def cpu_by_role(before: dict[int, float], after: dict[int, float], polls: int) -
     """CPU-ms per poll of each part of the tree over one window."""
     out: dict[str, float] = {}
     for pid, cpu in after.items():
-        name = ROLES.get(pid, "other")
+        name = ROLES.get(pid, "?")
         out[name] = out.get(name, 0.0) + 1000 * (cpu - before.get(pid, 0.0)) / max(polls, 1)
     return {k: round(v, 3) for k, v in sorted(out.items())}
 
